@@ -1,0 +1,37 @@
+# The front door: make, make test, make compare, make check-sanitize, make clean.
+# CMake (with Ninja) does the building underneath; every entry point first
+# installs missing Debian packages so a fresh Debian 12 machine needs nothing else.
+
+BUILD      ?= build
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+NPROC      := $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build test check-sanitize compare clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	@cmake --build $(BUILD) -j $(NPROC)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 240
+
+# The whole suite under ASan+UBSan, then under TSan, each in its own build tree.
+check-sanitize: deps
+	cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DIPCLAB_SANITIZE=address \
+	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-asan/bin >/dev/null
+	cmake --build build-asan -j $(NPROC)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --output-on-failure --timeout 400
+	cmake -S . -B build-tsan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DIPCLAB_SANITIZE=thread \
+	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-tsan/bin >/dev/null
+	cmake --build build-tsan -j $(NPROC)
+	cd build-tsan && ctest --output-on-failure --timeout 400
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan bin

@@ -1,0 +1,114 @@
+// bin/client: parse the command line, run the session, map failures to exit codes.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "client/session.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+
+using namespace ipclab;
+
+namespace {
+
+void on_stop(int) { request_stop(); }
+
+void install_stop_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGINT, SIGTERM}) ::sigaction(s, &sa, nullptr);  // no SA_RESTART: waits wake
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "ipclab client: sends messages to an ipclab (or the seed's) server.\n"
+        "  client HOST PORT                     the seed's interactive exchange over TCP\n"
+        "  client --transport shm -m hello      the same over shared memory\n"
+        "  client --count 10000 --size 4096 --stats HOST PORT"};
+    app.set_version_flag("--version", IPCLAB_VERSION);
+    app.footer("Exit codes: 0 success, 1 runtime failure, 2 usage error.");
+
+    Endpoint ep;
+    ClientOptions opt;
+    std::string message, wait = "block", mode = "auto";
+    std::size_t size = 0, max_message = kDefaultMaxMessage;
+    double timeout = 30;
+    int port = -1;
+
+    app.add_option("HOST", ep.host, "Server host name or address (tcp)");
+    app.add_option("PORT", port, "Server TCP port")->check(CLI::Range(1, 65535));
+    app.add_option("-t,--transport", ep.transport, "tcp, unix, fifo, posix-mq, sysv-mq or shm")
+        ->check(CLI::IsMember(transport_names()))
+        ->capture_default_str();
+    app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+        ->capture_default_str();
+    auto* m = app.add_option("-m,--message", message, "Message to send (default: prompt for a line)");
+    app.add_option("-c,--count", opt.count, "Messages to send over one session")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+        ->capture_default_str();
+    auto* sz = app.add_option("-s,--size", size, "Send generated payloads of this many bytes (k, M suffixes)")
+                   ->transform(CLI::AsSizeValue(false))
+                   ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}));
+    app.add_flag("--verify", opt.verify, "Check that each reply echoes its payload byte for byte");
+    app.add_flag("--stats", opt.stats, "Print round-trip latency percentiles and throughput");
+    app.add_option("--wait", wait, "shm only: block or spin")
+        ->check(CLI::IsMember({"block", "spin"}))
+        ->capture_default_str();
+    app.add_option("--mode", mode, "auto, line (the seed's text exchange) or framed")
+        ->check(CLI::IsMember({"auto", "line", "framed"}))
+        ->capture_default_str();
+    app.add_option("--timeout", timeout, "Seconds to wait for connect and for each reply (0: forever)")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str();
+    app.add_option("--max-message", max_message, "Largest reply accepted, in bytes")
+        ->transform(CLI::AsSizeValue(false))
+        ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}))
+        ->default_str("16MiB");
+    sz->excludes(m);
+
+    try {
+        app.parse(argc, argv);
+        if (ep.transport == "tcp" && (ep.host.empty() || port < 0))
+            throw CLI::ValidationError("HOST PORT", "are required for --transport tcp");
+        if (ep.transport != "tcp" && !ep.host.empty())
+            throw CLI::ValidationError("HOST PORT", "apply to --transport tcp only; use --name");
+        if (mode == "line" && (opt.count != 1 || *sz || opt.verify || opt.stats))
+            throw CLI::ValidationError("--mode line", "sends one text message; drop --count/--size/--verify/--stats");
+        if (mode == "line" && ep.transport != "tcp" && ep.transport != "unix")
+            throw CLI::ValidationError("--mode line", "needs --transport tcp or unix");
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+
+    ep.port = std::to_string(port);
+    ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;
+    if (*m) opt.message = message;
+    if (*sz) opt.size = size;
+    opt.mode = mode == "line" ? ClientMode::line : mode == "framed" ? ClientMode::framed
+                                                                     : ClientMode::automatic;
+    opt.limits.timeout_ms = static_cast<int>(timeout * 1000);
+    opt.limits.max_message = max_message;
+
+    try {
+        ignore_sigpipe();
+        install_stop_handlers();
+        run_client(ep, opt, std::cin, std::cout);
+        return 0;
+    } catch (const Interrupted&) {
+        std::fprintf(stderr, "client: interrupted\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::cout.flush();
+        std::string where = ep.transport == "tcp" ? ep.host + " port " + ep.port
+                                                  : ep.transport + " '" + ep.name + "'";
+        std::fprintf(stderr, "client: %s (%s)\n", e.what(), where.c_str());
+        return 1;
+    }
+}

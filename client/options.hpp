@@ -1,0 +1,28 @@
+// What a client run is told on its command line.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "ipc/channel.hpp"
+
+namespace ipclab {
+
+enum class ClientMode { automatic, line, framed };
+
+struct ClientOptions {
+    std::optional<std::string> message;  // -m; otherwise one line from stdin
+    std::size_t count = 1;
+    std::optional<std::size_t> size;     // generated payloads of this size
+    bool verify = false;
+    bool stats = false;
+    ClientMode mode = ClientMode::automatic;
+    Limits limits;  // timeout_ms bounds connect and each reply
+};
+
+// Line mode (the seed's exchange) is used for one plain message over a
+// stream transport; everything else is framed.
+bool uses_line_mode(const Endpoint& ep, const ClientOptions& options);
+
+}  // namespace ipclab

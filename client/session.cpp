@@ -1,0 +1,139 @@
+#include "client/session.hpp"
+
+#include <poll.h>
+
+#include <chrono>
+#include <istream>
+#include <ostream>
+#include <vector>
+
+#include "client/latency.hpp"
+#include "client/payload.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "ipc/transports.hpp"
+#include "server/options.hpp"
+
+namespace ipclab {
+
+namespace {
+
+// After the first reply bytes, this much silence means the reply is complete
+// (the seed's server neither frames nor terminates its reply).
+constexpr int kReplySettleMs = 200;
+
+std::string read_message_line(const ClientOptions& options, std::istream& in, std::ostream& out) {
+    if (options.message) return *options.message;
+    out << "Please enter the message: " << std::flush;
+    std::string line;
+    if (!std::getline(in, line)) throw std::runtime_error("no message on standard input");
+    return line;
+}
+
+std::string printable_reply(std::span<const std::byte> reply) {
+    std::string s(reinterpret_cast<const char*>(reply.data()), reply.size());
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    for (char c : s)
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
+            return "[" + std::to_string(reply.size()) + " bytes]";
+    return s;
+}
+
+void check_reply(const Message& reply, std::span<const std::byte> sent, std::size_t index) {
+    if (reply.type == FrameType::error)
+        throw RemoteError("server refused message " + std::to_string(index) + ": " +
+                          std::string(reinterpret_cast<const char*>(reply.payload.data()),
+                                      reply.payload.size()));
+    auto diff = first_difference(reply.payload, sent);
+    if (!diff) return;
+    if (first_difference(reply.payload, as_bytes(kAckText)) == std::nullopt)
+        throw std::runtime_error(
+            "--verify: the server acknowledged instead of echoing; start it with --reply echo");
+    throw std::runtime_error("--verify: reply " + std::to_string(index) + " (" +
+                             std::to_string(reply.payload.size()) + " bytes) differs from the " +
+                             std::to_string(sent.size()) + "-byte payload at byte " +
+                             std::to_string(*diff));
+}
+
+}  // namespace
+
+std::string line_exchange(const Endpoint& ep, const std::string& line, int timeout_ms) {
+    Fd fd = connect_stream(ep, timeout_ms);
+    write_all(fd.get(), as_bytes(line), true, timeout_ms, "message");
+    std::string reply;
+    Deadline deadline(timeout_ms);
+    char buf[4096];
+    for (;;) {
+        int wait = reply.empty() ? deadline.remaining_ms() : kReplySettleMs;
+        if (!wait_fd(fd.get(), POLLIN, wait, "reply")) {
+            if (reply.empty()) throw TimeoutError("no reply within the timeout");
+            return reply;
+        }
+        std::size_t n = read_some(fd.get(), buf, sizeof buf, "reply");
+        if (n == 0) {
+            if (reply.empty()) throw PeerGone("the server closed the connection without replying");
+            return reply;
+        }
+        reply.append(buf, n);
+        if (reply.back() == '\n' || reply == kAckText) return reply;
+    }
+}
+
+void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& in,
+                std::ostream& out) {
+    if (uses_line_mode(ep, options)) {
+        std::string line = read_message_line(options, in, out);
+        std::string reply = line_exchange(ep, line + "\n", options.limits.timeout_ms);
+        out << printable_reply(as_bytes(reply)) << "\n";
+        return;
+    }
+
+    std::vector<std::byte> payload;
+    if (!options.size) {
+        std::string text = read_message_line(options, in, out);
+        payload.assign(as_bytes(text).begin(), as_bytes(text).end());
+    }
+    auto channel = connect(ep, options.limits);
+    std::vector<std::uint64_t> samples;
+    samples.reserve(options.stats ? options.count : 0);
+    std::uint64_t bytes_out = 0, bytes_in = 0;
+    Message reply;
+    auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < options.count; ++i) {
+        if (options.size) fill_payload(payload, i, *options.size);
+        auto t0 = std::chrono::steady_clock::now();
+        channel->send(FrameType::data, payload);
+        if (!channel->receive(reply))
+            throw PeerGone("the server ended the session after " + std::to_string(i) +
+                           " of " + std::to_string(options.count) + " messages");
+        auto t1 = std::chrono::steady_clock::now();
+        if (options.stats)
+            samples.push_back(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
+        if (reply.type == FrameType::error || options.verify) check_reply(reply, payload, i);
+        bytes_out += payload.size();
+        bytes_in += reply.payload.size();
+    }
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    channel.reset();  // end the session (and remove our objects) before reporting
+
+    if (options.stats) {
+        LatencySummary s = summarize(samples);
+        out << format_stats(s, seconds, bytes_out, bytes_in, payload.size());
+    } else if (options.count == 1) {
+        out << printable_reply(reply.payload) << "\n";
+    } else {
+        out << options.count << " messages sent (" << bytes_out << " bytes), " << options.count
+            << " replies received (" << bytes_in << " bytes)" << (options.verify ? ", all verified" : "")
+            << "\n";
+    }
+}
+
+bool uses_line_mode(const Endpoint& ep, const ClientOptions& o) {
+    if (ep.transport != "tcp" && ep.transport != "unix") return false;
+    if (o.mode != ClientMode::automatic) return o.mode == ClientMode::line;
+    return o.count == 1 && !o.size && !o.verify && !o.stats;
+}
+
+}  // namespace ipclab

@@ -1,0 +1,22 @@
+// The client side of a session: the seed's one-line exchange, and the
+// framed loop that sends --count messages and times each round trip.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+#include "client/options.hpp"
+
+namespace ipclab {
+
+// Sends one text line (terminator included) over a stream socket and
+// returns the reply: everything until the server closes, a newline, the
+// whole ack text, or a short quiet spell after the first bytes.
+std::string line_exchange(const Endpoint& ep, const std::string& line, int timeout_ms);
+
+// Runs the session the options describe; prints replies or statistics to out.
+// Throws on failure (the caller prints one line and exits 1).
+void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& in,
+                std::ostream& out);
+
+}  // namespace ipclab

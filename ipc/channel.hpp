@@ -1,0 +1,86 @@
+// The transport interface every mechanism plugs into.
+//
+// A server holds a Listener, waits on it for a PendingSession, forks, and the
+// child opens the session into a Channel that carries whole messages of any
+// size (0 bytes up to Limits::max_message) both ways. Clients get a Channel
+// from connect(). Each transport is one file implementing these three types.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ipc/framing.hpp"
+
+namespace ipclab {
+
+inline constexpr std::size_t kDefaultMaxMessage = 16u << 20;
+
+struct Limits {
+    std::size_t max_message = kDefaultMaxMessage;
+    // How long to wait for the peer (server: --idle-timeout; client: reply
+    // wait). Zero or negative waits forever.
+    int timeout_ms = 30000;
+};
+
+// How a shared-memory side waits for its peer.
+enum class WaitMode { block, spin };
+
+struct Endpoint {
+    std::string transport = "tcp";
+    std::string host;              // tcp: host to reach, or address to bind ("" = all)
+    std::string port;              // tcp
+    std::string name = "ipclab";   // every other transport
+    WaitMode wait = WaitMode::block;
+};
+
+struct Message {
+    FrameType type = FrameType::data;
+    std::vector<std::byte> payload;
+};
+
+class Channel {
+public:
+    virtual ~Channel() = default;
+    // Sends one whole message. Throws PeerGone, TimeoutError, SystemError.
+    virtual void send(FrameType type, std::span<const std::byte> payload) = 0;
+    // Receives one whole message into msg (reusing its storage). Returns false
+    // when the peer ended the session cleanly between messages. Throws
+    // TimeoutError, OversizeError/ProtocolError (the session is then unusable),
+    // PeerGone, Interrupted.
+    virtual bool receive(Message& msg) = 0;
+    // Line-oriented sessions (seed and nc clients): each message is one line,
+    // terminator included, and replies go out as raw bytes.
+    virtual bool is_text() const { return false; }
+};
+
+class PendingSession {
+public:
+    virtual ~PendingSession() = default;
+    virtual std::string peer() const = 0;
+    // Runs in the forked child: completes the rendezvous, yields the channel.
+    virtual std::unique_ptr<Channel> open(const Limits& limits) = 0;
+};
+
+class Listener {
+public:
+    virtual ~Listener() = default;
+    virtual std::string describe() const = 0;
+    // Blocks until a session is pending (returns it), wake_fd is readable or
+    // a signal interrupts the wait (returns nullptr). Throws ProtocolError
+    // for a rejected hello; the caller logs it and keeps serving.
+    virtual std::unique_ptr<PendingSession> accept(int wake_fd) = 0;
+    // In a forked child: drop descriptors and mappings, remove no names.
+    virtual void close_in_child() noexcept = 0;
+};
+
+// The transport names of INTERFACE.md, in display order.
+const std::vector<std::string>& transport_names();
+bool is_transport(const std::string& name);
+
+std::unique_ptr<Listener> listen(const Endpoint& endpoint, const Limits& limits);
+std::unique_ptr<Channel> connect(const Endpoint& endpoint, const Limits& limits);
+
+}  // namespace ipclab

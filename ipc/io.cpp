@@ -1,0 +1,156 @@
+#include "ipc/io.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <csignal>
+#include <string>
+
+#include "ipc/error.hpp"
+
+namespace ipclab {
+
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+}
+
+void request_stop() noexcept { g_stop = 1; }
+bool stop_requested() noexcept { return g_stop != 0; }
+void clear_stop() noexcept { g_stop = 0; }
+
+void on_eintr() {
+    if (stop_requested()) throw Interrupted();
+}
+
+void ignore_sigpipe() {
+    struct sigaction sa {};
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    check(::sigaction(SIGPIPE, &sa, nullptr), "sigaction(SIGPIPE)");
+}
+
+Deadline::Deadline(int timeout_ms)
+    : infinite_(timeout_ms < 0),
+      at_(std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0))) {}
+
+int Deadline::remaining_ms() const {
+    if (infinite_) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        at_ - std::chrono::steady_clock::now());
+    // Round a sub-millisecond remainder up so a nearly-due deadline still polls once.
+    return left.count() <= 0 ? 0 : static_cast<int>(std::min<long long>(left.count() + 1, 1 << 30));
+}
+
+bool wait_fd(int fd, short events, int timeout_ms, const char* what) {
+    Deadline deadline(timeout_ms);
+    for (;;) {
+        struct pollfd p {fd, events, 0};
+        int n = ::poll(&p, 1, deadline.remaining_ms());
+        if (n > 0) return true;
+        if (n == 0) return false;
+        if (errno != EINTR) throw_errno(std::string("poll ") + what);
+        on_eintr();
+    }
+}
+
+std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
+    for (;;) {
+        ssize_t n = ::read(fd, buf, len);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            throw TimeoutError(std::string("timed out reading ") + what);
+        if (errno == ECONNRESET) throw PeerGone(std::string("connection reset reading ") + what);
+        throw_errno(std::string("read ") + what);
+    }
+}
+
+void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
+               const char* what) {
+    Deadline deadline(timeout_ms);
+    while (iovcnt > 0) {
+        ssize_t n;
+        if (is_socket) {
+            struct msghdr mh {};
+            mh.msg_iov = iov;
+            mh.msg_iovlen = static_cast<std::size_t>(iovcnt);
+            n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+        } else {
+            n = ::writev(fd, iov, iovcnt);
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                on_eintr();
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (is_socket)  // SO_SNDTIMEO expired
+                    throw TimeoutError(std::string("timed out writing ") + what);
+                if (!wait_fd(fd, POLLOUT, deadline.remaining_ms(), what))
+                    throw TimeoutError(std::string("timed out writing ") + what);
+                continue;
+            }
+            if (errno == EPIPE || errno == ECONNRESET)
+                throw PeerGone(std::string("peer closed while writing ") + what);
+            throw_errno(std::string("write ") + what);
+        }
+        // Advance past what was written; a short write leaves a partial iovec.
+        auto left = static_cast<std::size_t>(n);
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            ++iov;
+            --iovcnt;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+            iov->iov_len -= left;
+        }
+    }
+}
+
+void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
+               const char* what) {
+    struct iovec iov {const_cast<std::byte*>(bytes.data()), bytes.size()};
+    write_all(fd, &iov, 1, is_socket, timeout_ms, what);
+}
+
+bool read_exact(int fd, std::span<std::byte> buf, bool use_poll, int timeout_ms,
+                const char* what) {
+    std::size_t got = 0;
+    while (got < buf.size()) {
+        if (use_poll && timeout_ms >= 0 && !wait_fd(fd, POLLIN, timeout_ms, what))
+            throw TimeoutError(std::string("timed out reading ") + what);
+        std::size_t n = read_some(fd, buf.data() + got, buf.size() - got, what);
+        if (n == 0) {
+            if (got == 0) return false;
+            throw PeerGone(std::string("peer closed in the middle of ") + what);
+        }
+        got += n;
+    }
+    return true;
+}
+
+void set_nonblocking(int fd, bool on) {
+    int flags = check(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)");
+    flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    check(::fcntl(fd, F_SETFL, flags), "fcntl(F_SETFL)");
+}
+
+void set_socket_timeouts(int fd, int timeout_ms) {
+    struct timeval tv {};
+    if (timeout_ms > 0) {
+        tv.tv_sec = timeout_ms / 1000;
+        tv.tv_usec = (timeout_ms % 1000) * 1000;
+    }
+    check(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), "setsockopt(SO_RCVTIMEO)");
+    check(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), "setsockopt(SO_SNDTIMEO)");
+}
+
+}  // namespace ipclab

@@ -1,0 +1,67 @@
+// EINTR, short reads/writes and timeouts, handled once for every caller.
+//
+// Timeouts are in milliseconds; a negative timeout waits forever. A stop
+// request (request_stop(), called from a SIGINT/SIGTERM handler) turns the
+// next EINTR into an Interrupted exception so blocked callers unwind and
+// their RAII owners remove what they created.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <chrono>
+#include <cstddef>
+#include <span>
+
+namespace ipclab {
+
+// Async-signal-safe: only stores to a volatile sig_atomic_t.
+void request_stop() noexcept;
+bool stop_requested() noexcept;
+void clear_stop() noexcept;
+
+// Called after a system call failed with EINTR: throws Interrupted when a
+// stop was requested, otherwise returns so the caller retries.
+void on_eintr();
+
+// Ignores SIGPIPE process-wide: a vanished peer must surface as EPIPE, not kill us.
+void ignore_sigpipe();
+
+// Poll one descriptor for `events`; returns false on timeout. Retries EINTR.
+bool wait_fd(int fd, short events, int timeout_ms, const char* what);
+
+// A point in time after which an operation has failed. Negative ms: never.
+class Deadline {
+public:
+    explicit Deadline(int timeout_ms);
+    static Deadline never() { return Deadline(-1); }
+    // Milliseconds left for poll(2): -1 for never, 0 once expired.
+    int remaining_ms() const;
+    bool expired() const { return remaining_ms() == 0; }
+
+private:
+    bool infinite_;
+    std::chrono::steady_clock::time_point at_;
+};
+
+// One read(2): returns bytes read (0 at EOF). EINTR retried; EAGAIN throws
+// TimeoutError (sockets with SO_RCVTIMEO report timeouts that way).
+std::size_t read_some(int fd, void* buf, std::size_t len, const char* what);
+
+// Writes every byte of the iovec array, continuing after short writes.
+// Sockets use sendmsg(MSG_NOSIGNAL); other descriptors writev. When a
+// non-blocking descriptor is full, waits for room up to timeout_ms.
+void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
+               const char* what);
+void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
+               const char* what);
+
+// Reads exactly buf.size() bytes. Returns false on EOF before the first
+// byte; throws PeerGone on EOF part-way. Waits with poll when timeout_ms >= 0
+// and the descriptor is not a socket with its own SO_RCVTIMEO.
+bool read_exact(int fd, std::span<std::byte> buf, bool use_poll, int timeout_ms,
+                const char* what);
+
+void set_nonblocking(int fd, bool on);
+void set_socket_timeouts(int fd, int timeout_ms);
+
+}  // namespace ipclab

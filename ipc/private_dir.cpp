@@ -1,0 +1,133 @@
+#include "ipc/private_dir.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+
+namespace ipclab {
+
+namespace {
+
+std::string dir_path() {
+    if (const char* env = std::getenv("IPCLAB_DIR"); env != nullptr && *env != '\0')
+        return env;
+    return "/tmp/ipclab-" + std::to_string(::getuid());
+}
+
+}  // namespace
+
+std::string private_dir() {
+    std::string path = dir_path();
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+        throw_errno("mkdir " + path);
+    struct stat st {};
+    check(::lstat(path.c_str(), &st), ("lstat " + path).c_str());
+    if (!S_ISDIR(st.st_mode))
+        throw std::runtime_error(path + " is not a directory; refusing to use it");
+    if (st.st_uid != ::getuid())
+        throw std::runtime_error(path + " belongs to uid " + std::to_string(st.st_uid) +
+                                 ", not to us; refusing to use it");
+    if ((st.st_mode & 0077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+        throw std::runtime_error(path + " is open to other users (mode " + mode +
+                                 "); it must be 0700");
+    }
+    return path;
+}
+
+void remove_private_dir_if_empty() noexcept { ::rmdir(dir_path().c_str()); }
+
+std::string global_prefix(const std::string& name) {
+    return "ipclab-" + std::to_string(::getuid()) + "-" + name;
+}
+
+void check_name(const std::string& name) {
+    if (name.empty() || name.size() > 64)
+        throw std::invalid_argument("--name must have 1 to 64 characters");
+    for (char c : name) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok)
+            throw std::invalid_argument("--name '" + name +
+                                        "' may hold only letters, digits, '.', '_' and '-'");
+    }
+    if (name[0] == '.') throw std::invalid_argument("--name must not start with '.'");
+}
+
+bool process_alive(pid_t pid) noexcept {
+    if (pid <= 0) return false;
+    return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+InstanceLock::InstanceLock(const std::string& transport, const std::string& name)
+    : owner_(::getpid()) {
+    check_name(name);
+    path_ = private_dir() + "/" + name + "." + transport + ".lock";
+    for (;;) {
+        fd_.reset(::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+        if (!fd_) throw_errno("open " + path_);
+        if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) {
+            // The file we locked may have been unlinked by its previous owner
+            // between our open and our flock; lock the current file instead.
+            struct stat held {}, now {};
+            check(::fstat(fd_.get(), &held), "fstat lock");
+            if (::stat(path_.c_str(), &now) != 0 || held.st_ino != now.st_ino) continue;
+            break;
+        }
+        if (errno == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (errno != EWOULDBLOCK) throw_errno("flock " + path_);
+        char buf[32] = {};
+        ssize_t n = ::pread(fd_.get(), buf, sizeof buf - 1, 0);
+        long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+        throw AlreadyRunning("an ipclab " + transport + " server named '" + name +
+                             "' is already running, pid " + std::to_string(pid));
+    }
+    std::string pid = std::to_string(owner_) + "\n";
+    check(::ftruncate(fd_.get(), 0), "ftruncate lock");
+    if (::pwrite(fd_.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        throw_errno("write " + path_);
+}
+
+InstanceLock::~InstanceLock() {
+    if (fd_ && ::getpid() == owner_) {
+        ::unlink(path_.c_str());
+        fd_.reset();
+        remove_private_dir_if_empty();
+    }
+}
+
+OwnedPath::OwnedPath(std::string path) : path_(std::move(path)), owner_(::getpid()) {}
+
+OwnedPath::OwnedPath(OwnedPath&& other) noexcept
+    : path_(std::move(other.path_)), owner_(other.owner_) {
+    other.path_.clear();
+}
+
+OwnedPath& OwnedPath::operator=(OwnedPath&& other) noexcept {
+    if (this != &other) {
+        OwnedPath old(std::move(*this));
+        path_ = std::move(other.path_);
+        owner_ = other.owner_;
+        other.path_.clear();
+    }
+    return *this;
+}
+
+OwnedPath::~OwnedPath() {
+    if (!path_.empty() && ::getpid() == owner_) ::unlink(path_.c_str());
+}
+
+}  // namespace ipclab

@@ -1,0 +1,67 @@
+// Where ipclab's named objects live, and who owns them.
+//
+// Filesystem objects (sockets, FIFOs, lock files) live in a per-user 0700
+// directory, /tmp/ipclab-$UID (or $IPCLAB_DIR). Kernel namespaces without
+// directories (POSIX queues, shared memory) use names carrying the uid.
+// A server holds an InstanceLock (flock on NAME.TRANSPORT.lock) for as long
+// as it runs: a second server on the same endpoint learns the live owner's
+// pid; a server that finds the lock free knows any leftovers are stale.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "ipc/fd.hpp"
+
+namespace ipclab {
+
+// Creates the directory if needed; refuses one that is not ours, not a
+// directory, or open to others. Returns its path.
+std::string private_dir();
+
+// Removes the private directory if it is empty (best effort).
+void remove_private_dir_if_empty() noexcept;
+
+// "ipclab-<uid>-<name>" style prefix for kernel-global names.
+std::string global_prefix(const std::string& name);
+
+// Rejects names that would escape the directory or break kernel names.
+void check_name(const std::string& name);
+
+bool process_alive(pid_t pid) noexcept;
+
+class InstanceLock {
+public:
+    // Throws AlreadyRunning naming the live owner's pid.
+    InstanceLock(const std::string& transport, const std::string& name);
+    InstanceLock(InstanceLock&&) = default;
+    InstanceLock& operator=(InstanceLock&&) = delete;
+    ~InstanceLock();
+    // A forked child drops its copy of the descriptor; the lock stays with the parent.
+    void close_in_child() noexcept { fd_.reset(); }
+
+private:
+    Fd fd_;
+    std::string path_;
+    pid_t owner_;
+};
+
+// A filesystem name that only its creating process removes (forked children
+// inherit the object but never unlink it).
+class OwnedPath {
+public:
+    OwnedPath() = default;
+    explicit OwnedPath(std::string path);
+    OwnedPath(OwnedPath&& other) noexcept;
+    OwnedPath& operator=(OwnedPath&& other) noexcept;
+    ~OwnedPath();
+    const std::string& path() const { return path_; }
+    void disown() noexcept { path_.clear(); }
+
+private:
+    std::string path_;
+    pid_t owner_ = 0;
+};
+
+}  // namespace ipclab

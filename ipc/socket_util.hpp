@@ -1,0 +1,42 @@
+// Socket helpers shared by the TCP and UNIX-domain transports: checked
+// creation, bounded connect, and the listener that both use.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ipc/channel.hpp"
+#include "ipc/fd.hpp"
+#include "ipc/private_dir.hpp"
+
+namespace ipclab {
+
+// socket(2) with SOCK_CLOEXEC; throws naming the call.
+Fd new_socket(int domain, int type);
+
+std::string sockaddr_to_string(const struct sockaddr* sa, socklen_t len);
+
+// Connects fd within timeout_ms (<= 0: the kernel's own limit). Returns 0 or
+// the errno of the failure (ETIMEDOUT on timeout) so callers can try the next address.
+int connect_within(int fd, const struct sockaddr* sa, socklen_t len, int timeout_ms);
+
+// A listening stream socket (TCP or UNIX) plus whatever names it owns.
+class SocketListener final : public Listener {
+public:
+    SocketListener(Fd fd, std::string description, std::optional<InstanceLock> lock,
+                   OwnedPath path);
+    std::string describe() const override { return description_; }
+    std::unique_ptr<PendingSession> accept(int wake_fd) override;
+    void close_in_child() noexcept override;
+
+private:
+    Fd fd_;
+    std::string description_;
+    std::optional<InstanceLock> lock_;
+    OwnedPath path_;
+};
+
+}  // namespace ipclab

@@ -1,0 +1,191 @@
+#include "ipc/stream_channel.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+
+namespace ipclab {
+
+namespace {
+constexpr std::size_t kReadBuffer = 64 * 1024;
+}
+
+StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
+    : fd_(fd), use_poll_(use_poll), timeout_ms_(timeout_ms), buf_(kReadBuffer) {}
+
+bool StreamReader::fill(std::size_t n) {
+    if (buffered() >= n) return true;
+    if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
+        std::memmove(buf_.data(), buf_.data() + pos_, buffered());
+        end_ -= pos_;
+        pos_ = 0;
+    }
+    if (buf_.size() < n) buf_.resize(n);
+    while (end_ < n) {
+        if (use_poll_ && timeout_ms_ > 0 && !wait_fd(fd_, POLLIN, timeout_ms_, "stream"))
+            throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
+                               " ms waiting for the peer");
+        std::size_t got = read_some(fd_, buf_.data() + end_, buf_.size() - end_, "stream");
+        if (got == 0) return false;
+        end_ += got;
+    }
+    return true;
+}
+
+bool StreamReader::read_exact(std::span<std::byte> out, const char* what) {
+    std::size_t from_buffer = std::min(out.size(), buffered());
+    std::memcpy(out.data(), data(), from_buffer);
+    consume(from_buffer);
+    if (from_buffer == out.size()) return true;
+    auto rest = out.subspan(from_buffer);
+    // Large remainders bypass the buffer: one copy from the kernel, no more.
+    bool ok = ipclab::read_exact(fd_, rest, use_poll_, timeout_ms_, what);
+    if (!ok && from_buffer > 0) throw PeerGone(std::string("peer closed in the middle of ") + what);
+    return ok;
+}
+
+namespace {
+
+void apply_timeouts(const StreamFds& fds, int timeout_ms) {
+    if (fds.is_socket) {
+        set_socket_timeouts(fds.read.get(), timeout_ms);
+    } else if (fds.write) {
+        // Writes to a full pipe then wait in poll, bounded by the timeout.
+        set_nonblocking(fds.write.get(), true);
+    }
+}
+
+class FramedChannel final : public Channel {
+public:
+    FramedChannel(StreamFds fds, const Limits& limits, bool send_opening,
+                  std::unique_ptr<StreamReader> reader)
+        : fds_(std::move(fds)),
+          limits_(limits),
+          pending_opening_(send_opening),
+          reader_(reader ? std::move(reader)
+                         : std::make_unique<StreamReader>(fds_.read.get(), !fds_.is_socket,
+                                                          limits.timeout_ms)) {
+        apply_timeouts(fds_, limits.timeout_ms);
+    }
+
+    void send(FrameType type, std::span<const std::byte> payload) override {
+        HeaderBytes header = encode_header(type, payload.size());
+        struct iovec iov[3];
+        int n = 0;
+        if (pending_opening_)
+            iov[n++] = {const_cast<std::byte*>(kFramedOpening.data()), kFramedOpening.size()};
+        iov[n++] = {header.data(), header.size()};
+        if (!payload.empty()) iov[n++] = {const_cast<std::byte*>(payload.data()), payload.size()};
+        write_all(write_fd(), iov, n, fds_.is_socket, limits_.timeout_ms, "frame");
+        pending_opening_ = false;
+    }
+
+    bool receive(Message& msg) override {
+        if (!reader_->fill(kFrameHeaderSize)) {
+            if (reader_->buffered() == 0) return false;
+            throw PeerGone("peer closed in the middle of a frame header");
+        }
+        FrameHeader h = decode_header(
+            std::span<const std::byte, kFrameHeaderSize>(reader_->data(), kFrameHeaderSize),
+            limits_.max_message);
+        reader_->consume(kFrameHeaderSize);
+        msg.type = h.type;
+        msg.payload.resize(h.length);
+        if (h.length > 0 && !reader_->read_exact(msg.payload, "frame payload"))
+            throw PeerGone("peer closed in the middle of a frame payload");
+        return true;
+    }
+
+private:
+    int write_fd() const { return fds_.write ? fds_.write.get() : fds_.read.get(); }
+
+    StreamFds fds_;
+    Limits limits_;
+    bool pending_opening_;
+    std::unique_ptr<StreamReader> reader_;
+};
+
+class TextChannel final : public Channel {
+public:
+    TextChannel(Fd socket, const Limits& limits, std::unique_ptr<StreamReader> reader)
+        : socket_(std::move(socket)), limits_(limits), reader_(std::move(reader)) {}
+
+    bool is_text() const override { return true; }
+
+    void send(FrameType type, std::span<const std::byte> payload) override {
+        if (type == FrameType::error) {
+            std::string line = "error: ";
+            line.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+            line += '\n';
+            write_all(socket_.get(), as_bytes(line), true, limits_.timeout_ms, "text reply");
+            return;
+        }
+        write_all(socket_.get(), payload, true, limits_.timeout_ms, "text reply");
+    }
+
+    // A message is one line including its '\n'; a last line without one counts too.
+    bool receive(Message& msg) override {
+        msg.type = FrameType::data;
+        std::size_t scanned = 0;
+        for (;;) {
+            const std::byte* start = reader_->data();
+            const std::byte* nl = static_cast<const std::byte*>(
+                std::memchr(start + scanned, '\n', reader_->buffered() - scanned));
+            if (nl != nullptr) {
+                std::size_t len = static_cast<std::size_t>(nl - start) + 1;
+                check_size(len);
+                msg.payload.assign(start, start + len);
+                reader_->consume(len);
+                return true;
+            }
+            scanned = reader_->buffered();
+            check_size(scanned);
+            if (!reader_->fill(scanned + 1)) {
+                if (reader_->buffered() == 0) return false;
+                msg.payload.assign(reader_->data(), reader_->data() + reader_->buffered());
+                reader_->consume(reader_->buffered());
+                return true;
+            }
+        }
+    }
+
+private:
+    void check_size(std::size_t len) const {
+        if (len > limits_.max_message + 1)  // +1: the terminator is not payload
+            throw OversizeError("line of more than " + std::to_string(limits_.max_message) +
+                                " bytes exceeds the limit (--max-message)");
+    }
+
+    Fd socket_;
+    Limits limits_;
+    std::unique_ptr<StreamReader> reader_;
+};
+
+}  // namespace
+
+std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
+                                             bool send_opening) {
+    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, nullptr);
+}
+
+std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
+    set_socket_timeouts(socket.get(), limits.timeout_ms);
+    auto reader = std::make_unique<StreamReader>(socket.get(), false, limits.timeout_ms);
+    if (reader->fill(1) && reader->data()[0] == std::byte{0}) {
+        if (!reader->fill(kOpeningSize))
+            throw ProtocolError("malformed opening: peer closed after " +
+                                std::to_string(reader->buffered()) + " bytes");
+        check_opening(std::span<const std::byte, kOpeningSize>(reader->data(), kOpeningSize));
+        reader->consume(kOpeningSize);
+        StreamFds fds{std::move(socket), Fd{}, true};
+        return std::make_unique<FramedChannel>(std::move(fds), limits, false, std::move(reader));
+    }
+    return std::make_unique<TextChannel>(std::move(socket), limits, std::move(reader));
+}
+
+}  // namespace ipclab

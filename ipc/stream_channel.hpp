@@ -1,0 +1,52 @@
+// Channels over byte streams: the framed channel (header + payload, one
+// writev per message) and the text channel (one line per message) that plain
+// line clients such as the seed's client and nc get.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "ipc/channel.hpp"
+#include "ipc/fd.hpp"
+
+namespace ipclab {
+
+// Read side of a stream with a buffer, so small frames cost one read(2).
+class StreamReader {
+public:
+    // use_poll: wait with poll(2) before reads (pipes); sockets rely on SO_RCVTIMEO.
+    StreamReader(int fd, bool use_poll, int timeout_ms);
+
+    // Ensures at least n buffered bytes; false if EOF came first.
+    bool fill(std::size_t n);
+    std::size_t buffered() const { return end_ - pos_; }
+    const std::byte* data() const { return buf_.data() + pos_; }
+    void consume(std::size_t n) { pos_ += n; }
+    // Copies out buffered bytes first, then reads the rest straight into out.
+    // Returns false on EOF before any byte; throws PeerGone on EOF part-way.
+    bool read_exact(std::span<std::byte> out, const char* what);
+
+private:
+    int fd_;
+    bool use_poll_;
+    int timeout_ms_;
+    std::vector<std::byte> buf_;
+    std::size_t pos_ = 0, end_ = 0;
+};
+
+struct StreamFds {
+    Fd read;
+    Fd write;        // empty: write to `read` (a socket)
+    bool is_socket;
+};
+
+// Framed channel. With send_opening, the first send carries the 8-byte
+// opening in the same system call.
+std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
+                                             bool send_opening);
+
+// Reads the session's first bytes and picks the framed or the text channel.
+std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits);
+
+}  // namespace ipclab

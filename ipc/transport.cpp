@@ -1,0 +1,52 @@
+#include <algorithm>
+#include <stdexcept>
+
+#include "ipc/channel.hpp"
+#include "ipc/transports.hpp"
+
+namespace ipclab {
+
+Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms);
+Fd connect_unix_socket(const Endpoint& ep, int timeout_ms);
+
+const std::vector<std::string>& transport_names() {
+    static const std::vector<std::string> names{"tcp", "unix", "fifo", "posix-mq", "sysv-mq",
+                                                "shm"};
+    return names;
+}
+
+bool is_transport(const std::string& name) {
+    const auto& n = transport_names();
+    return std::find(n.begin(), n.end(), name) != n.end();
+}
+
+std::unique_ptr<Listener> listen(const Endpoint& ep, const Limits& limits) {
+    const std::string& t = ep.transport;
+    if (t == "tcp") return listen_tcp(ep, limits);
+    if (t == "unix") return listen_unix(ep, limits);
+    if (t == "fifo") return listen_fifo(ep, limits);
+    if (t == "posix-mq") return listen_posix_mq(ep, limits);
+    if (t == "sysv-mq") return listen_sysv_mq(ep, limits);
+    if (t == "shm") return listen_shm(ep, limits);
+    throw std::invalid_argument("unknown transport '" + t + "'");
+}
+
+std::unique_ptr<Channel> connect(const Endpoint& ep, const Limits& limits) {
+    const std::string& t = ep.transport;
+    if (t == "tcp") return connect_tcp(ep, limits);
+    if (t == "unix") return connect_unix(ep, limits);
+    if (t == "fifo") return connect_fifo(ep, limits);
+    if (t == "posix-mq") return connect_posix_mq(ep, limits);
+    if (t == "sysv-mq") return connect_sysv_mq(ep, limits);
+    if (t == "shm") return connect_shm(ep, limits);
+    throw std::invalid_argument("unknown transport '" + t + "'");
+}
+
+Fd connect_stream(const Endpoint& ep, int timeout_ms) {
+    if (ep.transport == "tcp") return connect_tcp_socket(ep, timeout_ms);
+    if (ep.transport == "unix") return connect_unix_socket(ep, timeout_ms);
+    throw std::invalid_argument("line mode needs a stream transport (tcp or unix), not " +
+                                ep.transport);
+}
+
+}  // namespace ipclab

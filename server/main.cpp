@@ -1,0 +1,86 @@
+// bin/server: parse the command line, open the listener, run the loop.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "ipc/channel.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "server/server_loop.hpp"
+
+using namespace ipclab;
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "ipclab server: answers each message of a session, forking one child per session.\n"
+        "  server PORT                  TCP on every interface (IPv4 and IPv6)\n"
+        "  server --transport fifo      the same exchange over FIFOs (likewise every transport)"};
+    app.set_version_flag("--version", IPCLAB_VERSION);
+    app.footer("Exit codes: 0 success, 1 runtime failure, 2 usage error.");
+
+    Endpoint ep;
+    ServerOptions opt;
+    int port = -1;
+    double idle_timeout = 30;
+    std::size_t max_message = kDefaultMaxMessage;
+    std::string wait = "block";
+
+    app.add_option("PORT", port, "TCP port to listen on (tcp transport; 0 picks a free one)")
+        ->check(CLI::Range(0, 65535));
+    app.add_option("-t,--transport", ep.transport, "tcp, unix, fifo, posix-mq, sysv-mq or shm")
+        ->check(CLI::IsMember(transport_names()))
+        ->capture_default_str();
+    app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+        ->capture_default_str();
+    app.add_option("--bind", ep.host, "Address to bind (tcp; default every interface)");
+    app.add_option("--reply", opt.reply, "ack: reply 'I got your message'; echo: send the payload back")
+        ->transform(CLI::CheckedTransformer(
+            std::map<std::string, ReplyMode>{{"ack", ReplyMode::ack}, {"echo", ReplyMode::echo}}))
+        ->default_str("ack");
+    app.add_option("--wait", wait, "shm only: block (sleep on a futex) or spin (bounded busy-poll)")
+        ->check(CLI::IsMember({"block", "spin"}))
+        ->capture_default_str();
+    app.add_option("--max-clients", opt.max_clients, "Live sessions at most; more wait")
+        ->check(CLI::Range(1u, 100000u))
+        ->capture_default_str();
+    app.add_option("--idle-timeout", idle_timeout, "Seconds of silence that end a session (0: never)")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str();
+    app.add_option("--max-message", max_message, "Largest message in bytes (suffixes k, M, G)")
+        ->transform(CLI::AsSizeValue(false))
+        ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}))
+        ->default_str("16MiB");
+    app.add_option("--grace", opt.grace_seconds, "Seconds sessions get to finish after SIGINT/SIGTERM")
+        ->check(CLI::Range(0.0, 3600.0))
+        ->capture_default_str();
+    app.add_flag("--once", opt.once, "Serve one session, then exit");
+    app.add_flag("-q,--quiet", opt.quiet, "Do not print 'Here is the message: ...'");
+
+    try {
+        app.parse(argc, argv);
+        if (ep.transport == "tcp" && port < 0)
+            throw CLI::ValidationError("PORT", "is required for --transport tcp");
+        if (ep.transport != "tcp" && port >= 0)
+            throw CLI::ValidationError("PORT", "applies to --transport tcp only; use --name");
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+
+    ep.port = std::to_string(port);
+    ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;
+    opt.limits.max_message = max_message;
+    opt.limits.timeout_ms = static_cast<int>(idle_timeout * 1000);
+
+    try {
+        ignore_sigpipe();
+        // Our children print too: no stdio buffer may be duplicated by fork.
+        std::setvbuf(stdout, nullptr, _IONBF, 0);
+        return run_server(listen(ep, opt.limits), opt);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "server: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,22 @@
+// What a server run is told on its command line.
+#pragma once
+
+#include "ipc/channel.hpp"
+
+namespace ipclab {
+
+enum class ReplyMode { ack, echo };
+
+inline constexpr char kAckText[] = "I got your message";  // 18 bytes, no terminator
+
+struct ServerOptions {
+    ReplyMode reply = ReplyMode::ack;
+    bool quiet = false;          // no "Here is the message" lines
+    bool once = false;           // serve one session, then exit
+    unsigned max_clients = 64;   // live children at most
+    double grace_seconds = 5;    // on SIGINT/SIGTERM, before children are ended
+    bool log_sessions = true;    // one stderr line per ended session
+    Limits limits;               // timeout_ms is the idle timeout
+};
+
+}  // namespace ipclab

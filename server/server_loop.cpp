@@ -1,0 +1,244 @@
+#include "server/server_loop.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+
+#include "ipc/error.hpp"
+#include "ipc/fd.hpp"
+#include "ipc/io.hpp"
+#include "server/session.hpp"
+
+namespace ipclab {
+
+namespace {
+
+// Records written by the signal handlers into the self-pipe: a reaped child
+// (pid > 0, its wait status) or a stop signal (pid = 0, status = signo).
+struct Record {
+    pid_t pid;
+    int status;
+};
+static_assert(sizeof(Record) <= PIPE_BUF, "records must be written atomically");
+
+int g_wake_write = -1;
+
+void on_child(int) {
+    int saved = errno;
+    int status;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        Record r{pid, status};
+        [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
+    }
+    errno = saved;
+}
+
+void on_stop(int signo) {
+    int saved = errno;
+    Record r{0, signo};
+    [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
+    errno = saved;
+}
+
+void set_handler(int signo, void (*handler)(int)) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = signo == SIGCHLD ? SA_NOCLDSTOP : 0;  // no SA_RESTART: waits must wake
+    check(::sigaction(signo, &sa, nullptr), "sigaction");
+}
+
+void log_line(const std::string& line) {
+    try {
+        write_all(STDERR_FILENO, as_bytes(line), false, 5000, "stderr");
+    } catch (const std::exception&) {
+    }
+}
+
+std::string describe_status(int status) {
+    if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return std::string("killed by signal ") + ::strsignal(WTERMSIG(status));
+    return "status " + std::to_string(status);
+}
+
+class Parent {
+public:
+    Parent(std::unique_ptr<Listener> listener, const ServerOptions& options)
+        : listener_(std::move(listener)), options_(options) {
+        int fds[2];
+        check(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), "pipe2");
+        wake_read_.reset(fds[0]);
+        wake_write_.reset(fds[1]);
+        g_wake_write = wake_write_.get();
+        for (int s : {SIGCHLD, SIGINT, SIGTERM}) {
+            struct sigaction old {};
+            ::sigaction(s, nullptr, &old);
+            saved_.emplace(s, old);
+        }
+        set_handler(SIGCHLD, on_child);
+        set_handler(SIGINT, on_stop);
+        set_handler(SIGTERM, on_stop);
+    }
+
+    ~Parent() {
+        for (auto& [s, old] : saved_) ::sigaction(s, &old, nullptr);
+        g_wake_write = -1;
+    }
+
+    int run() {
+        if (options_.log_sessions)
+            log_line("server: listening on " + listener_->describe() + " (pid " +
+                     std::to_string(::getpid()) + ")\n");
+        while (!stopping_) {
+            if (options_.once && started_ > 0) {
+                if (live_.empty()) break;
+                wait_wake(-1);
+                continue;
+            }
+            if (live_.size() >= options_.max_clients) {
+                wait_wake(-1);  // a child's end (or a stop) wakes us
+                continue;
+            }
+            std::unique_ptr<PendingSession> pending;
+            try {
+                pending = listener_->accept(wake_read_.get());
+            } catch (const ProtocolError& e) {
+                log_line(std::string("server: rejected a session: ") + e.what() + "\n");
+            } catch (const std::exception& e) {
+                log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
+                wait_wake(100);  // e.g. EMFILE: back off instead of spinning
+            }
+            drain();
+            if (pending && !stopping_) spawn(*pending);
+        }
+        shut_down();
+        return 0;
+    }
+
+private:
+    void spawn(PendingSession& pending) {
+        pid_t pid = ::fork();
+        if (pid < 0) {
+            log_line(std::string("server: fork failed: ") + std::strerror(errno) +
+                     "; dropped the session from " + pending.peer() + "\n");
+            return;
+        }
+        if (pid == 0) child(pending);
+        live_.insert(pid);
+        ++started_;
+    }
+
+    [[noreturn]] void child(PendingSession& pending) {
+        listener_->close_in_child();
+        wake_read_.reset();
+        wake_write_.reset();
+        g_wake_write = -1;
+        // Ctrl-C reaches the whole process group; the parent decides when
+        // children end, so they ignore SIGINT and unwind on SIGTERM.
+        struct sigaction sa {};
+        sigemptyset(&sa.sa_mask);
+        sa.sa_handler = SIG_DFL;
+        ::sigaction(SIGCHLD, &sa, nullptr);
+        sa.sa_handler = SIG_IGN;
+        ::sigaction(SIGINT, &sa, nullptr);
+        sa.sa_handler = [](int) { request_stop(); };
+        ::sigaction(SIGTERM, &sa, nullptr);
+        clear_stop();
+        SessionReport report = run_session(pending, options_);
+        if (options_.log_sessions) log_line(format_report(report, ::getpid()));
+        ::_exit(report.clean ? 0 : 1);
+    }
+
+    // Handles what the signal handlers reported.
+    void drain() {
+        std::array<Record, 64> recs;
+        for (;;) {
+            ssize_t n = ::read(wake_read_.get(), recs.data(), sizeof recs);
+            if (n <= 0) {
+                if (n < 0 && errno == EINTR) continue;
+                return;  // EAGAIN: empty
+            }
+            for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(Record); ++i) {
+                const Record& r = recs[i];
+                if (r.pid == 0) {
+                    if (stopping_) hurry_ = true;  // a second signal: no more grace
+                    stopping_ = true;
+                    continue;
+                }
+                live_.erase(r.pid);
+                bool normal = WIFEXITED(r.status) && WEXITSTATUS(r.status) <= 1;
+                if (!normal && options_.log_sessions)
+                    log_line("server: child " + std::to_string(r.pid) + " ended abnormally (" +
+                             describe_status(r.status) + ")\n");
+            }
+        }
+    }
+
+    void wait_wake(int timeout_ms) {
+        struct pollfd p {wake_read_.get(), POLLIN, 0};
+        ::poll(&p, 1, timeout_ms);  // EINTR is fine: drain() sees why
+        drain();
+    }
+
+    void wait_children(int timeout_ms) {
+        Deadline deadline(timeout_ms);
+        while (!live_.empty() && !hurry_) {
+            int left = deadline.remaining_ms();
+            if (left == 0) return;
+            wait_wake(left);
+        }
+    }
+
+    void signal_children(int signo) {
+        for (pid_t pid : live_) ::kill(pid, signo);
+    }
+
+    void shut_down() {
+        listener_.reset();  // new sessions are refused from here on; names removed
+        if (!live_.empty()) {
+            wait_children(static_cast<int>(options_.grace_seconds * 1000));
+            if (!live_.empty()) {
+                if (options_.log_sessions)
+                    log_line("server: ending " + std::to_string(live_.size()) +
+                             " session(s) still running after the grace period\n");
+                hurry_ = false;
+                signal_children(SIGTERM);
+                wait_children(2000);
+                if (!live_.empty()) {
+                    signal_children(SIGKILL);
+                    hurry_ = false;
+                    wait_children(-1);
+                }
+            }
+        }
+        if (options_.log_sessions) log_line("server: stopped\n");
+    }
+
+    std::unique_ptr<Listener> listener_;
+    ServerOptions options_;
+    Fd wake_read_, wake_write_;
+    std::map<int, struct sigaction> saved_;
+    std::set<pid_t> live_;
+    unsigned long started_ = 0;
+    bool stopping_ = false;
+    bool hurry_ = false;
+};
+
+}  // namespace
+
+int run_server(std::unique_ptr<Listener> listener, const ServerOptions& options) {
+    Parent parent(std::move(listener), options);
+    return parent.run();
+}
+
+}  // namespace ipclab

@@ -1,0 +1,119 @@
+#include "server/session.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+
+namespace ipclab {
+
+namespace {
+
+bool printable(std::span<const std::byte> bytes) {
+    if (bytes.size() > 4096) return false;
+    for (std::byte b : bytes) {
+        auto c = static_cast<unsigned char>(b);
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return false;
+        if (c == 0x7f) return false;
+    }
+    return true;
+}
+
+void print_quietly_failing(const std::string& line, int fd) {
+    try {
+        write_all(fd, as_bytes(line), false, 5000, "stdout");
+    } catch (const std::exception&) {
+        // A closed or full stdout must not end the session: the reply matters more.
+    }
+}
+
+}  // namespace
+
+std::string format_message_line(std::span<const std::byte> payload) {
+    std::string line = "Here is the message: ";
+    if (printable(payload)) {
+        std::size_t n = payload.size();
+        while (n > 0 && (payload[n - 1] == std::byte{'\n'} || payload[n - 1] == std::byte{'\r'})) --n;
+        line.append(reinterpret_cast<const char*>(payload.data()), n);
+    } else {
+        line += "[" + std::to_string(payload.size()) + " bytes]";
+    }
+    line += '\n';
+    return line;
+}
+
+void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report) {
+    const auto ack = as_bytes(kAckText);
+    Message msg;
+    while (channel.receive(msg)) {
+        ++report.messages;
+        report.bytes_in += msg.payload.size();
+        if (msg.type == FrameType::error) {
+            report.ending = "client sent an error frame";
+            report.clean = false;
+            return;
+        }
+        if (!options.quiet) print_quietly_failing(format_message_line(msg.payload), STDOUT_FILENO);
+        auto reply = options.reply == ReplyMode::ack ? ack : std::span<const std::byte>(msg.payload);
+        channel.send(FrameType::data, reply);
+        report.bytes_out += reply.size();
+    }
+    report.ending = "client closed";
+}
+
+SessionReport run_session(PendingSession& pending, const ServerOptions& options) {
+    SessionReport report;
+    report.peer = pending.peer();
+    auto start = std::chrono::steady_clock::now();
+    std::unique_ptr<Channel> channel;
+    auto refuse = [&](const std::exception& e, const char* kind) {
+        report.ending = std::string(kind) + ": " + e.what();
+        report.clean = false;
+        // Tell the client why, if it is still listening; the session ends either way.
+        if (channel) {
+            try {
+                channel->send(FrameType::error, as_bytes(e.what()));
+            } catch (const std::exception&) {
+            }
+        }
+    };
+    try {
+        channel = pending.open(options.limits);
+        serve_channel(*channel, options, report);
+    } catch (const OversizeError& e) {
+        refuse(e, "refused");
+    } catch (const ProtocolError& e) {
+        refuse(e, "protocol error");
+    } catch (const TimeoutError&) {
+        report.ending = "idle timeout";
+        report.clean = false;
+    } catch (const PeerGone& e) {
+        report.ending = std::string("peer vanished (") + e.what() + ")";
+        report.clean = false;
+    } catch (const Interrupted&) {
+        report.ending = "ended by server shutdown";
+        report.clean = false;
+    } catch (const std::exception& e) {
+        report.ending = std::string("error: ") + e.what();
+        report.clean = false;
+    }
+    channel.reset();  // removes per-session objects before the report goes out
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+}
+
+std::string format_report(const SessionReport& r, long pid) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " messages=%llu bytes_in=%llu bytes_out=%llu duration=%.3fs",
+                  static_cast<unsigned long long>(r.messages),
+                  static_cast<unsigned long long>(r.bytes_in),
+                  static_cast<unsigned long long>(r.bytes_out), r.seconds);
+    return "server: session ended pid=" + std::to_string(pid) + " peer=" + r.peer + buf +
+           " end=\"" + r.ending + "\"\n";
+}
+
+}  // namespace ipclab

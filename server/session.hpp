@@ -1,0 +1,35 @@
+// Serving one session: the message handler that runs in a forked child.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ipc/channel.hpp"
+#include "server/options.hpp"
+
+namespace ipclab {
+
+struct SessionReport {
+    std::string peer;
+    std::uint64_t messages = 0;
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    double seconds = 0;
+    std::string ending = "client closed";
+    bool clean = true;  // false: error, timeout, refusal, vanished peer
+};
+
+// Opens the pending session and serves it to its end. Never throws: every
+// way a session can end is recorded in the report.
+SessionReport run_session(PendingSession& pending, const ServerOptions& options);
+
+// Serves an open channel: receive, print, reply, until the peer stops.
+void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report);
+
+// "server: session ended pid=... peer=... messages=..." (one line, with '\n').
+std::string format_report(const SessionReport& report, long pid);
+
+// The line printed for each message ("Here is the message: ..."), with '\n'.
+std::string format_message_line(std::span<const std::byte> payload);
+
+}  // namespace ipclab
