@@ -14,3 +14,7 @@ std::unique_ptr<Channel> connect_fifo(const Endpoint&, const Limits&) {
 }
 
 }  // namespace ipclab
+
+namespace ipclab {
+std::vector<ObjectInfo> list_fifo_objects() { return {}; }
+}  // namespace ipclab

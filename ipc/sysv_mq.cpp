@@ -14,3 +14,7 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint&, const Limits&) {
 }
 
 }  // namespace ipclab
+
+namespace ipclab {
+std::vector<ObjectInfo> list_sysv_mq_objects() { return {}; }
+}  // namespace ipclab

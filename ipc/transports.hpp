@@ -30,3 +30,27 @@ std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits);
 Fd connect_stream(const Endpoint& ep, int timeout_ms);
 
 }  // namespace ipclab
+
+#include <functional>
+#include <sys/types.h>
+#include <string>
+#include <vector>
+
+namespace ipclab {
+
+// An ipclab object found on this host, for `server --list-objects` and `--cleanup`.
+struct ObjectInfo {
+    std::string transport;          // "fifo", "posix-mq", ...
+    std::string what;               // what a person recognises: path, queue name, "msqid 5"
+    pid_t owner = 0;                // the process it belongs to; 0 when unknown
+    bool stale = false;             // the owner is dead
+    std::function<void()> remove;   // removes the object (throws on failure)
+};
+
+// Each lists this user's ipclab objects of its transport (every --name).
+std::vector<ObjectInfo> list_fifo_objects();
+std::vector<ObjectInfo> list_posix_mq_objects();
+std::vector<ObjectInfo> list_sysv_mq_objects();
+std::vector<ObjectInfo> list_shm_objects();
+
+}  // namespace ipclab

@@ -1,0 +1,122 @@
+#include "tests/support/proc_inspect.hpp"
+
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "ipc/private_dir.hpp"
+
+namespace fs = std::filesystem;
+
+namespace ipclab::test {
+
+namespace {
+
+std::string g_mqueue_dir;
+
+// Fields of /proc/PID/stat after the command name (which may contain spaces).
+bool read_stat(pid_t pid, char& state, pid_t& ppid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string s;
+    if (!std::getline(in, s)) return false;
+    auto close = s.rfind(')');
+    if (close == std::string::npos) return false;
+    std::istringstream rest(s.substr(close + 2));
+    rest >> state >> ppid;
+    return static_cast<bool>(rest);
+}
+
+void add_sysv(std::set<std::string>& out, const char* file, const char* kind) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+        std::istringstream f(line);
+        std::string key, id;
+        f >> key >> id;
+        out.insert(std::string(kind) + " id " + id + " key " + key);
+    }
+}
+
+}  // namespace
+
+std::vector<pid_t> children_of(pid_t pid) {
+    std::vector<pid_t> out;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+        const std::string name = e.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        char state;
+        pid_t ppid;
+        pid_t p = std::stoi(name);
+        if (read_stat(p, state, ppid) && ppid == pid) out.push_back(p);
+    }
+    return out;
+}
+
+std::vector<pid_t> zombie_children_of(pid_t pid) {
+    std::vector<pid_t> out;
+    for (pid_t c : children_of(pid)) {
+        char state;
+        pid_t ppid;
+        if (read_stat(c, state, ppid) && state == 'Z') out.push_back(c);
+    }
+    return out;
+}
+
+int open_fd_count(pid_t pid) {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec))
+        ++n;
+    return n;
+}
+
+bool make_posix_queues_visible() {
+    if (!g_mqueue_dir.empty()) return true;
+    if (::geteuid() != 0) return false;
+    if (::unshare(CLONE_NEWNS) != 0) return false;
+    // Keep our mounts out of the host's view.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
+    char tmpl[] = "/tmp/ipclab-mq-XXXXXX";
+    if (!::mkdtemp(tmpl)) return false;
+    if (::mount("mqueue", tmpl, "mqueue", 0, nullptr) != 0) {
+        ::rmdir(tmpl);
+        return false;
+    }
+    g_mqueue_dir = tmpl;
+    // The directory entry lives in the host's /tmp; drop it when we exit.
+    std::atexit([] {
+        ::umount2(g_mqueue_dir.c_str(), MNT_DETACH);
+        ::rmdir(g_mqueue_dir.c_str());
+    });
+    return true;
+}
+
+std::set<std::string> ipc_object_snapshot() {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/dev/shm", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+        out.insert("shm " + it->path().filename().string());
+    if (!g_mqueue_dir.empty())
+        for (auto it = fs::directory_iterator(g_mqueue_dir, ec);
+             !ec && it != fs::directory_iterator(); it.increment(ec))
+            out.insert("posix-mq " + it->path().filename().string());
+    add_sysv(out, "/proc/sysvipc/msg", "sysv-msg");
+    add_sysv(out, "/proc/sysvipc/shm", "sysv-shm");
+    add_sysv(out, "/proc/sysvipc/sem", "sysv-sem");
+    std::string dir = "/tmp/ipclab-" + std::to_string(::getuid());
+    if (const char* env = std::getenv("IPCLAB_DIR")) dir = env;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+        out.insert("file " + it->path().string());
+    return out;
+}
+
+}  // namespace ipclab::test

@@ -1,0 +1,124 @@
+#include "tests/support/server_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "ipc/fd.hpp"
+#include "server/server_loop.hpp"
+
+namespace ipclab::test {
+
+namespace {
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace
+
+int wait_or_kill(pid_t pid, int timeout_ms) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    int status = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+        pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return status;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return -1;
+}
+
+ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) : ep_(ep) {
+    char tmpl[] = "/tmp/ipclab-test-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    dir_ = tmpl;
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    Fd ready_read(p[0]), ready_write(p[1]);
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+        ready_read.reset();
+        int out = ::open((dir_ + "/stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = ::open((dir_ + "/stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ::dup2(out, STDOUT_FILENO);
+        ::dup2(err, STDERR_FILENO);
+        ::close(out);
+        ::close(err);
+        int rc = 1;
+        try {
+            auto listener = listen(ep, options.limits);
+            std::string msg = "ok " + listener->describe() + "\n";
+            [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
+            ready_write.reset();
+            rc = run_server(std::move(listener), options);
+        } catch (const std::exception& e) {
+            std::string msg = std::string("error ") + e.what() + "\n";
+            [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
+        }
+        ::_exit(rc);
+    }
+    ready_write.reset();
+    std::string line;
+    char buf[512];
+    struct pollfd pfd {ready_read.get(), POLLIN, 0};
+    while (line.find('\n') == std::string::npos && ::poll(&pfd, 1, 10000) > 0) {
+        ssize_t n = ::read(ready_read.get(), buf, sizeof buf);
+        if (n <= 0) break;
+        line.append(buf, static_cast<std::size_t>(n));
+    }
+    if (line.rfind("ok ", 0) != 0) {
+        wait_or_kill(pid_, 5000);
+        pid_ = -1;
+        throw std::runtime_error("server did not start: " + (line.empty() ? "no word" : line));
+    }
+    if (ep.transport == "tcp") {
+        auto colon = line.rfind(':');
+        port_ = line.substr(colon + 1, line.find('\n') - colon - 1);
+    }
+}
+
+ServerProcess::~ServerProcess() {
+    if (pid_ > 0) stop(SIGTERM, 15000);
+    ::unlink((dir_ + "/stdout").c_str());
+    ::unlink((dir_ + "/stderr").c_str());
+    ::rmdir(dir_.c_str());
+}
+
+Endpoint ServerProcess::client_endpoint(const std::string& host) const {
+    Endpoint ep = ep_;
+    if (ep.transport == "tcp") {
+        ep.host = host;
+        ep.port = port_;
+    }
+    return ep;
+}
+
+int ServerProcess::stop(int signo, int timeout_ms) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, signo);
+    int status = wait_or_kill(pid_, timeout_ms);
+    pid_ = -1;
+    return status;
+}
+
+std::string ServerProcess::stdout_text() const { return slurp(dir_ + "/stdout"); }
+std::string ServerProcess::stderr_text() const { return slurp(dir_ + "/stderr"); }
+
+}  // namespace ipclab::test

@@ -1,0 +1,50 @@
+// Runs the real server loop in a forked child for a test, and ends it.
+//
+// The child opens the listener itself (so it owns the names it creates),
+// reports readiness and the bound endpoint through a pipe, and runs
+// run_server with stdout and stderr captured to files the fixture removes.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <string>
+
+#include "ipc/channel.hpp"
+#include "server/options.hpp"
+
+namespace ipclab::test {
+
+class ServerProcess {
+public:
+    // Throws std::runtime_error with the server's error if it cannot start.
+    ServerProcess(const Endpoint& ep, const ServerOptions& options);
+    ServerProcess(const ServerProcess&) = delete;
+    ServerProcess& operator=(const ServerProcess&) = delete;
+    ~ServerProcess();
+
+    pid_t pid() const { return pid_; }
+    // The endpoint clients use (tcp: 127.0.0.1 or ::1 and the bound port).
+    Endpoint client_endpoint(const std::string& host = "127.0.0.1") const;
+    const std::string& port() const { return port_; }
+
+    // Sends signo and waits up to timeout_ms for the server to exit;
+    // returns its wait status, or -1 if it had to be killed.
+    int stop(int signo = SIGTERM, int timeout_ms = 15000);
+    bool running() const { return pid_ > 0; }
+
+    std::string stdout_text() const;
+    std::string stderr_text() const;
+
+private:
+    Endpoint ep_;
+    std::string port_;
+    pid_t pid_ = -1;
+    std::string dir_;
+};
+
+// Waits for a child to exit within timeout_ms; kills it if it does not.
+// Returns the wait status, or -1 when it had to be killed.
+int wait_or_kill(pid_t pid, int timeout_ms);
+
+}  // namespace ipclab::test

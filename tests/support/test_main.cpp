@@ -1,0 +1,14 @@
+// main() for every test binary: SIGPIPE off, POSIX queues made listable.
+#include <gtest/gtest.h>
+
+#include "ipc/io.hpp"
+#include "tests/support/proc_inspect.hpp"
+
+int main(int argc, char** argv) {
+    ::testing::InitGoogleTest(&argc, argv);
+    ipclab::ignore_sigpipe();
+    ipclab::test::make_posix_queues_visible();
+    // Forked children of death tests and of our fixtures must not rerun tests.
+    ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+    return RUN_ALL_TESTS();
+}
