@@ -1,0 +1,202 @@
+// The framed and text channels over a socketpair, including a peer that
+// delivers one byte at a time (short reads must never be errors).
+#include "ipc/stream_channel.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <numeric>
+#include <thread>
+
+#include "client/payload.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace ipclab {
+namespace {
+
+struct Pair {
+    Fd a, b;
+    Pair() {
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair");
+        a.reset(sv[0]);
+        b.reset(sv[1]);
+    }
+};
+
+Limits limits(std::size_t max = kDefaultMaxMessage, int timeout_ms = 5000) {
+    Limits l;
+    l.max_message = max;
+    l.timeout_ms = timeout_ms;
+    return l;
+}
+
+// Writes bytes one per write(2) from a forked child, so the reader sees
+// every possible split of header and payload.
+pid_t trickle(Fd& fd, std::vector<std::byte> bytes) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        for (std::byte b : bytes) {
+            if (::write(fd.get(), &b, 1) != 1) ::_exit(1);
+            if (bytes.size() < 64) ::usleep(200);
+        }
+        ::_exit(0);
+    }
+    fd.reset();
+    return pid;
+}
+
+std::vector<std::byte> framed_bytes(std::span<const std::byte> payload, bool opening) {
+    std::vector<std::byte> out;
+    if (opening) out.assign(kFramedOpening.begin(), kFramedOpening.end());
+    HeaderBytes h = encode_header(FrameType::data, payload.size());
+    out.insert(out.end(), h.begin(), h.end());
+    out.insert(out.end(), payload.begin(), payload.end());
+    return out;
+}
+
+TEST(ReadWrite, ShortReadsAreReassembled) {
+    Pair p;
+    std::vector<std::byte> data(300);
+    std::iota(reinterpret_cast<unsigned char*>(data.data()),
+              reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
+    pid_t pid = trickle(p.b, data);
+    std::vector<std::byte> got(300);
+    EXPECT_TRUE(read_exact(p.a.get(), got, true, 5000, "test"));
+    EXPECT_EQ(got, data);
+    EXPECT_EQ(test::wait_or_kill(pid, 5000), 0);
+}
+
+TEST(ReadWrite, EofBeforeAndInsideAMessage) {
+    Pair p;
+    std::byte buf[4];
+    p.b.reset();
+    EXPECT_FALSE(read_exact(p.a.get(), buf, true, 1000, "test"));
+    Pair q;
+    std::byte two[2]{};
+    write_all(q.b.get(), two, true, 1000, "test");
+    q.b.reset();
+    EXPECT_THROW(read_exact(q.a.get(), buf, true, 1000, "test"), PeerGone);
+}
+
+TEST(ReadWrite, ReadTimesOut) {
+    Pair p;
+    std::byte buf[1];
+    EXPECT_THROW(read_exact(p.a.get(), buf, true, 50, "test"), TimeoutError);
+}
+
+TEST(ReadWrite, WritingToAClosedPeerIsPeerGoneNotSigpipe) {
+    Pair p;
+    p.b.reset();
+    std::vector<std::byte> data(1 << 20);
+    EXPECT_THROW(write_all(p.a.get(), data, true, 1000, "test"), PeerGone);
+}
+
+TEST(FramedChannel, RoundTripsEverySizeOverATrickle) {
+    for (std::size_t size : {0u, 1u, 5u, 70000u}) {
+        Pair p;
+        std::vector<std::byte> payload;
+        fill_payload(payload, size, size);
+        pid_t pid = trickle(p.b, framed_bytes(payload, true));
+        auto ch = open_stream_session(std::move(p.a), limits());
+        ASSERT_FALSE(ch->is_text());
+        Message m;
+        ASSERT_TRUE(ch->receive(m)) << size;
+        EXPECT_EQ(m.payload, payload) << size;
+        EXPECT_FALSE(ch->receive(m)) << "clean end after the last frame";
+        EXPECT_EQ(test::wait_or_kill(pid, 10000), 0);
+    }
+}
+
+TEST(FramedChannel, ClientAndServerSidesTalk) {
+    Pair p;
+    StreamFds client{std::move(p.a), Fd{}, true};
+    auto c = make_framed_channel(std::move(client), limits(), true);
+    std::vector<std::byte> big(1 << 20, std::byte{7});
+    std::thread t([&] { c->send(FrameType::data, big); });
+    auto s = open_stream_session(std::move(p.b), limits());
+    Message m;
+    ASSERT_TRUE(s->receive(m));
+    t.join();
+    EXPECT_EQ(m.payload, big);
+    s->send(FrameType::error, as_bytes("nope"));
+    ASSERT_TRUE(c->receive(m));
+    EXPECT_EQ(m.type, FrameType::error);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(m.payload.data()), m.payload.size()), "nope");
+}
+
+TEST(FramedChannel, OversizedFrameIsRefusedBeforeItsPayload) {
+    Pair p;
+    std::vector<std::byte> payload(101);
+    auto bytes = framed_bytes(payload, true);
+    write_all(p.b.get(), bytes, true, 1000, "test");
+    auto ch = open_stream_session(std::move(p.a), limits(100));
+    Message m;
+    EXPECT_THROW(ch->receive(m), OversizeError);
+}
+
+TEST(FramedChannel, TruncatedFrameIsPeerGone) {
+    Pair p;
+    std::vector<std::byte> payload(50);
+    auto bytes = framed_bytes(payload, true);
+    bytes.resize(bytes.size() - 10);
+    write_all(p.b.get(), bytes, true, 1000, "test");
+    p.b.reset();
+    auto ch = open_stream_session(std::move(p.a), limits());
+    Message m;
+    EXPECT_THROW(ch->receive(m), PeerGone);
+}
+
+TEST(FramedChannel, BadOpeningIsAProtocolError) {
+    Pair p;
+    std::byte bad[8] = {std::byte{0}, std::byte{'X'}};
+    write_all(p.b.get(), bad, true, 1000, "test");
+    EXPECT_THROW(open_stream_session(std::move(p.a), limits()), ProtocolError);
+}
+
+TEST(TextChannel, LinesIncludeTheirTerminatorAndTheLastMayLackIt) {
+    Pair p;
+    std::string text = "hello\nsecond line\r\nlast";
+    std::vector<std::byte> bytes(as_bytes(text).begin(), as_bytes(text).end());
+    pid_t pid = trickle(p.b, bytes);
+    auto ch = open_stream_session(std::move(p.a), limits());
+    ASSERT_TRUE(ch->is_text());
+    Message m;
+    auto str = [&] { return std::string(reinterpret_cast<char*>(m.payload.data()), m.payload.size()); };
+    ASSERT_TRUE(ch->receive(m));
+    EXPECT_EQ(str(), "hello\n");
+    ASSERT_TRUE(ch->receive(m));
+    EXPECT_EQ(str(), "second line\r\n");
+    ASSERT_TRUE(ch->receive(m));
+    EXPECT_EQ(str(), "last");
+    EXPECT_FALSE(ch->receive(m));
+    EXPECT_EQ(test::wait_or_kill(pid, 5000), 0);
+}
+
+TEST(TextChannel, OverlongLineIsRefused) {
+    Pair p;
+    std::string line(200, 'a');
+    write_all(p.b.get(), as_bytes(line), true, 1000, "test");
+    auto ch = open_stream_session(std::move(p.a), limits(100, 200));
+    Message m;
+    EXPECT_THROW(ch->receive(m), OversizeError);
+}
+
+TEST(TextChannel, RepliesAreRawBytesAndErrorsALine) {
+    Pair p;
+    write_all(p.b.get(), as_bytes("x\n"), true, 1000, "test");
+    auto ch = open_stream_session(std::move(p.a), limits());
+    ch->send(FrameType::data, as_bytes("I got your message"));
+    ch->send(FrameType::error, as_bytes("too big"));
+    char buf[64] = {};
+    std::size_t n = 0;
+    while (n < 18 + 15) n += read_some(p.b.get(), buf + n, sizeof buf - n, "test");
+    EXPECT_EQ(std::string(buf, n), "I got your messageerror: too big\n");
+}
+
+}  // namespace
+}  // namespace ipclab

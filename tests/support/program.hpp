@@ -1,0 +1,46 @@
+// Runs the real bin/server and bin/client for end-to-end tests. Their
+// location comes from CMake (IPCLAB_BIN_DIR), never from parsing paths.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace ipclab::test {
+
+std::string bin(const std::string& program);
+
+struct ProgramResult {
+    int exit_code = -1;  // -1: killed after the timeout or by a signal
+    std::string out, err;
+};
+
+// Runs argv to completion with stdin_text on its standard input.
+ProgramResult run_program(const std::vector<std::string>& argv, const std::string& stdin_text = "",
+                          int timeout_ms = 30000);
+
+// A program left running (a server); stdout/stderr go to files we remove.
+class RunningProgram {
+public:
+    explicit RunningProgram(const std::vector<std::string>& argv);
+    RunningProgram(const RunningProgram&) = delete;
+    RunningProgram& operator=(const RunningProgram&) = delete;
+    ~RunningProgram();
+
+    pid_t pid() const { return pid_; }
+    std::string out() const;
+    std::string err() const;
+    // Waits (bounded) until stderr contains text; false on timeout or exit.
+    bool wait_for_err(const std::string& text, int timeout_ms = 10000) const;
+    // The port from the server's "listening on tcp [::]:PORT" line.
+    std::string listening_port(int timeout_ms = 10000) const;
+    // Sends signo, waits; returns the exit code (-1 if killed or timed out).
+    int stop(int signo, int timeout_ms = 15000);
+
+private:
+    pid_t pid_ = -1;
+    std::string dir_;
+};
+
+}  // namespace ipclab::test

@@ -1,0 +1,320 @@
+// End-to-end: the real bin/server and bin/client over TCP on 127.0.0.1 and
+// ::1, including the seed's own client and server behaviour.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "ipc/socket_util.hpp"
+#include "ipc/transports.hpp"
+#include "tests/support/proc_inspect.hpp"
+#include "tests/support/program.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace ipclab::test {
+namespace {
+
+constexpr char kAck[] = "I got your message";
+
+Fd raw_connect(const std::string& host, const std::string& port) {
+    Endpoint ep;
+    ep.host = host;
+    ep.port = port;
+    return connect_stream(ep, 5000);
+}
+
+// The seed's client: one write of the line, one read of up to 255 bytes.
+std::string seed_client(const std::string& host, const std::string& port, const std::string& line) {
+    Fd fd = raw_connect(host, port);
+    if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        return "write failed";
+    char buf[256] = {};
+    ssize_t n = ::read(fd.get(), buf, 255);
+    return n < 0 ? "read failed" : std::string(buf, static_cast<std::size_t>(n));
+}
+
+class TcpServer : public ::testing::Test {
+protected:
+    void start(std::vector<std::string> extra = {}) {
+        std::vector<std::string> argv{bin("server"), "0"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        server_ = std::make_unique<RunningProgram>(argv);
+        port_ = server_->listening_port();
+        ASSERT_FALSE(port_.empty()) << server_->err();
+    }
+    void TearDown() override {
+        if (server_ && server_->pid() > 0) {
+            EXPECT_EQ(server_->stop(SIGTERM), 0) << server_->err();
+        }
+    }
+    ProgramResult client(std::vector<std::string> args, const std::string& in = "") {
+        std::vector<std::string> argv{bin("client")};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_program(argv, in);
+    }
+    std::unique_ptr<RunningProgram> server_;
+    std::string port_;
+};
+
+TEST_F(TcpServer, SeedExchangeWithMessageFlag) {
+    start();
+    auto r = client({"-m", "hello", "127.0.0.1", port_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "I got your message\n");
+    EXPECT_TRUE(eventually([&] { return server_->out().find("Here is the message: hello\n") != std::string::npos; }))
+        << server_->out();
+}
+
+TEST_F(TcpServer, SeedExchangeInteractiveOverIpv6) {
+    start();
+    auto r = client({"::1", port_}, "hi there\n");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "Please enter the message: I got your message\n");
+    EXPECT_TRUE(eventually([&] { return server_->out().find("Here is the message: hi there\n") != std::string::npos; }));
+}
+
+TEST_F(TcpServer, SeedClientGetsExactlyTheEighteenBytes) {
+    start();
+    EXPECT_EQ(seed_client("127.0.0.1", port_, "hello from the seed\n"), kAck);
+    EXPECT_EQ(seed_client("::1", port_, "hello from the seed\n"), kAck);
+}
+
+TEST_F(TcpServer, NetcatStyleLinesGetOneReplyEach) {
+    start();
+    Fd fd = raw_connect("127.0.0.1", port_);
+    write_all(fd.get(), as_bytes("one\ntwo\nthree\n"), true, 2000, "lines");
+    std::string want = std::string(kAck) + kAck + kAck;
+    std::vector<std::byte> got(want.size());
+    ASSERT_TRUE(read_exact(fd.get(), got, true, 5000, "replies"));
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(got.data()), got.size()), want);
+}
+
+TEST_F(TcpServer, EchoesOneMebibyteByteExact) {
+    start({"--reply", "echo", "--quiet"});
+    auto r = client({"--size", "1M", "--count", "3", "--verify", "127.0.0.1", port_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("all verified"), std::string::npos) << r.out;
+    r = client({"--size", "0", "--count", "2", "--verify", "::1", port_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(TcpServer, StatsReportPercentiles) {
+    start({"--quiet"});
+    auto r = client({"--count", "200", "--stats", "-m", "x", "127.0.0.1", port_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    for (const char* field : {"min", "p50", "p90", "p99", "max", "msg/s"})
+        EXPECT_NE(r.out.find(field), std::string::npos) << r.out;
+}
+
+TEST_F(TcpServer, OversizedFrameIsRefusedAndServingGoesOn) {
+    start({"--max-message", "1000", "--quiet"});
+    auto r = client({"--size", "1001", "127.0.0.1", port_});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("exceeds"), std::string::npos) << r.err;
+    r = client({"--size", "1000", "127.0.0.1", port_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(server_->wait_for_err("refused"));
+}
+
+TEST_F(TcpServer, ManySequentialAndConcurrentSessionsLeaveNoZombiesOrDescriptors) {
+    start({"--quiet", "--reply", "echo"});
+    ASSERT_EQ(seed_client("127.0.0.1", port_, "warm up\n"), "warm up\n");
+    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).empty(); }));
+    int fds_before = open_fd_count(server_->pid());
+
+    for (int i = 0; i < 200; ++i) {
+        std::string line = "sequential " + std::to_string(i) + "\n";
+        ASSERT_EQ(seed_client(i % 2 ? "::1" : "127.0.0.1", port_, line), line);
+    }
+
+    std::vector<pid_t> kids;
+    for (int i = 0; i < 50; ++i) {
+        pid_t pid = ::fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            int ok = 0;
+            try {
+                Endpoint ep;
+                ep.host = "127.0.0.1";
+                ep.port = port_;
+                auto ch = connect(ep, Limits{});
+                std::string text = "concurrent " + std::to_string(i);
+                Message m;
+                for (int k = 0; k < 20; ++k) {
+                    ch->send(FrameType::data, as_bytes(text));
+                    if (!ch->receive(m) || m.payload.size() != text.size() ||
+                        std::memcmp(m.payload.data(), text.data(), text.size()) != 0)
+                        ::_exit(3);
+                }
+                ok = 1;
+            } catch (...) {
+            }
+            ::_exit(ok ? 0 : 2);
+        }
+        kids.push_back(pid);
+    }
+    for (pid_t k : kids) EXPECT_EQ(wait_or_kill(k, 30000), 0);
+
+    EXPECT_TRUE(eventually([&] { return children_of(server_->pid()).empty(); }))
+        << children_of(server_->pid()).size() << " children left";
+    EXPECT_TRUE(zombie_children_of(server_->pid()).empty());
+    EXPECT_EQ(open_fd_count(server_->pid()), fds_before);
+}
+
+TEST_F(TcpServer, ClientKilledMidMessageDoesNotDisturbTheServer) {
+    start({"--quiet"});
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        try {
+            Fd fd = raw_connect("127.0.0.1", port_);
+            // Opening and a header announcing 1000 bytes, then only 10 of them.
+            std::vector<std::byte> bytes(kFramedOpening.begin(), kFramedOpening.end());
+            auto h = encode_header(FrameType::data, 1000);
+            bytes.insert(bytes.end(), h.begin(), h.end());
+            bytes.resize(bytes.size() + 10);
+            write_all(fd.get(), bytes, true, 2000, "partial");
+            ::pause();
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).size() == 1; }));
+    ::kill(pid, SIGKILL);
+    EXPECT_EQ(wait_or_kill(pid, 5000), SIGKILL);  // raw status of a SIGKILLed child
+    EXPECT_TRUE(server_->wait_for_err("peer vanished"));
+    EXPECT_EQ(seed_client("127.0.0.1", port_, "still there?\n"), kAck);
+    EXPECT_TRUE(eventually([&] { return children_of(server_->pid()).empty(); }));
+}
+
+TEST_F(TcpServer, IdleSessionIsEndedByTheTimeout) {
+    start({"--idle-timeout", "0.3"});
+    Fd fd = raw_connect("127.0.0.1", port_);
+    char c;
+    ASSERT_TRUE(wait_fd(fd.get(), POLLIN, 10000, "idle"));
+    EXPECT_EQ(::read(fd.get(), &c, 1), 0);  // the server closed the silent session
+    EXPECT_TRUE(server_->wait_for_err("idle timeout"));
+}
+
+TEST_F(TcpServer, SigtermWithAClientAttachedEndsEverythingAndExitsZero) {
+    start({"--grace", "0.5"});
+    Fd fd = raw_connect("127.0.0.1", port_);
+    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).size() == 1; }));
+    pid_t child = children_of(server_->pid()).front();
+    pid_t server = server_->pid();
+    EXPECT_EQ(server_->stop(SIGTERM), 0) << server_->err();
+    EXPECT_NE(server_->err().find("after the grace period"), std::string::npos) << server_->err();
+    EXPECT_TRUE(eventually([&] { return ::kill(child, 0) != 0; })) << "child survived";
+    EXPECT_TRUE(children_of(server).empty());
+    // The listener is gone: new connections are refused.
+    Endpoint ep;
+    ep.host = "127.0.0.1";
+    ep.port = port_;
+    EXPECT_THROW(connect_stream(ep, 2000), std::runtime_error);
+}
+
+TEST_F(TcpServer, OnceServesOneSessionThenExits) {
+    start({"--once"});
+    EXPECT_EQ(seed_client("127.0.0.1", port_, "only\n"), kAck);
+    int status = wait_or_kill(server_->pid(), 10000);
+    ASSERT_NE(status, -1);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    server_.reset();
+}
+
+TEST_F(TcpServer, MaxClientsHoldsBackTheRest) {
+    start({"--max-clients", "2", "--quiet"});
+    Fd a = raw_connect("127.0.0.1", port_), b = raw_connect("127.0.0.1", port_);
+    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).size() == 2; }));
+    Fd c = raw_connect("127.0.0.1", port_);  // queued by the kernel, not forked
+    write_all(c.get(), as_bytes("third\n"), true, 1000, "third");
+    EXPECT_FALSE(wait_fd(c.get(), POLLIN, 300, "third reply"));
+    EXPECT_EQ(children_of(server_->pid()).size(), 2u);
+    a.reset();  // a slot frees up; the third session is served
+    std::vector<std::byte> reply(18);
+    EXPECT_TRUE(read_exact(c.get(), reply, true, 5000, "third reply"));
+}
+
+// The seed's one-shot server: accept once, read once, reply, exit.
+TEST(SeedServer, ClientWorksAgainstIt) {
+    Fd listener = new_socket(AF_INET, SOCK_STREAM);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(::listen(listener.get(), 5), 0);
+    socklen_t len = sizeof sa;
+    ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sa), &len), 0);
+    std::string port = std::to_string(ntohs(sa.sin_port));
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int conn = ::accept(listener.get(), nullptr, nullptr);
+        char buf[256] = {};
+        if (conn < 0 || ::read(conn, buf, 255) <= 0) ::_exit(1);
+        bool ok = std::string(buf) == "to the seed\n";
+        if (::write(conn, kAck, 18) != 18) ::_exit(1);
+        ::close(conn);
+        ::_exit(ok ? 0 : 2);
+    }
+    listener.reset();
+    auto r = run_program({bin("client"), "-m", "to the seed", "127.0.0.1", port});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "I got your message\n");
+    EXPECT_EQ(wait_or_kill(pid, 5000), 0);
+}
+
+TEST(CommandLine, BadFlagsExitTwoWithAPointerToHelp) {
+    for (const auto& argv : std::vector<std::vector<std::string>>{
+             {bin("server"), "--bogus", "1"},
+             {bin("server")},
+             {bin("server"), "--max-clients", "0", "1"},
+             {bin("server"), "--transport", "carrier-pigeon"},
+             {bin("server"), "--reply", "shout", "1"},
+             {bin("client")},
+             {bin("client"), "localhost"},
+             {bin("client"), "localhost", "99999"},
+             {bin("client"), "--count", "0", "localhost", "1"},
+             {bin("client"), "--size", "1k", "-m", "x", "localhost", "1"}}) {
+        auto r = run_program(argv);
+        EXPECT_EQ(r.exit_code, 2) << argv.back() << ": " << r.err;
+        EXPECT_NE(r.err.find("--help"), std::string::npos) << r.err;
+    }
+    for (const char* prog : {"server", "client"}) {
+        EXPECT_EQ(run_program({bin(prog), "--help"}).exit_code, 0);
+        auto v = run_program({bin(prog), "--version"});
+        EXPECT_EQ(v.exit_code, 0);
+        EXPECT_FALSE(v.out.empty());
+    }
+}
+
+TEST(CommandLine, RuntimeFailuresExitOneWithOneClearLine) {
+    auto r = run_program({bin("client"), "-m", "x", "no-such-host.invalid", "5"});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("cannot resolve"), std::string::npos) << r.err;
+    // A port nobody listens on: bind one, close it, connect.
+    Fd s = new_socket(AF_INET, SOCK_STREAM);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sa), &len);
+    std::string port = std::to_string(ntohs(sa.sin_port));
+    s.reset();
+    r = run_program({bin("client"), "-m", "x", "127.0.0.1", port});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("refused"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+}  // namespace
+}  // namespace ipclab::test
