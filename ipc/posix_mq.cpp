@@ -1,20 +1,561 @@
-// Placeholder until the posix-mq transport lands (issue 3).
-#include <stdexcept>
+// POSIX message queues (mq_open).
+//
+// Rendezvous: the server, under InstanceLock("posix-mq", NAME), owns the
+// well-known queue /ipclab-UID-NAME (hello-sized messages). A client creates
+// its two session queues /ipclab-UID-NAME@PID.c2s and .s2c ('@' cannot occur
+// in a --name, so no server name can collide with a session queue), 0600,
+// mq_msgsize = fs.mqueue.msgsize_max, and sends a hello (see chunking.hpp).
+// The server child opens both queues and first sends a welcome carrying its
+// pid; then messages flow as chunks (chunking.hpp), one queue message each.
+//
+// End of session: an explicit end marker chunk. The client sends it (without
+// waiting for room) before it closes and unlinks its queues; the server child
+// sends one when it ends a session itself (after an error frame, idle timeout
+// or shutdown). receive() returns false on the marker.
+//
+// Waiting: mq_timedsend/mq_timedreceive in slices of kQueueSliceMs up to
+// limits.timeout_ms (TimeoutError). After each empty slice the peer's pid is
+// checked (PeerGone when dead). A sender blocked on a full queue whose reverse
+// queue holds a message stops sending: the peer has answered early (an error
+// frame, e.g. an oversize refusal) and receive() delivers it.
+//
+// Ownership: the client creates and unlinks its session queues; the server
+// child unlinks them only after it has seen the client pid dead (SIGKILL).
+// Every created queue has a zero-byte marker file, private_dir()/QUEUE.pmq,
+// so queues can be listed and reclaimed without a mounted mqueue fs.
+#include <fcntl.h>
+#include <mqueue.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ipc/chunking.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "ipc/private_dir.hpp"
+#include "ipc/queue_util.hpp"
 #include "ipc/transports.hpp"
 
 namespace ipclab {
 
-std::unique_ptr<Listener> listen_posix_mq(const Endpoint&, const Limits&) {
-    throw std::runtime_error("transport posix-mq is not available yet");
+namespace {
+
+constexpr const char* kTransport = "posix-mq";
+constexpr const char* kMarkerSuffix = ".pmq";
+constexpr long kMinChunk = 1024;  // the smallest queue message we fall back to
+// Session queue depth. Not 10: RLIMIT_MSGQUEUE (819200 bytes per user unless
+// raised with CAP_SYS_RESOURCE) charges depth x msgsize per queue, so 10 x 8 KiB
+// would allow only four sessions; 4 still keeps a sender a few chunks ahead.
+constexpr long kDepth = 4;
+
+// Owns an mqd_t (a descriptor on Linux); closes it.
+class Mqd {
+public:
+    Mqd() = default;
+    explicit Mqd(mqd_t d) : d_(d) {}
+    Mqd(Mqd&& o) noexcept : d_(std::exchange(o.d_, mqd_t(-1))) {}
+    Mqd& operator=(Mqd&& o) noexcept {
+        if (this != &o) {
+            reset();
+            d_ = std::exchange(o.d_, mqd_t(-1));
+        }
+        return *this;
+    }
+    ~Mqd() { reset(); }
+    mqd_t get() const { return d_; }
+    explicit operator bool() const { return d_ != mqd_t(-1); }
+    void reset() noexcept {
+        if (d_ != mqd_t(-1)) ::mq_close(d_);
+        d_ = mqd_t(-1);
+    }
+
+private:
+    mqd_t d_ = mqd_t(-1);
+};
+
+std::string base_queue(const std::string& name) { return "/" + global_prefix(name); }
+std::string session_queue(const std::string& name, pid_t pid, const char* dir) {
+    return base_queue(name) + "@" + std::to_string(pid) + "." + dir;
+}
+std::string marker_for(const std::string& queue) {
+    return private_dir() + "/" + queue.substr(1) + kMarkerSuffix;
 }
 
-std::unique_ptr<Channel> connect_posix_mq(const Endpoint&, const Limits&) {
-    throw std::runtime_error("transport posix-mq is not available yet");
+void unlink_queue(const std::string& queue) noexcept {
+    ::mq_unlink(queue.c_str());
+    ::unlink(marker_for(queue).c_str());
 }
 
-}  // namespace ipclab
+// A queue name this process created, with its marker; only the creating
+// process unlinks them (forked children inherit the object, not the duty).
+class OwnedQueue {
+public:
+    OwnedQueue() = default;
+    explicit OwnedQueue(std::string queue) : queue_(std::move(queue)), owner_(::getpid()) {}
+    OwnedQueue(OwnedQueue&& o) noexcept : queue_(std::move(o.queue_)), owner_(o.owner_) {
+        o.queue_.clear();
+    }
+    OwnedQueue& operator=(OwnedQueue&&) = delete;
+    ~OwnedQueue() {
+        if (!queue_.empty() && ::getpid() == owner_) {
+            try {
+                unlink_queue(queue_);
+                remove_private_dir_if_empty();
+            } catch (...) {  // private_dir() failing: nothing more to do
+            }
+        }
+    }
 
-namespace ipclab {
-std::vector<ObjectInfo> list_posix_mq_objects() { return {}; }
+private:
+    std::string queue_;
+    pid_t owner_ = 0;
+};
+
+struct Kernel {
+    long msgsize;  // fs.mqueue.msgsize_max: the size of every session queue message
+    long maxmsg;   // session queue depth: min(kDepth, fs.mqueue.msg_max)
+};
+
+Kernel kernel_limits() {
+    return {read_proc_long("/proc/sys/fs/mqueue/msgsize_max", 8192),
+            std::min(kDepth, read_proc_long("/proc/sys/fs/mqueue/msg_max", 10))};
+}
+
+// RLIMIT_MSGQUEUE (819200 bytes by default) counts every queue's full
+// capacity against the user: at 10 x 8 KiB a queue costs ~82 KB, so only
+// four sessions would fit. Take the hard limit once; a privileged process
+// (CAP_SYS_RESOURCE) lifts it altogether.
+void raise_msgqueue_limit() {
+    static bool done = false;
+    if (done) return;
+    done = true;
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return;
+    struct rlimit unlimited {RLIM_INFINITY, RLIM_INFINITY};
+    if (::setrlimit(RLIMIT_MSGQUEUE, &unlimited) == 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_MSGQUEUE, &rl);
+    }
+}
+
+// Creates queue (O_EXCL, 0600) and its marker. A queue already there under
+// our own pid-carrying name is a dead process's (pid reuse): replaced. When
+// the per-user RLIMIT_MSGQUEUE is still exhausted the queue gets fewer
+// slots, then smaller chunks (messages are never refused or clamped: they
+// just take more chunks).
+Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
+                 bool replace_stale) {
+    create_marker(marker_for(queue));
+    raise_msgqueue_limit();
+    bool replaced = false;
+    for (;;) {
+        struct mq_attr attr {};
+        attr.mq_maxmsg = maxmsg;
+        attr.mq_msgsize = msgsize;
+        mqd_t d = ::mq_open(queue.c_str(), oflag | O_CREAT | O_EXCL, 0600, &attr);
+        if (d != mqd_t(-1)) {
+            Mqd owned(d);
+            check(::fchmod(owned.get(), 0600), "fchmod mq");  // umask cannot widen it, but be sure
+            return owned;
+        }
+        int err = errno;
+        if (err == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (err == EEXIST && replace_stale && !replaced) {
+            replaced = true;
+            if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT)
+                throw_errno("mq_unlink stale " + queue);
+            continue;
+        }
+        if (err == EMFILE && maxmsg > 1) {
+            maxmsg = std::max(1L, maxmsg / 2);
+            continue;
+        }
+        if (err == EMFILE && msgsize > kMinChunk) {
+            msgsize = std::max(kMinChunk, msgsize / 2);
+            continue;
+        }
+        ::unlink(marker_for(queue).c_str());
+        if (err == EMFILE)
+            throw_errno("mq_open " + queue + " (per-user RLIMIT_MSGQUEUE exhausted, or too many "
+                        "open descriptors)", err);
+        throw_errno("mq_open " + queue, err);
+    }
+}
+
+std::size_t queue_msgsize(mqd_t d, const char* what) {
+    struct mq_attr attr {};
+    check(::mq_getattr(d, &attr), what);
+    return static_cast<std::size_t>(attr.mq_msgsize);
+}
+
+int wait_slice(const Deadline& d) {
+    int left = d.remaining_ms();
+    return left < 0 ? kQueueSliceMs : std::min(left, kQueueSliceMs);
+}
+
+enum class Role { client, server };
+
+class PosixMqChannel final : public Channel {
+public:
+    // The client's constructor: owns the queue names.
+    PosixMqChannel(Role role, Mqd tx, Mqd rx, const Limits& limits, pid_t peer,
+                   std::string name)
+        : role_(role),
+          tx_(std::move(tx)),
+          rx_(std::move(rx)),
+          limits_(limits),
+          peer_(peer),
+          name_(std::move(name)),
+          assembler_(limits.max_message) {
+        tx_msgsize_ = queue_msgsize(tx_.get(), "mq_getattr send queue");
+        rxbuf_.resize(queue_msgsize(rx_.get(), "mq_getattr receive queue"));
+        txbuf_.resize(tx_msgsize_);
+    }
+
+    ~PosixMqChannel() override {
+        if (peer_ended_ || peer_dead_ || owner_ != ::getpid()) return;
+        // Tell the peer, without waiting for room: a full queue means it is
+        // not reading anyway, and it notices our pid gone.
+        std::byte marker[kChunkHeaderSize];
+        encode_end_marker(marker);
+        struct timespec now = realtime_after(0);
+        ::mq_timedsend(tx_.get(), reinterpret_cast<const char*>(marker), sizeof marker, 0, &now);
+    }
+
+    // Rendezvous, server child side: the first message names us.
+    void send_welcome() {
+        auto welcome = encode_welcome(::getpid());
+        send_raw(tx_.get(), welcome.data(), welcome.size(), false);
+    }
+    // Rendezvous, client side: wait for the server child, then watch its pid.
+    void receive_welcome() {
+        std::size_t n = receive_raw();
+        peer_ = decode_welcome(std::span<const std::byte>(rxbuf_.data(), n));
+    }
+    void set_owned(OwnedQueue c2s, OwnedQueue s2c) {
+        owned_.push_back(std::move(c2s));
+        owned_.push_back(std::move(s2c));
+    }
+
+    void send(FrameType type, std::span<const std::byte> payload) override {
+        if (peer_ended_) throw PeerGone("the peer ended the session");
+        if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
+        ChunkSplitter splitter(type, payload, tx_msgsize_);
+        bool first = true;
+        while (!splitter.done()) {
+            std::size_t len = splitter.next(txbuf_);
+            if (!send_raw(tx_.get(), txbuf_.data(), len, !first)) {
+                send_aborted_ = true;  // the peer spoke first; receive() has it
+                return;
+            }
+            first = false;
+        }
+    }
+
+    bool receive(Message& msg) override {
+        if (peer_ended_) return false;
+        for (;;) {
+            std::size_t n = receive_raw();
+            switch (assembler_.feed(std::span<const std::byte>(rxbuf_.data(), n), msg)) {
+                case ChunkAssembler::Result::message:
+                    return true;
+                case ChunkAssembler::Result::end:
+                    peer_ended_ = true;
+                    return false;
+                case ChunkAssembler::Result::more:
+                    break;
+            }
+        }
+    }
+
+    // Sends one queue message. Returns false (message not sent) when
+    // may_abort and the reverse queue holds a message while ours is full.
+    bool send_raw(mqd_t q, const std::byte* data, std::size_t len, bool may_abort) {
+        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
+        for (;;) {
+            struct timespec ts = realtime_after(wait_slice(deadline));
+            if (::mq_timedsend(q, reinterpret_cast<const char*>(data), len, 0, &ts) == 0)
+                return true;
+            if (errno == EINTR) {
+                on_eintr();
+                continue;
+            }
+            if (errno != ETIMEDOUT) throw_errno("mq_timedsend");
+            if (may_abort && reply_pending()) return false;
+            check_peer();
+            if (deadline.expired())
+                throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
+                                   " ms: the peer's queue stayed full");
+        }
+    }
+
+    // Receives one queue message into rxbuf_; returns its length.
+    std::size_t receive_raw() {
+        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
+        for (;;) {
+            struct timespec ts = realtime_after(wait_slice(deadline));
+            ssize_t n = ::mq_timedreceive(rx_.get(), reinterpret_cast<char*>(rxbuf_.data()),
+                                          rxbuf_.size(), nullptr, &ts);
+            if (n >= 0) return static_cast<std::size_t>(n);
+            if (errno == EINTR) {
+                on_eintr();
+                continue;
+            }
+            if (errno != ETIMEDOUT) throw_errno("mq_timedreceive");
+            check_peer();
+            if (deadline.expired())
+                throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
+                                   " ms waiting for the peer");
+        }
+    }
+
+private:
+    bool reply_pending() const {
+        struct mq_attr attr {};
+        return ::mq_getattr(rx_.get(), &attr) == 0 && attr.mq_curmsgs > 0;
+    }
+
+    void check_peer() {
+        if (peer_ <= 0 || process_alive(peer_)) return;
+        peer_dead_ = true;
+        if (role_ == Role::server) {
+            // The client died without cleaning up (SIGKILL): its queues are orphans.
+            unlink_queue(session_queue(name_, peer_, "c2s"));
+            unlink_queue(session_queue(name_, peer_, "s2c"));
+            throw PeerGone("client pid " + std::to_string(peer_) +
+                           " vanished; removed its queues");
+        }
+        throw PeerGone("server pid " + std::to_string(peer_) + " vanished");
+    }
+
+    Role role_;
+    Mqd tx_, rx_;
+    Limits limits_;
+    pid_t peer_;
+    std::string name_;
+    ChunkAssembler assembler_;
+    std::size_t tx_msgsize_ = 0;
+    std::vector<std::byte> txbuf_, rxbuf_;
+    std::vector<OwnedQueue> owned_;  // destroyed after the descriptors are used in ~
+    pid_t owner_ = ::getpid();
+    bool peer_ended_ = false;
+    bool peer_dead_ = false;
+    bool send_aborted_ = false;
+};
+
+Mqd open_client_queue(const std::string& queue, int oflag) {
+    for (;;) {
+        mqd_t d = ::mq_open(queue.c_str(), oflag);
+        if (d != mqd_t(-1)) {
+            Mqd owned(d);
+            struct stat st {};
+            check(::fstat(owned.get(), &st), "fstat mq");
+            if (st.st_uid != ::geteuid() || (st.st_mode & 0777) != 0600)
+                throw ProtocolError("queue " + queue + " is not ours with mode 0600");
+            return owned;
+        }
+        if (errno == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (errno == ENOENT)
+            throw ProtocolError("the hello names queue " + queue + ", which does not exist");
+        throw_errno("mq_open " + queue);
+    }
+}
+
+class PosixMqPending final : public PendingSession {
+public:
+    PosixMqPending(std::string name, pid_t pid) : name_(std::move(name)), pid_(pid) {}
+    std::string peer() const override { return "pid " + std::to_string(pid_); }
+
+    std::unique_ptr<Channel> open(const Limits& limits) override {
+        Mqd rx = open_client_queue(session_queue(name_, pid_, "c2s"), O_RDONLY);
+        Mqd tx = open_client_queue(session_queue(name_, pid_, "s2c"), O_WRONLY);
+        auto ch = std::make_unique<PosixMqChannel>(Role::server, std::move(tx), std::move(rx),
+                                                   limits, pid_, name_);
+        ch->send_welcome();
+        return ch;
+    }
+
+private:
+    std::string name_;
+    pid_t pid_;
+};
+
+class PosixMqListener final : public Listener {
+public:
+    PosixMqListener(InstanceLock lock, std::string name, std::string queue, OwnedQueue owned,
+                    Mqd mqd)
+        : lock_(std::move(lock)),
+          name_(std::move(name)),
+          queue_name_(std::move(queue)),
+          owned_(std::move(owned)),
+          mqd_(std::move(mqd)),
+          buf_(queue_msgsize(mqd_.get(), "mq_getattr well-known queue")) {}
+
+    std::string describe() const override { return "posix-mq " + queue_name_; }
+
+    std::unique_ptr<PendingSession> accept(int wake_fd) override {
+        struct pollfd p[2] = {{mqd_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        int n = ::poll(p, wake_fd >= 0 ? 2 : 1, -1);
+        if (n < 0) {
+            if (errno == EINTR) return nullptr;
+            throw_errno("poll posix-mq listener");
+        }
+        if (!(p[0].revents & POLLIN)) return nullptr;
+        ssize_t got = ::mq_receive(mqd_.get(), reinterpret_cast<char*>(buf_.data()), buf_.size(),
+                                   nullptr);
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EINTR) return nullptr;
+            throw_errno("mq_receive " + queue_name_);
+        }
+        Hello h = decode_hello(std::span<const std::byte>(buf_.data(), static_cast<std::size_t>(got)));
+        if (!process_alive(h.pid)) {
+            // The client died before we got to it; its queues are orphans.
+            unlink_queue(session_queue(name_, h.pid, "c2s"));
+            unlink_queue(session_queue(name_, h.pid, "s2c"));
+            throw ProtocolError("hello from pid " + std::to_string(h.pid) +
+                                ", which is not running");
+        }
+        return std::make_unique<PosixMqPending>(name_, h.pid);
+    }
+
+    void close_in_child() noexcept override {
+        mqd_.reset();
+        lock_.close_in_child();
+    }
+
+private:
+    InstanceLock lock_;  // first: released last, after the names are gone
+    std::string name_;
+    std::string queue_name_;
+    OwnedQueue owned_;
+    Mqd mqd_;
+    std::vector<std::byte> buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<Listener> listen_posix_mq(const Endpoint& ep, const Limits&) {
+    check_name(ep.name);
+    InstanceLock lock(kTransport, ep.name);
+    std::string queue = base_queue(ep.name);
+    // We hold the lock, so a queue of this name is a dead server's.
+    if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink stale " + queue);
+    Kernel k = kernel_limits();
+    Mqd mqd = create_queue(queue, O_RDONLY | O_NONBLOCK, k.maxmsg,
+                           static_cast<long>(kHelloSize), false);
+    OwnedQueue owned(queue);
+    return std::make_unique<PosixMqListener>(std::move(lock), ep.name, queue, std::move(owned),
+                                             std::move(mqd));
+}
+
+std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limits) {
+    check_name(ep.name);
+    std::string well_known = base_queue(ep.name);
+    Mqd server;
+    for (;;) {
+        mqd_t d = ::mq_open(well_known.c_str(), O_WRONLY);
+        if (d != mqd_t(-1)) {
+            server = Mqd(d);
+            break;
+        }
+        if (errno == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (errno == ENOENT)
+            throw std::runtime_error("no posix-mq server named '" + ep.name + "' (" +
+                                     well_known + " does not exist)");
+        throw_errno("mq_open " + well_known);
+    }
+    pid_t server_pid = server_pid_from_lock(kTransport, ep.name);
+    if (server_pid > 0 && !process_alive(server_pid))
+        throw std::runtime_error("no posix-mq server named '" + ep.name + "' (pid " +
+                                 std::to_string(server_pid) + " left a stale queue)");
+
+    Kernel k = kernel_limits();
+    pid_t me = ::getpid();
+    std::string c2s_name = session_queue(ep.name, me, "c2s");
+    std::string s2c_name = session_queue(ep.name, me, "s2c");
+    Mqd c2s = create_queue(c2s_name, O_WRONLY, k.maxmsg, k.msgsize, true);
+    OwnedQueue c2s_owned(c2s_name);
+    Mqd s2c = create_queue(s2c_name, O_RDONLY, k.maxmsg, k.msgsize, true);
+    OwnedQueue s2c_owned(s2c_name);
+
+    auto ch = std::make_unique<PosixMqChannel>(Role::client, std::move(c2s), std::move(s2c),
+                                               limits, server_pid, ep.name);
+    ch->set_owned(std::move(c2s_owned), std::move(s2c_owned));
+    auto hello = encode_hello(Hello{me, 0, 0});
+    ch->send_raw(server.get(), hello.data(), hello.size(), false);
+    server.reset();
+    ch->receive_welcome();
+    return ch;
+}
+
+namespace {
+
+// The owner of a queue: the pid in a session queue's name, else the server
+// pid in the lock file of the well-known queue's --name.
+pid_t queue_owner(const std::string& queue) {
+    std::string prefix = "/" + global_prefix("");
+    if (queue.rfind(prefix, 0) != 0) return 0;
+    std::string rest = queue.substr(prefix.size());
+    auto at = rest.find('@');
+    if (at == std::string::npos) return server_pid_from_lock(kTransport, rest);
+    return static_cast<pid_t>(std::strtol(rest.c_str() + at + 1, nullptr, 10));
+}
+
+}  // namespace
+
+std::vector<ObjectInfo> list_posix_mq_objects() {
+    namespace fs = std::filesystem;
+    std::set<std::string> queues;
+    std::error_code ec;
+    std::string dir = private_dir();
+    std::string suffix = kMarkerSuffix;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+        std::string f = it->path().filename().string();
+        if (f.size() > suffix.size() && f.compare(f.size() - suffix.size(), suffix.size(), suffix) == 0)
+            queues.insert("/" + f.substr(0, f.size() - suffix.size()));
+    }
+    // Queues without a marker are visible only through a mounted mqueue fs.
+    std::string prefix = global_prefix("");
+    for (auto it = fs::directory_iterator("/dev/mqueue", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+        std::string f = it->path().filename().string();
+        if (f.rfind(prefix, 0) == 0) queues.insert("/" + f);
+    }
+    std::vector<ObjectInfo> out;
+    for (const auto& q : queues) {
+        ObjectInfo info;
+        info.transport = kTransport;
+        info.what = q;
+        info.owner = queue_owner(q);
+        info.stale = !process_alive(info.owner);
+        info.remove = [q] {
+            if (::mq_unlink(q.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink " + q);
+            if (::unlink(marker_for(q).c_str()) != 0 && errno != ENOENT)
+                throw_errno("unlink " + marker_for(q));
+        };
+        out.push_back(std::move(info));
+    }
+    remove_private_dir_if_empty();
+    return out;
+}
+
 }  // namespace ipclab

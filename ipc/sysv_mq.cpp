@@ -1,20 +1,516 @@
-// Placeholder until the sysv-mq transport lands (issue 3).
-#include <stdexcept>
+// System V message queues (msgget).
+//
+// Rendezvous: the server, under InstanceLock("sysv-mq", NAME), keeps the key
+// file private_dir()/NAME.sysv-mq.key and the well-known queue
+// msgget(ftok(keyfile, 'I')), 0600. A client creates a pair of session
+// queues with msgget(IPC_PRIVATE, 0600) - client->server and server->client;
+// two queues rather than one so that a full request direction (msgmnb is
+// only two 8 KiB messages) can never block the server's reply (e.g. an
+// oversize refusal) - and a marker file NAME@PID.MSQID.smq per queue tying
+// the queue to its creator. The hello (mtype 1, see chunking.hpp) carries
+// the client pid and both msqids; the server validates it (queues owned by
+// our uid, mode 0600, markers present, pid alive) or rejects it with
+// ProtocolError. The server child then sends a welcome with its pid, and
+// messages flow as chunks (chunking.hpp) with mtype 1 (client->server) or 2
+// (server->client).
+//
+// End of session: the client removes its queues (IPC_RMID) on every exit
+// path; the server sees EIDRM, which between messages is a clean end and
+// mid-message PeerGone. A server child that ends a session itself sends the
+// end marker chunk. The server child removes a SIGKILLed client's queues when
+// it finds the pid dead.
+//
+// Waiting: msgsnd/msgrcv cannot time out and cannot be polled, so each
+// session arms one periodic TickTimer (kQueueSliceMs) whose SIGALRM makes
+// them return EINTR; after each the deadline (TimeoutError) and the peer's
+// pid (PeerGone) are checked. The listener's accept() tries IPC_NOWAIT, then
+// blocks in msgrcv, woken by the server's own signals or a slower tick.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/msg.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ipc/chunking.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "ipc/private_dir.hpp"
+#include "ipc/queue_util.hpp"
 #include "ipc/transports.hpp"
 
 namespace ipclab {
 
-std::unique_ptr<Listener> listen_sysv_mq(const Endpoint&, const Limits&) {
-    throw std::runtime_error("transport sysv-mq is not available yet");
+namespace {
+
+constexpr const char* kTransport = "sysv-mq";
+constexpr long kToServer = 1;
+constexpr long kToClient = 2;
+constexpr int kListenerTickMs = 250;
+
+std::string key_file(const std::string& name) {
+    return private_dir() + "/" + name + ".sysv-mq.key";
+}
+std::string marker_for(const std::string& name, pid_t pid, int msqid) {
+    return private_dir() + "/" + name + "@" + std::to_string(pid) + "." + std::to_string(msqid) +
+           ".smq";
 }
 
-std::unique_ptr<Channel> connect_sysv_mq(const Endpoint&, const Limits&) {
-    throw std::runtime_error("transport sysv-mq is not available yet");
+std::size_t kernel_msgmax() {
+    return static_cast<std::size_t>(read_proc_long("/proc/sys/kernel/msgmax", 8192));
 }
 
-}  // namespace ipclab
+// A queue message buffer: the long mtype, then msgmax bytes of text.
+class MsgBuf {
+public:
+    explicit MsgBuf(std::size_t text) : text_(text), words_(1 + (text + sizeof(long) - 1) / sizeof(long)) {}
+    void* raw() { return words_.data(); }
+    long& mtype() { return words_[0]; }
+    std::byte* text() { return reinterpret_cast<std::byte*>(words_.data() + 1); }
+    std::size_t capacity() const { return text_; }
 
-namespace ipclab {
-std::vector<ObjectInfo> list_sysv_mq_objects() { return {}; }
+private:
+    std::size_t text_;
+    std::vector<long> words_;
+};
+
+// A queue this process created: removed (with its marker) only by the creator.
+class OwnedMsq {
+public:
+    OwnedMsq() = default;
+    OwnedMsq(int id, std::string marker) : id_(id), marker_(std::move(marker)), owner_(::getpid()) {}
+    OwnedMsq(OwnedMsq&& o) noexcept
+        : id_(std::exchange(o.id_, -1)), marker_(std::move(o.marker_)), owner_(o.owner_) {}
+    OwnedMsq& operator=(OwnedMsq&&) = delete;
+    ~OwnedMsq() {
+        if (id_ < 0 || ::getpid() != owner_) return;
+        ::msgctl(id_, IPC_RMID, nullptr);
+        if (!marker_.empty()) ::unlink(marker_.c_str());
+    }
+    int id() const { return id_; }
+
+private:
+    int id_ = -1;
+    std::string marker_;
+    pid_t owner_ = 0;
+};
+
+// Throws ProtocolError unless msqid is a queue of our uid with mode 0600.
+void check_queue_is_ours(int msqid) {
+    struct msqid_ds ds {};
+    if (::msgctl(msqid, IPC_STAT, &ds) != 0) {
+        if (errno == EINVAL || errno == EIDRM || errno == EACCES || errno == EPERM)
+            throw ProtocolError("the hello names msqid " + std::to_string(msqid) +
+                                ", which is not an accessible queue");
+        throw_errno("msgctl(IPC_STAT)");
+    }
+    if (ds.msg_perm.uid != ::geteuid() || ds.msg_perm.cuid != ::geteuid() ||
+        (ds.msg_perm.mode & 0777) != 0600)
+        throw ProtocolError("the hello names msqid " + std::to_string(msqid) +
+                            ", which is not ours with mode 0600");
+}
+
+bool file_exists(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Removes a dead client's queues, but only those its markers vouch for.
+void remove_orphans(const std::string& name, pid_t pid, int a, int b) noexcept {
+    try {
+        for (int id : {a, b}) {
+            std::string marker = marker_for(name, pid, id);
+            if (!file_exists(marker)) continue;
+            ::msgctl(id, IPC_RMID, nullptr);
+            ::unlink(marker.c_str());
+        }
+    } catch (...) {  // private_dir() failing: nothing to remove then
+    }
+}
+
+enum class Role { client, server };
+
+class SysvMqChannel final : public Channel {
+public:
+    SysvMqChannel(Role role, int tx, int rx, const Limits& limits, pid_t peer, std::string name)
+        : role_(role),
+          tx_(tx),
+          rx_(rx),
+          limits_(limits),
+          peer_(peer),
+          name_(std::move(name)),
+          assembler_(limits.max_message),
+          txbuf_(kernel_msgmax()),
+          rxbuf_(kernel_msgmax()),
+          timer_(kQueueSliceMs) {}
+
+    ~SysvMqChannel() override {
+        if (role_ == Role::server && !peer_ended_ && !peer_dead_ && owner_ == ::getpid()) {
+            // Tell the client we are done, without waiting for room.
+            encode_end_marker(txbuf_.text());
+            txbuf_.mtype() = kToClient;
+            ::msgsnd(tx_, txbuf_.raw(), kChunkHeaderSize, IPC_NOWAIT);
+        }
+        if (role_ == Role::client) {
+            owned_.clear();  // IPC_RMID: the server sees EIDRM, the end of the session
+            remove_private_dir_if_empty();
+        }
+    }
+
+    void own(OwnedMsq a, OwnedMsq b) {
+        owned_.push_back(std::move(a));
+        owned_.push_back(std::move(b));
+    }
+
+    void send(FrameType type, std::span<const std::byte> payload) override {
+        if (peer_ended_) throw PeerGone("the peer ended the session");
+        if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
+        ChunkSplitter splitter(type, payload, txbuf_.capacity());
+        bool first = true;
+        while (!splitter.done()) {
+            std::size_t len = splitter.next(std::span<std::byte>(txbuf_.text(), txbuf_.capacity()));
+            if (!send_raw(tx_, out_type(), len, !first)) {
+                send_aborted_ = true;  // the peer spoke first; receive() has it
+                return;
+            }
+            first = false;
+        }
+    }
+
+    bool receive(Message& msg) override {
+        if (peer_ended_) return false;
+        for (;;) {
+            std::size_t n = 0;
+            if (!receive_raw(n)) {
+                if (!assembler_.idle()) throw PeerGone("the peer removed its queue mid-message");
+                peer_ended_ = true;
+                return false;
+            }
+            switch (assembler_.feed(std::span<const std::byte>(rxbuf_.text(), n), msg)) {
+                case ChunkAssembler::Result::message:
+                    return true;
+                case ChunkAssembler::Result::end:
+                    peer_ended_ = true;
+                    return false;
+                case ChunkAssembler::Result::more:
+                    break;
+            }
+        }
+    }
+
+    void send_hello(int well_known, pid_t me) {
+        auto hello = encode_hello(Hello{me, static_cast<std::uint32_t>(tx_),
+                                        static_cast<std::uint32_t>(rx_)});
+        std::memcpy(txbuf_.text(), hello.data(), hello.size());
+        send_raw(well_known, kToServer, hello.size(), false);
+    }
+    void send_welcome() {
+        auto w = encode_welcome(::getpid());
+        std::memcpy(txbuf_.text(), w.data(), w.size());
+        send_raw(tx_, kToClient, w.size(), false);
+    }
+    void receive_welcome() {
+        std::size_t n = 0;
+        if (!receive_raw(n)) throw PeerGone("the session queue was removed before the welcome");
+        peer_ = decode_welcome(std::span<const std::byte>(rxbuf_.text(), n));
+    }
+
+private:
+    long out_type() const { return role_ == Role::client ? kToServer : kToClient; }
+    long in_type() const { return role_ == Role::client ? kToClient : kToServer; }
+
+    // Sends txbuf_ (len text bytes) to queue id. Returns false (not sent)
+    // when may_abort and a message waits for us while the peer's queue is full.
+    bool send_raw(int id, long mtype, std::size_t len, bool may_abort) {
+        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
+        txbuf_.mtype() = mtype;
+        for (;;) {
+            if (::msgsnd(id, txbuf_.raw(), len, 0) == 0) return true;
+            if (errno == EIDRM || errno == EINVAL)
+                throw PeerGone("the peer's queue was removed while sending");
+            if (errno != EINTR) throw_errno("msgsnd");
+            on_eintr();
+            if (may_abort && reply_pending()) return false;
+            check_peer();
+            if (deadline.expired())
+                throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
+                                   " ms: the peer's queue stayed full");
+        }
+    }
+
+    // Receives one message into rxbuf_; false when the queue was removed.
+    bool receive_raw(std::size_t& n) {
+        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
+        for (;;) {
+            ssize_t got = ::msgrcv(rx_, rxbuf_.raw(), rxbuf_.capacity(), 0, 0);
+            if (got >= 0) {
+                if (rxbuf_.mtype() != in_type())
+                    throw ProtocolError("queue message of mtype " +
+                                        std::to_string(rxbuf_.mtype()) + " where " +
+                                        std::to_string(in_type()) + " was due");
+                n = static_cast<std::size_t>(got);
+                return true;
+            }
+            if (errno == EIDRM || errno == EINVAL) return false;
+            if (errno == E2BIG)
+                throw ProtocolError("queue message larger than msgmax (" +
+                                    std::to_string(rxbuf_.capacity()) + " bytes)");
+            if (errno != EINTR) throw_errno("msgrcv");
+            on_eintr();
+            check_peer();
+            if (deadline.expired())
+                throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
+                                   " ms waiting for the peer");
+        }
+    }
+
+    bool reply_pending() const {
+        struct msqid_ds ds {};
+        return ::msgctl(rx_, IPC_STAT, &ds) == 0 && ds.msg_qnum > 0;
+    }
+
+    void check_peer() {
+        if (peer_ <= 0 || process_alive(peer_)) return;
+        peer_dead_ = true;
+        if (role_ == Role::server) {
+            remove_orphans(name_, peer_, rx_, tx_);
+            throw PeerGone("client pid " + std::to_string(peer_) + " vanished; removed its queues");
+        }
+        throw PeerGone("server pid " + std::to_string(peer_) + " vanished");
+    }
+
+    Role role_;
+    int tx_, rx_;
+    Limits limits_;
+    pid_t peer_;
+    std::string name_;
+    ChunkAssembler assembler_;
+    MsgBuf txbuf_, rxbuf_;
+    TickTimer timer_;
+    std::vector<OwnedMsq> owned_;
+    pid_t owner_ = ::getpid();
+    bool peer_ended_ = false;
+    bool peer_dead_ = false;
+    bool send_aborted_ = false;
+};
+
+class SysvMqPending final : public PendingSession {
+public:
+    SysvMqPending(std::string name, Hello hello) : name_(std::move(name)), hello_(hello) {}
+    std::string peer() const override { return "pid " + std::to_string(hello_.pid); }
+
+    std::unique_ptr<Channel> open(const Limits& limits) override {
+        // The client's c2s queue is our receive side, its s2c our send side.
+        auto ch = std::make_unique<SysvMqChannel>(Role::server, static_cast<int>(hello_.id_b),
+                                                  static_cast<int>(hello_.id_a), limits,
+                                                  hello_.pid, name_);
+        ch->send_welcome();
+        return ch;
+    }
+
+private:
+    std::string name_;
+    Hello hello_;
+};
+
+class SysvMqListener final : public Listener {
+public:
+    SysvMqListener(InstanceLock lock, std::string name, OwnedPath key, int msqid)
+        : lock_(std::move(lock)),
+          name_(std::move(name)),
+          key_(std::move(key)),
+          queue_(msqid, ""),
+          buf_(kernel_msgmax()),
+          timer_(kListenerTickMs) {}
+
+    std::string describe() const override {
+        return "sysv-mq msqid " + std::to_string(queue_.id()) + " (" + key_.path() + ")";
+    }
+
+    std::unique_ptr<PendingSession> accept(int wake_fd) override {
+        if (wake_fd >= 0) {
+            struct pollfd p {wake_fd, POLLIN, 0};
+            int n = ::poll(&p, 1, 0);
+            if (n > 0 || (n < 0 && errno == EINTR)) return nullptr;
+            if (n < 0) throw_errno("poll wake_fd");
+        }
+        ssize_t got = ::msgrcv(queue_.id(), buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT);
+        if (got < 0 && errno == ENOMSG)  // nothing yet: block until a hello, signal or tick
+            got = ::msgrcv(queue_.id(), buf_.raw(), buf_.capacity(), 0, 0);
+        if (got < 0) {
+            if (errno == EINTR) return nullptr;
+            if (errno == E2BIG) {
+                // Discard the oversized message, or it blocks the queue forever.
+                ::msgrcv(queue_.id(), buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT | MSG_NOERROR);
+                throw ProtocolError("oversized message on the well-known queue");
+            }
+            throw_errno("msgrcv well-known queue");
+        }
+        if (buf_.mtype() != kToServer)
+            throw ProtocolError("hello of mtype " + std::to_string(buf_.mtype()));
+        Hello h = decode_hello(std::span<const std::byte>(buf_.text(), static_cast<std::size_t>(got)));
+        int a = static_cast<int>(h.id_a), b = static_cast<int>(h.id_b);
+        if (h.id_a > 0x7fffffffu || h.id_b > 0x7fffffffu || a == b)
+            throw ProtocolError("malformed hello: queue ids");
+        if (!process_alive(h.pid)) {
+            remove_orphans(name_, h.pid, a, b);
+            throw ProtocolError("hello from pid " + std::to_string(h.pid) + ", which is not running");
+        }
+        check_queue_is_ours(a);
+        check_queue_is_ours(b);
+        for (int id : {a, b})
+            if (!file_exists(marker_for(name_, h.pid, id)))
+                throw ProtocolError("hello from pid " + std::to_string(h.pid) + " names msqid " +
+                                    std::to_string(id) + ", which that pid did not create");
+        return std::make_unique<SysvMqPending>(name_, h);
+    }
+
+    void close_in_child() noexcept override { lock_.close_in_child(); }
+
+private:
+    InstanceLock lock_;  // first: released last, after the names are gone
+    std::string name_;
+    OwnedPath key_;
+    OwnedMsq queue_;
+    MsgBuf buf_;
+    TickTimer timer_;
+};
+
+key_t key_of(const std::string& path) {
+    key_t key = ::ftok(path.c_str(), 'I');
+    if (key == -1) throw_errno("ftok " + path);
+    return key;
+}
+
+}  // namespace
+
+std::unique_ptr<Listener> listen_sysv_mq(const Endpoint& ep, const Limits&) {
+    check_name(ep.name);
+    InstanceLock lock(kTransport, ep.name);
+    std::string path = key_file(ep.name);
+    create_marker(path);
+    OwnedPath key_owned(path);
+    key_t key = key_of(path);
+    // We hold the lock, so a queue under our key is a dead server's - if it is ours at all.
+    int stale = ::msgget(key, 0);
+    if (stale >= 0) {
+        struct msqid_ds ds {};
+        check(::msgctl(stale, IPC_STAT, &ds), "msgctl(IPC_STAT) stale queue");
+        if (ds.msg_perm.uid != ::geteuid())
+            throw std::runtime_error("key " + std::to_string(key) + " of " + path +
+                                     " is taken by another user's queue (msqid " +
+                                     std::to_string(stale) + ")");
+        check(::msgctl(stale, IPC_RMID, nullptr), "msgctl(IPC_RMID) stale queue");
+    } else if (errno != ENOENT) {
+        throw_errno("msgget stale queue");
+    }
+    int id = check(::msgget(key, IPC_CREAT | IPC_EXCL | 0600), "msgget well-known queue");
+    return std::make_unique<SysvMqListener>(std::move(lock), ep.name, std::move(key_owned), id);
+}
+
+std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limits) {
+    check_name(ep.name);
+    std::string path = key_file(ep.name);
+    int well_known = -1;
+    if (file_exists(path)) well_known = ::msgget(key_of(path), 0);
+    if (well_known < 0) {
+        remove_private_dir_if_empty();
+        throw std::runtime_error("no sysv-mq server named '" + ep.name + "'");
+    }
+    pid_t server_pid = server_pid_from_lock(kTransport, ep.name);
+    if (server_pid > 0 && !process_alive(server_pid))
+        throw std::runtime_error("no sysv-mq server named '" + ep.name + "' (pid " +
+                                 std::to_string(server_pid) + " left a stale queue)");
+    pid_t me = ::getpid();
+    int c2s_id = check(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget session queue");
+    OwnedMsq c2s(c2s_id, marker_for(ep.name, me, c2s_id));
+    create_marker(marker_for(ep.name, me, c2s_id));
+    int s2c_id = check(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget session queue");
+    OwnedMsq s2c(s2c_id, marker_for(ep.name, me, s2c_id));
+    create_marker(marker_for(ep.name, me, s2c_id));
+    auto ch = std::make_unique<SysvMqChannel>(Role::client, c2s_id, s2c_id, limits, server_pid,
+                                              ep.name);
+    ch->own(std::move(c2s), std::move(s2c));
+    ch->send_hello(well_known, me);
+    ch->receive_welcome();
+    return ch;
+}
+
+std::vector<ObjectInfo> list_sysv_mq_objects() {
+    namespace fs = std::filesystem;
+    struct Row {
+        key_t key;
+        uid_t uid;
+    };
+    std::map<int, Row> rows;
+    {
+        std::ifstream in("/proc/sysvipc/msg");
+        std::string line;
+        std::getline(in, line);  // header
+        while (std::getline(in, line)) {
+            std::istringstream f(line);
+            long long key = 0, perms = 0, cbytes = 0, qnum = 0, lspid = 0, lrpid = 0, uid = 0;
+            int id = 0;
+            if (f >> key >> id >> perms >> cbytes >> qnum >> lspid >> lrpid >> uid)
+                rows[id] = Row{static_cast<key_t>(key), static_cast<uid_t>(uid)};
+        }
+    }
+    std::vector<ObjectInfo> out;
+    std::string dir = private_dir();
+    std::error_code ec;
+    auto ends_with = [](const std::string& s, const std::string& suf) {
+        return s.size() > suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+        std::string f = it->path().filename().string();
+        std::string full = it->path().string();
+        ObjectInfo info;
+        info.transport = kTransport;
+        int msqid = -1;
+        if (ends_with(f, ".sysv-mq.key")) {
+            std::string name = f.substr(0, f.size() - std::string(".sysv-mq.key").size());
+            info.owner = server_pid_from_lock(kTransport, name);
+            key_t key = ::ftok(full.c_str(), 'I');
+            for (const auto& [id, row] : rows)
+                if (row.key == key && key != -1 && row.uid == ::geteuid()) msqid = id;
+            info.what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (server '" + name + "')"
+                                   : full;
+        } else if (ends_with(f, ".smq")) {
+            // NAME@PID.MSQID.smq
+            auto at = f.rfind('@');
+            if (at == std::string::npos) continue;
+            std::string rest = f.substr(at + 1);
+            info.owner = static_cast<pid_t>(std::strtol(rest.c_str(), nullptr, 10));
+            auto dot = rest.find('.');
+            int id = dot == std::string::npos ? -1 : std::atoi(rest.c_str() + dot + 1);
+            auto row = rows.find(id);
+            if (row != rows.end() && row->second.uid == ::geteuid()) msqid = id;
+            info.what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (client pid " +
+                                         std::to_string(info.owner) + ")"
+                                   : full;
+        } else {
+            continue;
+        }
+        info.stale = !process_alive(info.owner);
+        info.remove = [msqid, full] {
+            if (msqid >= 0 && ::msgctl(msqid, IPC_RMID, nullptr) != 0 && errno != EINVAL &&
+                errno != EIDRM)
+                throw_errno("msgctl(IPC_RMID) msqid " + std::to_string(msqid));
+            if (::unlink(full.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + full);
+        };
+        out.push_back(std::move(info));
+    }
+    remove_private_dir_if_empty();
+    return out;
+}
+
 }  // namespace ipclab
