@@ -35,9 +35,11 @@ int main(int argc, char** argv) {
     app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
         ->capture_default_str();
     app.add_option("--bind", ep.host, "Address to bind (tcp; default every interface)");
-    app.add_option("--reply", opt.reply, "ack: reply 'I got your message'; echo: send the payload back")
+    app.add_option("--reply", opt.reply,
+                   "ack: reply 'I got your message'; echo: send the payload back; sink: reply only "
+                   "to empty messages (one-way throughput)")
         ->transform(CLI::CheckedTransformer(
-            std::map<std::string, ReplyMode>{{"ack", ReplyMode::ack}, {"echo", ReplyMode::echo}}))
+            std::map<std::string, ReplyMode>{{"ack", ReplyMode::ack}, {"echo", ReplyMode::echo}, {"sink", ReplyMode::sink}}))
         ->default_str("ack");
     app.add_option("--wait", wait, "shm only: block (sleep on a futex) or spin (bounded busy-poll)")
         ->check(CLI::IsMember({"block", "spin"}))

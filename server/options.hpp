@@ -5,7 +5,9 @@
 
 namespace ipclab {
 
-enum class ReplyMode { ack, echo };
+// sink: no reply, except an ack for an empty message, which marks a sync
+// point so one-way (stream) transfers know everything before it arrived.
+enum class ReplyMode { ack, echo, sink };
 
 inline constexpr char kAckText[] = "I got your message";  // 18 bytes, no terminator
 

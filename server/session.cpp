@@ -57,7 +57,8 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
             return;
         }
         if (!options.quiet) print_quietly_failing(format_message_line(msg.payload), STDOUT_FILENO);
-        auto reply = options.reply == ReplyMode::ack ? ack : std::span<const std::byte>(msg.payload);
+        if (options.reply == ReplyMode::sink && !msg.payload.empty()) continue;
+        auto reply = options.reply == ReplyMode::echo ? std::span<const std::byte>(msg.payload) : ack;
         channel.send(FrameType::data, reply);
         report.bytes_out += reply.size();
     }
