@@ -28,6 +28,10 @@ std::string sockaddr_to_string(const struct sockaddr* sa, socklen_t len) {
         }
         case AF_INET6: {
             auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+            if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {  // an IPv4 peer on the dual-stack socket
+                ::inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+                return std::string(host) + ":" + std::to_string(ntohs(in6->sin6_port));
+            }
             ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
             return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
         }

@@ -50,3 +50,24 @@ Fd connect_stream(const Endpoint& ep, int timeout_ms) {
 }
 
 }  // namespace ipclab
+
+namespace ipclab {
+
+std::vector<ObjectInfo> list_objects(const std::string& transport) {
+    std::vector<ObjectInfo> out;
+    auto add = [&](const std::string& t, std::vector<ObjectInfo> (*list)()) {
+        if (!transport.empty() && transport != t) return;
+        auto v = list();
+        out.insert(out.end(), std::make_move_iterator(v.begin()), std::make_move_iterator(v.end()));
+    };
+    add("unix", list_unix_objects);
+    add("fifo", list_fifo_objects);
+    add("posix-mq", list_posix_mq_objects);
+    add("sysv-mq", list_sysv_mq_objects);
+    add("shm", list_shm_objects);
+    for (auto& lock : list_lock_files())
+        if (transport.empty() || lock.transport == transport) out.push_back(std::move(lock));
+    return out;
+}
+
+}  // namespace ipclab

@@ -54,3 +54,14 @@ std::vector<ObjectInfo> list_sysv_mq_objects();
 std::vector<ObjectInfo> list_shm_objects();
 
 }  // namespace ipclab
+
+namespace ipclab {
+
+// UNIX sockets in the private directory, and every transport's lock file.
+std::vector<ObjectInfo> list_unix_objects();
+std::vector<ObjectInfo> list_lock_files();
+
+// Everything above for one transport ("" = all of them).
+std::vector<ObjectInfo> list_objects(const std::string& transport);
+
+}  // namespace ipclab

@@ -1,8 +1,11 @@
 // UNIX-domain stream sockets in the per-user private directory.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "ipc/error.hpp"
@@ -61,6 +64,70 @@ Fd connect_unix_socket(const Endpoint& ep, int timeout_ms) {
 std::unique_ptr<Channel> connect_unix(const Endpoint& ep, const Limits& limits) {
     StreamFds fds{connect_unix_socket(ep, limits.timeout_ms), Fd{}, true};
     return make_framed_channel(std::move(fds), limits, true);
+}
+
+}  // namespace ipclab
+
+namespace ipclab {
+
+namespace {
+
+// Reads the pid a server wrote into its lock file; 0 when unreadable.
+pid_t lock_owner(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return 0;
+    char buf[32] = {};
+    ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+    return n > 0 ? static_cast<pid_t>(std::strtol(buf, nullptr, 10)) : 0;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+template <typename Fn>
+void for_each_private_file(Fn fn) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(private_dir(), ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+        fn(it->path().filename().string(), it->path().string());
+}
+
+ObjectInfo file_object(const std::string& transport, const std::string& path, pid_t owner) {
+    ObjectInfo info;
+    info.transport = transport;
+    info.what = path;
+    info.owner = owner;
+    info.stale = !process_alive(owner);
+    info.remove = [path] {
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + path);
+    };
+    return info;
+}
+
+}  // namespace
+
+std::vector<ObjectInfo> list_unix_objects() {
+    std::vector<ObjectInfo> out;
+    for_each_private_file([&](const std::string& file, const std::string& path) {
+        if (!ends_with(file, ".sock")) return;
+        std::string name = file.substr(0, file.size() - 5);
+        out.push_back(file_object("unix", path, lock_owner(private_dir() + "/" + name + ".unix.lock")));
+    });
+    return out;
+}
+
+std::vector<ObjectInfo> list_lock_files() {
+    std::vector<ObjectInfo> out;
+    for_each_private_file([&](const std::string& file, const std::string& path) {
+        if (!ends_with(file, ".lock")) return;
+        std::string stem = file.substr(0, file.size() - 5);
+        auto dot = stem.rfind('.');
+        std::string transport = dot == std::string::npos ? "?" : stem.substr(dot + 1);
+        out.push_back(file_object(transport, path, lock_owner(path)));
+    });
+    return out;
 }
 
 }  // namespace ipclab

@@ -8,6 +8,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "server/objects.hpp"
 #include "server/server_loop.hpp"
 
 using namespace ipclab;
@@ -59,16 +60,33 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_flag("--once", opt.once, "Serve one session, then exit");
     app.add_flag("-q,--quiet", opt.quiet, "Do not print 'Here is the message: ...'");
+    bool list = false, cleanup = false;
+    app.add_flag("--list-objects", list,
+                 "List this user's ipclab objects (of --transport if given) and which are stale");
+    app.add_flag("--cleanup", cleanup, "Remove stale objects left by dead processes, then exit");
 
     try {
         app.parse(argc, argv);
-        if (ep.transport == "tcp" && port < 0)
+        if (list || cleanup) {
+            // Maintenance commands: no server is started.
+        } else if (ep.transport == "tcp" && port < 0)
             throw CLI::ValidationError("PORT", "is required for --transport tcp");
         if (ep.transport != "tcp" && port >= 0)
             throw CLI::ValidationError("PORT", "applies to --transport tcp only; use --name");
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
+    }
+
+    if (list || cleanup) {
+        std::string only = app.count("--transport") ? ep.transport : "";
+        try {
+            if (list) print_objects(only, std::cout);
+            return cleanup ? cleanup_stale_objects(only, std::cout, std::cerr) : 0;
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "server: %s\n", e.what());
+            return 1;
+        }
     }
 
     ep.port = std::to_string(port);

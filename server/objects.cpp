@@ -1,0 +1,46 @@
+#include "server/objects.hpp"
+
+#include <cstdio>
+#include <ostream>
+
+#include "ipc/private_dir.hpp"
+#include "ipc/transports.hpp"
+
+namespace ipclab {
+
+int print_objects(const std::string& transport, std::ostream& out) {
+    auto objects = list_objects(transport);
+    int stale = 0;
+    char line[64];
+    std::snprintf(line, sizeof line, "%-9s %-8s %-6s ", "TRANSPORT", "OWNER", "STATE");
+    out << line << "OBJECT\n";
+    for (const auto& o : objects) {
+        std::snprintf(line, sizeof line, "%-9s %-8ld %-6s ", o.transport.c_str(),
+                      static_cast<long>(o.owner), o.stale ? "stale" : "live");
+        out << line << o.what << "\n";
+        stale += o.stale ? 1 : 0;
+    }
+    out << objects.size() << " object(s), " << stale << " stale"
+        << (stale ? "; `server --cleanup` removes the stale ones" : "") << "\n";
+    return stale;
+}
+
+int cleanup_stale_objects(const std::string& transport, std::ostream& out, std::ostream& err) {
+    int removed = 0, failed = 0;
+    for (const auto& o : list_objects(transport)) {
+        if (!o.stale) continue;
+        try {
+            o.remove();
+            out << "removed " << o.transport << " " << o.what << " (owner " << o.owner << " is gone)\n";
+            ++removed;
+        } catch (const std::exception& e) {
+            err << "server: cannot remove " << o.what << ": " << e.what() << "\n";
+            ++failed;
+        }
+    }
+    out << removed << " stale object(s) removed\n";
+    remove_private_dir_if_empty();
+    return failed ? 1 : 0;
+}
+
+}  // namespace ipclab

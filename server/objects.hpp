@@ -1,0 +1,16 @@
+// `server --list-objects` and `server --cleanup`: what ipclab objects exist
+// on this host for this user, which are stale, and removing the stale ones.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+namespace ipclab {
+
+// Prints one row per object; returns how many are stale.
+int print_objects(const std::string& transport, std::ostream& out);
+
+// Removes stale objects, printing one line each; returns 0, or 1 if any removal failed.
+int cleanup_stale_objects(const std::string& transport, std::ostream& out, std::ostream& err);
+
+}  // namespace ipclab
