@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <map>
 
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
@@ -36,12 +35,12 @@ int main(int argc, char** argv) {
     app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
         ->capture_default_str();
     app.add_option("--bind", ep.host, "Address to bind (tcp; default every interface)");
-    app.add_option("--reply", opt.reply,
+    std::string reply = "ack";
+    app.add_option("--reply", reply,
                    "ack: reply 'I got your message'; echo: send the payload back; sink: reply only "
                    "to empty messages (one-way throughput)")
-        ->transform(CLI::CheckedTransformer(
-            std::map<std::string, ReplyMode>{{"ack", ReplyMode::ack}, {"echo", ReplyMode::echo}, {"sink", ReplyMode::sink}}))
-        ->default_str("ack");
+        ->check(CLI::IsMember({"ack", "echo", "sink"}))
+        ->capture_default_str();
     app.add_option("--wait", wait, "shm only: block (sleep on a futex) or spin (bounded busy-poll)")
         ->check(CLI::IsMember({"block", "spin"}))
         ->capture_default_str();
@@ -89,6 +88,7 @@ int main(int argc, char** argv) {
         }
     }
 
+    opt.reply = reply == "echo" ? ReplyMode::echo : reply == "sink" ? ReplyMode::sink : ReplyMode::ack;
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;
     opt.limits.max_message = max_message;
