@@ -1,20 +1,556 @@
-// Placeholder until the shm transport lands (issue 3).
-#include <stdexcept>
+// POSIX shared memory: two SPSC byte rings in a segment the client creates,
+// a doorbell FIFO for the rendezvous, futex doorbells for waiting (see
+// ipc/shm_layout.hpp for the layout, ipc/shm_futex.hpp for the protocol).
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <string>
+
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+#include "ipc/private_dir.hpp"
+#include "ipc/shm_futex.hpp"
+#include "ipc/shm_layout.hpp"
+#include "ipc/shm_mapping.hpp"
+#include "ipc/shm_ring.hpp"
+#include "ipc/shm_stats.hpp"
 #include "ipc/transports.hpp"
 
 namespace ipclab {
 
-std::unique_ptr<Listener> listen_shm(const Endpoint&, const Limits&) {
-    throw std::runtime_error("transport shm is not available yet");
+namespace shm {
+
+std::optional<SegmentEntry> parse_segment_entry(const std::string& entry) {
+    const std::string prefix = "ipclab-" + std::to_string(::getuid()) + "-";
+    if (entry.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+    auto last = entry.rfind('.');
+    if (last == std::string::npos || last <= prefix.size()) return std::nullopt;
+    auto second = entry.rfind('.', last - 1);
+    if (second == std::string::npos || second <= prefix.size()) return std::nullopt;
+    auto digits = [](const std::string& s) {
+        return !s.empty() && s.size() <= 10 && s.find_first_not_of("0123456789") == std::string::npos;
+    };
+    std::string pid = entry.substr(second + 1, last - second - 1);
+    std::string session = entry.substr(last + 1);
+    if (!digits(pid) || !digits(session)) return std::nullopt;
+    SegmentEntry e;
+    e.name = entry.substr(prefix.size(), second - prefix.size());
+    e.pid = static_cast<pid_t>(std::strtol(pid.c_str(), nullptr, 10));
+    e.session = static_cast<std::uint32_t>(std::strtoul(session.c_str(), nullptr, 10));
+    return e;
 }
 
-std::unique_ptr<Channel> connect_shm(const Endpoint&, const Limits&) {
-    throw std::runtime_error("transport shm is not available yet");
+}  // namespace shm
+
+namespace {
+
+using namespace shm;
+
+std::atomic<std::uint32_t> g_next_session{0};
+std::atomic<std::uint64_t> g_total_immediate{0}, g_total_spun{0}, g_total_slept{0};
+
+// Thrown inside send() when the server stopped reading but left a reply
+// (its error frame) for us: the send is abandoned and receive() reports it.
+struct SendAbandoned {};
+
+class ShmChannel final : public Channel {
+public:
+    ShmChannel(Mapping map, ShmName owned, std::string segment, bool is_client, pid_t peer,
+               const Limits& limits, WaitMode mode)
+        : map_(std::move(map)),
+          owned_(std::move(owned)),
+          segment_(std::move(segment)),
+          is_client_(is_client),
+          peer_(peer),
+          limits_(limits),
+          mode_(mode) {
+        auto* h = header();
+        std::byte* to_server = map_.get() + kHeaderBytes;
+        std::byte* to_client = to_server + kRingCapacity;
+        if (is_client_) {
+            tx_ = RingWriter(&h->to_server, to_server, kRingCapacity);
+            rx_ = RingReader(&h->to_client, to_client, kRingCapacity);
+            mine_ = &h->client_counts;
+            theirs_ = &h->server_counts;
+        } else {
+            tx_ = RingWriter(&h->to_client, to_client, kRingCapacity);
+            rx_ = RingReader(&h->to_server, to_server, kRingCapacity);
+            mine_ = &h->server_counts;
+            theirs_ = &h->client_counts;
+        }
+    }
+
+    ShmChannel(const ShmChannel&) = delete;
+    ShmChannel& operator=(const ShmChannel&) = delete;
+
+    ~ShmChannel() override {
+        try {
+            tx_.close();
+            rx_.close();
+        } catch (const std::exception&) {
+            // futex_wake cannot fail on a valid mapping; the peer's slices cover it anyway.
+        }
+        // The creator (client) unlinks through owned_; a server whose client died
+        // removes the orphan, since nobody else will.
+        if (!is_client_ && !peer_alive(peer_)) {
+            ShmName orphan(segment_);
+        }
+        g_total_immediate.fetch_add(local_.immediate, std::memory_order_relaxed);
+        g_total_spun.fetch_add(local_.spun, std::memory_order_relaxed);
+        g_total_slept.fetch_add(local_.slept, std::memory_order_relaxed);
+    }
+
+    void send(FrameType type, std::span<const std::byte> payload) override {
+        if (send_broken_) throw PeerGone("the peer stopped reading this session");
+        HeaderBytes h = encode_header(type, payload.size());
+        try {
+            put(h);
+            put(payload);
+            tx_.publish();
+        } catch (const SendAbandoned&) {
+            send_broken_ = true;
+        }
+    }
+
+    // Counts one wait outcome per message (immediate when its first bytes were
+    // already there), plus one per further wait inside a large message.
+    bool receive(Message& msg) override {
+        std::array<std::byte, kFrameHeaderSize> hb;
+        waited_ = false;
+        bool more = get(hb, true);
+        if (!waited_) count(WaitOutcome::immediate);
+        if (!more) return false;
+        FrameHeader h = decode_header(hb, limits_.max_message);
+        msg.type = h.type;
+        msg.payload.resize(h.length);
+        get(msg.payload, false);
+        rx_.release();
+        return true;
+    }
+
+    ShmSessionCounts counts() const {
+        ShmSessionCounts c;
+        c.local = local_;
+        c.peer.immediate = theirs_->immediate.load(std::memory_order_relaxed);
+        c.peer.spun = theirs_->spun.load(std::memory_order_relaxed);
+        c.peer.slept = theirs_->slept.load(std::memory_order_relaxed);
+        return c;
+    }
+
+private:
+    SegmentHeader* header() const { return reinterpret_cast<SegmentHeader*>(map_.get()); }
+
+    WaitPolicy policy(const char* what) const {
+        // Every 64th wait probes with the full budget, so a host that got
+        // quieter is noticed again.
+        std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
+        int budget = waits % 64 == 0 ? kSpinIterations : spin_budget_;
+        return {mode_, budget, limits_.timeout_ms, peer_, what};
+    }
+
+    void count(WaitOutcome o) {
+        local_.add(o);
+        if (o == WaitOutcome::slept)
+            spin_budget_ = std::max(spin_budget_ / 2, kMinSpinIterations);
+        else if (o == WaitOutcome::spun)
+            spin_budget_ = kSpinIterations;
+        // Single writer: a plain store, no locked read-modify-write.
+        mine_->immediate.store(local_.immediate, std::memory_order_relaxed);
+        mine_->spun.store(local_.spun, std::memory_order_relaxed);
+        mine_->slept.store(local_.slept, std::memory_order_relaxed);
+    }
+
+    void put(std::span<const std::byte> src) {
+        while (!src.empty()) {
+            std::size_t room = kPublishChunk - tx_.unpublished();
+            std::size_t n = tx_.stage(src.first(std::min(src.size(), room)));
+            src = src.subspan(n);
+            if (tx_.unpublished() >= kPublishChunk) tx_.publish();
+            if (n == 0) {
+                tx_.publish();  // the reader must see what we have before we wait on it
+                wait_for_room();
+            }
+        }
+    }
+
+    void wait_for_room() {
+        count(wait_until(
+            tx_.space_bell(), [&] { return tx_.reader_closed() || tx_.space() > 0; },
+            policy(is_client_ ? "the server to read" : "the client to read")));
+        if (!tx_.reader_closed()) return;
+        // The server ends a session it refuses (e.g. oversized) after an error
+        // frame; let the caller's receive() see that frame rather than EPIPE.
+        if (is_client_ && rx_.readable() > 0) throw SendAbandoned{};
+        throw PeerGone(is_client_ ? "the server ended the session" : "the client ended the session");
+    }
+
+    // Fills dst from the ring. Returns false on a clean end before the first
+    // byte of a message (at_boundary); an end anywhere else is PeerGone.
+    bool get(std::span<std::byte> dst, bool at_boundary) {
+        std::size_t got = 0;
+        while (got < dst.size()) {
+            std::size_t n = rx_.take(dst.subspan(got, std::min(dst.size() - got, kPublishChunk)));
+            got += n;
+            if (rx_.unreleased() >= kPublishChunk) rx_.release();
+            if (got == dst.size()) break;
+            if (n > 0) continue;
+            rx_.release();  // the writer may be waiting for exactly this room
+            waited_ = true;
+            count(wait_until(
+                rx_.data_bell(), [&] { return rx_.readable() > 0 || rx_.writer_closed(); },
+                policy(is_client_ ? "the server's reply" : "the client")));
+            // Bytes published before the close flag are visible once it is (seq_cst).
+            if (rx_.readable() == 0) {
+                if (at_boundary && got == 0) return false;
+                throw PeerGone("the peer closed in the middle of a message");
+            }
+        }
+        return true;
+    }
+
+    Mapping map_;
+    ShmName owned_;
+    std::string segment_;
+    bool is_client_;
+    pid_t peer_;
+    Limits limits_;
+    WaitMode mode_;
+    RingWriter tx_;
+    RingReader rx_;
+    SideCounts* mine_ = nullptr;
+    const SideCounts* theirs_ = nullptr;
+    WaitCounts local_;
+    bool send_broken_ = false;
+    bool waited_ = false;
+    int spin_budget_ = kSpinIterations;
+};
+
+// Removes a segment whose creator is dead, if it is really ours.
+void remove_orphan(const std::string& segment) {
+    Fd fd(::shm_open(segment.c_str(), O_RDONLY, 0));
+    if (!fd) return;
+    struct stat st {};
+    if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) {
+        ShmName orphan(segment);
+    }
 }
 
-}  // namespace ipclab
+// Removes this name's segments left by dead clients (both ends SIGKILLed).
+void reclaim_stale_segments(const std::string& name) {
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        auto e = parse_segment_entry(it->path().filename().string());
+        if (e && e->name == name && !peer_alive(e->pid))
+            remove_orphan("/" + it->path().filename().string());
+    }
+}
 
-namespace ipclab {
-std::vector<ObjectInfo> list_shm_objects() { return {}; }
+class ShmPending final : public PendingSession {
+public:
+    ShmPending(Mapping map, std::string segment, pid_t client, WaitMode mode)
+        : map_(std::move(map)), segment_(std::move(segment)), client_(client), mode_(mode) {}
+
+    std::string peer() const override { return "pid " + std::to_string(client_); }
+
+    std::unique_ptr<Channel> open(const Limits& limits) override {
+        auto* h = reinterpret_cast<SegmentHeader*>(map_.get());
+        // The channel exists before the client is told, so from here on its
+        // destructor closes the rings (and removes the segment of a dead client).
+        auto channel = std::make_unique<ShmChannel>(std::move(map_), ShmName{}, segment_, false,
+                                                    client_, limits, mode_);
+        h->server_pid.store(::getpid(), std::memory_order_release);
+        h->attach.store(kAttached, std::memory_order_seq_cst);
+        futex_wake(h->attach, 1);
+        return channel;
+    }
+
+private:
+    Mapping map_;
+    std::string segment_;
+    pid_t client_;
+    WaitMode mode_;
+};
+
+class ShmListener final : public Listener {
+public:
+    ShmListener(std::string name, WaitMode mode, InstanceLock lock, OwnedPath fifo, Fd read_end,
+                Fd keep_open)
+        : name_(std::move(name)),
+          mode_(mode),
+          lock_(std::move(lock)),
+          fifo_(std::move(fifo)),
+          read_end_(std::move(read_end)),
+          keep_open_(std::move(keep_open)) {}
+
+    std::string describe() const override { return "shm " + fifo_.path(); }
+
+    std::unique_ptr<PendingSession> accept(int wake_fd) override {
+        struct pollfd p[2] = {{read_end_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        if (::poll(p, wake_fd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR) return nullptr;
+            throw_errno("poll shm doorbell");
+        }
+        if (!(p[0].revents & POLLIN)) return nullptr;
+        HelloBytes buf{};
+        ssize_t n = ::read(read_end_.get(), buf.data(), buf.size());
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return nullptr;
+            throw_errno("read shm doorbell");
+        }
+        if (n == 0) return nullptr;  // cannot happen while we hold keep_open_
+        if (static_cast<std::size_t>(n) != kHelloSize) {
+            drain();
+            throw ProtocolError("shm hello of " + std::to_string(n) + " bytes, expected " +
+                                std::to_string(kHelloSize));
+        }
+        Hello h = decode_hello(buf);
+        if (h.magic != kHelloMagic || h.version != kVersion) {
+            drain();  // records are fixed-size: a stray write would misalign the rest
+            throw ProtocolError("malformed shm hello (bad magic or version)");
+        }
+        return validate(h);
+    }
+
+    void close_in_child() noexcept override {
+        read_end_.reset();
+        keep_open_.reset();
+        lock_.close_in_child();
+    }
+
+private:
+    void drain() {
+        std::array<std::byte, 4096> junk;
+        while (::read(read_end_.get(), junk.data(), junk.size()) > 0) {
+        }
+    }
+
+    std::unique_ptr<PendingSession> validate(const Hello& h) {
+        auto pid = static_cast<pid_t>(h.pid);
+        if (pid <= 0 || h.pid > 0x7fffffffu) throw ProtocolError("shm hello with pid 0");
+        std::string segment = segment_name(name_, pid, h.session);
+        std::string who = "shm hello from pid " + std::to_string(pid) + " (" + segment + "): ";
+        if (!peer_alive(pid)) {
+            remove_orphan(segment);
+            throw ProtocolError(who + "that process is not running");
+        }
+        Fd fd(::shm_open(segment.c_str(), O_RDWR, 0));
+        if (!fd) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM) throw_errno("shm_open " + segment);
+            throw ProtocolError(who + "shm_open: " + std::strerror(errno));
+        }
+        struct stat st {};
+        check(::fstat(fd.get(), &st), "fstat shm segment");
+        if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 07777) != 0600)
+            throw ProtocolError(who + "not a 0600 segment of ours");
+        if (static_cast<std::uint64_t>(st.st_size) != kSegmentSize)
+            throw ProtocolError(who + "size " + std::to_string(st.st_size) + ", expected " +
+                                std::to_string(kSegmentSize));
+        Mapping map = map_shared(fd.get(), kSegmentSize, "shm segment");
+        auto* s = reinterpret_cast<SegmentHeader*>(map.get());
+        if (s->magic.load(std::memory_order_acquire) != kSegmentMagic || s->version != kVersion ||
+            s->header_bytes != kHeaderBytes || s->ring_capacity != kRingCapacity ||
+            s->segment_size != kSegmentSize)
+            throw ProtocolError(who + "bad segment header (magic, version or sizes)");
+        if (s->client_pid != pid || s->session != h.session)
+            throw ProtocolError(who + "the segment names another client");
+        for (const RingShared* r : {&s->to_server, &s->to_client})
+            if (r->head.load() != 0 || r->tail.load() != 0 || r->writer_closed.load() != 0 ||
+                r->reader_closed.load() != 0)
+                throw ProtocolError(who + "the segment is not fresh");
+        // One claim per segment: a replayed hello must not put a second reader on a ring.
+        std::uint32_t expected = kWaiting;
+        if (!s->attach.compare_exchange_strong(expected, kClaimed))
+            throw ProtocolError(who + "the segment was already taken");
+        return std::make_unique<ShmPending>(std::move(map), std::move(segment), pid, mode_);
+    }
+
+    std::string name_;
+    WaitMode mode_;
+    InstanceLock lock_;
+    OwnedPath fifo_;
+    Fd read_end_;
+    Fd keep_open_;
+};
+
+Fd open_fifo(const std::string& path, int flags) {
+    for (;;) {
+        int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd >= 0) return Fd(fd);
+        if (errno != EINTR) return Fd();
+        on_eintr();
+    }
+}
+
+// Waits for the server's session child to attach to our segment.
+pid_t wait_attached(SegmentHeader* h, int fifo_fd, int timeout_ms, const std::string& name) {
+    Deadline deadline(timeout_ms > 0 ? timeout_ms : -1);
+    for (;;) {
+        std::uint32_t v = h->attach.load(std::memory_order_seq_cst);
+        if (v == kAttached) break;
+        if (stop_requested()) throw Interrupted();
+        int left = deadline.remaining_ms();
+        if (left == 0)
+            throw TimeoutError("shm server '" + name + "' did not take the session within " +
+                               std::to_string(timeout_ms) + " ms");
+        if (futex_wait(h->attach, v, left < 0 ? kSliceMs : std::min(left, kSliceMs)) ||
+            h->attach.load() != kWaiting)
+            continue;
+        // Nobody reads the doorbell any more: the server is gone before taking us.
+        struct pollfd p {fifo_fd, POLLOUT, 0};
+        if (::poll(&p, 1, 0) > 0 && (p.revents & POLLERR))
+            throw PeerGone("shm server '" + name + "' went away before taking the session");
+    }
+    pid_t server = h->server_pid.load(std::memory_order_acquire);
+    if (server <= 0) throw ProtocolError("shm server attached without naming its pid");
+    return server;
+}
+
+}  // namespace
+
+std::unique_ptr<Listener> listen_shm(const Endpoint& ep, const Limits&) {
+    check_name(ep.name);
+    InstanceLock lock("shm", ep.name);
+    std::string path = fifo_path(ep.name);
+    // We hold the lock, so a doorbell already there is a dead server's.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink stale " + path);
+    reclaim_stale_segments(ep.name);
+    check(::mkfifo(path.c_str(), 0600), ("mkfifo " + path).c_str());
+    OwnedPath owned(path);
+    check(::chmod(path.c_str(), 0600), ("chmod " + path).c_str());  // whatever the umask
+    Fd read_end = open_fifo(path, O_RDONLY);
+    if (!read_end) throw_errno("open " + path + " for reading");
+    // Our own writer: the doorbell never reads EOF when the last client leaves.
+    Fd keep_open = open_fifo(path, O_WRONLY);
+    if (!keep_open) throw_errno("open " + path + " for writing");
+    return std::make_unique<ShmListener>(ep.name, ep.wait, std::move(lock), std::move(owned),
+                                         std::move(read_end), std::move(keep_open));
+}
+
+std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
+    check_name(ep.name);
+    std::string path = fifo_path(ep.name);
+    Fd doorbell = open_fifo(path, O_WRONLY);
+    if (!doorbell) {
+        int err = errno;
+        if (err == ENOENT || err == ENXIO) {
+            remove_private_dir_if_empty();
+            throw std::runtime_error("no shm server named '" + ep.name + "' (" + path + ": " +
+                                     std::strerror(err) + ")");
+        }
+        throw_errno("open " + path, err);
+    }
+    struct stat st {};
+    check(::fstat(doorbell.get(), &st), "fstat shm doorbell");
+    if (!S_ISFIFO(st.st_mode) || st.st_uid != ::geteuid())
+        throw std::runtime_error(path + " is not a FIFO of ours; refusing to use it");
+
+    const pid_t self = ::getpid();
+    const std::uint32_t session = g_next_session.fetch_add(1, std::memory_order_relaxed);
+    std::string segment = segment_name(ep.name, self, session);
+    Fd fd;
+    for (int attempt = 0; attempt < 2 && !fd; ++attempt) {
+        fd.reset(::shm_open(segment.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600));
+        // Our pid is in the name, so an existing one is a leftover of a dead
+        // process that had this pid before us.
+        if (!fd && errno == EEXIST && attempt == 0) remove_orphan(segment);
+    }
+    if (!fd) throw_errno("shm_open " + segment);
+    ShmName owned(segment);
+    check(::fchmod(fd.get(), 0600), "fchmod shm segment");
+    check(::ftruncate(fd.get(), static_cast<off_t>(kSegmentSize)), "ftruncate shm segment");
+    Mapping map = map_shared(fd.get(), kSegmentSize, "shm segment");
+    fd.reset();  // the mapping keeps the object alive
+
+    auto* h = new (map.get()) SegmentHeader();
+    h->client_pid = self;
+    h->session = session;
+    h->magic.store(kSegmentMagic, std::memory_order_release);
+
+    Hello hello;
+    hello.pid = static_cast<std::uint32_t>(self);
+    hello.session = session;
+    HelloBytes bytes = encode_hello(hello);
+    write_all(doorbell.get(), bytes, false, limits.timeout_ms > 0 ? limits.timeout_ms : -1,
+              "shm hello");
+    pid_t server;
+    try {
+        server = wait_attached(h, doorbell.get(), limits.timeout_ms, ep.name);
+    } catch (...) {
+        // A server child that attaches after we gave up sees EOF at once
+        // instead of waiting out its idle timeout on a segment nobody uses.
+        h->to_server.writer_closed.store(1, std::memory_order_seq_cst);
+        h->to_client.reader_closed.store(1, std::memory_order_seq_cst);
+        throw;
+    }
+    return std::make_unique<ShmChannel>(std::move(map), std::move(owned), segment, true, server,
+                                        limits, ep.wait);
+}
+
+std::vector<ObjectInfo> list_shm_objects() {
+    std::vector<ObjectInfo> out;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        std::string entry = it->path().filename().string();
+        auto e = parse_segment_entry(entry);
+        if (!e) continue;
+        ObjectInfo info;
+        info.transport = "shm";
+        info.what = "/dev/shm/" + entry;
+        info.owner = e->pid;
+        info.stale = !peer_alive(e->pid);
+        info.remove = [name = "/" + entry] {
+            if (::shm_unlink(name.c_str()) != 0 && errno != ENOENT) throw_errno("shm_unlink " + name);
+        };
+        out.push_back(std::move(info));
+    }
+    std::string dir = private_dir();
+    for (auto it = std::filesystem::directory_iterator(dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        std::string entry = it->path().filename().string();
+        if (entry.size() <= 4 || entry.compare(entry.size() - 4, 4, ".shm") != 0) continue;
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+        // The server's pid is in its instance lock file (see InstanceLock).
+        std::ifstream lock(it->path().string() + ".lock");
+        long pid = 0;
+        lock >> pid;
+        ObjectInfo info;
+        info.transport = "shm";
+        info.what = it->path().string();
+        info.owner = static_cast<pid_t>(pid);
+        info.stale = !process_alive(info.owner);
+        info.remove = [path = it->path().string()] {
+            if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + path);
+        };
+        out.push_back(std::move(info));
+    }
+    remove_private_dir_if_empty();
+    return out;
+}
+
+WaitCounts shm_wait_totals() noexcept {
+    WaitCounts c;
+    c.immediate = g_total_immediate.load(std::memory_order_relaxed);
+    c.spun = g_total_spun.load(std::memory_order_relaxed);
+    c.slept = g_total_slept.load(std::memory_order_relaxed);
+    return c;
+}
+
+std::optional<ShmSessionCounts> shm_session_counts(const Channel& channel) {
+    if (const auto* shm = dynamic_cast<const ShmChannel*>(&channel)) return shm->counts();
+    return std::nullopt;
+}
+
 }  // namespace ipclab

@@ -83,18 +83,10 @@ bool make_posix_queues_visible() {
     if (::unshare(CLONE_NEWNS) != 0) return false;
     // Keep our mounts out of the host's view.
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
-    char tmpl[] = "/tmp/ipclab-mq-XXXXXX";
-    if (!::mkdtemp(tmpl)) return false;
-    if (::mount("mqueue", tmpl, "mqueue", 0, nullptr) != 0) {
-        ::rmdir(tmpl);
-        return false;
-    }
-    g_mqueue_dir = tmpl;
-    // The directory entry lives in the host's /tmp; drop it when we exit.
-    std::atexit([] {
-        ::umount2(g_mqueue_dir.c_str(), MNT_DETACH);
-        ::rmdir(g_mqueue_dir.c_str());
-    });
+    // Mount over /mnt: in our private namespace this hides nothing from anyone
+    // else and leaves no directory behind.
+    if (::mount("mqueue", "/mnt", "mqueue", 0, nullptr) != 0) return false;
+    g_mqueue_dir = "/mnt";
     return true;
 }
 

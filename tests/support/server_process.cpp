@@ -86,6 +86,9 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
     if (line.rfind("ok ", 0) != 0) {
         wait_or_kill(pid_, 5000);
         pid_ = -1;
+        ::unlink((dir_ + "/stdout").c_str());
+        ::unlink((dir_ + "/stderr").c_str());
+        ::rmdir(dir_.c_str());
         throw std::runtime_error("server did not start: " + (line.empty() ? "no word" : line));
     }
     if (ep.transport == "tcp") {

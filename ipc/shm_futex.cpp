@@ -1,0 +1,67 @@
+#include "ipc/shm_futex.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "ipc/private_dir.hpp"
+
+namespace ipclab {
+
+namespace {
+
+// No FUTEX_PRIVATE_FLAG: the word lives in a MAP_SHARED mapping and the
+// sleeper and the waker are different processes.
+long sys_futex(const std::atomic<std::uint32_t>& word, int op, std::uint32_t val,
+               const struct timespec* timeout) {
+    auto* addr = const_cast<std::uint32_t*>(reinterpret_cast<const std::uint32_t*>(&word));
+    return ::syscall(SYS_futex, addr, op, val, timeout, nullptr, 0);
+}
+
+}  // namespace
+
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, int timeout_ms) {
+    struct timespec ts {};
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1000000L;
+    }
+    if (sys_futex(word, FUTEX_WAIT, expected, timeout_ms >= 0 ? &ts : nullptr) == 0) return true;
+    switch (errno) {
+        case EAGAIN:  // the word changed before we slept: the caller re-checks
+            return true;
+        case ETIMEDOUT:
+            return false;
+        case EINTR:
+            on_eintr();
+            return true;
+        default:
+            throw_errno("futex(FUTEX_WAIT)");
+    }
+}
+
+void futex_wake(const std::atomic<std::uint32_t>& word, int count) {
+    if (sys_futex(word, FUTEX_WAKE, static_cast<std::uint32_t>(count), nullptr) < 0)
+        throw_errno("futex(FUTEX_WAKE)");
+}
+
+bool peer_alive(pid_t pid) noexcept {
+    if (!process_alive(pid)) return false;
+    // A zombie still answers kill(pid, 0); its state in /proc/PID/stat is 'Z'.
+    try {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+        std::string s;
+        if (!std::getline(in, s)) return true;  // no /proc: trust kill()
+        auto close = s.rfind(')');
+        if (close == std::string::npos || close + 2 >= s.size()) return true;
+        char state = s[close + 2];
+        return state != 'Z' && state != 'X';
+    } catch (...) {
+        return true;
+    }
+}
+
+}  // namespace ipclab

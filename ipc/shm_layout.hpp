@@ -1,0 +1,119 @@
+// The shm transport's shared segment and rendezvous record.
+//
+// Segment "/ipclab-UID-NAME.PID.N" (PID: the client that creates it, N: its
+// session counter), mode 0600, kSegmentSize bytes:
+//   [0, 4096)                        SegmentHeader (below)
+//   [4096, 4096 + kRingCapacity)     client -> server ring data
+//   [.., + kRingCapacity)            server -> client ring data
+// Messages in each ring: the frame header of ipc/framing.hpp (type, u32
+// big-endian length) followed by the payload, streamed through the ring in
+// chunks when larger than it.
+//
+// Rendezvous: the server owns a FIFO, private_dir()/NAME.shm; a client writes
+// one Hello (16 bytes < PIPE_BUF, so atomic) naming its segment, then sleeps
+// on SegmentHeader::attach until the server's session child has attached.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "ipc/framing.hpp"
+#include "ipc/private_dir.hpp"
+#include "ipc/shm_ring.hpp"
+
+namespace ipclab::shm {
+
+inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
+inline constexpr std::uint32_t kHelloMagic = 0x49504348;    // "IPCH"
+inline constexpr std::uint32_t kVersion = 1;
+
+// 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
+// round trip never waits for room; larger ones stream through in chunks.
+// Pages are touched only as far as the data reaches (tmpfs allocates lazily).
+inline constexpr std::size_t kRingCapacity = std::size_t{2} << 20;
+inline constexpr std::size_t kHeaderBytes = 4096;
+inline constexpr std::size_t kSegmentSize = kHeaderBytes + 2 * kRingCapacity;
+// Indices are published (and room handed back) at least this often inside a
+// large message, so the peer copies out while we copy in.
+inline constexpr std::size_t kPublishChunk = 64 * 1024;
+
+// attach, the client's futex word while it waits for the server.
+inline constexpr std::uint32_t kWaiting = 0;   // client wrote its hello
+inline constexpr std::uint32_t kClaimed = 1;   // server parent validated it (one claim only)
+inline constexpr std::uint32_t kAttached = 2;  // session child runs; server_pid is set
+
+// Wait outcomes of one side, mirrored here so the peer (e.g. a benchmark
+// client) can report how the server waited. Only that side stores.
+struct SideCounts {
+    std::atomic<std::uint64_t> immediate{0};
+    std::atomic<std::uint64_t> spun{0};
+    std::atomic<std::uint64_t> slept{0};
+};
+
+struct SegmentHeader {
+    std::atomic<std::uint32_t> magic{0};  // stored last (release) by the creator
+    std::uint32_t version = kVersion;
+    std::uint64_t header_bytes = kHeaderBytes;
+    std::uint64_t ring_capacity = kRingCapacity;
+    std::uint64_t segment_size = kSegmentSize;
+    std::int32_t client_pid = 0;
+    std::uint32_t session = 0;
+    std::atomic<std::int32_t> server_pid{0};  // the session child, stored before kAttached
+    std::atomic<std::uint32_t> attach{kWaiting};
+    alignas(kCacheLine) SideCounts client_counts;
+    alignas(kCacheLine) SideCounts server_counts;
+    alignas(kCacheLine) RingShared to_server;
+    alignas(kCacheLine) RingShared to_client;
+};
+
+static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "header must fit before the ring data");
+static_assert(std::atomic<std::int32_t>::is_always_lock_free);
+static_assert(kHeaderBytes % kCacheLine == 0 && is_power_of_two(kRingCapacity));
+
+struct Hello {
+    std::uint32_t magic = kHelloMagic;
+    std::uint32_t version = kVersion;
+    std::uint32_t pid = 0;
+    std::uint32_t session = 0;
+};
+
+inline constexpr std::size_t kHelloSize = 16;
+using HelloBytes = std::array<std::byte, kHelloSize>;
+static_assert(kHelloSize <= 512, "a FIFO write of at most PIPE_BUF bytes is atomic");
+
+inline HelloBytes encode_hello(const Hello& h) {
+    HelloBytes b{};
+    put_u32(b.data(), h.magic);
+    put_u32(b.data() + 4, h.version);
+    put_u32(b.data() + 8, h.pid);
+    put_u32(b.data() + 12, h.session);
+    return b;
+}
+
+inline Hello decode_hello(const HelloBytes& b) {
+    return {get_u32(b.data()), get_u32(b.data() + 4), get_u32(b.data() + 8),
+            get_u32(b.data() + 12)};
+}
+
+inline std::string segment_name(const std::string& name, pid_t pid, std::uint32_t session) {
+    return "/" + global_prefix(name) + "." + std::to_string(pid) + "." + std::to_string(session);
+}
+
+inline std::string fifo_path(const std::string& name) { return private_dir() + "/" + name + ".shm"; }
+
+// A /dev/shm entry of ours, taken apart: "ipclab-UID-NAME.PID.N".
+struct SegmentEntry {
+    std::string name;
+    pid_t pid = 0;
+    std::uint32_t session = 0;
+};
+
+std::optional<SegmentEntry> parse_segment_entry(const std::string& entry);
+
+}  // namespace ipclab::shm

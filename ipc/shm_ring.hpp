@@ -1,0 +1,177 @@
+// A single-producer/single-consumer byte ring in shared memory.
+//
+// RingShared lives in the mapping; RingWriter and RingReader are each side's
+// private view. Indices are 64-bit byte counts that never wrap in practice
+// (offset = index & mask), so full and empty need no spare slot. Each side
+// keeps its own index privately and only reads the other side's, which it
+// validates: a scribbling peer can make us throw ProtocolError, never make us
+// read or write outside the data area. Bytes are staged (copied in or out)
+// and then published with one seq_cst store, so a small message costs one
+// index store and one peek at the peer's doorbell; wake-ups go through the
+// doorbells of ipc/shm_futex.hpp only when the peer sleeps.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <stdexcept>
+#include <type_traits>
+
+#include "ipc/error.hpp"
+#include "ipc/shm_futex.hpp"
+
+namespace ipclab {
+
+inline constexpr std::size_t kCacheLine = 64;
+
+struct RingShared {
+    // Each field on its own line: the producer's stores to head must not
+    // invalidate the line the consumer stores tail into (false sharing).
+    alignas(kCacheLine) std::atomic<std::uint64_t> head{0};  // bytes published; producer stores
+    alignas(kCacheLine) std::atomic<std::uint64_t> tail{0};  // bytes consumed; consumer stores
+    alignas(kCacheLine) Doorbell data;                       // the consumer sleeps here for bytes
+    alignas(kCacheLine) Doorbell space;                      // the producer sleeps here for room
+    alignas(kCacheLine) std::atomic<std::uint32_t> writer_closed{0};  // EOF after the last byte
+    std::atomic<std::uint32_t> reader_closed{0};                      // nobody will read any more
+};
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "indices shared between processes cannot use libatomic's process-local locks");
+static_assert(sizeof(RingShared) % kCacheLine == 0, "keeps the data area line-aligned after it");
+static_assert(std::is_standard_layout_v<RingShared>, "shared between separately compiled peers");
+
+constexpr bool is_power_of_two(std::size_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+class RingWriter {
+public:
+    RingWriter() = default;
+    // capacity is ours (a trusted constant), never a value read from the mapping.
+    RingWriter(RingShared* shared, std::byte* data, std::size_t capacity)
+        : s_(shared), data_(data), capacity_(capacity), mask_(capacity - 1) {
+        if (!is_power_of_two(capacity)) throw std::invalid_argument("ring capacity must be 2^n");
+    }
+
+    // Bytes that can be staged now. Re-reads the consumer's index (seq_cst, for
+    // the doorbell protocol) only when the cached one shows less than `want`.
+    std::size_t space(std::size_t want = 1) {
+        std::size_t cached = static_cast<std::size_t>(capacity_ - (head_ - tail_cache_));
+        if (cached >= want) return cached;
+        std::uint64_t t = s_->tail.load(std::memory_order_seq_cst);
+        // The consumer can neither go back nor pass what we published.
+        if (t < tail_cache_ || t > published_)
+            throw ProtocolError("shm ring: the reader's index is out of range (corrupt segment)");
+        tail_cache_ = t;
+        return capacity_ - (head_ - tail_cache_);
+    }
+
+    // Copies as much of src as fits; returns the count. Not yet visible.
+    std::size_t stage(std::span<const std::byte> src) {
+        std::size_t n = std::min(src.size(), space(src.size()));
+        if (n == 0) return 0;
+        std::size_t at = static_cast<std::size_t>(head_ & mask_);
+        std::size_t first = std::min(n, capacity_ - at);
+        std::memcpy(data_ + at, src.data(), first);
+        if (n > first) std::memcpy(data_, src.data() + first, n - first);  // wrapped
+        head_ += n;
+        return n;
+    }
+
+    std::size_t unpublished() const { return static_cast<std::size_t>(head_ - published_); }
+
+    // Makes staged bytes visible. The seq_cst store pairs with the consumer's
+    // seq_cst store to its doorbell (see Doorbell). Returns true if a wake
+    // system call was needed.
+    bool publish() {
+        if (head_ == published_) return false;
+        s_->head.store(head_, std::memory_order_seq_cst);
+        published_ = head_;
+        return s_->data.ring();
+    }
+
+    bool reader_closed() const { return s_->reader_closed.load(std::memory_order_seq_cst) != 0; }
+
+    // End of stream: the consumer drains what was published, then sees EOF.
+    void close() {
+        s_->writer_closed.store(1, std::memory_order_seq_cst);
+        s_->data.ring_always();
+    }
+
+    Doorbell& space_bell() { return s_->space; }
+    std::size_t capacity() const { return capacity_; }
+
+private:
+    RingShared* s_ = nullptr;
+    std::byte* data_ = nullptr;
+    std::size_t capacity_ = 0;
+    std::uint64_t mask_ = 0;
+    std::uint64_t head_ = 0;        // staged up to here
+    std::uint64_t published_ = 0;   // visible up to here
+    std::uint64_t tail_cache_ = 0;  // last consumer index we read
+};
+
+class RingReader {
+public:
+    RingReader() = default;
+    RingReader(RingShared* shared, std::byte* data, std::size_t capacity)
+        : s_(shared), data_(data), capacity_(capacity), mask_(capacity - 1) {
+        if (!is_power_of_two(capacity)) throw std::invalid_argument("ring capacity must be 2^n");
+    }
+
+    // Bytes that can be taken now. Re-reads the producer's index (seq_cst)
+    // only when the cached one shows less than `want`.
+    std::size_t readable(std::size_t want = 1) {
+        if (head_cache_ - tail_ >= want) return static_cast<std::size_t>(head_cache_ - tail_);
+        std::uint64_t h = s_->head.load(std::memory_order_seq_cst);
+        // The producer can neither go back nor overrun bytes we have not released.
+        if (h < head_cache_ || h - released_ > capacity_)
+            throw ProtocolError("shm ring: the writer's index is out of range (corrupt segment)");
+        head_cache_ = h;
+        return static_cast<std::size_t>(head_cache_ - tail_);
+    }
+
+    // Copies up to dst.size() available bytes out; returns the count.
+    std::size_t take(std::span<std::byte> dst) {
+        std::size_t n = std::min(dst.size(), readable(dst.size()));
+        if (n == 0) return 0;
+        std::size_t at = static_cast<std::size_t>(tail_ & mask_);
+        std::size_t first = std::min(n, capacity_ - at);
+        std::memcpy(dst.data(), data_ + at, first);
+        if (n > first) std::memcpy(dst.data() + first, data_, n - first);  // wrapped
+        tail_ += n;
+        return n;
+    }
+
+    std::size_t unreleased() const { return static_cast<std::size_t>(tail_ - released_); }
+
+    // Hands taken bytes' room back to the producer; true if a wake was needed.
+    bool release() {
+        if (tail_ == released_) return false;
+        s_->tail.store(tail_, std::memory_order_seq_cst);
+        released_ = tail_;
+        return s_->space.ring();
+    }
+
+    bool writer_closed() const { return s_->writer_closed.load(std::memory_order_seq_cst) != 0; }
+
+    void close() {
+        s_->reader_closed.store(1, std::memory_order_seq_cst);
+        s_->space.ring_always();
+    }
+
+    Doorbell& data_bell() { return s_->data; }
+    std::size_t capacity() const { return capacity_; }
+
+private:
+    RingShared* s_ = nullptr;
+    std::byte* data_ = nullptr;
+    std::size_t capacity_ = 0;
+    std::uint64_t mask_ = 0;
+    std::uint64_t tail_ = 0;        // taken up to here
+    std::uint64_t released_ = 0;    // visible to the producer up to here
+    std::uint64_t head_cache_ = 0;  // last producer index we read
+};
+
+}  // namespace ipclab

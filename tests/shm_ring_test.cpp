@@ -1,0 +1,238 @@
+// The SPSC byte ring and its futex doorbells, in one process, across
+// threads (for ThreadSanitizer) and across a fork (for the futex).
+#include "ipc/shm_ring.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "ipc/shm_futex.hpp"
+#include "ipc/shm_mapping.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace ipclab {
+namespace {
+
+std::byte pattern(std::uint64_t i) { return static_cast<std::byte>((i * 131) ^ (i >> 9)); }
+
+// A ring in anonymous shared memory, so a forked child shares it.
+struct TestRing {
+    explicit TestRing(std::size_t cap)
+        : capacity(cap), map(map_anonymous_shared(sizeof(RingShared) + cap)) {
+        shared = new (map.get()) RingShared();
+        data = map.get() + sizeof(RingShared);
+    }
+    RingWriter writer() { return RingWriter(shared, data, capacity); }
+    RingReader reader() { return RingReader(shared, data, capacity); }
+
+    std::size_t capacity;
+    Mapping map;
+    RingShared* shared;
+    std::byte* data;
+};
+
+std::vector<std::byte> bytes_from(std::uint64_t start, std::size_t n) {
+    std::vector<std::byte> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = pattern(start + i);
+    return v;
+}
+
+TEST(ShmRing, WrapsAroundKeepingBytesInOrder) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    std::uint64_t sent = 0, received = 0;
+    for (std::size_t k : {40u, 50u, 63u, 1u, 64u, 17u, 33u}) {
+        auto src = bytes_from(sent, k);
+        ASSERT_EQ(w.stage(src), k);
+        sent += k;
+        w.publish();
+        std::vector<std::byte> dst(k);
+        ASSERT_EQ(rd.take(dst), k);
+        EXPECT_EQ(dst, bytes_from(received, k)) << "chunk of " << k;
+        received += k;
+        rd.release();
+    }
+    EXPECT_EQ(r.shared->head.load(), sent);
+    EXPECT_EQ(r.shared->tail.load(), sent);
+}
+
+TEST(ShmRing, ExactCapacityFillsThenEmpties) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    auto src = bytes_from(0, 100);
+    EXPECT_EQ(w.stage(src), 64u);  // only what fits
+    EXPECT_EQ(w.space(), 0u);
+    EXPECT_EQ(w.stage(src), 0u);
+    EXPECT_EQ(rd.readable(), 0u) << "staged bytes are invisible until published";
+    w.publish();
+    EXPECT_EQ(rd.readable(), 64u);
+    std::vector<std::byte> dst(64);
+    EXPECT_EQ(rd.take(dst), 64u);
+    EXPECT_EQ(dst, bytes_from(0, 64));
+    EXPECT_EQ(w.space(), 0u) << "room comes back only when released";
+    rd.release();
+    EXPECT_EQ(w.space(), 64u);
+}
+
+TEST(ShmRing, ZeroBytesAreANoOp) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    EXPECT_EQ(w.stage({}), 0u);
+    EXPECT_FALSE(w.publish());
+    EXPECT_EQ(r.shared->head.load(), 0u);
+    EXPECT_EQ(rd.readable(), 0u);
+    std::vector<std::byte> none;
+    EXPECT_EQ(rd.take(none), 0u);
+    EXPECT_FALSE(rd.release());
+}
+
+TEST(ShmRing, RejectsAPeerScribblingOnTheIndices) {
+    {
+        TestRing r(64);
+        auto rd = r.reader();
+        r.shared->head.store(65);  // more than the ring holds
+        EXPECT_THROW(rd.readable(), ProtocolError);
+    }
+    {
+        TestRing r(64);
+        auto w = r.writer();
+        auto src = bytes_from(0, 64);
+        ASSERT_EQ(w.stage(src), 64u);
+        w.publish();
+        r.shared->tail.store(1000);  // past what was ever published
+        EXPECT_THROW(w.space(), ProtocolError);
+    }
+    EXPECT_THROW(RingWriter(nullptr, nullptr, 48), std::invalid_argument);
+}
+
+TEST(ShmRing, DoorbellCallsWakeOnlyForASleeper) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto src = bytes_from(0, 8);
+    w.stage(std::span(src).first(4));
+    EXPECT_FALSE(w.publish()) << "nobody sleeps: no system call";
+    std::uint32_t seq = r.shared->data.seq.load();
+    r.shared->data.sleeping.store(1);
+    w.stage(std::span(src).subspan(4));
+    EXPECT_TRUE(w.publish());
+    EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
+}
+
+TEST(ShmRing, WaitTimesOutOnASilentRing) {
+    TestRing r(64);
+    auto rd = r.reader();
+    WaitPolicy p{WaitMode::block, kSpinIterations, 150, 0, "test data"};
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, p), TimeoutError);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(ms, 140);
+    EXPECT_LT(ms, 1500);
+}
+
+TEST(ShmRing, WaitNoticesADeadPeerWithinASlice) {
+    TestRing r(64);
+    auto rd = r.reader();
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) ::_exit(0);
+    test::wait_or_kill(pid, 5000);
+    WaitPolicy p{WaitMode::block, kSpinIterations, 10000, pid, "the dead peer"};
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, p), PeerGone);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+}
+
+// Streams total bytes of pattern() through the ring, waiting for room.
+void produce(RingWriter& w, std::uint64_t total, const WaitPolicy& p) {
+    std::uint64_t sent = 0;
+    std::vector<std::byte> chunk;
+    while (sent < total) {
+        std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(total - sent, 1 + sent % 5000));
+        chunk = bytes_from(sent, want);
+        std::span<const std::byte> left(chunk);
+        while (!left.empty()) {
+            std::size_t n = w.stage(left);
+            left = left.subspan(n);
+            sent += n;
+            w.publish();
+            if (n == 0) wait_until(w.space_bell(), [&] { return w.space() > 0; }, p);
+        }
+    }
+    w.close();
+}
+
+// Reads until the writer closes; returns how many bytes differ from pattern().
+std::uint64_t consume(RingReader& rd, std::uint64_t* received, const WaitPolicy& p) {
+    std::uint64_t bad = 0;
+    std::vector<std::byte> buf(3001);
+    for (;;) {
+        std::size_t n = rd.take(buf);
+        for (std::size_t i = 0; i < n; ++i)
+            if (buf[i] != pattern(*received + i)) ++bad;
+        *received += n;
+        rd.release();
+        if (n > 0) continue;
+        wait_until(rd.data_bell(), [&] { return rd.readable() > 0 || rd.writer_closed(); }, p);
+        if (rd.readable() == 0) return bad;  // closed and drained
+    }
+}
+
+class ShmRingModes : public ::testing::TestWithParam<WaitMode> {};
+
+TEST_P(ShmRingModes, StreamsMoreThanCapacityToAForkedConsumer) {
+    constexpr std::uint64_t kTotal = (3u << 20) + 7;  // 768 ring-fulls, odd tail
+    TestRing r(4096);
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int rc = 3;
+        try {
+            auto rd = r.reader();
+            std::uint64_t received = 0;
+            std::uint64_t bad = consume(rd, &received, {GetParam(), kSpinIterations, 10000, parent, "producer"});
+            rc = bad == 0 && received == kTotal ? 0 : 1;
+        } catch (...) {
+            rc = 2;
+        }
+        ::_exit(rc);
+    }
+    auto w = r.writer();
+    EXPECT_NO_THROW(produce(w, kTotal, {GetParam(), kSpinIterations, 10000, pid, "consumer"}));
+    int status = test::wait_or_kill(pid, 20000);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "1: bytes differ, 2: the consumer threw";
+}
+
+// Threads rather than processes, so ThreadSanitizer sees both sides.
+TEST_P(ShmRingModes, StreamsBetweenThreads) {
+    constexpr std::uint64_t kTotal = 2u << 20;
+    TestRing r(1024);
+    std::uint64_t received = 0, bad = 0;
+    std::thread consumer([&] {
+        auto rd = r.reader();
+        bad = consume(rd, &received, {GetParam(), kSpinIterations, 10000, 0, "producer"});
+    });
+    auto w = r.writer();
+    produce(w, kTotal, {GetParam(), kSpinIterations, 10000, 0, "consumer"});
+    consumer.join();
+    EXPECT_EQ(received, kTotal);
+    EXPECT_EQ(bad, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Wait, ShmRingModes, ::testing::Values(WaitMode::block, WaitMode::spin),
+                         [](const auto& param_info) {
+                             return param_info.param == WaitMode::block ? "block" : "spin";
+                         });
+
+}  // namespace
+}  // namespace ipclab

@@ -1,0 +1,429 @@
+// The shm transport end to end: the real server loop in a forked child,
+// clients through ipclab::connect, in both wait modes.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "client/session.hpp"
+#include "ipc/error.hpp"
+#include "ipc/fd.hpp"
+#include "ipc/shm_layout.hpp"
+#include "ipc/shm_mapping.hpp"
+#include "ipc/shm_stats.hpp"
+#include "ipc/transports.hpp"
+#include "server/options.hpp"
+#include "tests/support/proc_inspect.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace ipclab {
+namespace {
+
+using test::eventually;
+using test::ServerProcess;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::byte> payload_of(std::size_t n, unsigned seed = 1) {
+    std::vector<std::byte> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 31 + seed) ^ (i >> 8));
+    return v;
+}
+
+ServerOptions echo_options() {
+    ServerOptions o;
+    o.reply = ReplyMode::echo;
+    o.quiet = true;
+    return o;
+}
+
+std::string diff(const std::set<std::string>& a, const std::set<std::string>& b) {
+    std::ostringstream out;
+    for (const auto& s : a)
+        if (!b.count(s)) out << " -" << s;
+    for (const auto& s : b)
+        if (!a.count(s)) out << " +" << s;
+    return out.str();
+}
+
+std::vector<std::string> segments_named(const std::string& name) {
+    std::vector<std::string> out;
+    for (const auto& o : list_shm_objects()) {
+        auto e = shm::parse_segment_entry(o.what.substr(o.what.rfind('/') + 1));
+        if (e && e->name == name) out.push_back(o.what);
+    }
+    return out;
+}
+
+class ShmTest : public ::testing::TestWithParam<WaitMode> {
+protected:
+    void SetUp() override {
+        before_ = test::ipc_object_snapshot();
+        std::string n = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+        std::replace_if(n.begin(), n.end(), [](char c) { return !std::isalnum(c); }, '-');
+        name_ = "shmt-" + n + "-" + std::to_string(::getpid());
+    }
+
+    void TearDown() override {
+        server_.reset();
+        EXPECT_TRUE(eventually([] { return test::zombie_children_of(::getpid()).empty(); }));
+        EXPECT_TRUE(test::children_of(::getpid()).empty());
+        std::set<std::string> after;
+        EXPECT_TRUE(eventually([&] { return (after = test::ipc_object_snapshot()) == before_; }))
+            << diff(before_, after);
+    }
+
+    Endpoint endpoint() const {
+        Endpoint ep;
+        ep.transport = "shm";
+        ep.name = name_;
+        ep.wait = GetParam();
+        return ep;
+    }
+
+    void start(const ServerOptions& options = echo_options()) {
+        server_ = std::make_unique<ServerProcess>(endpoint(), options);
+    }
+
+    void expect_echo(Channel& ch, std::size_t size, unsigned seed = 1) {
+        auto sent = payload_of(size, seed);
+        ch.send(FrameType::data, sent);
+        Message reply;
+        ASSERT_TRUE(ch.receive(reply));
+        ASSERT_EQ(reply.type, FrameType::data);
+        ASSERT_EQ(reply.payload.size(), size);
+        EXPECT_TRUE(reply.payload == sent) << "echo of " << size << " bytes differs";
+    }
+
+    std::set<std::string> before_;
+    std::string name_;
+    std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_P(ShmTest, EchoesEverySizeByteExact) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{8192}, std::size_t{8193},
+                             std::size_t{1} << 20, std::size_t{16} << 20})
+        expect_echo(*ch, size, static_cast<unsigned>(size));
+    auto counts = shm_session_counts(*ch);
+    ASSERT_TRUE(counts.has_value());
+    const auto& c = counts->local;
+    EXPECT_GT(c.immediate + c.spun + c.slept, 0u);
+    if (GetParam() == WaitMode::block) {
+        EXPECT_EQ(c.spun + counts->peer.spun, 0u);
+    }
+}
+
+TEST_P(ShmTest, AcksByDefault) {
+    ServerOptions o;
+    o.quiet = true;
+    start(o);
+    auto ch = connect(endpoint(), Limits{});
+    ch->send(FrameType::data, as_bytes("hello"));
+    Message reply;
+    ASSERT_TRUE(ch->receive(reply));
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size()),
+              kAckText);
+}
+
+TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    for (unsigned i = 0; i < 2000; ++i) expect_echo(*ch, 1 + i % 300, i);
+    auto c = shm_session_counts(*ch)->local;
+    EXPECT_EQ(c.immediate + c.spun + c.slept, 2000u) << "one wait per reply";
+}
+
+TEST_P(ShmTest, ServesSequentialSessions) {
+    start();
+    for (int i = 0; i < 20; ++i) {
+        auto ch = connect(endpoint(), Limits{});
+        expect_echo(*ch, 100, static_cast<unsigned>(i));
+    }
+    EXPECT_TRUE(eventually([&] { return test::children_of(server_->pid()).empty(); }));
+}
+
+TEST_P(ShmTest, ServesConcurrentSessions) {
+    start();
+    std::vector<pid_t> kids;
+    for (int k = 0; k < 8; ++k) {
+        pid_t pid = ::fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            int rc = 1;
+            try {
+                auto ch = connect(endpoint(), Limits{});
+                bool ok = true;
+                Message reply;
+                for (unsigned i = 0; i < 200 && ok; ++i) {
+                    auto sent = payload_of(1 + (i * 97 + static_cast<unsigned>(k)) % 20000, i);
+                    ch->send(FrameType::data, sent);
+                    ok = ch->receive(reply) && reply.payload == sent;
+                }
+                rc = ok ? 0 : 1;
+            } catch (...) {
+                rc = 2;
+            }
+            ::_exit(rc);
+        }
+        kids.push_back(pid);
+    }
+    for (pid_t pid : kids) {
+        int status = test::wait_or_kill(pid, 30000);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "client " << pid << ": " << status;
+    }
+}
+
+TEST_P(ShmTest, RefusesAnOversizedMessageAndKeepsServing) {
+    ServerOptions o = echo_options();
+    o.limits.max_message = 4096;
+    start(o);
+    ClientOptions copt;
+    copt.size = 8192;
+    std::istringstream in;
+    std::ostringstream out;
+    EXPECT_THROW(run_client(endpoint(), copt, in, out), RemoteError);
+    // Far larger than the ring: the client is still streaming when the server refuses.
+    {
+        auto ch = connect(endpoint(), Limits{});
+        auto big = payload_of(3 << 20);
+        EXPECT_NO_THROW(ch->send(FrameType::data, big));
+        Message reply;
+        ASSERT_TRUE(ch->receive(reply));
+        EXPECT_EQ(reply.type, FrameType::error);
+        EXPECT_THROW(ch->send(FrameType::data, big), PeerGone);
+    }
+    auto ch = connect(endpoint(), Limits{});
+    expect_echo(*ch, 4096);
+    EXPECT_NE(server_->stderr_text().find("refused"), std::string::npos);
+}
+
+TEST_P(ShmTest, RejectsForgedHellosAndKeepsServing) {
+    start();
+    std::string fifo = shm::fifo_path(name_);
+    Fd bell(::open(fifo.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(bell);
+    auto rejected = [&](std::size_t n) {
+        return eventually([&] {
+            std::string err = server_->stderr_text();
+            std::size_t count = 0;
+            for (auto at = err.find("rejected"); at != std::string::npos; at = err.find("rejected", at + 1))
+                ++count;
+            return count >= n;
+        });
+    };
+    auto send_hello = [&](const shm::Hello& h) {
+        auto b = shm::encode_hello(h);
+        ASSERT_EQ(::write(bell.get(), b.data(), b.size()), static_cast<ssize_t>(b.size()));
+    };
+    shm::Hello bad_magic;
+    bad_magic.magic = 0xdeadbeef;
+    send_hello(bad_magic);
+    ASSERT_TRUE(rejected(1));
+    ASSERT_EQ(::write(bell.get(), "short", 5), 5);
+    ASSERT_TRUE(rejected(2));
+    shm::Hello no_segment;
+    no_segment.pid = static_cast<std::uint32_t>(::getpid());
+    no_segment.session = 999999;
+    send_hello(no_segment);
+    ASSERT_TRUE(rejected(3));
+    // Segments that exist under the right name but are not acceptable.
+    auto forge = [&](std::uint32_t session, mode_t mode, std::size_t size, bool header) {
+        std::string seg = shm::segment_name(name_, ::getpid(), session);
+        Fd fd(::shm_open(seg.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600));
+        EXPECT_TRUE(fd);
+        ShmName owned(seg);
+        EXPECT_EQ(::fchmod(fd.get(), mode), 0);
+        EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+        if (header) {
+            Mapping m = map_shared(fd.get(), size, "forged");
+            auto* h = new (m.get()) shm::SegmentHeader();
+            h->client_pid = ::getpid();
+            h->session = session;
+            h->ring_capacity = 1u << 30;  // a lie the server must not believe
+            h->magic.store(shm::kSegmentMagic);
+        }
+        return owned;
+    };
+    std::uint32_t n = 4;
+    for (auto [mode, size, header] : {std::tuple{mode_t{0644}, shm::kSegmentSize, false},
+                                      std::tuple{mode_t{0600}, std::size_t{4096}, false},
+                                      std::tuple{mode_t{0600}, shm::kSegmentSize, true}}) {
+        std::uint32_t session = 1000000 + n;
+        ShmName owned = forge(session, mode, size, header);
+        shm::Hello hello;
+        hello.pid = static_cast<std::uint32_t>(::getpid());
+        hello.session = session;
+        send_hello(hello);
+        ASSERT_TRUE(rejected(n)) << "forgery " << n;
+        ++n;
+    }
+    auto ch = connect(endpoint(), Limits{});
+    expect_echo(*ch, 777);
+    EXPECT_TRUE(test::children_of(server_->pid()).size() <= 1u);
+}
+
+TEST_P(ShmTest, KilledClientEndsItsSessionQuickly) {
+    start();
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    Fd ready_read(p[0]), ready_write(p[1]);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        try {
+            auto ch = connect(endpoint(), Limits{});
+            auto sent = payload_of(100);
+            ch->send(FrameType::data, sent);
+            Message reply;
+            ch->receive(reply);
+            [[maybe_unused]] ssize_t n = ::write(ready_write.get(), "r", 1);
+            ::pause();
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    ready_write.reset();
+    char c;
+    ASSERT_EQ(::read(ready_read.get(), &c, 1), 1);
+    ASSERT_EQ(segments_named(name_).size(), 1u);
+    ASSERT_EQ(test::children_of(server_->pid()).size(), 1u);
+    ::kill(pid, SIGKILL);
+    auto t0 = Clock::now();
+    test::wait_or_kill(pid, 5000);
+    EXPECT_TRUE(eventually([&] { return test::children_of(server_->pid()).empty(); }, 3000));
+    EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1500));
+    EXPECT_TRUE(segments_named(name_).empty()) << "the server child removes a dead client's segment";
+    EXPECT_TRUE(eventually([&] { return server_->stderr_text().find("peer vanished") != std::string::npos; }))
+        << server_->stderr_text();
+}
+
+// A server that takes one message and never replies, then is SIGKILLed.
+TEST_P(ShmTest, KilledServerGivesTheWaitingClientPeerGone) {
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    Fd from_server(p[0]), to_test(p[1]);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        from_server.reset();
+        try {
+            auto listener = listen_shm(endpoint(), Limits{});
+            [[maybe_unused]] ssize_t n = ::write(to_test.get(), "l", 1);
+            std::unique_ptr<PendingSession> pending;
+            while (!pending) pending = listener->accept(-1);
+            auto ch = pending->open(Limits{});
+            Message m;
+            ch->receive(m);
+            n = ::write(to_test.get(), "g", 1);
+            for (;;) ::pause();
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    to_test.reset();
+    char c;
+    ASSERT_EQ(::read(from_server.get(), &c, 1), 1);
+    ASSERT_EQ(c, 'l');
+    Limits limits;
+    limits.timeout_ms = 20000;
+    auto ch = connect(endpoint(), limits);
+    ch->send(FrameType::data, as_bytes("anyone there?"));
+    ASSERT_EQ(::read(from_server.get(), &c, 1), 1);
+    ASSERT_EQ(c, 'g');
+    Clock::time_point killed;
+    std::thread killer([&] {
+        // Long enough for the client below to be asleep in receive().
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        killed = Clock::now();
+        ::kill(pid, SIGKILL);
+        test::wait_or_kill(pid, 5000);
+    });
+    Message reply;
+    EXPECT_THROW(ch->receive(reply), PeerGone);
+    auto noticed = Clock::now();
+    killer.join();
+    EXPECT_LT(noticed - killed, std::chrono::milliseconds(1000));
+    ch.reset();
+    // The dead server left its doorbell and lock file: a new server reclaims them.
+    EXPECT_NE(before_, test::ipc_object_snapshot());
+    start();
+    auto again = connect(endpoint(), Limits{});
+    expect_echo(*again, 10);
+}
+
+TEST_P(ShmTest, SecondServerOnTheSameNameIsAlreadyRunning) {
+    start();
+    EXPECT_THROW(listen(endpoint(), Limits{}), AlreadyRunning);
+    auto ch = connect(endpoint(), Limits{});
+    expect_echo(*ch, 5);
+}
+
+TEST_P(ShmTest, RestartReclaimsObjectsOfAKilledServer) {
+    start();
+    {
+        auto ch = connect(endpoint(), Limits{});
+        expect_echo(*ch, 5);
+    }
+    server_->stop(SIGKILL, 5000);
+    // A segment of a client that died too (a reaped child's pid is dead).
+    pid_t dead = ::fork();
+    ASSERT_GE(dead, 0);
+    if (dead == 0) ::_exit(0);
+    test::wait_or_kill(dead, 5000);
+    std::string seg = shm::segment_name(name_, dead, 0);
+    {
+        Fd fd(::shm_open(seg.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600));
+        ASSERT_TRUE(fd);
+    }
+    auto objects = list_shm_objects();
+    bool saw_stale_fifo = false, saw_stale_segment = false;
+    for (const auto& o : objects) {
+        if (o.what == shm::fifo_path(name_)) saw_stale_fifo = o.stale;
+        if (o.what == "/dev/shm" + seg) saw_stale_segment = o.stale && o.owner == dead;
+    }
+    EXPECT_TRUE(saw_stale_fifo);
+    EXPECT_TRUE(saw_stale_segment);
+    start();
+    EXPECT_TRUE(segments_named(name_).empty());
+    auto ch = connect(endpoint(), Limits{});
+    expect_echo(*ch, 1000);
+}
+
+TEST_P(ShmTest, ListsLiveObjectsWithOwners) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    bool fifo = false, segment = false;
+    for (const auto& o : list_shm_objects()) {
+        if (o.what == shm::fifo_path(name_)) fifo = o.owner == server_->pid() && !o.stale;
+        auto e = shm::parse_segment_entry(o.what.substr(o.what.rfind('/') + 1));
+        if (e && e->name == name_) segment = o.owner == ::getpid() && !o.stale;
+    }
+    EXPECT_TRUE(fifo);
+    EXPECT_TRUE(segment);
+}
+
+TEST_P(ShmTest, NoServerIsAClearError) {
+    try {
+        connect(endpoint(), Limits{});
+        ADD_FAILURE() << "connected to nothing";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("no shm server"), std::string::npos) << e.what();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Wait, ShmTest, ::testing::Values(WaitMode::block, WaitMode::spin),
+                         [](const auto& param_info) {
+                             return param_info.param == WaitMode::block ? "block" : "spin";
+                         });
+
+}  // namespace
+}  // namespace ipclab
