@@ -11,6 +11,7 @@
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/shm_stats.hpp"
 #include "ipc/transports.hpp"
 #include "server/options.hpp"
 
@@ -116,11 +117,20 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
     }
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // How each side waited, so a spinning run says whether it really spun.
+    std::string waits;
+    if (auto counts = shm_session_counts(*channel)) {
+        auto line = [](const char* who, const WaitCounts& w) {
+            return std::string(who) + " waits: " + std::to_string(w.immediate) + " immediate, " +
+                   std::to_string(w.spun) + " spun, " + std::to_string(w.slept) + " slept\n";
+        };
+        waits = line("client", counts->local) + line("server", counts->peer);
+    }
     channel.reset();  // end the session (and remove our objects) before reporting
 
     if (options.stats) {
         LatencySummary s = summarize(samples);
-        out << format_stats(s, seconds, bytes_out, bytes_in, payload.size());
+        out << format_stats(s, seconds, bytes_out, bytes_in, payload.size()) << waits;
     } else if (options.count == 1) {
         out << printable_reply(reply.payload) << "\n";
     } else {
