@@ -8,7 +8,9 @@ namespace ipclab {
 
 std::uint64_t percentile(const std::vector<std::uint64_t>& sorted, double p) {
     if (sorted.empty()) return 0;
-    auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+    // The epsilon keeps 99.9% of 1000 at rank 999 despite binary fractions.
+    auto rank = static_cast<std::size_t>(
+        std::ceil(p / 100.0 * static_cast<double>(sorted.size()) - 1e-9));
     rank = std::clamp<std::size_t>(rank, 1, sorted.size());
     return sorted[rank - 1];
 }

@@ -48,6 +48,7 @@ int Deadline::remaining_ms() const {
 bool wait_fd(int fd, short events, int timeout_ms, const char* what) {
     Deadline deadline(timeout_ms);
     for (;;) {
+        if (stop_requested()) throw Interrupted();
         struct pollfd p {fd, events, 0};
         int n = ::poll(&p, 1, deadline.remaining_ms());
         if (n > 0) return true;
@@ -59,6 +60,8 @@ bool wait_fd(int fd, short events, int timeout_ms, const char* what) {
 
 std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
     for (;;) {
+        // A signal that landed between system calls left no EINTR to see.
+        if (stop_requested()) throw Interrupted();
         ssize_t n = ::read(fd, buf, len);
         if (n >= 0) return static_cast<std::size_t>(n);
         if (errno == EINTR) {
@@ -76,6 +79,7 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
                const char* what) {
     Deadline deadline(timeout_ms);
     while (iovcnt > 0) {
+        if (stop_requested()) throw Interrupted();
         ssize_t n;
         if (is_socket) {
             struct msghdr mh {};

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "ipc/error.hpp"
@@ -47,6 +48,13 @@ std::string private_dir() {
 
 void remove_private_dir_if_empty() noexcept { ::rmdir(dir_path().c_str()); }
 
+bool lock_is_held(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return false;
+    if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) return false;  // released when fd closes
+    return errno == EWOULDBLOCK;
+}
+
 std::string global_prefix(const std::string& name) {
     return "ipclab-" + std::to_string(::getuid()) + "-" + name;
 }
@@ -66,7 +74,19 @@ void check_name(const std::string& name) {
 
 bool process_alive(pid_t pid) noexcept {
     if (pid <= 0) return false;
-    return ::kill(pid, 0) == 0 || errno == EPERM;
+    if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+    // A zombie still answers kill(pid, 0) but holds nothing: it counts as dead.
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    Fd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return errno != ENOENT;  // no /proc: trust kill()
+    char buf[512];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char* close = std::strrchr(buf, ')');  // the command name may hold spaces
+    if (close == nullptr || close[1] == '\0' || close[2] == '\0') return true;
+    return close[2] != 'Z' && close[2] != 'X';
 }
 
 InstanceLock::InstanceLock(const std::string& transport, const std::string& name)
@@ -105,7 +125,6 @@ InstanceLock::~InstanceLock() {
     if (fd_ && ::getpid() == owner_) {
         ::unlink(path_.c_str());
         fd_.reset();
-        remove_private_dir_if_empty();
     }
 }
 

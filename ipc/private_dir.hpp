@@ -20,8 +20,13 @@ namespace ipclab {
 // directory, or open to others. Returns its path.
 std::string private_dir();
 
-// Removes the private directory if it is empty (best effort).
+// Removes the private directory if it is empty (best effort). Only
+// `--cleanup` and the test harness call it: a process exiting must not pull
+// the directory from under another that is about to create an object in it.
 void remove_private_dir_if_empty() noexcept;
+
+// True while some live process holds the flock on path (an InstanceLock).
+bool lock_is_held(const std::string& path);
 
 // "ipclab-<uid>-<name>" style prefix for kernel-global names.
 std::string global_prefix(const std::string& name);
@@ -29,6 +34,7 @@ std::string global_prefix(const std::string& name);
 // Rejects names that would escape the directory or break kernel names.
 void check_name(const std::string& name);
 
+// Running and not a zombie.
 bool process_alive(pid_t pid) noexcept;
 
 class InstanceLock {

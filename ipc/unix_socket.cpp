@@ -94,12 +94,14 @@ void for_each_private_file(Fn fn) {
         fn(it->path().filename().string(), it->path().string());
 }
 
-ObjectInfo file_object(const std::string& transport, const std::string& path, pid_t owner) {
+ObjectInfo file_object(const std::string& transport, const std::string& path, pid_t owner,
+                       const std::string& lock) {
     ObjectInfo info;
     info.transport = transport;
     info.what = path;
     info.owner = owner;
-    info.stale = !process_alive(owner);
+    // The lock says whether the server lives; a pid alone may be a zombie or reused.
+    info.stale = !lock_is_held(lock);
     info.remove = [path] {
         if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + path);
     };
@@ -113,7 +115,8 @@ std::vector<ObjectInfo> list_unix_objects() {
     for_each_private_file([&](const std::string& file, const std::string& path) {
         if (!ends_with(file, ".sock")) return;
         std::string name = file.substr(0, file.size() - 5);
-        out.push_back(file_object("unix", path, lock_owner(private_dir() + "/" + name + ".unix.lock")));
+        std::string lock = private_dir() + "/" + name + ".unix.lock";
+        out.push_back(file_object("unix", path, lock_owner(lock), lock));
     });
     return out;
 }
@@ -125,7 +128,7 @@ std::vector<ObjectInfo> list_lock_files() {
         std::string stem = file.substr(0, file.size() - 5);
         auto dot = stem.rfind('.');
         std::string transport = dot == std::string::npos ? "?" : stem.substr(dot + 1);
-        out.push_back(file_object(transport, path, lock_owner(path)));
+        out.push_back(file_object(transport, path, lock_owner(path), path));
     });
     return out;
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "ipc/io.hpp"
+#include "ipc/private_dir.hpp"
 #include "tests/support/proc_inspect.hpp"
 
 int main(int argc, char** argv) {
@@ -10,5 +11,7 @@ int main(int argc, char** argv) {
     ipclab::test::make_posix_queues_visible();
     // Forked children of death tests and of our fixtures must not rerun tests.
     ::testing::FLAGS_gtest_death_test_style = "threadsafe";
-    return RUN_ALL_TESTS();
+    int rc = RUN_ALL_TESTS();
+    ipclab::remove_private_dir_if_empty();  // servers leave it for each other, not for us
+    return rc;
 }
