@@ -33,5 +33,9 @@ check-sanitize: deps
 	cmake --build build-tsan -j $(NPROC)
 	cd build-tsan && ctest --output-on-failure --timeout 400
 
+# The standard comparison of every transport (scripts/compare --help for options).
+compare: build
+	scripts/compare $(COMPARE_ARGS)
+
 clean:
 	rm -rf $(BUILD) build-asan build-tsan bin
