@@ -16,19 +16,6 @@ namespace ipclab::test {
 
 namespace {
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::string make_dir() {
-    char tmpl[] = "/tmp/ipclab-test-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    return tmpl;
-}
-
 // In the child: wire stdio to files and exec; never returns.
 [[noreturn]] void exec_child(const std::vector<std::string>& argv, const std::string& dir,
                              bool with_stdin) {
@@ -66,7 +53,7 @@ std::string bin(const std::string& program) { return std::string(IPCLAB_BIN_DIR)
 
 ProgramResult run_program(const std::vector<std::string>& argv, const std::string& stdin_text,
                           int timeout_ms) {
-    std::string dir = make_dir();
+    std::string dir = make_capture_dir();
     {
         std::ofstream f(dir + "/stdin");
         f << stdin_text;
@@ -80,7 +67,7 @@ ProgramResult run_program(const std::vector<std::string>& argv, const std::strin
     return r;
 }
 
-RunningProgram::RunningProgram(const std::vector<std::string>& argv) : dir_(make_dir()) {
+RunningProgram::RunningProgram(const std::vector<std::string>& argv) : dir_(make_capture_dir()) {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) exec_child(argv, dir_, false);

@@ -17,8 +17,6 @@
 
 namespace ipclab::test {
 
-namespace {
-
 std::string slurp(const std::string& path) {
     std::ifstream in(path);
     std::stringstream ss;
@@ -26,7 +24,11 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
-}  // namespace
+std::string make_capture_dir() {
+    char tmpl[] = "/tmp/ipclab-test-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    return tmpl;
+}
 
 int wait_or_kill(pid_t pid, int timeout_ms) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -44,9 +46,7 @@ int wait_or_kill(pid_t pid, int timeout_ms) {
 }
 
 ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) : ep_(ep) {
-    char tmpl[] = "/tmp/ipclab-test-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    dir_ = tmpl;
+    dir_ = make_capture_dir();
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
     Fd ready_read(p[0]), ready_write(p[1]);

@@ -43,6 +43,12 @@ private:
     std::string dir_;
 };
 
+// A file's whole contents ("" when unreadable).
+std::string slurp(const std::string& path);
+
+// A fresh private directory for captured output; the caller removes it.
+std::string make_capture_dir();
+
 // Waits for a child to exit within timeout_ms; kills it if it does not.
 // Returns the wait status, or -1 when it had to be killed.
 int wait_or_kill(pid_t pid, int timeout_ms);
