@@ -221,6 +221,16 @@ TEST_F(TcpServer, SigtermWithAClientAttachedEndsEverythingAndExitsZero) {
     EXPECT_THROW(connect_stream(ep, 2000), std::runtime_error);
 }
 
+TEST_F(TcpServer, BindLimitsTheServerToOneAddress) {
+    start({"--bind", "127.0.0.1"});
+    EXPECT_EQ(seed_client("127.0.0.1", port_, "v4\n"), kAck);
+    EXPECT_THROW(raw_connect("::1", port_), std::runtime_error);
+    server_->stop(SIGTERM);
+    start({"--bind", "::1"});
+    EXPECT_EQ(seed_client("::1", port_, "v6\n"), kAck);
+    EXPECT_THROW(raw_connect("127.0.0.1", port_), std::runtime_error);
+}
+
 TEST_F(TcpServer, OnceServesOneSessionThenExits) {
     start({"--once"});
     EXPECT_EQ(seed_client("127.0.0.1", port_, "only\n"), kAck);
