@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_flag("--once", opt.once, "Serve one session, then exit");
     app.add_flag("-q,--quiet", opt.quiet, "Do not print 'Here is the message: ...'");
+    app.add_flag("--no-reap", opt.no_reap,
+                 "TEACHING ONLY: do not reap ended children, so they stay zombies (see `ps`) "
+                 "until the server exits");
     bool list = false, cleanup = false;
     app.add_flag("--list-objects", list,
                  "List this user's ipclab objects (of --transport if given) and which are stale");

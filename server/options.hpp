@@ -18,6 +18,9 @@ struct ServerOptions {
     unsigned max_clients = 64;   // live children at most
     double grace_seconds = 5;    // on SIGINT/SIGTERM, before children are ended
     bool log_sessions = true;    // one stderr line per ended session
+    // Teaching switch (labs): ended children are not reaped and stay zombies
+    // until the server exits; --max-clients cannot be enforced then.
+    bool no_reap = false;
     Limits limits;               // timeout_ms is the idle timeout
 };
 

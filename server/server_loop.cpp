@@ -85,7 +85,11 @@ public:
             ::sigaction(s, nullptr, &old);
             saved_.emplace(s, old);
         }
-        set_handler(SIGCHLD, on_child);
+        if (options_.no_reap) {
+            set_handler(SIGCHLD, SIG_DFL);  // default, not SIG_IGN, which would reap for us
+        } else {
+            set_handler(SIGCHLD, on_child);
+        }
         set_handler(SIGINT, on_stop);
         set_handler(SIGTERM, on_stop);
     }
@@ -99,6 +103,9 @@ public:
         if (options_.log_sessions)
             log_line("server: listening on " + listener_->describe() + " (pid " +
                      std::to_string(::getpid()) + ")\n");
+        if (options_.no_reap)
+            log_line("server: --no-reap (teaching mode): ended sessions stay zombies until the "
+                     "server exits; --max-clients is not enforced\n");
         while (!stopping_) {
             if (options_.once && started_ > 0) {
                 if (live_.empty()) break;
@@ -134,7 +141,7 @@ private:
             return;
         }
         if (pid == 0) child(pending);
-        live_.insert(pid);
+        if (!options_.no_reap) live_.insert(pid);  // unreaped children are never seen to end
         ++started_;
     }
 
@@ -204,6 +211,11 @@ private:
     }
 
     void shut_down() {
+        if (options_.no_reap) {
+            if (options_.log_sessions) log_line("server: reaping the zombies left by --no-reap\n");
+            while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+            }
+        }
         listener_.reset();  // new sessions are refused from here on; names removed
         if (!live_.empty()) {
             wait_children(static_cast<int>(options_.grace_seconds * 1000));

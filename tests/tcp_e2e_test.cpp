@@ -231,6 +231,17 @@ TEST_F(TcpServer, BindLimitsTheServerToOneAddress) {
     EXPECT_THROW(raw_connect("127.0.0.1", port_), std::runtime_error);
 }
 
+TEST_F(TcpServer, NoReapTeachingSwitchLeavesZombiesUntilExit) {
+    start({"--no-reap", "--quiet"});
+    EXPECT_TRUE(server_->wait_for_err("teaching mode"));
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(seed_client("127.0.0.1", port_, "z\n"), kAck);
+    EXPECT_TRUE(eventually([&] { return zombie_children_of(server_->pid()).size() == 3; }))
+        << zombie_children_of(server_->pid()).size();
+    pid_t server = server_->pid();
+    EXPECT_EQ(server_->stop(SIGTERM), 0);
+    EXPECT_TRUE(children_of(server).empty());
+}
+
 TEST_F(TcpServer, OnceServesOneSessionThenExits) {
     start({"--once"});
     EXPECT_EQ(seed_client("127.0.0.1", port_, "only\n"), kAck);
