@@ -1,0 +1,626 @@
+// Baselines: the plainest program each mechanism allows, UNP style (raw
+// calls, readn/writen, nothing else), timed exactly like the ipclab runs.
+// Every object is created by this process before the fork and has an owner
+// here; names (POSIX queues) are unlinked as soon as both ends hold them, the
+// rest are anonymous (socketpair, pipes, MAP_SHARED|MAP_ANONYMOUS) or, for
+// System V, removed by their owner when the run ends or unwinds.
+#include "bench/baselines.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <semaphore.h>
+#include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/payload.hpp"
+#include "ipc/error.hpp"
+#include "ipc/fd.hpp"
+#include "ipc/io.hpp"
+#include "server/options.hpp"
+
+namespace ipclab::bench {
+
+namespace {
+
+constexpr int kWarmup = 16;
+
+// EINTR: retry, unless a stop was requested.
+void on_interrupt() {
+    if (interrupted()) throw Interrupted();
+}
+
+void writen(int fd, const void* p, std::size_t n) {
+    auto* c = static_cast<const char*>(p);
+    while (n > 0) {
+        ssize_t w = ::write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                on_interrupt();
+                continue;
+            }
+            throw_errno("write");
+        }
+        c += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+
+// Reads exactly n bytes; false on EOF before the first one.
+bool readn(int fd, void* p, std::size_t n) {
+    auto* c = static_cast<char*>(p);
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::read(fd, c + got, n - got);
+        if (r < 0) {
+            if (errno == EINTR) {
+                on_interrupt();
+                continue;
+            }
+            throw_errno("read");
+        }
+        if (r == 0) {
+            if (got == 0) return false;
+            throw PeerGone("baseline peer closed mid-message");
+        }
+        got += static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+void set_nodelay(int fd) {
+    int one = 1;
+    check(::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
+}
+
+// A listening TCP socket on 127.0.0.1 and a kernel-chosen port.
+Fd tcp_listener(sockaddr_in& addr, int backlog) {
+    Fd l(check(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+    addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    check(::bind(l.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind");
+    check(::listen(l.get(), backlog), "listen");
+    socklen_t len = sizeof addr;
+    check(::getsockname(l.get(), reinterpret_cast<sockaddr*>(&addr), &len), "getsockname");
+    return l;
+}
+
+Fd tcp_connect(const sockaddr_in& addr) {
+    Fd c(check(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+    while (::connect(c.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+        if (errno != EINTR) throw_errno("connect");
+        on_interrupt();
+    }
+    return c;
+}
+
+// A connected TCP pair over loopback, both ends with TCP_NODELAY (as ipclab's).
+std::pair<Fd, Fd> tcp_pair() {
+    sockaddr_in addr{};
+    Fd l = tcp_listener(addr, 1);
+    Fd c = tcp_connect(addr);
+    Fd s(check(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC), "accept4"));
+    set_nodelay(c.get());
+    set_nodelay(s.get());
+    return {std::move(c), std::move(s)};
+}
+
+std::pair<Fd, Fd> unix_pair() {
+    int sv[2];
+    check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
+    return {Fd(sv[0]), Fd(sv[1])};
+}
+
+std::pair<Fd, Fd> pipe_pair() {  // {read end, write end}
+    int p[2];
+    check(::pipe2(p, O_CLOEXEC), "pipe2");
+    return {Fd(p[0]), Fd(p[1])};
+}
+
+// Times `rt` (one round trip of req into reply) like the ipclab round trip:
+// warm-up outside the loop, one steady_clock sample per message, the echo
+// of the last message checked byte for byte afterwards.
+template <typename RoundTrip>
+void measure_ping_pong(benchmark::State& state, std::size_t size, std::size_t reply_capacity,
+                       pid_t peer, RoundTrip rt) {
+    std::vector<std::byte> req;
+    fill_payload(req, 0, size);
+    std::vector<std::byte> reply(std::max(reply_capacity, size) + 1);
+    for (int i = 0; i < kWarmup; ++i) rt(req.data(), reply.data());
+    Meter meter(state, peer);
+    std::uint64_t seq = 0;
+    meter.start();
+    for (auto _ : state) {
+        if (size >= 8) std::memcpy(req.data(), &seq, 8);
+        auto t0 = Clock::now();
+        rt(req.data(), reply.data());
+        meter.add(elapsed_ns(t0, Clock::now()));
+        ++seq;
+    }
+    meter.stop();
+    if (size > 0 && std::memcmp(req.data(), reply.data(), size) != 0)
+        return state.SkipWithError("baseline: the echoed bytes differ from the request");
+    meter.report(static_cast<std::int64_t>(size), seq);
+}
+
+// Stream sockets and pipes: write N bytes, read N bytes back.
+void stream_ping_pong(benchmark::State& state, std::size_t size, int cpu, Fd c_read, Fd c_write,
+                      Fd s_read, Fd s_write) {
+    int sr = s_read.get(), sw = s_write ? s_write.get() : s_read.get();
+    Child child(fork_child(cpu, [&]() -> int {
+        c_read.reset();
+        c_write.reset();
+        std::vector<char> buf(size);
+        while (readn(sr, buf.data(), size)) writen(sw, buf.data(), size);
+        return 0;
+    }));
+    s_read.reset();
+    s_write.reset();
+    int cr = c_read.get(), cw = c_write ? c_write.get() : c_read.get();
+    measure_ping_pong(state, size, size, child.pid(), [&](const std::byte* q, std::byte* r) {
+        writen(cw, q, size);
+        if (!readn(cr, r, size)) throw PeerGone("baseline echo child closed");
+    });
+}
+
+// ---- POSIX message queues -------------------------------------------------
+
+class Mq {
+public:
+    explicit Mq(mqd_t q) : q_(q) {}
+    Mq(const Mq&) = delete;
+    Mq& operator=(const Mq&) = delete;
+    ~Mq() {
+        if (q_ != static_cast<mqd_t>(-1)) ::mq_close(q_);
+    }
+    mqd_t get() const { return q_; }
+
+private:
+    mqd_t q_;
+};
+
+std::unique_ptr<Mq> anonymous_mq(const std::string& name, long maxmsg, long msgsize) {
+    mq_attr attr{};
+    attr.mq_maxmsg = maxmsg;
+    attr.mq_msgsize = msgsize;
+    mqd_t q = ::mq_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &attr);
+    if (q == static_cast<mqd_t>(-1)) throw_errno("mq_open " + name);
+    auto owner = std::make_unique<Mq>(q);
+    check(::mq_unlink(name.c_str()), "mq_unlink");  // the descriptors keep the queue alive
+    return owner;
+}
+
+// Messages larger than the kernel's msgsize_max go as plain consecutive chunks.
+void mq_send_all(mqd_t q, const void* p, std::size_t size, std::size_t chunk) {
+    auto* c = static_cast<const char*>(p);
+    std::size_t off = 0;
+    do {
+        std::size_t n = std::min(chunk, size - off);
+        while (::mq_send(q, c + off, n, 0) != 0) {
+            if (errno != EINTR) throw_errno("mq_send");
+            on_interrupt();
+        }
+        off += n;
+    } while (off < size);
+}
+
+// out must have room for size + chunk bytes (mq_receive wants a full message's room).
+void mq_receive_all(mqd_t q, void* out, std::size_t size, std::size_t chunk) {
+    auto* c = static_cast<char*>(out);
+    std::size_t got = 0;
+    do {
+        ssize_t n = ::mq_receive(q, c + got, chunk, nullptr);
+        if (n < 0) {
+            if (errno != EINTR) throw_errno("mq_receive");
+            on_interrupt();
+            continue;
+        }
+        got += static_cast<std::size_t>(n);
+    } while (got < size);
+}
+
+void posix_mq_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
+    long msgsize_max = read_long("/proc/sys/fs/mqueue/msgsize_max", 8192);
+    long msg_max = read_long("/proc/sys/fs/mqueue/msg_max", 10);
+    std::size_t chunk = std::clamp<std::size_t>(size, 1, static_cast<std::size_t>(msgsize_max));
+    long maxmsg = std::min<long>(10, msg_max);
+    std::string base = "/ipcbench-" + std::to_string(::getpid()) + "-base";
+    auto c2s = anonymous_mq(base + "-c2s", maxmsg, static_cast<long>(chunk));
+    auto s2c = anonymous_mq(base + "-s2c", maxmsg, static_cast<long>(chunk));
+    Child child(fork_child(cpu, [&]() -> int {
+        std::vector<char> buf(size + chunk);
+        for (;;) {
+            mq_receive_all(c2s->get(), buf.data(), size, chunk);
+            mq_send_all(s2c->get(), buf.data(), size, chunk);
+        }
+    }));
+    measure_ping_pong(state, size, size + chunk, child.pid(), [&](const std::byte* q, std::byte* r) {
+        mq_send_all(c2s->get(), q, size, chunk);
+        mq_receive_all(s2c->get(), r, size, chunk);
+    });
+}
+
+// ---- System V message queues ----------------------------------------------
+
+class SysvQueue {
+public:
+    SysvQueue() : id_(check(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget")) {}
+    SysvQueue(const SysvQueue&) = delete;
+    SysvQueue& operator=(const SysvQueue&) = delete;
+    ~SysvQueue() { ::msgctl(id_, IPC_RMID, nullptr); }
+    int id() const { return id_; }
+
+private:
+    int id_;
+};
+
+// One queue, mtype 1 towards the server and 2 back (UNP vol. 2 style).
+void sysv_send_all(int id, long type, const void* p, std::size_t size, std::vector<char>& mbuf,
+                   std::size_t chunk) {
+    auto* c = static_cast<const char*>(p);
+    std::size_t off = 0;
+    do {
+        std::size_t n = std::min(chunk, size - off);
+        std::memcpy(mbuf.data(), &type, sizeof type);
+        std::memcpy(mbuf.data() + sizeof type, c + off, n);
+        while (::msgsnd(id, mbuf.data(), n, 0) != 0) {
+            if (errno != EINTR) throw_errno("msgsnd");
+            on_interrupt();
+        }
+        off += n;
+    } while (off < size);
+}
+
+void sysv_receive_all(int id, long type, void* out, std::size_t size, std::vector<char>& mbuf,
+                      std::size_t chunk) {
+    auto* c = static_cast<char*>(out);
+    std::size_t got = 0;
+    do {
+        ssize_t n = ::msgrcv(id, mbuf.data(), chunk, type, 0);
+        if (n < 0) {
+            if (errno != EINTR) throw_errno("msgrcv");
+            on_interrupt();
+            continue;
+        }
+        std::memcpy(c + got, mbuf.data() + sizeof(long), static_cast<std::size_t>(n));
+        got += static_cast<std::size_t>(n);
+    } while (got < size);
+}
+
+void sysv_mq_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
+    long msgmax = read_long("/proc/sys/kernel/msgmax", 8192);
+    std::size_t chunk = std::clamp<std::size_t>(size, 1, static_cast<std::size_t>(msgmax));
+    SysvQueue queue;
+    Child child(fork_child(cpu, [&]() -> int {
+        std::vector<char> buf(size + chunk), mbuf(sizeof(long) + chunk);
+        for (;;) {
+            sysv_receive_all(queue.id(), 1, buf.data(), size, mbuf, chunk);
+            sysv_send_all(queue.id(), 2, buf.data(), size, mbuf, chunk);
+        }
+    }));
+    std::vector<char> mbuf(sizeof(long) + chunk);
+    measure_ping_pong(state, size, size + chunk, child.pid(), [&](const std::byte* q, std::byte* r) {
+        sysv_send_all(queue.id(), 1, q, size, mbuf, chunk);
+        sysv_receive_all(queue.id(), 2, r, size, mbuf, chunk);
+    });
+}
+
+// ---- Shared memory ----------------------------------------------------------
+
+struct Unmap {
+    std::size_t len;
+    void operator()(void* p) const { ::munmap(p, len); }
+};
+using Mapping = std::unique_ptr<void, Unmap>;
+
+Mapping anonymous_shared(std::size_t len) {
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw_errno("mmap");
+    return Mapping(p, Unmap{len});
+}
+
+// The shm_open(3) example's shape: two process-shared semaphores and a buffer.
+struct SemHeader {
+    sem_t request;
+    sem_t reply;
+};
+constexpr std::size_t kDataOffset = 128;  // keeps the buffer off the semaphores' cache lines
+static_assert(sizeof(SemHeader) <= kDataOffset);
+
+void sem_wait_checked(sem_t* s) {
+    while (::sem_wait(s) != 0) {
+        if (errno != EINTR) throw_errno("sem_wait");
+        on_interrupt();
+    }
+}
+
+void shm_sem_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
+    Mapping map = anonymous_shared(kDataOffset + size + 1);
+    auto* h = new (map.get()) SemHeader;
+    check(::sem_init(&h->request, 1, 0), "sem_init");
+    check(::sem_init(&h->reply, 1, 0), "sem_init");
+    auto* data = static_cast<std::byte*>(map.get()) + kDataOffset;
+    Child child(fork_child(cpu, [&]() -> int {
+        std::vector<std::byte> local(size + 1);
+        for (;;) {
+            sem_wait_checked(&h->request);
+            std::memcpy(local.data(), data, size);  // the server takes the message out ...
+            std::memcpy(data, local.data(), size);  // ... and puts its reply in
+            check(::sem_post(&h->reply), "sem_post");
+        }
+    }));
+    measure_ping_pong(state, size, size, child.pid(), [&](const std::byte* q, std::byte* r) {
+        std::memcpy(data, q, size);
+        check(::sem_post(&h->request), "sem_post");
+        sem_wait_checked(&h->reply);
+        std::memcpy(r, data, size);
+    });
+    child.stop();
+    ::sem_destroy(&h->request);
+    ::sem_destroy(&h->reply);
+}
+
+// Two sequence words on their own cache lines; each side busy-polls the other's.
+struct SpinHeader {
+    alignas(64) std::atomic<std::uint64_t> request{0};
+    alignas(64) std::atomic<std::uint64_t> reply{0};
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shared across processes");
+static_assert(sizeof(SpinHeader) <= kDataOffset);
+
+inline void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+void shm_spin_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
+    Mapping map = anonymous_shared(kDataOffset + size + 1);
+    auto* h = new (map.get()) SpinHeader;
+    auto* data = static_cast<std::byte*>(map.get()) + kDataOffset;
+    Child child(fork_child(cpu, [&]() -> int {
+        std::vector<std::byte> local(size + 1);
+        std::uint64_t seen = 0;
+        for (;;) {
+            std::uint64_t r;
+            while ((r = h->request.load(std::memory_order_acquire)) == seen) relax();
+            std::memcpy(local.data(), data, size);
+            std::memcpy(data, local.data(), size);
+            seen = r;
+            h->reply.store(r, std::memory_order_release);
+        }
+    }));
+    std::uint64_t n = 0;
+    measure_ping_pong(state, size, size, child.pid(), [&](const std::byte* q, std::byte* r) {
+        std::memcpy(data, q, size);
+        h->request.store(++n, std::memory_order_release);
+        // Pure spin, no fallback: the hardware's floor. Checked rarely for a
+        // stop request or a dead child, so a lost peer cannot hang the run.
+        for (std::uint32_t spins = 1; h->reply.load(std::memory_order_acquire) != n; ++spins) {
+            relax();
+            if ((spins & 0xfffff) == 0) {
+                if (interrupted()) throw Interrupted();
+                if (::waitpid(child.pid(), nullptr, WNOHANG) != 0)
+                    throw PeerGone("baseline spin child is gone");
+            }
+        }
+        std::memcpy(r, data, size);
+    });
+}
+
+void baseline_round_trip(benchmark::State& state, const std::string& t, std::size_t size, int cpu) {
+    if (interrupted()) return state.SkipWithError("interrupted");
+    try {
+        if (t == "tcp") {
+            auto [c, s] = tcp_pair();
+            stream_ping_pong(state, size, cpu, std::move(c), Fd{}, std::move(s), Fd{});
+        } else if (t == "unix") {
+            auto [c, s] = unix_pair();
+            stream_ping_pong(state, size, cpu, std::move(c), Fd{}, std::move(s), Fd{});
+        } else if (t == "fifo") {
+            auto [to_server_r, to_server_w] = pipe_pair();
+            auto [to_client_r, to_client_w] = pipe_pair();
+            stream_ping_pong(state, size, cpu, std::move(to_client_r), std::move(to_server_w),
+                             std::move(to_server_r), std::move(to_client_w));
+        } else if (t == "posix-mq") {
+            posix_mq_ping_pong(state, size, cpu);
+        } else if (t == "sysv-mq") {
+            sysv_mq_ping_pong(state, size, cpu);
+        } else if (t == "shm") {
+            shm_sem_ping_pong(state, size, cpu);
+        } else if (t == "shm-spin") {
+            shm_spin_ping_pong(state, size, cpu);
+        } else {
+            state.SkipWithError(("no baseline for " + t).c_str());
+        }
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
+// ---- One-way streams ---------------------------------------------------------
+
+// The reader takes the bytes until EOF, then answers one byte; the
+// writer's last iteration closes its side and waits for that byte.
+void baseline_stream(benchmark::State& state, const std::string& t, std::size_t size, int cpu) {
+    if (interrupted()) return state.SkipWithError("interrupted");
+    try {
+        Fd c_data, c_ack, s_data, s_ack;  // s_ack empty: answer on s_data (a socket)
+        bool socket = t != "fifo";
+        if (t == "tcp") {
+            std::tie(c_data, s_data) = tcp_pair();
+        } else if (t == "unix") {
+            std::tie(c_data, s_data) = unix_pair();
+        } else {
+            std::tie(s_data, c_data) = pipe_pair();
+            std::tie(c_ack, s_ack) = pipe_pair();
+        }
+        Child child(fork_child(cpu, [&]() -> int {
+            c_data.reset();
+            c_ack.reset();
+            // A plain reader takes whatever is there, as cat(1) does.
+            std::vector<char> buf(std::max<std::size_t>(size, 64 * 1024));
+            for (;;) {
+                ssize_t n = ::read(s_data.get(), buf.data(), buf.size());
+                if (n == 0) break;
+                if (n < 0 && errno != EINTR) throw_errno("read");
+            }
+            char one = 1;
+            writen(s_ack ? s_ack.get() : s_data.get(), &one, 1);
+            return 0;
+        }));
+        s_data.reset();
+        s_ack.reset();
+        std::vector<std::byte> payload;
+        fill_payload(payload, 0, size);
+        for (int i = 0; i < kWarmup; ++i) writen(c_data.get(), payload.data(), size);
+        Meter meter(state, child.pid());
+        const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
+        std::uint64_t seq = 0;
+        char ack = 0;
+        bool acked = false;
+        meter.start();
+        for (auto _ : state) {
+            if (size >= 8) std::memcpy(payload.data(), &seq, 8);
+            auto t0 = Clock::now();
+            writen(c_data.get(), payload.data(), size);
+            if (seq == last) {
+                if (socket) check(::shutdown(c_data.get(), SHUT_WR), "shutdown");
+                else c_data.reset();
+                acked = readn(socket ? c_data.get() : c_ack.get(), &ack, 1);
+            }
+            meter.add(elapsed_ns(t0, Clock::now()));
+            ++seq;
+        }
+        meter.stop();
+        if (!acked || ack != 1) return state.SkipWithError("baseline reader did not acknowledge");
+        meter.report(static_cast<std::int64_t>(size), seq);
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
+// ---- Fork per connection -----------------------------------------------------
+
+void baseline_connect_fork(benchmark::State& state, int cpu) {
+    if (interrupted()) return state.SkipWithError("interrupted");
+    try {
+        sockaddr_in addr{};
+        Fd listener = tcp_listener(addr, 1024);
+        Child server(fork_child(cpu, [&]() -> int {
+            int l = listener.get();
+            for (;;) {
+                int c = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c < 0) {
+                    if (errno == EINTR || errno == ECONNABORTED) continue;
+                    return 1;
+                }
+                pid_t pid = ::fork();
+                if (pid == 0) {
+                    ::close(l);
+                    char buf[256];
+                    ssize_t n = ::read(c, buf, sizeof buf);
+                    if (n > 0) {
+                        [[maybe_unused]] ssize_t w = ::write(c, kAckText, sizeof kAckText - 1);
+                    }
+                    ::_exit(0);
+                }
+                ::close(c);
+                while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+                }
+            }
+        }));
+        listener.reset();
+        std::vector<std::byte> payload;
+        fill_payload(payload, 1, 64);
+        char reply[64];
+        const std::size_t ack_len = sizeof kAckText - 1;
+        auto exchange = [&]() {
+            Fd c = tcp_connect(addr);
+            writen(c.get(), payload.data(), payload.size());
+            return readn(c.get(), reply, ack_len) && std::memcmp(reply, kAckText, ack_len) == 0;
+        };
+        for (int i = 0; i < 2; ++i)
+            if (!exchange()) return state.SkipWithError("baseline fork server did not answer");
+        Meter meter(state, server.pid(), true);
+        std::uint64_t n = 0;
+        meter.start();
+        for (auto _ : state) {
+            auto t0 = Clock::now();
+            bool ok = exchange();
+            meter.add(elapsed_ns(t0, Clock::now()));
+            if (!ok) {
+                state.SkipWithError("baseline fork server did not answer");
+                break;
+            }
+            ++n;
+        }
+        meter.stop();
+        if (!state.error_occurred()) meter.report(0, n);
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
+void baseline_memcpy(benchmark::State& state, std::size_t size) {
+    std::vector<std::byte> src, dst(size);
+    fill_payload(src, 0, size);
+    std::memcpy(dst.data(), src.data(), size);  // fault the pages in
+    for (auto _ : state) {
+        std::memcpy(dst.data(), src.data(), size);
+        benchmark::DoNotOptimize(dst.data());
+        benchmark::ClobberMemory();
+    }
+    if (size > 0 && std::memcmp(dst.data(), src.data(), size) != 0)
+        return state.SkipWithError("memcpy copied wrong bytes");
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
+}
+
+}  // namespace
+
+benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size) {
+    std::string name = "Baseline/" + transport + "/" + std::to_string(size);
+    int cpu = c.server_cpu;
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        baseline_round_trip(s, transport, size, cpu);
+    })->UseRealTime();
+}
+
+bool has_baseline_stream(const std::string& t) { return t == "tcp" || t == "unix" || t == "fifo"; }
+
+benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size) {
+    std::string name = "BaselineStream/" + transport + "/" + std::to_string(size);
+    int cpu = c.server_cpu;
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        baseline_stream(s, transport, size, cpu);
+    })->UseRealTime();
+}
+
+benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c) {
+    int cpu = c.server_cpu;
+    return benchmark::RegisterBenchmark("Baseline/connect-fork", [=](benchmark::State& s) {
+        baseline_connect_fork(s, cpu);
+    })->UseRealTime();
+}
+
+benchmark::internal::Benchmark* register_baseline_memcpy(std::size_t size) {
+    std::string name = "Baseline/memcpy/" + std::to_string(size);
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        baseline_memcpy(s, size);
+    })->UseRealTime();
+}
+
+}  // namespace ipclab::bench

@@ -1,0 +1,24 @@
+// The reference baselines: each mechanism used as plainly as it allows (raw
+// system calls, no framing, no ipclab classes), so every run prints
+// ipclab's overhead as a ratio measured minutes apart on the same machine.
+//   Baseline/<transport>/<bytes>        round-trip ping-pong with a forked echo child
+//   BaselineStream/<transport>/<bytes>  one-way writes to a forked reader (tcp, unix, fifo)
+//   Baseline/connect-fork               minimal C fork-per-connection TCP server
+//   Baseline/memcpy/<bytes>             the memory bandwidth shm is held to
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "bench/bench_util.hpp"
+
+namespace ipclab::bench {
+
+benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size);
+// Registered only for transports with a one-way baseline (tcp, unix, fifo).
+bool has_baseline_stream(const std::string& transport);
+benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size);
+benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c);
+benchmark::internal::Benchmark* register_baseline_memcpy(std::size_t size);
+
+}  // namespace ipclab::bench

@@ -1,0 +1,134 @@
+#include "bench/bench_server.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "ipc/error.hpp"
+#include "ipc/fd.hpp"
+#include "ipc/io.hpp"
+#include "server/server_loop.hpp"
+
+namespace ipclab::bench {
+
+namespace {
+
+struct Slot {
+    std::string instance;
+    std::unique_ptr<BenchServer> server;
+};
+
+Slot& slot() {
+    static Slot s;
+    return s;
+}
+
+std::string unique_name() {
+    static std::atomic<unsigned> n{0};
+    return "ipcbench-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+// Reads the child's one-line report: "ok <describe>" or "error <what>".
+std::string read_ready_line(int fd, int timeout_ms) {
+    std::string line;
+    char buf[512];
+    Deadline deadline(timeout_ms);
+    while (line.find('\n') == std::string::npos) {
+        struct pollfd p {fd, POLLIN, 0};
+        int left = deadline.remaining_ms();
+        if (left == 0) break;
+        int r = ::poll(&p, 1, left);
+        if (r < 0 && errno == EINTR) {
+            if (stop_requested()) throw Interrupted();
+            continue;
+        }
+        if (r <= 0) break;
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        line.append(buf, static_cast<std::size_t>(n));
+    }
+    return line;
+}
+
+}  // namespace
+
+Endpoint endpoint_for(const std::string& bench_transport, const std::string& name) {
+    Endpoint ep;
+    ep.transport = bench_transport == "shm-spin" ? "shm" : bench_transport;
+    ep.wait = bench_transport == "shm-spin" ? WaitMode::spin : WaitMode::block;
+    if (ep.transport == "tcp") {
+        ep.host = "127.0.0.1";
+        ep.port = "0";  // the kernel picks; the child reports the port
+    } else {
+        ep.name = name;
+    }
+    return ep;
+}
+
+BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu) {
+    Endpoint ep = endpoint_for(bench_transport, unique_name());
+    ServerOptions options;
+    options.reply = reply;
+    options.quiet = true;
+    options.log_sessions = false;
+    options.grace_seconds = 1;
+    options.limits.max_message = kMaxBenchMessage;
+    options.limits.timeout_ms = 60000;
+
+    int p[2];
+    check(::pipe2(p, O_CLOEXEC), "pipe2");
+    Fd ready_read(p[0]), ready_write(p[1]);
+    pid_t pid = fork_child(cpu, [&]() -> int {
+        ready_read.reset();
+        // stdout may carry the JSON report: the server must not write to it.
+        int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            ::dup2(null, STDOUT_FILENO);
+            ::close(null);
+        }
+        try {
+            auto listener = listen(ep, options.limits);
+            std::string msg = "ok " + listener->describe() + "\n";
+            [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
+            ready_write.reset();
+            return run_server(std::move(listener), options);
+        } catch (const std::exception& e) {
+            std::string msg = std::string("error ") + e.what() + "\n";
+            [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
+            return 1;
+        }
+    });
+    child_ = Child(pid);
+    ready_write.reset();
+    std::string line = read_ready_line(ready_read.get(), 10000);
+    if (line.rfind("ok ", 0) != 0) {
+        child_.stop();
+        throw std::runtime_error("the " + bench_transport + " server did not start: " +
+                                 (line.empty() ? std::string("no word from it") : line));
+    }
+    client_ep_ = ep;
+    if (ep.transport == "tcp") {
+        auto colon = line.rfind(':');
+        client_ep_.port = line.substr(colon + 1, line.find('\n') - colon - 1);
+    }
+}
+
+BenchServer& server_for(const std::string& instance, const std::string& bench_transport,
+                        ReplyMode reply, int cpu) {
+    Slot& s = slot();
+    if (s.server && s.instance == instance) return *s.server;
+    s.server.reset();  // one live server at a time: it must not compete for the cores
+    s.instance = instance;
+    s.server = std::make_unique<BenchServer>(bench_transport, reply, cpu);
+    return *s.server;
+}
+
+void stop_servers() {
+    slot().server.reset();
+    slot().instance.clear();
+}
+
+}  // namespace ipclab::bench

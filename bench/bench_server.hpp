@@ -1,0 +1,44 @@
+// The real ipclab server loop (run_server) in a forked, pinned child, as the
+// peer of the ipclab benchmarks. The child opens its own listener, so it owns
+// and removes its names; readiness comes back through a pipe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "bench/bench_util.hpp"
+#include "ipc/channel.hpp"
+#include "server/options.hpp"
+
+namespace ipclab::bench {
+
+// "shm-spin" is shm with WaitMode::spin on both sides; the rest are
+// ipclab transport names.
+Endpoint endpoint_for(const std::string& bench_transport, const std::string& name);
+
+class BenchServer {
+public:
+    // Throws std::runtime_error with the server's own error if it cannot start.
+    BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu);
+    BenchServer(const BenchServer&) = delete;
+    BenchServer& operator=(const BenchServer&) = delete;
+    ~BenchServer() = default;  // child_ sends SIGTERM, waits (bounded), reaps
+
+    const Endpoint& client_endpoint() const { return client_ep_; }
+    pid_t pid() const { return child_.pid(); }
+
+private:
+    Endpoint client_ep_;
+    Child child_;
+};
+
+// One server per benchmark instance, kept across Google Benchmark's calls of
+// that instance (iteration search, repetitions) and replaced when another
+// instance runs. Throws like BenchServer.
+BenchServer& server_for(const std::string& instance, const std::string& bench_transport,
+                        ReplyMode reply, int cpu);
+void stop_servers();
+
+}  // namespace ipclab::bench

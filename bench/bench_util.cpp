@@ -1,0 +1,328 @@
+#include "bench/bench_util.hpp"
+
+#include <dirent.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "client/latency.hpp"
+#include "ipc/error.hpp"
+#include "ipc/io.hpp"
+
+namespace ipclab::bench {
+
+namespace {
+
+volatile sig_atomic_t g_interrupted = 0;
+
+void on_stop_signal(int) {
+    int saved = errno;
+    g_interrupted = 1;
+    request_stop();
+    errno = saved;
+}
+
+void set_action(int signo, void (*handler)(int)) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: blocked calls must return EINTR
+    check(::sigaction(signo, &sa, nullptr), "sigaction");
+}
+
+const long kTicks = ::sysconf(_SC_CLK_TCK) > 0 ? ::sysconf(_SC_CLK_TCK) : 100;
+
+std::uint64_t ticks_to_ns(unsigned long long ticks) {
+    return static_cast<std::uint64_t>(ticks) * (1000000000ull / static_cast<std::uint64_t>(kTicks));
+}
+
+// Fields of /proc/PID/stat after the command name: [0] is field 3 (state).
+std::vector<std::string> stat_fields(pid_t pid) {
+    std::string line = read_first_line("/proc/" + std::to_string(pid) + "/stat");
+    std::vector<std::string> out;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) return out;
+    std::istringstream in(line.substr(close + 1));
+    std::string f;
+    while (in >> f) out.push_back(f);
+    return out;
+}
+
+unsigned long long field(const std::vector<std::string>& f, std::size_t stat_index) {
+    std::size_t i = stat_index - 3;
+    return i < f.size() ? std::strtoull(f[i].c_str(), nullptr, 10) : 0;
+}
+
+// One process's own CPU time: schedstat is in ns; stat's utime+stime in ticks.
+std::uint64_t own_cpu_ns(pid_t pid, const std::vector<std::string>& fields) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/schedstat");
+    unsigned long long ns = 0;
+    if (in >> ns) return ns;
+    return ticks_to_ns(field(fields, 14) + field(fields, 15));
+}
+
+}  // namespace
+
+std::size_t parse_size(const std::string& text) {
+    if (text.empty()) throw std::invalid_argument("empty size");
+    std::size_t pos = 0;
+    unsigned long long v = 0;
+    try {
+        v = std::stoull(text, &pos, 10);
+    } catch (const std::exception&) {
+        throw std::invalid_argument("bad size '" + text + "'");
+    }
+    std::string unit = text.substr(pos);
+    unsigned long long mult = 1;
+    if (unit == "" || unit == "b" || unit == "B") mult = 1;
+    else if (unit == "k" || unit == "K" || unit == "KiB") mult = 1024;
+    else if (unit == "m" || unit == "M" || unit == "MiB") mult = 1024 * 1024;
+    else throw std::invalid_argument("bad size unit in '" + text + "' (use k or M)");
+    if (v > kMaxBenchMessage / mult || v * mult > kMaxBenchMessage)
+        throw std::invalid_argument("size '" + text + "' is above 16 MiB");
+    return static_cast<std::size_t>(v * mult);
+}
+
+void pin_to_cpu(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    check(::sched_setaffinity(0, sizeof set, &set), "sched_setaffinity");
+}
+
+void install_stop_handlers() {
+    set_action(SIGINT, on_stop_signal);
+    set_action(SIGTERM, on_stop_signal);
+}
+
+bool interrupted() noexcept { return g_interrupted != 0 || stop_requested(); }
+
+pid_t fork_child(int cpu, const std::function<int()>& body) {
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) throw_errno("fork");
+    if (pid > 0) return pid;
+    // Ctrl-C reaches the whole group: the parent decides when children end.
+    struct sigaction sa {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = SIG_IGN;
+    ::sigaction(SIGINT, &sa, nullptr);
+    sa.sa_handler = SIG_DFL;
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGCHLD, &sa, nullptr);
+    g_interrupted = 0;
+    clear_stop();
+    int rc = 1;
+    try {
+        pin_to_cpu(cpu);
+        rc = body();
+    } catch (const std::exception& e) {
+        std::string msg = std::string("ipc-bench child: ") + e.what() + "\n";
+        [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
+    } catch (...) {
+    }
+    ::_exit(rc);
+}
+
+int wait_or_kill(pid_t pid, int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    int status = 0;
+    for (;;) {
+        pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0 && errno != EINTR) return -1;  // not our child (already reaped)
+        if (Clock::now() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return -1;
+}
+
+Child& Child::operator=(Child&& o) noexcept {
+    if (this != &o) {
+        stop();
+        pid_ = o.pid_;
+        o.pid_ = -1;
+    }
+    return *this;
+}
+
+int Child::stop(int signo, int timeout_ms) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, signo);
+    int status = wait_or_kill(pid_, timeout_ms);
+    pid_ = -1;
+    return status;
+}
+
+void reap_exited_children() noexcept {
+    int status;
+    while (::waitpid(-1, &status, WNOHANG) > 0) {
+    }
+}
+
+std::uint64_t self_cpu_ns() {
+    struct rusage ru {};
+    check(::getrusage(RUSAGE_SELF, &ru), "getrusage");
+    auto ns = [](const timeval& tv) {
+        return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ull +
+               static_cast<std::uint64_t>(tv.tv_usec) * 1000ull;
+    };
+    return ns(ru.ru_utime) + ns(ru.ru_stime);
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+    std::vector<pid_t> out;
+    std::string p = std::to_string(pid);
+    std::ifstream in("/proc/" + p + "/task/" + p + "/children");
+    if (in) {
+        long c;
+        while (in >> c) out.push_back(static_cast<pid_t>(c));
+        return out;
+    }
+    // No CONFIG_PROC_CHILDREN: scan every process for its parent.
+    DIR* d = ::opendir("/proc");
+    if (!d) return out;
+    while (dirent* e = ::readdir(d)) {
+        char* end = nullptr;
+        long c = std::strtol(e->d_name, &end, 10);
+        if (*end != '\0' || c <= 0) continue;
+        auto f = stat_fields(static_cast<pid_t>(c));
+        if (static_cast<pid_t>(field(f, 4)) == pid) out.push_back(static_cast<pid_t>(c));
+    }
+    ::closedir(d);
+    return out;
+}
+
+std::uint64_t tree_cpu_ns(pid_t pid) {
+    if (pid <= 0) return 0;
+    auto f = stat_fields(pid);
+    if (f.empty()) return 0;
+    std::uint64_t total = own_cpu_ns(pid, f) + ticks_to_ns(field(f, 16) + field(f, 17));
+    for (pid_t c : children_of(pid)) {
+        auto cf = stat_fields(c);
+        if (!cf.empty()) total += own_cpu_ns(c, cf);
+    }
+    return total;
+}
+
+Meter::Meter(benchmark::State& state, pid_t peer, bool settle)
+    : state_(state), peer_(peer), settle_(settle) {
+    samples_.reserve(static_cast<std::size_t>(state.max_iterations));
+}
+
+namespace {
+void wait_children_reaped(pid_t pid) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(500);
+    while (!children_of(pid).empty() && Clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+}  // namespace
+
+void Meter::start() {
+    if (settle_) wait_children_reaped(peer_);
+    server0_ = tree_cpu_ns(peer_);
+    client0_ = self_cpu_ns();
+}
+
+void Meter::stop() {
+    client1_ = self_cpu_ns();
+    if (settle_) wait_children_reaped(peer_);
+    server1_ = tree_cpu_ns(peer_);
+}
+
+void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
+    state_.SetBytesProcessed(state_.iterations() * bytes_per_iteration);
+    if (!samples_.empty()) {
+        std::sort(samples_.begin(), samples_.end());
+        auto put = [&](const char* name, std::uint64_t v) {
+            state_.counters[name] = static_cast<double>(v);
+        };
+        put("p50_ns", percentile(samples_, 50));
+        put("p99_ns", percentile(samples_, 99));
+        put("p999_ns", percentile(samples_, 99.9));
+        put("max_ns", samples_.back());
+    }
+    if (messages > 0) {
+        auto per = [&](std::uint64_t a, std::uint64_t b) {
+            return static_cast<double>(b > a ? b - a : 0) / static_cast<double>(messages);
+        };
+        state_.counters["client_cpu_ns_per_msg"] = per(client0_, client1_);
+        state_.counters["server_cpu_ns_per_msg"] = per(server0_, server1_);
+    }
+}
+
+std::string read_first_line(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+    return line;
+}
+
+long read_long(const std::string& path, long fallback) {
+    std::ifstream in(path);
+    long v;
+    return (in >> v) ? v : fallback;
+}
+
+void add_context(const Config& config) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    benchmark::AddCustomContext("host", host);
+    struct utsname u {};
+    if (::uname(&u) == 0)
+        benchmark::AddCustomContext("kernel", std::string(u.sysname) + " " + u.release + " " +
+                                                  u.version + " " + u.machine);
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::string line, model = "unknown";
+    while (std::getline(cpuinfo, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            auto colon = line.find(':');
+            if (colon != std::string::npos) model = line.substr(line.find_first_not_of(" \t", colon + 1));
+            break;
+        }
+    }
+    benchmark::AddCustomContext("cpu_model", model);
+    benchmark::AddCustomContext("cores_online", std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)));
+    auto add_file = [](const char* key, const char* path) {
+        std::string v = read_first_line(path);
+        benchmark::AddCustomContext(key, v.empty() ? "unknown" : v);
+    };
+    add_file("mq_msgsize_max", "/proc/sys/fs/mqueue/msgsize_max");
+    add_file("mq_msg_max", "/proc/sys/fs/mqueue/msg_max");
+    add_file("sysv_msgmax", "/proc/sys/kernel/msgmax");
+    add_file("sysv_msgmnb", "/proc/sys/kernel/msgmnb");
+    add_file("pipe_max_size", "/proc/sys/fs/pipe-max-size");
+    add_file("somaxconn", "/proc/sys/net/core/somaxconn");
+    add_file("clocksource", "/sys/devices/system/clocksource/clocksource0/current_clocksource");
+    benchmark::AddCustomContext(
+        "pin", config.client_cpu < 0 ? std::string("none")
+                                     : "client cpu " + std::to_string(config.client_cpu) +
+                                           ", server cpu " + std::to_string(config.server_cpu));
+    std::string ts;
+    for (const auto& t : config.transports) ts += (ts.empty() ? "" : ",") + t;
+    benchmark::AddCustomContext("transports", ts);
+    benchmark::AddCustomContext(
+        "cpu_accounting",
+        "client: getrusage(RUSAGE_SELF); server: /proc schedstat of the server process tree "
+        "(live session children, reaped ones via cutime+cstime)");
+    benchmark::AddCustomContext("round_trip_bytes",
+                                "bytes_per_second counts the payload once per round trip");
+}
+
+}  // namespace ipclab::bench

@@ -1,0 +1,117 @@
+// What every ipc-bench benchmark shares: the run's configuration, child
+// processes (forked, pinned, stopped and reaped), CPU accounting of both
+// sides, per-message samples turned into counters, and the stop request a
+// SIGINT/SIGTERM makes.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ipclab::bench {
+
+// The bench's own flags, parsed before Google Benchmark sees argv.
+struct Config {
+    std::vector<std::string> transports;  // tcp ... shm, shm-spin
+    std::vector<std::size_t> sizes;       // message sizes in bytes
+    int client_cpu = -1;                  // --pin: -1 = not pinned
+    int server_cpu = -1;
+};
+
+inline constexpr std::size_t kMaxBenchMessage = 16u << 20;
+
+// "64", "4k", "1M" (KiB and MiB). Throws std::invalid_argument.
+std::size_t parse_size(const std::string& text);
+
+// Pins the calling process to cpu (no-op for cpu < 0). Throws SystemError.
+void pin_to_cpu(int cpu);
+
+// SIGINT/SIGTERM: set the stop flag (ipclab's request_stop, so blocked
+// ipclab calls throw Interrupted) and nothing else. No SA_RESTART, so raw
+// blocking calls return EINTR and the benchmarks unwind.
+void install_stop_handlers();
+bool interrupted() noexcept;
+
+// Forks a child that pins itself, resets the stop signals and runs body;
+// the child never returns into the harness (_exit). Returns the pid.
+pid_t fork_child(int cpu, const std::function<int()>& body);
+
+// Waits up to timeout_ms for pid to exit, then SIGKILLs and reaps it.
+// Returns the wait status, or -1 when it had to be killed.
+int wait_or_kill(pid_t pid, int timeout_ms);
+
+// A forked child that is stopped (SIGTERM, bounded wait, SIGKILL) and reaped
+// when its owner goes.
+class Child {
+public:
+    Child() = default;
+    explicit Child(pid_t pid) : pid_(pid) {}
+    Child(Child&& o) noexcept : pid_(o.pid_) { o.pid_ = -1; }
+    Child& operator=(Child&& o) noexcept;
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    ~Child() { stop(); }
+    pid_t pid() const { return pid_; }
+    // Returns the wait status (-1: killed after the timeout, or no child).
+    int stop(int signo = SIGTERM, int timeout_ms = 5000);
+
+private:
+    pid_t pid_ = -1;
+};
+
+// Reaps every exited child (orphans that came to us as subreaper included).
+void reap_exited_children() noexcept;
+
+// CPU time of this process (getrusage RUSAGE_SELF), nanoseconds.
+std::uint64_t self_cpu_ns();
+// CPU time of a process tree as seen from /proc: pid itself, its reaped
+// children (cutime+cstime) and its live children. Per-process figures come
+// from /proc/PID/schedstat (ns) when present, else utime+stime (ticks).
+std::uint64_t tree_cpu_ns(pid_t pid);
+std::vector<pid_t> children_of(pid_t pid);
+
+using Clock = std::chrono::steady_clock;
+inline std::uint64_t elapsed_ns(Clock::time_point a, Clock::time_point b) {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+}
+
+// Samples of one benchmark run and the CPU marks around its timed loop.
+class Meter {
+public:
+    // peer: the process (tree) serving this run, for server CPU. settle: the
+    // peer forks a child per message (Connect); start() and stop() first wait
+    // (bounded) for those children to be reaped, so their CPU time is counted
+    // once, in the peer's cutime+cstime (kernel ns sums, printed in ticks).
+    Meter(benchmark::State& state, pid_t peer, bool settle = false);
+    void start();  // just before the timed loop
+    void stop();   // just after it, before the peer is told to end
+    void add(std::uint64_t ns) { samples_.push_back(ns); }
+    // Sets bytes_per_second, p50/p99/p999/max_ns, client/server_cpu_ns_per_msg.
+    // messages: how many messages the CPU counters divide by.
+    void report(std::int64_t bytes_per_iteration, std::uint64_t messages);
+
+private:
+    benchmark::State& state_;
+    pid_t peer_;
+    bool settle_;
+    std::vector<std::uint64_t> samples_;
+    std::uint64_t client0_ = 0, client1_ = 0, server0_ = 0, server1_ = 0;
+};
+
+// Reads a small /proc or /sys file (first line, trimmed); "" if unreadable.
+std::string read_first_line(const std::string& path);
+long read_long(const std::string& path, long fallback);
+
+// The host facts and kernel limits for the JSON context block.
+void add_context(const Config& config);
+
+}  // namespace ipclab::bench

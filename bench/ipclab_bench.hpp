@@ -1,0 +1,18 @@
+// Registration of the ipclab benchmarks (names as in INTERFACE.md):
+//   RoundTrip/<transport>/<bytes>  echo server, one request and its reply per iteration
+//   Stream/<transport>/<bytes>     sink server, one one-way message per iteration
+//   Connect/<transport>            ack server, open + one exchange + close per iteration
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "bench/bench_util.hpp"
+
+namespace ipclab::bench {
+
+benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size);
+benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const std::string& transport, std::size_t size);
+benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport);
+
+}  // namespace ipclab::bench

@@ -1,0 +1,204 @@
+// bin/ipc-bench runs every benchmark once, briefly: each must finish without
+// error, carry its counters, verify its payloads, and leave no IPC object and
+// no process behind. No timing is asserted.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/proc_inspect.hpp"
+#include "tests/support/program.hpp"
+
+namespace {
+
+using namespace ipclab::test;
+
+// Just enough JSON for Google Benchmark's report: each entry of the
+// "benchmarks" array becomes a map of its scalar fields (numbers, strings,
+// booleans as text).
+class MiniJson {
+public:
+    explicit MiniJson(std::string text) : s_(std::move(text)) {}
+
+    std::vector<std::map<std::string, std::string>> benchmarks() {
+        std::vector<std::map<std::string, std::string>> out;
+        auto at = s_.find("\"benchmarks\"");
+        if (at == std::string::npos) return out;
+        i_ = s_.find('[', at);
+        if (i_ == std::string::npos) return out;
+        ++i_;
+        for (;;) {
+            ws();
+            if (i_ >= s_.size() || s_[i_] == ']') break;
+            if (s_[i_] == ',') {
+                ++i_;
+                continue;
+            }
+            out.push_back(object());
+        }
+        return out;
+    }
+
+private:
+    void ws() {
+        while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+    }
+    std::string string() {
+        std::string v;
+        ++i_;  // opening quote
+        while (i_ < s_.size() && s_[i_] != '"') {
+            if (s_[i_] == '\\' && i_ + 1 < s_.size()) ++i_;
+            v += s_[i_++];
+        }
+        ++i_;
+        return v;
+    }
+    // Scalars as text; nested values are skipped.
+    std::string value() {
+        ws();
+        if (s_[i_] == '"') return string();
+        if (s_[i_] == '{' || s_[i_] == '[') {
+            int depth = 0;
+            do {
+                if (s_[i_] == '"') {
+                    string();
+                    continue;
+                }
+                if (s_[i_] == '{' || s_[i_] == '[') ++depth;
+                if (s_[i_] == '}' || s_[i_] == ']') --depth;
+                ++i_;
+            } while (depth > 0 && i_ < s_.size());
+            return "";
+        }
+        std::size_t start = i_;
+        while (i_ < s_.size() && s_[i_] != ',' && s_[i_] != '}' && !std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+        return s_.substr(start, i_ - start);
+    }
+    std::map<std::string, std::string> object() {
+        std::map<std::string, std::string> m;
+        ++i_;  // {
+        for (;;) {
+            ws();
+            if (i_ >= s_.size()) break;
+            if (s_[i_] == '}') {
+                ++i_;
+                break;
+            }
+            if (s_[i_] == ',') {
+                ++i_;
+                continue;
+            }
+            std::string key = string();
+            ws();
+            ++i_;  // :
+            m[key] = value();
+        }
+        return m;
+    }
+
+    std::string s_;
+    std::size_t i_ = 0;
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::vector<std::string> expected_names() {
+    const std::vector<std::string> transports{"tcp",     "unix", "fifo",    "posix-mq",
+                                              "sysv-mq", "shm",  "shm-spin"};
+    std::vector<std::string> names;
+    for (const auto& t : transports) {
+        for (const char* size : {"64", "4096"}) {
+            names.push_back("RoundTrip/" + t + "/" + size);
+            names.push_back("Baseline/" + t + "/" + size);
+            names.push_back("Stream/" + t + "/" + size);
+            if (t == "tcp" || t == "unix" || t == "fifo")
+                names.push_back("BaselineStream/" + t + "/" + size);
+        }
+        names.push_back("Connect/" + t);
+    }
+    names.push_back("Baseline/connect-fork");
+    names.push_back("Baseline/memcpy/64");
+    names.push_back("Baseline/memcpy/4096");
+    return names;
+}
+
+double number(const std::map<std::string, std::string>& b, const std::string& key) {
+    auto it = b.find(key);
+    return it == b.end() ? -1 : std::strtod(it->second.c_str(), nullptr);
+}
+
+TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
+    const std::string exe = bin("ipc-bench");
+    ASSERT_EQ(::access(exe.c_str(), X_OK), 0) << exe << " is not built (cmake --build: ipc-bench)";
+    char tmpl[] = "/tmp/ipclab-bench-smoke-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl, json = dir + "/bench.json";
+
+    auto before = ipc_object_snapshot();
+    ProgramResult r = run_program({exe, "--sizes=64,4096", "--benchmark_min_time=0.001",
+                                   "--benchmark_out=" + json, "--benchmark_out_format=json"},
+                                  "", 120000);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+
+    std::string text = slurp(json);
+    std::filesystem::remove_all(dir);
+    auto entries = MiniJson(text).benchmarks();
+    std::map<std::string, std::map<std::string, std::string>> by_name;
+    for (auto& e : entries) by_name[e["run_name"]] = e;
+
+    for (const auto& name : expected_names()) {
+        SCOPED_TRACE(name);
+        auto it = by_name.find(name);
+        ASSERT_NE(it, by_name.end()) << "missing from the report";
+        const auto& b = it->second;
+        ASSERT_EQ(b.count("error_occurred"), 0u) << b.at("error_message");
+        EXPECT_GT(number(b, "iterations"), 0);
+        bool memcpy = name.rfind("Baseline/memcpy/", 0) == 0;
+        bool connect = name.rfind("Connect/", 0) == 0 || name == "Baseline/connect-fork";
+        if (!connect) {
+            EXPECT_GT(number(b, "bytes_per_second"), 0);
+        }
+        if (memcpy) continue;
+        for (const char* c : {"p50_ns", "p99_ns", "p999_ns", "max_ns", "client_cpu_ns_per_msg"})
+            EXPECT_GT(number(b, c), 0) << c;
+        // The server's CPU time comes from /proc: schedstat of a task running
+        // on the other core lags until its next tick or switch, and a reaped
+        // session reaches cutime in clock ticks, so over one brief iteration it
+        // may read zero. Present and not negative is what can be asserted.
+        EXPECT_GE(number(b, "server_cpu_ns_per_msg"), 0);
+        bool shm = name.find("/shm/") != std::string::npos || name.find("/shm-spin/") != std::string::npos;
+        if (shm && name.rfind("Baseline/", 0) != 0) {
+            EXPECT_GE(number(b, "server_waits_slept_per_msg"), 0) << "shm wait counters missing";
+        }
+    }
+
+    EXPECT_TRUE(eventually([&] { return ipc_object_snapshot() == before; }, 5000))
+        << "ipc-bench left IPC objects behind";
+    EXPECT_TRUE(children_of(::getpid()).empty());
+}
+
+TEST(BenchSmoke, OwnFlagsAreCheckedAndOthersPassToGoogleBenchmark) {
+    const std::string exe = bin("ipc-bench");
+    EXPECT_EQ(run_program({exe, "--transports=carrier-pigeon"}).exit_code, 2);
+    EXPECT_EQ(run_program({exe, "--sizes=17M"}).exit_code, 2);
+    EXPECT_EQ(run_program({exe, "--pin=0"}).exit_code, 2);
+    ProgramResult list = run_program({exe, "--transports=unix", "--sizes=1k",
+                                      "--benchmark_list_tests=true"});
+    EXPECT_EQ(list.exit_code, 0) << list.err;
+    EXPECT_NE(list.out.find("RoundTrip/unix/1024"), std::string::npos) << list.out;
+    EXPECT_EQ(list.out.find("RoundTrip/tcp/"), std::string::npos) << list.out;
+}
+
+}  // namespace
