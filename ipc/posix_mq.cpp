@@ -2,7 +2,8 @@
 //
 // Rendezvous: the server, under InstanceLock("posix-mq", NAME), owns the
 // well-known queue /ipclab-UID-NAME (hello-sized messages). A client creates
-// its two session queues /ipclab-UID-NAME@PID.c2s and .s2c ('@' cannot occur
+// its two session queues /ipclab-UID-NAME@PID.N.c2s and .s2c (N counts the
+// process's sessions, so one process may hold several at once; '@' cannot occur
 // in a --name, so no server name can collide with a session queue), 0600,
 // mq_msgsize = fs.mqueue.msgsize_max, and sends a hello (see chunking.hpp).
 // The server child opens both queues and first sends a welcome carrying its
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -82,8 +84,9 @@ private:
 };
 
 std::string base_queue(const std::string& name) { return "/" + global_prefix(name); }
-std::string session_queue(const std::string& name, pid_t pid, const char* dir) {
-    return base_queue(name) + "@" + std::to_string(pid) + "." + dir;
+std::string session_queue(const std::string& name, pid_t pid, std::uint32_t serial,
+                          const char* dir) {
+    return base_queue(name) + "@" + std::to_string(pid) + "." + std::to_string(serial) + "." + dir;
 }
 std::string marker_for(const std::string& queue) {
     return private_dir() + "/" + queue.substr(1) + kMarkerSuffix;
@@ -211,13 +214,14 @@ class PosixMqChannel final : public Channel {
 public:
     // The client's constructor: owns the queue names.
     PosixMqChannel(Role role, Mqd tx, Mqd rx, const Limits& limits, pid_t peer,
-                   std::string name)
+                   std::string name, std::uint32_t serial)
         : role_(role),
           tx_(std::move(tx)),
           rx_(std::move(rx)),
           limits_(limits),
           peer_(peer),
           name_(std::move(name)),
+          serial_(serial),
           assembler_(limits.max_message) {
         tx_msgsize_ = queue_msgsize(tx_.get(), "mq_getattr send queue");
         rxbuf_.resize(queue_msgsize(rx_.get(), "mq_getattr receive queue"));
@@ -332,8 +336,8 @@ private:
         peer_dead_ = true;
         if (role_ == Role::server) {
             // The client died without cleaning up (SIGKILL): its queues are orphans.
-            unlink_queue(session_queue(name_, peer_, "c2s"));
-            unlink_queue(session_queue(name_, peer_, "s2c"));
+            unlink_queue(session_queue(name_, peer_, serial_, "c2s"));
+            unlink_queue(session_queue(name_, peer_, serial_, "s2c"));
             throw PeerGone("client pid " + std::to_string(peer_) +
                            " vanished; removed its queues");
         }
@@ -345,6 +349,7 @@ private:
     Limits limits_;
     pid_t peer_;
     std::string name_;
+    std::uint32_t serial_;  // the client's session number: part of the queue names
     ChunkAssembler assembler_;
     std::size_t tx_msgsize_ = 0;
     std::vector<std::byte> txbuf_, rxbuf_;
@@ -378,14 +383,15 @@ Mqd open_client_queue(const std::string& queue, int oflag) {
 
 class PosixMqPending final : public PendingSession {
 public:
-    PosixMqPending(std::string name, pid_t pid) : name_(std::move(name)), pid_(pid) {}
+    PosixMqPending(std::string name, pid_t pid, std::uint32_t serial)
+        : name_(std::move(name)), pid_(pid), serial_(serial) {}
     std::string peer() const override { return "pid " + std::to_string(pid_); }
 
     std::unique_ptr<Channel> open(const Limits& limits) override {
-        Mqd rx = open_client_queue(session_queue(name_, pid_, "c2s"), O_RDONLY);
-        Mqd tx = open_client_queue(session_queue(name_, pid_, "s2c"), O_WRONLY);
+        Mqd rx = open_client_queue(session_queue(name_, pid_, serial_, "c2s"), O_RDONLY);
+        Mqd tx = open_client_queue(session_queue(name_, pid_, serial_, "s2c"), O_WRONLY);
         auto ch = std::make_unique<PosixMqChannel>(Role::server, std::move(tx), std::move(rx),
-                                                   limits, pid_, name_);
+                                                   limits, pid_, name_, serial_);
         ch->send_welcome();
         return ch;
     }
@@ -393,6 +399,7 @@ public:
 private:
     std::string name_;
     pid_t pid_;
+    std::uint32_t serial_;
 };
 
 class PosixMqListener final : public Listener {
@@ -425,12 +432,12 @@ public:
         Hello h = decode_hello(std::span<const std::byte>(buf_.data(), static_cast<std::size_t>(got)));
         if (!process_alive(h.pid)) {
             // The client died before we got to it; its queues are orphans.
-            unlink_queue(session_queue(name_, h.pid, "c2s"));
-            unlink_queue(session_queue(name_, h.pid, "s2c"));
+            unlink_queue(session_queue(name_, h.pid, h.id_a, "c2s"));
+            unlink_queue(session_queue(name_, h.pid, h.id_a, "s2c"));
             throw ProtocolError("hello from pid " + std::to_string(h.pid) +
                                 ", which is not running");
         }
-        return std::make_unique<PosixMqPending>(name_, h.pid);
+        return std::make_unique<PosixMqPending>(name_, h.pid, h.id_a);
     }
 
     void close_in_child() noexcept override {
@@ -489,17 +496,19 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
 
     Kernel k = kernel_limits();
     pid_t me = ::getpid();
-    std::string c2s_name = session_queue(ep.name, me, "c2s");
-    std::string s2c_name = session_queue(ep.name, me, "s2c");
+    static std::atomic<std::uint32_t> next_serial{0};
+    std::uint32_t serial = next_serial++;
+    std::string c2s_name = session_queue(ep.name, me, serial, "c2s");
+    std::string s2c_name = session_queue(ep.name, me, serial, "s2c");
     Mqd c2s = create_queue(c2s_name, O_WRONLY, k.maxmsg, k.msgsize, true);
     OwnedQueue c2s_owned(c2s_name);
     Mqd s2c = create_queue(s2c_name, O_RDONLY, k.maxmsg, k.msgsize, true);
     OwnedQueue s2c_owned(s2c_name);
 
     auto ch = std::make_unique<PosixMqChannel>(Role::client, std::move(c2s), std::move(s2c),
-                                               limits, server_pid, ep.name);
+                                               limits, server_pid, ep.name, serial);
     ch->set_owned(std::move(c2s_owned), std::move(s2c_owned));
-    auto hello = encode_hello(Hello{me, 0, 0});
+    auto hello = encode_hello(Hello{me, serial, 0});
     ch->send_raw(server.get(), hello.data(), hello.size(), false);
     server.reset();
     ch->receive_welcome();

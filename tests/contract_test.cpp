@@ -50,16 +50,13 @@ protected:
             }
             return children_of(::getpid()).empty();
         }, 10000)) << "children left behind";
-        // Only new objects count: another process may remove its own meanwhile.
         EXPECT_TRUE(eventually([&] { return leftovers().empty(); }))
             << "leftover objects: " << leftovers();
     }
 
     std::string leftovers() {
         std::string out;
-        auto now = ipc_object_snapshot();
-        for (const auto& o : now)
-            if (!before_.count(o)) out += o + "; ";
+        for (const auto& o : leftover_objects(before_, ep_.name)) out += o + "; ";
         return out;
     }
 
@@ -150,6 +147,25 @@ TEST_P(Contract, RefusesAnOversizedMessageAndKeepsServing) {
     ch->send(FrameType::data, ok);
     ASSERT_TRUE(ch->receive(reply));
     EXPECT_EQ(reply.payload, ok);
+}
+
+TEST_P(Contract, TwoSessionsFromOneProcessAtOnce) {
+    start(ReplyMode::echo);
+    auto a = open_client();
+    auto b = open_client();
+    Message reply;
+    for (int i = 0; i < 5; ++i) {
+        for (auto* ch : {a.get(), b.get()}) {
+            std::string msg = (ch == a.get() ? "a" : "b") + std::to_string(i);
+            ch->send(FrameType::data, as_bytes(msg));
+            ASSERT_TRUE(ch->receive(reply));
+            EXPECT_EQ(text(reply), msg);
+        }
+    }
+    a.reset();  // ending one session must not disturb the other
+    b->send(FrameType::data, as_bytes("still b"));
+    ASSERT_TRUE(b->receive(reply));
+    EXPECT_EQ(text(reply), "still b");
 }
 
 TEST_P(Contract, HundredSequentialSessions) {

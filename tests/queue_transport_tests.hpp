@@ -56,7 +56,7 @@ protected:
     void TearDown() override {
         EXPECT_TRUE(eventually([] { return zombie_children_of(::getpid()).empty(); }))
             << "zombie children left";
-        EXPECT_TRUE(eventually([&] { return ipc_object_snapshot() == before_; }))
+        EXPECT_TRUE(eventually([&] { return leftover_objects(before_, name_).empty(); }))
             << "IPC objects left behind:" << diff();
     }
 

@@ -111,4 +111,13 @@ std::set<std::string> ipc_object_snapshot() {
     return out;
 }
 
+std::vector<std::string> leftover_objects(const std::set<std::string>& before,
+                                          const std::string& name) {
+    std::vector<std::string> out;
+    for (const auto& o : ipc_object_snapshot())
+        if (!before.count(o) && (o.find(name) != std::string::npos || o.rfind("sysv-", 0) == 0))
+            out.push_back(o);
+    return out;
+}
+
 }  // namespace ipclab::test

@@ -22,6 +22,13 @@ int open_fd_count(pid_t pid);
 // visible), and files in the private directory. Compare two snapshots.
 std::set<std::string> ipc_object_snapshot();
 
+// Objects in the snapshot now that were not in `before` and belong to a test
+// using `name` (every named object carries it; System V queues have no
+// name, so all new ones count). Objects other processes remove meanwhile,
+// or create under other names, do not make a test fail.
+std::vector<std::string> leftover_objects(const std::set<std::string>& before,
+                                          const std::string& name);
+
 // Mounts an mqueue file system in a private mount namespace so POSIX queues
 // can be listed without touching the host's mounts. Returns false when not
 // permitted (not root); the snapshot then omits POSIX queues.
