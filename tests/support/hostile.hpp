@@ -1,0 +1,130 @@
+// Helpers for the hostile-client, fault and permission suites: a leak guard
+// that every test ends with, a well-behaved companion client that keeps
+// checking echoes while something hostile happens, raw stream connections,
+// seeded random bytes and a process running as another user.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ipc/channel.hpp"
+#include "ipc/fd.hpp"
+#include "server/options.hpp"
+#include "tests/support/server_process.hpp"
+
+namespace ipclab::test {
+
+inline constexpr uid_t kNobody = 65534;
+
+// A fresh endpoint name per call: PREFIX<pid>-<n>.
+std::string fresh_name(const std::string& prefix);
+
+// An endpoint of `transport` for ServerProcess (tcp: 127.0.0.1, port 0).
+Endpoint endpoint_for(const std::string& transport, const std::string& name);
+
+// Echo server options: quiet, idle timeout idle_ms, the given --max-clients.
+ServerOptions echo_server(int idle_ms = 20000, unsigned max_clients = 64);
+
+// Limits for a client that waits at most timeout_ms.
+Limits client_limits(int timeout_ms = 20000);
+
+// Deterministic pseudo-random bytes (xorshift32 from seed).
+std::vector<std::byte> seeded_bytes(std::size_t n, std::uint32_t seed);
+
+// Opens a session, sends one payload of `size` bytes and checks the echo.
+// Returns "" on success, else what went wrong (never throws).
+std::string echo_once(const Endpoint& ep, std::size_t size, int timeout_ms = 20000);
+
+// A raw connected stream socket (tcp or unix endpoints only).
+Fd raw_stream(const Endpoint& ep, int timeout_ms = 5000);
+
+// Reads until EOF, error or timeout_ms; returns what arrived.
+std::string read_until_eof(int fd, int timeout_ms);
+
+// Writes bytes through a raw descriptor; false when the peer refused them.
+bool write_raw(int fd, const std::vector<std::byte>& bytes);
+
+// Occurrences of needle in hay.
+std::size_t count_of(const std::string& hay, const std::string& needle);
+
+// Waits (bounded) until the server's stderr holds `text`.
+bool log_has(const ServerProcess& server, const std::string& text, int timeout_ms = 10000);
+
+// A forked well-behaved client holding one session open, sending echoes of
+// mixed sizes (a few ms apart) until finish(); each reply is checked byte
+// for byte. A second, fresh session is opened now and then, so new sessions
+// are checked as well as the old one.
+class Companion {
+public:
+    explicit Companion(const Endpoint& ep, int timeout_ms = 20000);
+    Companion(const Companion&) = delete;
+    Companion& operator=(const Companion&) = delete;
+    ~Companion();
+    // Waits (bounded) until at least n exchanges succeeded.
+    bool wait_exchanges(long n, int timeout_ms = 20000);
+    // Stops the companion; "" if every exchange was correct, else the failure.
+    std::string finish(int timeout_ms = 30000);
+
+private:
+    long progress() const;
+    pid_t pid_ = -1;
+    Fd stop_write_, report_read_;
+    mutable std::string report_;
+    mutable long last_ = 0;
+};
+
+// A process running as uid/gid 65534 that runs setup() (after setuid), sends
+// its result string to us, then sleeps until killed. Skips (returns false
+// from start) when we are not root.
+class ForeignProcess {
+public:
+    ForeignProcess() = default;
+    ForeignProcess(const ForeignProcess&) = delete;
+    ForeignProcess& operator=(const ForeignProcess&) = delete;
+    ~ForeignProcess();
+    // Forks; returns false when not root or setup failed (result() says why).
+    bool start(const std::function<std::string()>& setup = {});
+    pid_t pid() const { return pid_; }
+    const std::string& result() const { return result_; }
+    void stop();
+
+private:
+    pid_t pid_ = -1;
+    std::string result_;
+};
+
+// Installs a no-op handler for signo without SA_RESTART (so blocking calls
+// see EINTR) and restores the old disposition on destruction. Children
+// forked meanwhile (servers, clients) inherit it.
+class NoopSignal {
+public:
+    explicit NoopSignal(int signo);
+    NoopSignal(const NoopSignal&) = delete;
+    NoopSignal& operator=(const NoopSignal&) = delete;
+    ~NoopSignal();
+
+private:
+    int signo_;
+    struct Saved;
+    Saved* saved_;
+};
+
+// Every new object, child or zombie since construction, for TearDown.
+class LeakGuard {
+public:
+    LeakGuard();
+    // Reaps our children (bounded) and returns a description of anything
+    // left: children, zombies, new IPC objects. Empty when clean.
+    std::string leftovers(int timeout_ms = 10000);
+
+private:
+    std::set<std::string> before_;
+};
+
+}  // namespace ipclab::test
