@@ -154,12 +154,16 @@ void raise_msgqueue_limit() {
 // our own pid-carrying name is a dead process's (pid reuse): replaced. When
 // the per-user RLIMIT_MSGQUEUE is still exhausted the queue gets fewer
 // slots, then smaller chunks (messages are never refused or clamped: they
-// just take more chunks).
+// just take more chunks); when even the smallest queue does not fit, other
+// sessions hold the budget, so a client waits for one to end, up to
+// wait_ms, as it would for a free slot under --max-clients.
 Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
-                 bool replace_stale) {
+                 bool replace_stale, int wait_ms) {
     create_marker(marker_for(queue));
     raise_msgqueue_limit();
     bool replaced = false;
+    Deadline deadline(wait_ms);
+    int nap_ms = 1;
     for (;;) {
         struct mq_attr attr {};
         attr.mq_maxmsg = maxmsg;
@@ -187,6 +191,13 @@ Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
         }
         if (err == EMFILE && msgsize > kMinChunk) {
             msgsize = std::max(kMinChunk, msgsize / 2);
+            continue;
+        }
+        if (err == EMFILE && wait_ms != 0 && !deadline.expired()) {
+            int left = deadline.remaining_ms();
+            ::poll(nullptr, 0, left < 0 ? nap_ms : std::min(nap_ms, left));
+            if (stop_requested()) throw Interrupted();
+            nap_ms = std::min(nap_ms * 2, 50);
             continue;
         }
         ::unlink(marker_for(queue).c_str());
@@ -464,7 +475,7 @@ std::unique_ptr<Listener> listen_posix_mq(const Endpoint& ep, const Limits&) {
     if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink stale " + queue);
     Kernel k = kernel_limits();
     Mqd mqd = create_queue(queue, O_RDONLY | O_NONBLOCK, k.maxmsg,
-                           static_cast<long>(kHelloSize), false);
+                           static_cast<long>(kHelloSize), false, 0);
     OwnedQueue owned(queue);
     return std::make_unique<PosixMqListener>(std::move(lock), ep.name, queue, std::move(owned),
                                              std::move(mqd));
@@ -478,6 +489,12 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
         mqd_t d = ::mq_open(well_known.c_str(), O_WRONLY);
         if (d != mqd_t(-1)) {
             server = Mqd(d);
+            // Queue names are global: a queue under our name that another user
+            // made would collect our hellos.
+            struct stat st {};
+            check(::fstat(server.get(), &st), "fstat mq");
+            if (st.st_uid != ::geteuid() || (st.st_mode & 0077) != 0)
+                throw std::runtime_error(well_known + " is not ours with mode 0600; refusing it");
             break;
         }
         if (errno == EINTR) {
@@ -500,9 +517,9 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
     std::uint32_t serial = next_serial++;
     std::string c2s_name = session_queue(ep.name, me, serial, "c2s");
     std::string s2c_name = session_queue(ep.name, me, serial, "s2c");
-    Mqd c2s = create_queue(c2s_name, O_WRONLY, k.maxmsg, k.msgsize, true);
+    Mqd c2s = create_queue(c2s_name, O_WRONLY, k.maxmsg, k.msgsize, true, limits.timeout_ms);
     OwnedQueue c2s_owned(c2s_name);
-    Mqd s2c = create_queue(s2c_name, O_RDONLY, k.maxmsg, k.msgsize, true);
+    Mqd s2c = create_queue(s2c_name, O_RDONLY, k.maxmsg, k.msgsize, true, limits.timeout_ms);
     OwnedQueue s2c_owned(s2c_name);
 
     auto ch = std::make_unique<PosixMqChannel>(Role::client, std::move(c2s), std::move(s2c),
