@@ -7,7 +7,7 @@ BUILD_TYPE ?= RelWithDebInfo
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 NPROC      := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test check-sanitize compare clean
+.PHONY: all deps build test check-sanitize compare clean fuzz
 
 all: build
 
@@ -33,9 +33,31 @@ check-sanitize: deps
 	cmake --build build-tsan -j $(NPROC)
 	cd build-tsan && ctest --output-on-failure --timeout 400
 
+# libFuzzer harnesses (tests/fuzz), each run for FUZZ_SECONDS one after another at
+# nice 19; clang with ASan+UBSan in its own tree. Non-zero if any finds a crash.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/install-deps clang libclang-rt-14-dev
+	cmake -S . -B build-fuzz $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCMAKE_CXX_COMPILER=clang++ -DIPCLAB_FUZZ=ON -DIPCLAB_BIN_DIR=$(CURDIR)/build-fuzz/bin >/dev/null
+	cmake --build build-fuzz -j $(NPROC) --target ipclab_fuzzers
+	tests/fuzz/run-fuzzers build-fuzz $(FUZZ_SECONDS)
+
 # The standard comparison of every transport (scripts/compare --help for options).
 compare: build
 	scripts/compare $(COMPARE_ARGS)
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan bin
+
+# Bounded load on every transport (not part of make test; scripts/stress -h).
+.PHONY: stress
+stress: build
+	scripts/stress -b bin -d $(BUILD)/tests/fault_test $(STRESS_ARGS)
+
+# Every lab's self-check in the mode that performs the handout's steps itself
+# (scripts/labs/*/check --auto): temporary folders, free ports, unique names,
+# everything stopped and removed on exit. Under a minute; non-zero if any fails.
+.PHONY: labs-check
+labs-check: build
+	@rc=0; for c in scripts/labs/*/check; do echo "### $$c --auto"; $$c --auto || rc=1; done; exit $$rc

@@ -147,6 +147,9 @@ public:
             check_size(scanned);
             if (!reader_->fill(scanned + 1)) {
                 if (reader_->buffered() == 0) return false;
+                // No terminator to discount: a last line of max_message + 1
+                // bytes is all payload, one byte over (found by fuzz_text_line).
+                check_size(reader_->buffered() + 1);
                 msg.payload.assign(reader_->data(), reader_->data() + reader_->buffered());
                 reader_->consume(reader_->buffered());
                 return true;

@@ -1,0 +1,167 @@
+// The shm transport's untrusted inputs (ipc/shm_layout.hpp, ipc/shm_ring.hpp):
+// the hello record read from the doorbell FIFO, the /dev/shm entry names the
+// listing parses, the segment header a client wrote, and above all the ring
+// indices a scribbling peer can store into the mapping at any time.
+//
+//   input: hello (16) | segment header fields (48) | name length (1) | name
+//          | ops: opcode (1) | argument (8, big-endian)...
+//
+// The mapping is modelled on the heap: a SegmentHeader constructed in place
+// and two ring data areas of exactly kRing bytes each in their own
+// allocations, so ASan sees any access outside a ring. The ring code takes
+// its capacity as a trusted constant; a small one makes wrap-around common.
+//
+// Contract: RingReader/RingWriter throw ProtocolError for an index out of
+// range and never touch bytes outside their data area; readable() and
+// space() stay within the capacity; take()/stage() move at most what was
+// asked. decode_hello is lossless. parse_segment_entry never throws.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "ipc/error.hpp"
+#include "ipc/shm_layout.hpp"
+#include "ipc/shm_ring.hpp"
+#include "tests/fuzz/fuzz_support.hpp"
+
+using namespace ipclab;
+using namespace ipclab::shm;
+using ipclab::fuzz::require;
+
+namespace {
+
+constexpr std::size_t kRing = 256;
+constexpr std::size_t kHeaderFields = 48;
+
+// Mirrors ShmListener::validate in ipc/shm.cpp (inline there, behind
+// shm_open): the checks a server makes before it attaches to a segment.
+bool segment_header_valid(const SegmentHeader& s, pid_t pid, std::uint32_t session) {
+    if (s.magic.load(std::memory_order_acquire) != kSegmentMagic || s.version != kVersion ||
+        s.header_bytes != kHeaderBytes || s.ring_capacity != kRingCapacity ||
+        s.segment_size != kSegmentSize)
+        return false;
+    if (s.client_pid != pid || s.session != session) return false;
+    for (const RingShared* r : {&s.to_server, &s.to_client})
+        if (r->head.load() != 0 || r->tail.load() != 0 || r->writer_closed.load() != 0 ||
+            r->reader_closed.load() != 0)
+            return false;
+    std::uint32_t expected = kWaiting;
+    return const_cast<SegmentHeader&>(s).attach.compare_exchange_strong(expected, kClaimed);
+}
+
+struct Input {
+    const std::uint8_t* p;
+    std::size_t left;
+    // Zero-padded, so every input decodes to something.
+    void take(void* out, std::size_t n) {
+        std::size_t k = std::min(n, left);
+        std::memcpy(out, p, k);
+        std::memset(static_cast<char*>(out) + k, 0, n - k);
+        p += k;
+        left -= k;
+    }
+};
+
+struct AlignedFree {
+    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{kCacheLine}); }
+};
+using Block = std::unique_ptr<std::byte[], AlignedFree>;
+Block block(std::size_t n) {
+    return Block(static_cast<std::byte*>(::operator new[](n, std::align_val_t{kCacheLine})));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    Input in{data, size};
+
+    HelloBytes hb;
+    in.take(hb.data(), hb.size());
+    Hello hello = decode_hello(hb);
+    require(encode_hello(hello) == hb, "shm hello round trip");
+
+    std::uint8_t name_len = 0;
+    std::byte fields[kHeaderFields];
+    in.take(fields, sizeof fields);
+    in.take(&name_len, 1);
+    std::string entry(name_len, '\0');
+    in.take(entry.data(), entry.size());
+    // Odd lengths get our prefix, so the fuzzer spends its time past it.
+    if (name_len % 2 == 1) entry = "ipclab-" + std::to_string(::getuid()) + "-" + entry;
+    if (auto e = parse_segment_entry(entry)) require(!e->name.empty(), "segment entry without a name");
+
+    // The segment: a real SegmentHeader, its leading fields overwritten as a
+    // client (or anyone with the segment open) could write them.
+    Block header_block = block(kHeaderBytes);
+    auto* seg = new (header_block.get()) SegmentHeader{};
+    static_assert(kHeaderFields <= offsetof(SegmentHeader, client_counts));
+    std::memcpy(static_cast<void*>(seg), fields, sizeof fields);
+    (void)segment_header_valid(*seg, static_cast<pid_t>(hello.pid), hello.session);
+
+    // After validation the peer can still scribble: ring indices are never trusted.
+    Block to_server = block(kRing), to_client = block(kRing);
+    seg->to_server.head.store(0);
+    seg->to_server.tail.store(0);
+    seg->to_client.head.store(0);
+    seg->to_client.tail.store(0);
+    seg->to_server.data.sleeping.store(0);
+    seg->to_client.space.sleeping.store(0);
+    RingReader reader(&seg->to_server, to_server.get(), kRing);  // the server reads to_server
+    RingWriter writer(&seg->to_client, to_client.get(), kRing);  // and writes to_client
+    bool reader_ok = true, writer_ok = true;
+    std::vector<std::byte> scratch(2 * kRing, std::byte{0x5a});
+
+    while (in.left > 0 && (reader_ok || writer_ok)) {
+        std::uint8_t op = 0;
+        std::byte argb[8];
+        in.take(&op, 1);
+        in.take(argb, sizeof argb);
+        std::uint64_t arg = get_u64(argb);
+        std::size_t small = static_cast<std::size_t>(arg % (2 * kRing + 2));
+        try {
+            switch (op % 10) {
+            case 0: seg->to_server.head.store(arg); break;  // the peer's producer index, any value
+            case 1: seg->to_server.head.fetch_add(arg % (kRing + 2)); break;  // a plausible one
+            case 2: seg->to_client.tail.store(arg); break;  // the peer's consumer index, any value
+            case 3: seg->to_client.tail.fetch_add(arg % (kRing + 2)); break;
+            case 4:
+                if (reader_ok) {
+                    std::size_t n = reader.take(std::span<std::byte>(scratch.data(), small));
+                    require(n <= small && n <= kRing, "take() moved more than asked");
+                }
+                break;
+            case 5:
+                if (reader_ok) {
+                    reader.release();
+                    require(reader.unreleased() == 0, "release() left bytes unreleased");
+                }
+                break;
+            case 6:
+                if (writer_ok) {
+                    std::size_t n = writer.stage(std::span<const std::byte>(scratch.data(), small));
+                    require(n <= small && writer.unpublished() <= kRing, "stage() overfilled the ring");
+                }
+                break;
+            case 7:
+                if (writer_ok) writer.publish();
+                break;
+            case 8:
+                if (reader_ok) require(reader.readable(small) <= kRing, "readable() above capacity");
+                break;
+            case 9:
+                if (writer_ok) require(writer.space(small) <= kRing, "space() above capacity");
+                break;
+            }
+        } catch (const ProtocolError&) {
+            // The session is over for that side; the other may still run.
+            (op % 10 == 4 || op % 10 == 5 || op % 10 == 8 ? reader_ok : writer_ok) = false;
+        }
+    }
+    seg->~SegmentHeader();
+    return 0;
+}
