@@ -43,10 +43,15 @@ std::optional<SegmentEntry> parse_segment_entry(const std::string& entry) {
     std::string pid = entry.substr(second + 1, last - second - 1);
     std::string session = entry.substr(last + 1);
     if (!digits(pid) || !digits(session)) return std::nullopt;
+    // Ten digits may exceed a pid or a u32: such a name is not one we made.
+    unsigned long long pid_value = std::strtoull(pid.c_str(), nullptr, 10);
+    unsigned long long session_value = std::strtoull(session.c_str(), nullptr, 10);
+    if (pid_value == 0 || pid_value > 0x7fffffffull || session_value > 0xffffffffull)
+        return std::nullopt;
     SegmentEntry e;
     e.name = entry.substr(prefix.size(), second - prefix.size());
-    e.pid = static_cast<pid_t>(std::strtol(pid.c_str(), nullptr, 10));
-    e.session = static_cast<std::uint32_t>(std::strtoul(session.c_str(), nullptr, 10));
+    e.pid = static_cast<pid_t>(pid_value);
+    e.session = static_cast<std::uint32_t>(session_value);
     return e;
 }
 
