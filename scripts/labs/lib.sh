@@ -1,0 +1,241 @@
+# Shared by every scripts/labs/*/check (sourced, bash only).
+#
+# A check has two modes:
+#   check [--dir DIR]   the student ran the handout's steps; check their hand-in
+#                       folder (default ~/ipclab-labs/<lab>) step by step.
+#   check --auto        perform the handout's steps itself in a temporary hand-in
+#                       folder, then check it the same way (what `make labs-check` runs).
+# In --auto mode every command is first looked up, character for character, in
+# the lab's README.md, so the handout cannot drift from what is exercised.
+# Background commands run in a session of their own; only those sessions are
+# stopped, by process-group id, and the temporary folder is removed on exit.
+# LAB_DEBUG=1 prints each command with the seconds elapsed.
+
+set -euo pipefail
+
+LAB_HOME=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
+LAB=$(basename "$LAB_HOME")
+README=$LAB_HOME/README.md
+ROOT=$(cd "$LAB_HOME/../../.." && pwd)
+AUTO=0
+H=${HOME:-/tmp}/ipclab-labs/$LAB
+FAILS=0 PASSES=0 SKIPS=0
+T0=$SECONDS
+GROUPS_STARTED=()
+INPUT_FDS=()
+TMP=
+
+usage() {
+    cat <<EOF
+usage: scripts/labs/$LAB/check [--dir DIR] [--auto]
+  (no option)  check the hand-in folder you filled following README.md (default $H)
+  --dir DIR    check DIR instead
+  --auto       perform every step itself in a temporary folder, then check it
+               (used by \`make labs-check\`; leaves nothing behind)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --auto) AUTO=1 ;;
+        --dir) [ $# -ge 2 ] || { usage >&2; exit 2; }; H=$2; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "check: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+cd "$ROOT"
+
+# --- reporting -------------------------------------------------------------
+step() { printf "\n== %s: %s   [t=%ss]\n" "$1" "$2" $((SECONDS - T0)); }
+pass() { PASSES=$((PASSES + 1)); printf 'PASS  %s\n' "$1"; }
+fail() { FAILS=$((FAILS + 1)); printf 'FAIL  %s\n' "$1"; printf '      hint: %s\n' "$2"; }
+skip() { SKIPS=$((SKIPS + 1)); printf 'SKIP  %s (%s)\n' "$1" "$2"; }
+
+# expect WHAT FILE ERE HINT: passes when FILE has a line matching ERE.
+expect() {
+    if [ ! -s "$2" ]; then
+        fail "$1" "$2 is missing or empty. $4"
+    elif grep -Eq -- "$3" "$2"; then
+        pass "$1"
+    else
+        fail "$1" "$2 has no line matching /$3/. $4"
+    fi
+}
+
+# count_lines FILE ERE: how many lines of FILE match ERE (0 when missing).
+count_lines() { local n; n=$(grep -Ec -- "$2" "$1" 2>/dev/null) || true; echo "${n:-0}"; }
+
+finish() {
+    printf '\n%s: %d passed, %d failed, %d skipped (%ds)\n' \
+        "$LAB" "$PASSES" "$FAILS" "$SKIPS" $((SECONDS - T0))
+    [ "$FAILS" -eq 0 ]
+}
+
+# --- the auto mode's machinery ----------------------------------------------
+cleanup() {
+    local g fd
+    for fd in "${INPUT_FDS[@]}"; do eval "exec $fd>&-" 2>/dev/null || true; done
+    for g in "${GROUPS_STARTED[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+    for g in "${GROUPS_STARTED[@]}"; do wait_group_gone "$g" 80 || kill -KILL -- "-$g" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -n "$TMP" ] && rm -rf -- "$TMP"
+}
+
+auto_setup() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/ipclab-lab.XXXXXX")
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    H=$TMP/handin
+    mkdir -p "$H"
+    export H
+}
+
+# documented CMD: the handout must contain CMD exactly (drift guard).
+documented() {
+    if ! grep -Fq -- "$1" "$README"; then
+        fail "handout still shows: $1" "README.md no longer contains this command; update the check or the handout together"
+        return 1
+    fi
+}
+
+# run CMD [INPUT]: run a documented foreground command (bounded to 60 s),
+# with INPUT on stdin if given; output goes to $TMP/last.out.
+run() {
+    documented "$1" || return 1
+    local rc=0
+    if [ $# -ge 2 ]; then
+        printf '%s\n' "$2" | timeout 60 bash -o pipefail -c "$1" >"$TMP/last.out" 2>&1 || rc=$?
+    else
+        timeout 60 bash -o pipefail -c "$1" </dev/null >"$TMP/last.out" 2>&1 || rc=$?
+    fi
+    if [ "$rc" -ne 0 ]; then
+        printf '      (exit %d: %s)\n' "$rc" "$1"
+        tail -n 3 "$TMP/last.out" | sed 's/^/      | /'
+    fi
+    [ -z "${LAB_DEBUG:-}" ] || printf "      [%ss] %s\n" $((SECONDS - T0)) "$1"
+    return "$rc"
+}
+
+# start KEY CMD [stdin]: start a documented command in a session of its own.
+# With a third argument "stdin", its stdin is a FIFO we hold open until
+# close_input KEY (as a student would press Ctrl-D). Output: $TMP/KEY.log.
+start() {
+    documented "$2" || return 1
+    [ -z "${LAB_DEBUG:-}" ] || printf "      [%ss] start %s\n" $((SECONDS - T0)) "$2"
+    local key=$1 cmd=$2 fd pid close="" f
+    if [ "${3:-}" = stdin ]; then
+        mkfifo "$TMP/$key.in"
+        exec {fd}<>"$TMP/$key.in"
+        INPUT_FDS+=("$fd")
+        eval "INPUT_$key=$fd"
+    fi
+    # no started command may hold another one's input open (its EOF is Ctrl-D)
+    for f in "${INPUT_FDS[@]}"; do close+="exec $f>&-; "; done
+    if [ "${3:-}" = stdin ]; then
+        setsid bash -c "$close$cmd" <"$TMP/$key.in" >"$TMP/$key.log" 2>&1 &
+    else
+        setsid bash -c "$close$cmd" </dev/null >"$TMP/$key.log" 2>&1 &
+    fi
+    pid=$!
+    GROUPS_STARTED+=("$pid")
+    eval "GROUP_$key=$pid"
+}
+
+# feed KEY TEXT: write a line to KEY's stdin. close_input KEY: send EOF.
+feed() { local fd; eval "fd=\$INPUT_$1"; printf '%s\n' "$2" >&"$fd"; }
+close_input() { local fd; eval "fd=\$INPUT_$1"; eval "exec $fd>&-"; }
+
+wait_group_gone() { # PGID TENTHS
+    local i
+    for ((i = 0; i < $2; i++)); do
+        kill -0 -- "-$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# wait_for FILE ERE [TENTHS]: until FILE has a matching line (default 10 s).
+wait_for() {
+    local i
+    for ((i = 0; i < ${3:-100}; i++)); do
+        grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# server_started FILE: wait for bin/server's "listening on ... (pid N)" line in
+# FILE, set SPID (and PORT for tcp) from it. Returns non-zero on timeout.
+server_started() {
+    wait_for "$1" 'listening on .*\(pid [0-9]+\)' || { echo "      (no 'listening' line in $1:)"; sed 's/^/      | /' "$1" 2>/dev/null | tail -5; return 1; }
+    SPID=$(sed -n 's/.*listening on .*(pid \([0-9]*\)).*/\1/p' "$1" | tail -1)
+    local p
+    p=$(sed -n 's/.*listening on tcp .*:\([0-9]*\) (pid.*/\1/p' "$1" | tail -1)
+    [ -n "$p" ] && PORT=$p
+    export SPID PORT
+}
+
+# stop KEY [SIGNAL]: Ctrl-C in the student's terminal; SIGINT to the server
+# (SPID_KEY if set) or else to the whole group, then wait for the group to end.
+stop() {
+    local g
+    eval "g=\$GROUP_$1"
+    kill -"${2:-INT}" -- "-$g" 2>/dev/null || true
+    wait_group_gone "$g" 100 || { kill -KILL -- "-$g" 2>/dev/null || true; wait_group_gone "$g" 20 || true; }
+}
+
+# stop_server KEY: SIGINT to the server only (as Ctrl-C would, tee keeps the
+# last lines), then wait for KEY's group to end.
+stop_server() {
+    local g
+    eval "g=\$GROUP_$1"
+    [ -n "${SPID:-}" ] && kill -INT "$SPID" 2>/dev/null || true
+    wait_group_gone "$g" 100 || { kill -KILL -- "-$g" 2>/dev/null || true; wait_group_gone "$g" 20 || true; }
+}
+
+# A free TCP port on loopback for --auto (the server then binds it itself).
+free_port() {
+    local p i
+    for ((i = 0; i < 50; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+# answers Q...: in student mode, answers.md must answer each question.
+check_answers() {
+    local f=$H/answers.md q
+    if [ "$AUTO" -eq 1 ]; then
+        skip "answers to the questions" "--auto cannot answer for you"
+        return
+    fi
+    for q in "$@"; do
+        if grep -Eq "^(#+ *)?$q[:.)]? *[^ ]" "$f" 2>/dev/null || \
+           awk -v q="$q" 'BEGIN{IGNORECASE=1} $0 ~ "^(#+ *)?"q"[:.)]? *$" {on=1; next} on && /^(#+ *)?Q[0-9]/ {exit} on && NF {found=1; exit} END{exit !found}' "$f" 2>/dev/null; then
+            pass "answers.md answers $q"
+        else
+            fail "answers.md answers $q" "write your answer in $f under a line starting '$q:'"
+        fi
+    done
+}
+
+need_binaries() {
+    local b ok=1
+    for b in bin/server bin/client bin/ipc-bench; do
+        [ -x "$b" ] || ok=0
+    done
+    if [ "$ok" -eq 1 ]; then pass "bin/server, bin/client, bin/ipc-bench are built"; else
+        fail "bin/server, bin/client, bin/ipc-bench are built" "run \`make\` in the repository root first"
+        finish || exit 1
+    fi
+}
+
+need_handin() {
+    if [ "$AUTO" -eq 0 ] && [ ! -d "$H" ]; then
+        fail "hand-in folder $H exists" "follow README.md step 0 (mkdir -p \$H), or pass --dir DIR"
+        finish || exit 1
+    fi
+}
