@@ -18,8 +18,10 @@ build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
 	@cmake --build $(BUILD) -j $(NPROC)
 
+# The labs first, so CTest's summary is the last word.
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 240
+	$(MAKE) --no-print-directory labs-check
+	cd $(BUILD) && ctest --output-on-failure --timeout 240
 
 # The whole suite under ASan+UBSan, then under TSan, each in its own build tree.
 check-sanitize: deps
