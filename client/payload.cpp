@@ -18,7 +18,8 @@ void fill_payload(std::vector<std::byte>& out, std::uint64_t seq, std::size_t si
 std::optional<std::size_t> first_difference(std::span<const std::byte> a,
                                             std::span<const std::byte> b) {
     std::size_t n = std::min(a.size(), b.size());
-    if (std::memcmp(a.data(), b.data(), n) == 0)
+    // Empty spans may carry null pointers, which memcmp must never see.
+    if (n == 0 || std::memcmp(a.data(), b.data(), n) == 0)
         return a.size() == b.size() ? std::nullopt : std::optional<std::size_t>(n);
     auto mm = std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin());
     return static_cast<std::size_t>(mm.first - a.begin());

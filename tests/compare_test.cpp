@@ -1,0 +1,174 @@
+// scripts/compare --quick into a private folder: every file of a run is
+// there, results/latest points at it, summary.csv has a positive value per
+// transport x size x metric, the plots are PNG images and REPORT.md shows
+// them. No timing is asserted.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/support/program.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ipclab::test;
+
+const std::vector<std::string> kTransports = {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin"};
+const std::vector<std::string> kQuickSizes = {"64", "4096"};
+const std::vector<std::string> kSizeMetrics = {"rtt_p50",           "rtt_p99",          "client_cpu_per_msg",
+                                               "server_cpu_per_msg", "stream_throughput", "baseline_rtt_p50"};
+
+// The scripts sit beside bin/ in the source tree: <repo>/bin in the default
+// build, <repo>/build-*/bin in the sanitizer builds.
+std::string script(const std::string& name) {
+    fs::path bin_dir(IPCLAB_BIN_DIR);
+    for (const auto& up : {bin_dir.parent_path(), bin_dir.parent_path().parent_path()}) {
+        fs::path p = up / "scripts" / name;
+        if (fs::exists(p)) return p.string();
+    }
+    return (bin_dir.parent_path() / "scripts" / name).string();
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+std::vector<std::string> split(const std::string& line, char sep) {
+    std::vector<std::string> out;
+    std::stringstream in(line);
+    std::string item;
+    while (std::getline(in, item, sep)) out.push_back(item);
+    if (!line.empty() && line.back() == sep) out.emplace_back();
+    return out;
+}
+
+std::uint32_t big_endian32(const std::string& s, std::size_t at) {
+    auto b = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i])); };
+    return b(0) << 24 | b(1) << 16 | b(2) << 8 | b(3);
+}
+
+class TempDir {
+public:
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "ipclab-compare-test.XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    const fs::path& path() const { return path_; }
+
+private:
+    fs::path path_;
+};
+
+TEST(Compare, QuickRunWritesEveryFile) {
+    TempDir out;
+    auto r = run_program({script("compare"), "--quick", "--out", out.path().string(), "--bench", bin("ipc-bench")},
+                         "", 180000);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("[1/"), std::string::npos) << "no progress lines:\n" << r.out;
+    EXPECT_NE(r.out.find("round trip p50 / p99"), std::string::npos) << r.out;
+    for (const auto& t : kTransports) EXPECT_NE(r.out.find("\n" + t + " "), std::string::npos) << t << "\n" << r.out;
+
+    // One run folder, and latest pointing at it.
+    std::vector<fs::path> runs;
+    for (const auto& e : fs::directory_iterator(out.path()))
+        if (e.path().filename() != "latest") runs.push_back(e.path());
+    ASSERT_EQ(runs.size(), 1u);
+    fs::path latest = out.path() / "latest";
+    ASSERT_TRUE(fs::is_symlink(latest));
+    EXPECT_EQ(fs::read_symlink(latest), runs[0].filename());
+    EXPECT_EQ(fs::canonical(latest), fs::canonical(runs[0]));
+    const fs::path run = runs[0];
+    EXPECT_EQ(run.filename().string().size(), std::string("YYYYmmdd-HHMMSS").size()) << run;
+
+    for (const char* f : {"bench.json", "bench.log", "summary.csv", "latency.png", "throughput.png", "REPORT.md"}) {
+        ASSERT_TRUE(fs::is_regular_file(run / f)) << f;
+        EXPECT_GT(fs::file_size(run / f), 0u) << f;
+    }
+    EXPECT_NE(slurp(run / "bench.json").find("\"benchmarks\""), std::string::npos);
+
+    // summary.csv: a positive value for every transport x size x metric.
+    std::ifstream csv(run / "summary.csv");
+    std::string line;
+    ASSERT_TRUE(std::getline(csv, line));
+    EXPECT_EQ(line, "transport,size_bytes,metric,value,unit");
+    std::map<std::string, int> seen;  // "transport/size/metric" -> rows
+    while (std::getline(csv, line)) {
+        auto cells = split(line, ',');
+        ASSERT_EQ(cells.size(), 5u) << line;
+        char* end = nullptr;
+        double v = std::strtod(cells[3].c_str(), &end);
+        EXPECT_TRUE(end != cells[3].c_str() && *end == '\0') << line;
+        EXPECT_GT(v, 0.0) << line;
+        EXPECT_FALSE(cells[4].empty()) << line;
+        ++seen[cells[0] + "/" + cells[1] + "/" + cells[2]];
+    }
+    for (const auto& t : kTransports) {
+        for (const auto& s : kQuickSizes)
+            for (const auto& m : kSizeMetrics) EXPECT_EQ(seen[t + "/" + s + "/" + m], 1) << t << " " << s << " " << m;
+        EXPECT_EQ(seen[t + "//connect_rate"], 1) << t;
+    }
+
+    // The plots: PNG signature, then an IHDR chunk with a sane size.
+    for (const char* f : {"latency.png", "throughput.png"}) {
+        std::string png = slurp(run / f);
+        ASSERT_GE(png.size(), 33u) << f;
+        EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << f;
+        EXPECT_EQ(big_endian32(png, 8), 13u) << f;
+        EXPECT_EQ(png.substr(12, 4), "IHDR") << f;
+        std::uint32_t w = big_endian32(png, 16), h = big_endian32(png, 20);
+        EXPECT_GE(w, 400u) << f;
+        EXPECT_LE(w, 4000u) << f;
+        EXPECT_GE(h, 300u) << f;
+        EXPECT_LE(h, 4000u) << f;
+    }
+
+    std::string report = slurp(run / "REPORT.md");
+    EXPECT_NE(report.find("](latency.png)"), std::string::npos);
+    EXPECT_NE(report.find("](throughput.png)"), std::string::npos);
+    for (const char* fact : {"| cpu |", "| cores |", "| kernel |", "| governor |", "| fs.mqueue.msgsize_max |",
+                             "| kernel.msgmax |", "| fs.pipe-max-size |", "| net.core.somaxconn |", "| git revision |"})
+        EXPECT_NE(report.find(fact), std::string::npos) << fact;
+    EXPECT_NE(report.find("## Reproduce"), std::string::npos);
+    EXPECT_NE(report.find("scripts/compare --quick"), std::string::npos);
+    for (const auto& t : kTransports) EXPECT_NE(report.find("| `" + t + "` |"), std::string::npos) << t;
+}
+
+TEST(Compare, HelpAndUsageErrors) {
+    auto help = run_program({script("compare"), "--help"});
+    EXPECT_EQ(help.exit_code, 0) << help.err;
+    for (const char* flag : {"--transports", "--sizes", "--repetitions", "--pin", "--quick", "--out", "--peers"})
+        EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+
+    TempDir out;
+    for (std::vector<std::string> bad : {std::vector<std::string>{"--transports", "carrier-pigeon"},
+                                         {"--sizes", "lots"},
+                                         {"--repetitions", "0"},
+                                         {"--pin", "zero"},
+                                         {"--no-such-flag"}}) {
+        std::vector<std::string> argv = {script("compare"), "--out", out.path().string()};
+        argv.insert(argv.end(), bad.begin(), bad.end());
+        auto r = run_program(argv);
+        EXPECT_EQ(r.exit_code, 2) << bad[0] << "\n" << r.err;
+        EXPECT_FALSE(r.err.empty()) << bad[0];
+    }
+    EXPECT_TRUE(fs::is_empty(out.path())) << "a usage error must not start a run";
+}
+
+}  // namespace

@@ -1,0 +1,129 @@
+// scripts/two-hosts, as root: a short bounded run reports TCP across the veth
+// link beside loopback and a same-host transport, and leaves no namespace and
+// no veth of its own behind, also when interrupted. Without root it must say
+// so and exit 2. No timing is asserted; a missing kernel feature (netem)
+// must not fail it.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/program.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ipclab::test;
+
+std::string script(const std::string& name) {
+    fs::path bin_dir(IPCLAB_BIN_DIR);
+    for (const auto& up : {bin_dir.parent_path(), bin_dir.parent_path().parent_path()}) {
+        fs::path p = up / "scripts" / name;
+        if (fs::exists(p)) return p.string();
+    }
+    return (bin_dir.parent_path() / "scripts" / name).string();
+}
+
+std::string ip_tool() {
+    for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+        if (::access(p, X_OK) == 0) return p;
+    return "";
+}
+
+// The run's pid, from "namespaces ipclab-srv-PID".
+std::string run_id(const std::string& err) {
+    std::smatch m;
+    if (std::regex_search(err, m, std::regex("ipclab-srv-([0-9]+)"))) return m[1];
+    return "";
+}
+
+void expect_nothing_left(const std::string& id) {
+    ASSERT_FALSE(id.empty());
+    auto netns = run_program({ip_tool(), "netns", "list"});
+    EXPECT_EQ(netns.out.find("ipclab-srv-" + id), std::string::npos) << netns.out;
+    EXPECT_EQ(netns.out.find("ipclab-cli-" + id), std::string::npos) << netns.out;
+    EXPECT_FALSE(fs::exists("/run/netns/ipclab-srv-" + id));
+    EXPECT_FALSE(fs::exists("/run/netns/ipclab-cli-" + id));
+    auto links = run_program({ip_tool(), "link"});
+    EXPECT_EQ(links.out.find("iplS" + id), std::string::npos) << links.out;
+    EXPECT_EQ(links.out.find("iplC" + id), std::string::npos) << links.out;
+}
+
+bool namespaces_unavailable(const ProgramResult& r) {
+    return r.exit_code == 1 && r.err.find("failed: ip netns add") != std::string::npos;
+}
+
+class TwoHosts : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "two-hosts needs root";
+        if (ip_tool().empty()) GTEST_SKIP() << "no ip (iproute2)";
+    }
+};
+
+TEST_F(TwoHosts, ShortRunReportsAndTearsDown) {
+    auto r = run_program({script("two-hosts"), "--count", "50", "--sizes", "64", "--transports", "unix", "--rate",
+                          "100mbit", "--delay", "5ms", "--timeout", "30"},
+                         "", 90000);
+    if (namespaces_unavailable(r)) GTEST_SKIP() << "network namespaces not available here: " << r.err;
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("tcp across veth (10.123.0.1)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("tcp loopback"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("unix (same host)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("rate 100mbit"), std::string::npos) << r.out;
+    // Either netem delayed the link, or the run said clearly that it did not.
+    EXPECT_TRUE(r.out.find("delay 5ms each way (netem)") != std::string::npos ||
+                r.err.find("DELAY SHAPING SKIPPED") != std::string::npos)
+        << r.out << r.err;
+    expect_nothing_left(run_id(r.err));
+}
+
+TEST_F(TwoHosts, InterruptedRunTearsDown) {
+    RunningProgram p({script("two-hosts"), "--count", "100000000", "--sizes", "64", "--transports", "none",
+                      "--timeout", "60"});
+    bool measuring = p.wait_for_err("TCP across the link", 30000);
+    std::string err = p.err();
+    if (!measuring && err.find("failed: ip netns add") != std::string::npos)
+        GTEST_SKIP() << "network namespaces not available here: " << err;
+    ASSERT_TRUE(measuring) << err;
+    int rc = p.stop(SIGINT, 30000);
+    EXPECT_EQ(rc, 130) << p.err();
+    EXPECT_NE(p.err().find("removed namespaces"), std::string::npos) << p.err();
+    expect_nothing_left(run_id(p.err()));
+}
+
+TEST(TwoHostsUsage, HelpAndBadArguments) {
+    auto help = run_program({script("two-hosts"), "--help"});
+    EXPECT_EQ(help.exit_code, 0);
+    for (const char* flag : {"--rate", "--delay", "--count", "root"})
+        EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
+    auto bad = run_program({script("two-hosts"), "--rate", "fast"});
+    EXPECT_EQ(bad.exit_code, 2) << bad.err;
+    auto unknown = run_program({script("two-hosts"), "--frobnicate"});
+    EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+}
+
+TEST(TwoHostsUsage, WithoutRootSaysSoAndExits2) {
+    if (::geteuid() == 0) {
+        // Drop to nobody for this one run, if setpriv is there to do it.
+        if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no setpriv to drop root";
+        auto r = run_program({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash",
+                              script("two-hosts"), "--count", "1"});
+        if (r.exit_code == 126 || r.err.find("Permission denied") != std::string::npos)
+            GTEST_SKIP() << "the script is not readable by nobody here: " << r.err;
+        EXPECT_EQ(r.exit_code, 2) << r.err;
+        EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
+    } else {
+        auto r = run_program({script("two-hosts"), "--count", "1"});
+        EXPECT_EQ(r.exit_code, 2) << r.err;
+        EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
+    }
+}
+
+}  // namespace
