@@ -27,14 +27,38 @@ bool StreamReader::fill(std::size_t n) {
     }
     if (buf_.size() < n) buf_.resize(n);
     while (end_ < n) {
-        if (use_poll_ && timeout_ms_ > 0 && !wait_fd(fd_, POLLIN, timeout_ms_, "stream"))
-            throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
-                               " ms waiting for the peer");
-        std::size_t got = read_some(fd_, buf_.data() + end_, buf_.size() - end_, "stream");
+        std::size_t got = use_poll_ ? read_pipe(buf_.data() + end_, buf_.size() - end_)
+                                    : read_some(fd_, buf_.data() + end_, buf_.size() - end_, "stream");
         if (got == 0) return false;
         end_ += got;
     }
     return true;
+}
+
+// A poll(2) before every read would cost a system call per message. Instead
+// a 100 ms tick (SIGALRM, no SA_RESTART) interrupts a read that blocks, so
+// the idle deadline is still checked and the steady state is one read.
+std::size_t StreamReader::read_pipe(std::byte* buf, std::size_t len) {
+    constexpr int kTickMs = 100;
+    if (timeout_ms_ > 0 && !tick_) tick_ = std::make_unique<TickTimer>(kTickMs);
+    Deadline deadline(timeout_ms_ > 0 ? timeout_ms_ : -1);
+    for (;;) {
+        if (stop_requested()) throw Interrupted();
+        ssize_t n = ::read(fd_, buf, len);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        int err = errno;
+        if (err == EINTR || err == EAGAIN) {
+            if (err == EINTR) on_eintr();
+            // EAGAIN: a non-blocking pipe; wait for data the plain way.
+            if (deadline.expired() ||
+                (err == EAGAIN && !wait_fd(fd_, POLLIN, deadline.remaining_ms(), "stream")))
+                throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
+                                   " ms waiting for the peer");
+            continue;
+        }
+        if (err == ECONNRESET) throw PeerGone("connection reset reading stream");
+        throw_errno("read stream", err);
+    }
 }
 
 bool StreamReader::read_exact(std::span<std::byte> out, const char* what) {

@@ -9,13 +9,14 @@
 
 #include "ipc/channel.hpp"
 #include "ipc/fd.hpp"
+#include "ipc/queue_util.hpp"
 
 namespace ipclab {
 
 // Read side of a stream with a buffer, so small frames cost one read(2).
 class StreamReader {
 public:
-    // use_poll: wait with poll(2) before reads (pipes); sockets rely on SO_RCVTIMEO.
+    // use_poll: a pipe, which has no SO_RCVTIMEO; sockets rely on SO_RCVTIMEO.
     StreamReader(int fd, bool use_poll, int timeout_ms);
 
     // Ensures at least n buffered bytes; false if EOF came first.
@@ -28,11 +29,15 @@ public:
     bool read_exact(std::span<std::byte> out, const char* what);
 
 private:
+    // One read(2) on a pipe, bounded by the timeout (see stream_channel.cpp).
+    std::size_t read_pipe(std::byte* buf, std::size_t len);
+
     int fd_;
     bool use_poll_;
     int timeout_ms_;
     std::vector<std::byte> buf_;
     std::size_t pos_ = 0, end_ = 0;
+    std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads
 };
 
 struct StreamFds {
