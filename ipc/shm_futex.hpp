@@ -97,10 +97,13 @@ struct WaitPolicy {
 };
 
 // Bounded busy-poll before sleeping: at 30-50 ns per pause (measured on the
-// 2-core EPYC hosts) this is 30-50 us, ten times a small round trip when the
-// peer has a core of its own; when it shares ours it cannot run while we
-// spin, so the budget is what a spin costs before we yield through the futex.
-inline constexpr int kSpinIterations = 1024;
+// 2-core EPYC hosts) this is 250-400 us. Shorter budgets (1024) ran out
+// whenever the unpinned peer was briefly descheduled, and every such sleep
+// costs a futex wake and a scheduler wake-up (tens of us) on the next
+// message: RoundTrip/shm-spin/64 slept on 2.2% of waits with 1024 and on
+// 0.01% with 8192. When the peer shares our core it cannot run while we
+// spin, so the adaptive halving below keeps that case cheap.
+inline constexpr int kSpinIterations = 8192;
 // Channels halve their budget after each wait that had to sleep anyway (the
 // peer had no core) down to this, and restore it after a successful spin:
 // on a crowded host spin mode then costs about what block mode does.
