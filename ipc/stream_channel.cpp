@@ -16,19 +16,29 @@ constexpr std::size_t kReadBuffer = 64 * 1024;
 }
 
 StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
-    : fd_(fd), use_poll_(use_poll), timeout_ms_(timeout_ms), buf_(kReadBuffer) {}
+    : fd_(fd),
+      use_poll_(use_poll),
+      timeout_ms_(timeout_ms),
+      buf_(new std::byte[kReadBuffer]),  // default-initialised: no page touched yet
+      capacity_(kReadBuffer) {}
 
 bool StreamReader::fill(std::size_t n) {
     if (buffered() >= n) return true;
     if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
-        std::memmove(buf_.data(), buf_.data() + pos_, buffered());
+        std::memmove(buf_.get(), buf_.get() + pos_, buffered());
         end_ -= pos_;
         pos_ = 0;
     }
-    if (buf_.size() < n) buf_.resize(n);
+    if (capacity_ < n) {  // a long text line: grow geometrically, keeping what is buffered
+        std::size_t grown = std::max(n, capacity_ * 2);
+        std::unique_ptr<std::byte[]> bigger(new std::byte[grown]);
+        std::memcpy(bigger.get(), buf_.get(), end_);
+        buf_ = std::move(bigger);
+        capacity_ = grown;
+    }
     while (end_ < n) {
-        std::size_t got = use_poll_ ? read_pipe(buf_.data() + end_, buf_.size() - end_)
-                                    : read_some(fd_, buf_.data() + end_, buf_.size() - end_, "stream");
+        std::size_t got = use_poll_ ? read_pipe(buf_.get() + end_, capacity_ - end_)
+                                    : read_some(fd_, buf_.get() + end_, capacity_ - end_, "stream");
         if (got == 0) return false;
         end_ += got;
     }

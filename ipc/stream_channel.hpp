@@ -22,7 +22,7 @@ public:
     // Ensures at least n buffered bytes; false if EOF came first.
     bool fill(std::size_t n);
     std::size_t buffered() const { return end_ - pos_; }
-    const std::byte* data() const { return buf_.data() + pos_; }
+    const std::byte* data() const { return buf_.get() + pos_; }
     void consume(std::size_t n) { pos_ += n; }
     // Copies out buffered bytes first, then reads the rest straight into out.
     // Returns false on EOF before any byte; throws PeerGone on EOF part-way.
@@ -35,7 +35,10 @@ private:
     int fd_;
     bool use_poll_;
     int timeout_ms_;
-    std::vector<std::byte> buf_;
+    // Not a vector: its zero-filling would touch (and, in a forked child,
+    // fault in) every page of the buffer before the first byte arrives.
+    std::unique_ptr<std::byte[]> buf_;
+    std::size_t capacity_;
     std::size_t pos_ = 0, end_ = 0;
     std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads
 };
