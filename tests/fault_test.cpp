@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,20 +93,9 @@ struct Gate {
     Fd r, w;
 };
 
-class FaultBase : public ::testing::Test {
+class FaultBase : public GuardedTest {
 protected:
-    void SetUp() override {
-        ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-        guard_ = std::make_unique<LeakGuard>();
-        name_ = fresh_name("ft");
-    }
-    void TearDown() override {
-        server_.reset();
-        EXPECT_EQ(guard_->leftovers(), "");
-    }
-    std::string name_;
-    std::unique_ptr<LeakGuard> guard_;
-    std::unique_ptr<ServerProcess> server_;
+    FaultBase() : GuardedTest("ft") {}
 };
 
 class FaultP : public FaultBase, public ::testing::WithParamInterface<std::string> {

@@ -11,7 +11,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/msg.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -146,20 +145,10 @@ private:
     std::unique_ptr<Channel> channel_, reader_;
 };
 
-class HostileBase : public ::testing::Test {
+class HostileBase : public GuardedTest {
 protected:
-    explicit HostileBase(std::string transport = "") : transport_(std::move(transport)) {}
-
-    void SetUp() override {
-        ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // orphans of the server are ours to reap
-        guard_ = std::make_unique<LeakGuard>();
-        name_ = fresh_name("hc");
-    }
-
-    void TearDown() override {
-        server_.reset();
-        EXPECT_EQ(guard_->leftovers(), "");
-    }
+    explicit HostileBase(std::string transport = "")
+        : GuardedTest("hc"), transport_(std::move(transport)) {}
 
     void start(const ServerOptions& options) {
         server_ = std::make_unique<ServerProcess>(endpoint_for(transport_, name_), options);
@@ -173,9 +162,6 @@ protected:
     }
 
     std::string transport_;
-    std::string name_;
-    std::unique_ptr<LeakGuard> guard_;
-    std::unique_ptr<ServerProcess> server_;
 };
 
 // The same, once per transport named by the test parameter.

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <sys/msg.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,20 +37,9 @@ std::string octal(mode_t m) {
     return o.str();
 }
 
-class Permissions : public ::testing::TestWithParam<std::string> {
+class Permissions : public GuardedTest, public ::testing::WithParamInterface<std::string> {
 protected:
-    void SetUp() override {
-        ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-        guard_ = std::make_unique<LeakGuard>();
-        name_ = fresh_name("pt");
-    }
-    void TearDown() override {
-        server_.reset();
-        EXPECT_EQ(guard_->leftovers(), "");
-    }
-    std::string name_;
-    std::unique_ptr<LeakGuard> guard_;
-    std::unique_ptr<ServerProcess> server_;
+    Permissions() : GuardedTest("pt") {}
 };
 
 // ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -323,6 +324,19 @@ std::string LeakGuard::leftovers(int timeout_ms) {
     }, timeout_ms);
     if (!objects.empty()) out += "leftover objects: " + objects;
     return out;
+}
+
+// ---- GuardedTest ----
+
+void GuardedTest::SetUp() {
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);  // orphans of the server are ours to reap
+    guard_ = std::make_unique<LeakGuard>();
+    name_ = fresh_name(prefix_);
+}
+
+void GuardedTest::TearDown() {
+    server_.reset();
+    EXPECT_EQ(guard_->leftovers(), "");
 }
 
 }  // namespace ipclab::test

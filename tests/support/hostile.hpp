@@ -4,11 +4,13 @@
 // seeded random bytes and a process running as another user.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -125,6 +127,21 @@ public:
 
 private:
     std::set<std::string> before_;
+};
+
+// The frame of the hostile, fault and permission suites: orphans of a
+// killed server become ours to reap, each test gets a fresh endpoint name,
+// and every test ends by asserting that nothing was left behind.
+class GuardedTest : public ::testing::Test {
+protected:
+    explicit GuardedTest(std::string prefix) : prefix_(std::move(prefix)) {}
+    void SetUp() override;
+    void TearDown() override;
+
+    std::string prefix_;
+    std::string name_;
+    std::unique_ptr<LeakGuard> guard_;
+    std::unique_ptr<ServerProcess> server_;
 };
 
 }  // namespace ipclab::test
