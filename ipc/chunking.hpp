@@ -33,9 +33,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "ipc/channel.hpp"
+#include "ipc/error.hpp"
 #include "ipc/framing.hpp"
 
 namespace ipclab {
@@ -100,6 +102,41 @@ private:
     FrameType type_ = FrameType::data;
     std::uint32_t total_ = 0;
 };
+
+// The send and receive loops both queue transports share. send_one(len,
+// may_abort) ships the chunk just written into buf and returns false when it
+// was not sent because the peer answered first (only a chunk after the first
+// may be abandoned). Returns false when the message was abandoned.
+template <typename SendOne>
+bool send_chunked(FrameType type, std::span<const std::byte> payload, std::span<std::byte> buf,
+                  SendOne send_one) {
+    ChunkSplitter splitter(type, payload, buf.size());
+    for (bool first = true; !splitter.done(); first = false)
+        if (!send_one(splitter.next(buf), !first)) return false;
+    return true;
+}
+
+// Feeds next_chunk() (a received chunk, or nullopt when the peer removed its
+// queue) to the assembler until a whole message (true) or the end of the
+// session (false). A queue removed mid-message is PeerGone.
+template <typename NextChunk>
+bool receive_chunked(ChunkAssembler& assembler, Message& msg, NextChunk next_chunk) {
+    for (;;) {
+        std::optional<std::span<const std::byte>> chunk = next_chunk();
+        if (!chunk) {
+            if (!assembler.idle()) throw PeerGone("the peer removed its queue mid-message");
+            return false;
+        }
+        switch (assembler.feed(*chunk, msg)) {
+            case ChunkAssembler::Result::message:
+                return true;
+            case ChunkAssembler::Result::end:
+                return false;
+            case ChunkAssembler::Result::more:
+                break;
+        }
+    }
+}
 
 inline constexpr std::uint32_t kHelloMagic = 0x49504348;    // "IPCH"
 inline constexpr std::uint32_t kWelcomeMagic = 0x49504357;  // "IPCW"

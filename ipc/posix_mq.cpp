@@ -267,32 +267,20 @@ public:
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (peer_ended_) throw PeerGone("the peer ended the session");
         if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
-        ChunkSplitter splitter(type, payload, tx_msgsize_);
-        bool first = true;
-        while (!splitter.done()) {
-            std::size_t len = splitter.next(txbuf_);
-            if (!send_raw(tx_.get(), txbuf_.data(), len, !first)) {
-                send_aborted_ = true;  // the peer spoke first; receive() has it
-                return;
-            }
-            first = false;
-        }
+        bool sent = send_chunked(type, payload, txbuf_, [&](std::size_t len, bool may_abort) {
+            return send_raw(tx_.get(), txbuf_.data(), len, may_abort);
+        });
+        if (!sent) send_aborted_ = true;  // the peer spoke first; receive() has it
     }
 
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
-        for (;;) {
+        bool got = receive_chunked(assembler_, msg, [&] {
             std::size_t n = receive_raw();
-            switch (assembler_.feed(std::span<const std::byte>(rxbuf_.data(), n), msg)) {
-                case ChunkAssembler::Result::message:
-                    return true;
-                case ChunkAssembler::Result::end:
-                    peer_ended_ = true;
-                    return false;
-                case ChunkAssembler::Result::more:
-                    break;
-            }
-        }
+            return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.data(), n);
+        });
+        if (!got) peer_ended_ = true;
+        return got;
     }
 
     // Sends one queue message. Returns false (message not sent) when

@@ -173,37 +173,23 @@ public:
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (peer_ended_) throw PeerGone("the peer ended the session");
         if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
-        ChunkSplitter splitter(type, payload, txbuf_.capacity());
-        bool first = true;
-        while (!splitter.done()) {
-            std::size_t len = splitter.next(std::span<std::byte>(txbuf_.text(), txbuf_.capacity()));
-            if (!send_raw(tx_, out_type(), len, !first)) {
-                send_aborted_ = true;  // the peer spoke first; receive() has it
-                return;
-            }
-            first = false;
-        }
+        std::span<std::byte> buf(txbuf_.text(), txbuf_.capacity());
+        bool sent = send_chunked(type, payload, buf, [&](std::size_t len, bool may_abort) {
+            return send_raw(tx_, out_type(), len, may_abort);
+        });
+        if (!sent) send_aborted_ = true;  // the peer spoke first; receive() has it
     }
 
+    // The session queue removed between messages is the peer's clean end.
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
-        for (;;) {
+        bool got = receive_chunked(assembler_, msg, [&] {
             std::size_t n = 0;
-            if (!receive_raw(n)) {
-                if (!assembler_.idle()) throw PeerGone("the peer removed its queue mid-message");
-                peer_ended_ = true;
-                return false;
-            }
-            switch (assembler_.feed(std::span<const std::byte>(rxbuf_.text(), n), msg)) {
-                case ChunkAssembler::Result::message:
-                    return true;
-                case ChunkAssembler::Result::end:
-                    peer_ended_ = true;
-                    return false;
-                case ChunkAssembler::Result::more:
-                    break;
-            }
-        }
+            if (!receive_raw(n)) return std::optional<std::span<const std::byte>>();
+            return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.text(), n);
+        });
+        if (!got) peer_ended_ = true;
+        return got;
     }
 
     void send_hello(int well_known, pid_t me) {
