@@ -555,21 +555,7 @@ void baseline_connect_fork(benchmark::State& state, int cpu) {
         };
         for (int i = 0; i < 2; ++i)
             if (!exchange()) return state.SkipWithError("baseline fork server did not answer");
-        Meter meter(state, server.pid(), true);
-        std::uint64_t n = 0;
-        meter.start();
-        for (auto _ : state) {
-            auto t0 = Clock::now();
-            bool ok = exchange();
-            meter.add(elapsed_ns(t0, Clock::now()));
-            if (!ok) {
-                state.SkipWithError("baseline fork server did not answer");
-                break;
-            }
-            ++n;
-        }
-        meter.stop();
-        if (!state.error_occurred()) meter.report(0, n);
+        measure_exchanges(state, server.pid(), exchange, "baseline fork server did not answer");
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
     }

@@ -107,6 +107,31 @@ private:
     std::uint64_t client0_ = 0, client1_ = 0, server0_ = 0, server1_ = 0;
 };
 
+// The Connect-style timed loop (ipclab's Connect and Baseline/connect-fork):
+// each iteration is one exchange() -> bool (open, one message, close),
+// timed on its own; a false exchange fails the benchmark with `failure`.
+// The peer forks per connection, so the meter settles its children.
+template <typename Exchange>
+void measure_exchanges(benchmark::State& state, pid_t peer, Exchange exchange,
+                       const char* failure) {
+    Meter meter(state, peer, true);
+    std::uint64_t n = 0;
+    meter.start();
+    for (auto _ : state) {
+        auto t0 = Clock::now();
+        bool ok = exchange();
+        meter.add(elapsed_ns(t0, Clock::now()));
+        if (!ok) {
+            state.SkipWithError(failure);
+            break;
+        }
+        ++n;
+    }
+    meter.stop();
+    if (!state.error_occurred()) meter.report(0, n);
+}
+
+
 // Reads a small /proc or /sys file (first line, trimmed); "" if unreadable.
 std::string read_first_line(const std::string& path);
 long read_long(const std::string& path, long fallback);

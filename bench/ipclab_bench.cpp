@@ -188,21 +188,8 @@ void connect_once(benchmark::State& state, const std::string& instance,
         for (int i = 0; i < 2; ++i)
             if (!exchange() || !is_ack(reply))
                 return state.SkipWithError("warm-up: no ack from the server");
-        Meter meter(state, server.pid(), true);
-        std::uint64_t n = 0;
-        meter.start();
-        for (auto _ : state) {
-            auto t0 = Clock::now();
-            bool got = exchange();
-            meter.add(elapsed_ns(t0, Clock::now()));
-            if (!got || !is_ack(reply)) {
-                state.SkipWithError("the server did not acknowledge the session's message");
-                break;
-            }
-            ++n;
-        }
-        meter.stop();
-        if (!state.error_occurred()) meter.report(0, n);
+        measure_exchanges(state, server.pid(), [&] { return exchange() && is_ack(reply); },
+                          "the server did not acknowledge the session's message");
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
     }
