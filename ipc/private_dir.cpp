@@ -128,25 +128,5 @@ InstanceLock::~InstanceLock() {
     }
 }
 
-OwnedPath::OwnedPath(std::string path) : path_(std::move(path)), owner_(::getpid()) {}
-
-OwnedPath::OwnedPath(OwnedPath&& other) noexcept
-    : path_(std::move(other.path_)), owner_(other.owner_) {
-    other.path_.clear();
-}
-
-OwnedPath& OwnedPath::operator=(OwnedPath&& other) noexcept {
-    if (this != &other) {
-        OwnedPath old(std::move(*this));
-        path_ = std::move(other.path_);
-        owner_ = other.owner_;
-        other.path_.clear();
-    }
-    return *this;
-}
-
-OwnedPath::~OwnedPath() {
-    if (!path_.empty() && ::getpid() == owner_) ::unlink(path_.c_str());
-}
 
 }  // namespace ipclab

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <string>
+#include <utility>
 
 #include "ipc/fd.hpp"
 
@@ -53,21 +55,37 @@ private:
     pid_t owner_;
 };
 
-// A filesystem name that only its creating process removes (forked children
-// inherit the object but never unlink it).
-class OwnedPath {
+// A name that only its creating process removes (forked children inherit
+// the object but never remove it). Remove says how: unlink, shm_unlink, ...
+template <int (*Remove)(const char*)>
+class OwnedName {
 public:
-    OwnedPath() = default;
-    explicit OwnedPath(std::string path);
-    OwnedPath(OwnedPath&& other) noexcept;
-    OwnedPath& operator=(OwnedPath&& other) noexcept;
-    ~OwnedPath();
-    const std::string& path() const { return path_; }
-    void disown() noexcept { path_.clear(); }
+    OwnedName() = default;
+    explicit OwnedName(std::string name) : name_(std::move(name)), owner_(::getpid()) {}
+    OwnedName(OwnedName&& other) noexcept
+        : name_(std::exchange(other.name_, {})), owner_(other.owner_) {}
+    OwnedName& operator=(OwnedName&& other) noexcept {
+        if (this != &other) {
+            OwnedName old(std::move(*this));  // removes what we held
+            name_ = std::exchange(other.name_, {});
+            owner_ = other.owner_;
+        }
+        return *this;
+    }
+    OwnedName(const OwnedName&) = delete;
+    OwnedName& operator=(const OwnedName&) = delete;
+    ~OwnedName() {
+        if (!name_.empty() && ::getpid() == owner_) Remove(name_.c_str());
+    }
+    const std::string& path() const { return name_; }
+    void disown() noexcept { name_.clear(); }
 
 private:
-    std::string path_;
+    std::string name_;
     pid_t owner_ = 0;
 };
+
+// A filesystem name (socket, FIFO, key file) removed by its creator.
+using OwnedPath = OwnedName<::unlink>;
 
 }  // namespace ipclab

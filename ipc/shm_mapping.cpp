@@ -26,25 +26,4 @@ Mapping map_anonymous_shared(std::size_t size) {
     return Mapping(static_cast<std::byte*>(p), Unmap{size});
 }
 
-ShmName::ShmName(std::string name) : name_(std::move(name)), owner_(::getpid()) {}
-
-ShmName::ShmName(ShmName&& other) noexcept
-    : name_(std::move(other.name_)), owner_(other.owner_) {
-    other.name_.clear();
-}
-
-ShmName& ShmName::operator=(ShmName&& other) noexcept {
-    if (this != &other) {
-        ShmName old(std::move(*this));
-        name_ = std::move(other.name_);
-        owner_ = other.owner_;
-        other.name_.clear();
-    }
-    return *this;
-}
-
-ShmName::~ShmName() {
-    if (!name_.empty() && ::getpid() == owner_) ::shm_unlink(name_.c_str());
-}
-
 }  // namespace ipclab

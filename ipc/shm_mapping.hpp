@@ -2,6 +2,7 @@
 // name that only its creating process unlinks.
 #pragma once
 
+#include <sys/mman.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 #include <string>
 
 #include "ipc/fd.hpp"
+#include "ipc/private_dir.hpp"
 
 namespace ipclab {
 
@@ -26,23 +28,8 @@ Mapping map_shared(int fd, std::size_t size, const char* what);
 // Anonymous shared memory: survives fork() into both processes (tests).
 Mapping map_anonymous_shared(std::size_t size);
 
-// A POSIX shared-memory name, unlinked in the destructor by the process that
-// created the owner (a forked child that inherits it never unlinks).
-class ShmName {
-public:
-    ShmName() = default;
-    explicit ShmName(std::string name);  // "/..." as passed to shm_open
-    ShmName(ShmName&& other) noexcept;
-    ShmName& operator=(ShmName&& other) noexcept;
-    ShmName(const ShmName&) = delete;
-    ShmName& operator=(const ShmName&) = delete;
-    ~ShmName();
-    const std::string& name() const { return name_; }
-    void disown() noexcept { name_.clear(); }
-
-private:
-    std::string name_;
-    pid_t owner_ = 0;
-};
+// A shared-memory object name (shm_open) that only the process that
+// created the owner unlinks (a forked child that inherits it never does).
+using ShmName = OwnedName<::shm_unlink>;
 
 }  // namespace ipclab
