@@ -87,9 +87,6 @@ int open_retry(const std::string& path, int flags) {
     }
 }
 
-// Running and not a zombie: a zombie holds no descriptors, so its FIFOs are stale.
-bool process_running(pid_t pid) noexcept { return process_alive(pid); }
-
 // A client process we may have to outlive. A pidfd names the process, not
 // the number, so a recycled pid cannot pass for it.
 class ProcessWatch {
@@ -106,7 +103,7 @@ public:
         }
         if (errno == ESRCH) return false;
         if (errno != ENOSYS && errno != EPERM) throw_errno("pidfd_open " + std::to_string(pid));
-        return process_running(pid);  // old kernel: fall back to the number
+        return process_alive(pid);  // old kernel: fall back to the number
     }
 
     // True once the process has exited, waiting up to wait_ms for it.
@@ -120,7 +117,7 @@ public:
                 if (errno != EINTR || stop_requested()) return false;
                 continue;
             }
-            if (!process_running(pid_)) return true;
+            if (!process_alive(pid_)) return true;
             int left = deadline.remaining_ms();
             if (left == 0) return false;
             ::poll(nullptr, 0, std::min(left, 5));
@@ -448,7 +445,7 @@ void sweep_dead_clients(const std::string& dir, const std::string& name) {
             parsed->kind != fifo::ParsedName::Kind::s2c)
             continue;
         if (parsed->pid > static_cast<std::uint32_t>(INT_MAX) ||
-            !process_running(static_cast<pid_t>(parsed->pid)))
+            !process_alive(static_cast<pid_t>(parsed->pid)))
             remove_stale_fifo(it->path().string());
     }
 }
@@ -594,7 +591,7 @@ std::vector<ObjectInfo> list_fifo_objects() {
                 pid_t holder = flock_holder(lock);
                 pid_t recorded = pid_in_lock_file(lock);
                 info.owner = holder > 0 ? holder : recorded;
-                info.stale = holder == 0 || (holder < 0 && !process_running(recorded));
+                info.stale = holder == 0 || (holder < 0 && !process_alive(recorded));
                 break;
             }
             case fifo::ParsedName::Kind::c2s:
@@ -603,7 +600,7 @@ std::vector<ObjectInfo> list_fifo_objects() {
                 info.owner = parsed->pid <= static_cast<std::uint32_t>(INT_MAX)
                                  ? static_cast<pid_t>(parsed->pid)
                                  : 0;
-                info.stale = !process_running(info.owner);
+                info.stale = !process_alive(info.owner);
                 break;
         }
         out.push_back(std::move(info));

@@ -107,7 +107,7 @@ public:
         }
         // The creator (client) unlinks through owned_; a server whose client died
         // removes the orphan, since nobody else will.
-        if (!is_client_ && !peer_alive(peer_)) {
+        if (!is_client_ && !process_alive(peer_)) {
             ShmName orphan(segment_);
         }
         g_total_immediate.fetch_add(local_.immediate, std::memory_order_relaxed);
@@ -256,7 +256,7 @@ void reclaim_stale_segments(const std::string& name) {
     for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
         auto e = parse_segment_entry(it->path().filename().string());
-        if (e && e->name == name && !peer_alive(e->pid))
+        if (e && e->name == name && !process_alive(e->pid))
             remove_orphan("/" + it->path().filename().string());
     }
 }
@@ -345,7 +345,7 @@ private:
         if (pid <= 0 || h.pid > 0x7fffffffu) throw ProtocolError("shm hello with pid 0");
         std::string segment = segment_name(name_, pid, h.session);
         std::string who = "shm hello from pid " + std::to_string(pid) + " (" + segment + "): ";
-        if (!peer_alive(pid)) {
+        if (!process_alive(pid)) {
             remove_orphan(segment);
             throw ProtocolError(who + "that process is not running");
         }
@@ -514,7 +514,7 @@ std::vector<ObjectInfo> list_shm_objects() {
         info.transport = "shm";
         info.what = "/dev/shm/" + entry;
         info.owner = e->pid;
-        info.stale = !peer_alive(e->pid);
+        info.stale = !process_alive(e->pid);
         info.remove = [name = "/" + entry] {
             if (::shm_unlink(name.c_str()) != 0 && errno != ENOENT) throw_errno("shm_unlink " + name);
         };

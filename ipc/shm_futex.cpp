@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 
-#include "ipc/private_dir.hpp"
 
 namespace ipclab {
 
@@ -47,6 +46,5 @@ void futex_wake(const std::atomic<std::uint32_t>& word, int count) {
         throw_errno("futex(FUTEX_WAKE)");
 }
 
-bool peer_alive(pid_t pid) noexcept { return process_alive(pid); }
 
 }  // namespace ipclab

@@ -27,6 +27,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/private_dir.hpp"
 
 namespace ipclab {
 
@@ -42,9 +43,6 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, 
 
 // Wakes up to `count` sleepers on word (in any process mapping it).
 void futex_wake(const std::atomic<std::uint32_t>& word, int count);
-
-// A process that exists and is not a zombie (kill(pid, 0) succeeds on zombies).
-bool peer_alive(pid_t pid) noexcept;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -152,7 +150,7 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
         auto now = std::chrono::steady_clock::now();
         if (policy.peer > 0 && now >= next_check) {
             next_check = now + std::chrono::milliseconds(kSliceMs);
-            if (!peer_alive(policy.peer)) {
+            if (!process_alive(policy.peer)) {
                 if (ready()) return done;
                 throw PeerGone(std::string(policy.what) + " (pid " + std::to_string(policy.peer) +
                                ") is gone");
