@@ -76,11 +76,18 @@ bool StreamReader::read_exact(std::span<std::byte> out, const char* what) {
     std::memcpy(out.data(), data(), from_buffer);
     consume(from_buffer);
     if (from_buffer == out.size()) return true;
-    auto rest = out.subspan(from_buffer);
-    // Large remainders bypass the buffer: one copy from the kernel, no more.
-    bool ok = ipclab::read_exact(fd_, rest, use_poll_, timeout_ms_, what);
-    if (!ok && from_buffer > 0) throw PeerGone(std::string("peer closed in the middle of ") + what);
-    return ok;
+    // Large remainders bypass the buffer: one copy from the kernel, no more,
+    // and for pipes the same one-read-per-wake path as fill().
+    for (std::size_t got = from_buffer; got < out.size();) {
+        std::size_t n = use_poll_ ? read_pipe(out.data() + got, out.size() - got)
+                                  : read_some(fd_, out.data() + got, out.size() - got, what);
+        if (n == 0) {
+            if (got == 0) return false;
+            throw PeerGone(std::string("peer closed in the middle of ") + what);
+        }
+        got += n;
+    }
+    return true;
 }
 
 namespace {
