@@ -119,6 +119,7 @@ public:
         if (send_broken_) throw PeerGone("the peer stopped reading this session");
         HeaderBytes h = encode_header(type, payload.size());
         try {
+            restart_at_ring_start();
             put(h);
             put(payload);
             tx_.publish();
@@ -133,6 +134,10 @@ public:
         std::array<std::byte, kFrameHeaderSize> hb;
         waited_ = false;
         bool more = get(hb, true);
+        while (more && hb[0] == std::byte{kPadFrame}) {
+            rx_.skip_to_end(get_u32(hb.data() + 1));
+            more = get(hb, true);
+        }
         if (!waited_) count(WaitOutcome::immediate);
         if (!more) return false;
         FrameHeader h = decode_header(hb, limits_.max_message);
@@ -173,6 +178,27 @@ private:
         mine_->immediate.store(local_.immediate, std::memory_order_relaxed);
         mine_->spun.store(local_.spun, std::memory_order_relaxed);
         mine_->slept.store(local_.slept, std::memory_order_relaxed);
+    }
+
+    // See kRestartAfter. When the reader is behind (a stream), one try per
+    // pass over the ring: a busy ring costs no extra reads of its index.
+    void restart_at_ring_start() {
+        std::size_t at = tx_.offset();
+        if (at < kRestartAfter) {
+            restart_blocked_ = false;
+            return;
+        }
+        std::size_t to_end = tx_.capacity() - at;
+        if (restart_blocked_ || to_end < kFrameHeaderSize) return;  // the wrap is bytes away
+        if (tx_.space(to_end) < to_end) {
+            restart_blocked_ = true;
+            return;
+        }
+        HeaderBytes pad{};
+        pad[0] = std::byte{kPadFrame};
+        put_u32(pad.data() + 1, static_cast<std::uint32_t>(to_end - kFrameHeaderSize));
+        tx_.stage(pad);
+        tx_.skip_to_end();  // published with the message: the reader never waits between
     }
 
     void put(std::span<const std::byte> src) {
@@ -237,6 +263,7 @@ private:
     WaitCounts local_;
     bool send_broken_ = false;
     bool waited_ = false;
+    bool restart_blocked_ = false;
     int spin_budget_ = kSpinIterations;
 };
 

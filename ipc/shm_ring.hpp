@@ -79,7 +79,23 @@ public:
         return n;
     }
 
-    std::size_t unpublished() const { return static_cast<std::size_t>(head_ - published_); }
+    // Bytes staged since the last publish (padding not counted: it costs no copy).
+    std::size_t unpublished() const {
+        return static_cast<std::size_t>(head_ - published_ - padding_);
+    }
+
+    // Where the next staged byte goes, as an offset into the data area.
+    std::size_t offset() const { return static_cast<std::size_t>(head_ & mask_); }
+
+    // Leaves the rest of the data area unwritten (padding the reader skips
+    // with skip_to_end), so the next byte staged goes to offset 0. The caller
+    // has checked space(n) >= n for n = capacity() - offset().
+    void skip_to_end() {
+        std::size_t n = capacity_ - offset();
+        if (space(n) < n) throw std::logic_error("shm ring: padding beyond the free space");
+        head_ += n;
+        padding_ += n;
+    }
 
     // Makes staged bytes visible. The seq_cst store pairs with the consumer's
     // seq_cst store to its doorbell (see Doorbell). Returns true if a wake
@@ -88,6 +104,7 @@ public:
         if (head_ == published_) return false;
         s_->head.store(head_, std::memory_order_seq_cst);
         published_ = head_;
+        padding_ = 0;
         return s_->data.ring();
     }
 
@@ -109,6 +126,7 @@ private:
     std::uint64_t mask_ = 0;
     std::uint64_t head_ = 0;        // staged up to here
     std::uint64_t published_ = 0;   // visible up to here
+    std::uint64_t padding_ = 0;     // skipped since the last publish
     std::uint64_t tail_cache_ = 0;  // last consumer index we read
 };
 
@@ -145,6 +163,19 @@ public:
     }
 
     std::size_t unreleased() const { return static_cast<std::size_t>(tail_ - released_); }
+
+    // Where the next byte is taken from, as an offset into the data area.
+    std::size_t offset() const { return static_cast<std::size_t>(tail_ & mask_); }
+
+    // Passes over the writer's padding, n published bytes that must end
+    // exactly at the end of the data area, without reading them.
+    void skip_to_end(std::size_t n) {
+        if (n != capacity_ - offset())
+            throw ProtocolError("shm ring: padding that does not end at the ring's end");
+        if (readable(n) < n)
+            throw ProtocolError("shm ring: padding runs past the bytes the writer published");
+        tail_ += n;
+    }
 
     // Hands taken bytes' room back to the producer; true if a wake was needed.
     bool release() {

@@ -103,15 +103,17 @@ void apply_timeouts(const StreamFds& fds, int timeout_ms) {
 
 class FramedChannel final : public Channel {
 public:
+    // A reader handed over by open_stream_session comes with the socket's
+    // timeouts already set (timeouts_set): two system calls per session saved.
     FramedChannel(StreamFds fds, const Limits& limits, bool send_opening,
-                  std::unique_ptr<StreamReader> reader)
+                  std::unique_ptr<StreamReader> reader, bool timeouts_set)
         : fds_(std::move(fds)),
           limits_(limits),
           pending_opening_(send_opening),
           reader_(reader ? std::move(reader)
                          : std::make_unique<StreamReader>(fds_.read.get(), !fds_.is_socket,
                                                           limits.timeout_ms)) {
-        apply_timeouts(fds_, limits.timeout_ms);
+        if (!timeouts_set) apply_timeouts(fds_, limits.timeout_ms);
     }
 
     void send(FrameType type, std::span<const std::byte> payload) override {
@@ -214,7 +216,7 @@ private:
 
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
                                              bool send_opening) {
-    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, nullptr);
+    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, nullptr, false);
 }
 
 std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
@@ -227,7 +229,7 @@ std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
         check_opening(std::span<const std::byte, kOpeningSize>(reader->data(), kOpeningSize));
         reader->consume(kOpeningSize);
         StreamFds fds{std::move(socket), Fd{}, true};
-        return std::make_unique<FramedChannel>(std::move(fds), limits, false, std::move(reader));
+        return std::make_unique<FramedChannel>(std::move(fds), limits, false, std::move(reader), true);
     }
     return std::make_unique<TextChannel>(std::move(socket), limits, std::move(reader));
 }

@@ -94,6 +94,54 @@ TEST(ShmRing, ZeroBytesAreANoOp) {
     EXPECT_FALSE(rd.release());
 }
 
+TEST(ShmRing, PaddingToTheEndRestartsAtOffsetZero) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    std::vector<std::byte> first(10), second(8);
+    ASSERT_EQ(w.stage(bytes_from(0, 10)), 10u);
+    w.publish();
+    ASSERT_EQ(rd.take(first), 10u);
+    EXPECT_EQ(first, bytes_from(0, 10));
+    rd.release();
+
+    w.skip_to_end();  // 54 bytes nobody writes or reads
+    EXPECT_EQ(w.offset(), 0u);
+    EXPECT_EQ(w.space(), 10u) << "the padding takes room like data";
+    ASSERT_EQ(w.stage(bytes_from(100, 8)), 8u);
+    w.publish();
+
+    EXPECT_EQ(rd.offset(), 10u);
+    rd.skip_to_end(54);
+    EXPECT_EQ(rd.offset(), 0u);
+    ASSERT_EQ(rd.take(second), 8u);
+    EXPECT_EQ(second, bytes_from(100, 8));
+    rd.release();
+    EXPECT_EQ(w.space(64), 64u) << "skipped bytes are released with the rest";
+}
+
+TEST(ShmRing, RejectsPaddingThatDoesNotEndAtTheRingsEnd) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    ASSERT_EQ(w.stage(bytes_from(0, 10)), 10u);
+    w.publish();
+    std::vector<std::byte> dst(4);
+    ASSERT_EQ(rd.take(dst), 4u);
+    EXPECT_THROW(rd.skip_to_end(59), ProtocolError) << "one byte too long";
+    EXPECT_THROW(rd.skip_to_end(0xFFFFFFFFu), ProtocolError);
+    EXPECT_THROW(rd.skip_to_end(60), ProtocolError) << "the right length, but never published";
+    EXPECT_EQ(rd.offset(), 4u) << "a refused skip moves nothing";
+
+    TestRing full(64);
+    auto fw = full.writer();
+    ASSERT_EQ(fw.stage(bytes_from(0, 64)), 64u);
+    fw.publish();
+    std::vector<std::byte> some(10);
+    ASSERT_EQ(full.reader().take(some), 10u);  // taken, not released: no room yet
+    EXPECT_THROW(fw.skip_to_end(), std::logic_error);
+}
+
 TEST(ShmRing, RejectsAPeerScribblingOnTheIndices) {
     {
         TestRing r(64);

@@ -142,6 +142,31 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
     EXPECT_EQ(c.immediate + c.spun + c.slept, 2000u) << "one wait per reply";
 }
 
+// Small messages restart at the ring's start (pad frames, see kRestartAfter)
+// and must still arrive byte-exact when mixed with ones larger than the ring.
+TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    unsigned seed = 0;
+    for (unsigned i = 0; i < 600; ++i) expect_echo(*ch, 1 + i % 120, ++seed);  // ~40 KiB
+    expect_echo(*ch, (std::size_t{3} << 20) + 7, ++seed);  // wraps the 2 MiB ring
+    for (unsigned i = 0; i < 600; ++i) expect_echo(*ch, 1 + i % 120, ++seed);
+    expect_echo(*ch, shm::kRestartAfter - 3, ++seed);  // lands just before the restart point
+    for (unsigned i = 0; i < 50; ++i) expect_echo(*ch, 1 + i, ++seed);
+
+    // Both rings jumped over padding: their indices ran far ahead of the bytes sent.
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    Fd fd(::shm_open(segments[0].substr(segments[0].rfind('/')).c_str(), O_RDONLY, 0));
+    ASSERT_TRUE(fd) << segments[0];
+    void* p = ::mmap(nullptr, shm::kHeaderBytes, PROT_READ, MAP_SHARED, fd.get(), 0);
+    ASSERT_NE(p, MAP_FAILED);
+    const auto* h = static_cast<const shm::SegmentHeader*>(p);
+    EXPECT_GT(h->to_server.head.load(), 2 * shm::kRingCapacity);
+    EXPECT_GT(h->to_client.head.load(), 2 * shm::kRingCapacity);
+    ::munmap(p, shm::kHeaderBytes);
+}
+
 TEST_P(ShmTest, ServesSequentialSessions) {
     start();
     for (int i = 0; i < 20; ++i) {

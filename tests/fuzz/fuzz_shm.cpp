@@ -124,7 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::uint64_t arg = get_u64(argb);
         std::size_t small = static_cast<std::size_t>(arg % (2 * kRing + 2));
         try {
-            switch (op % 10) {
+            switch (op % 12) {
             case 0: seg->to_server.head.store(arg); break;  // the peer's producer index, any value
             case 1: seg->to_server.head.fetch_add(arg % (kRing + 2)); break;  // a plausible one
             case 2: seg->to_client.tail.store(arg); break;  // the peer's consumer index, any value
@@ -156,10 +156,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             case 9:
                 if (writer_ok) require(writer.space(small) <= kRing, "space() above capacity");
                 break;
+            case 10:  // a pad frame's length, as the peer wrote it
+                if (reader_ok) {
+                    reader.skip_to_end(static_cast<std::uint32_t>(arg));
+                    require(reader.offset() == 0, "skip_to_end() did not end at offset 0");
+                }
+                break;
+            case 11:
+                if (writer_ok && writer.space(kRing - writer.offset()) >= kRing - writer.offset()) {
+                    writer.skip_to_end();
+                    require(writer.offset() == 0 && writer.unpublished() <= kRing,
+                            "skip_to_end() overfilled the ring");
+                }
+                break;
             }
         } catch (const ProtocolError&) {
             // The session is over for that side; the other may still run.
-            (op % 10 == 4 || op % 10 == 5 || op % 10 == 8 ? reader_ok : writer_ok) = false;
+            (op % 12 == 4 || op % 12 == 5 || op % 12 == 8 || op % 12 == 10 ? reader_ok : writer_ok) = false;
         }
     }
     seg->~SegmentHeader();
