@@ -149,7 +149,9 @@ private:
         listener_->close_in_child();
         wake_read_.reset();
         wake_write_.reset();
-        g_wake_write = -1;
+        // g_wake_write is left as is: the child resets SIGCHLD to the default
+        // below, so on_child never runs here (and the write would cost a
+        // copy-on-write fault per session).
         // Ctrl-C reaches the whole process group; the parent decides when
         // children end, so they ignore SIGINT and unwind on SIGTERM.
         struct sigaction sa {};

@@ -68,7 +68,10 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
 SessionReport run_session(PendingSession& pending, const ServerOptions& options) {
     SessionReport report;
     report.peer = pending.peer();
-    auto start = std::chrono::steady_clock::now();
+    // The clock only serves the log line; a quiet server's session child
+    // skips it (its first clock read costs page faults in a fresh child).
+    const bool timed = options.log_sessions;
+    auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     std::unique_ptr<Channel> channel;
     auto refuse = [&](const std::exception& e, const char* kind) {
         report.ending = std::string(kind) + ": " + e.what();
@@ -102,8 +105,9 @@ SessionReport run_session(PendingSession& pending, const ServerOptions& options)
         report.clean = false;
     }
     channel.reset();  // removes per-session objects before the report goes out
-    report.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (timed)
+        report.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
 }
 
