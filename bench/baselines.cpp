@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -561,6 +562,72 @@ void baseline_connect_fork(benchmark::State& state, int cpu) {
     }
 }
 
+// ---- socat in fork mode -------------------------------------------------------
+
+bool on_path(const std::string& program) {
+    const char* path = std::getenv("PATH");
+    std::string dirs = path ? path : "/usr/bin:/bin";
+    for (std::size_t at = 0; at <= dirs.size();) {
+        std::size_t end = dirs.find(':', at);
+        if (end == std::string::npos) end = dirs.size();
+        std::string dir = dirs.substr(at, end - at);
+        if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+        at = end + 1;
+    }
+    return false;
+}
+
+// A port the kernel just handed out and we let go of; socat binds it next.
+std::uint16_t free_loopback_port() {
+    sockaddr_in addr{};
+    Fd l = tcp_listener(addr, 1);
+    return ntohs(addr.sin_port);
+}
+
+// The other reference point, measured instead of quoted: socat
+// forking a child per connection that echoes through a pipe (PIPE: no exec,
+// so it is fork per connection and nothing else), the same 64-byte exchange.
+void baseline_connect_socat(benchmark::State& state, int cpu) {
+    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!on_path("socat")) return state.SkipWithError("socat is not installed (apt-get install socat)");
+    try {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = htons(free_loopback_port());
+        std::string listen = "TCP4-LISTEN:" + std::to_string(ntohs(addr.sin_port)) +
+                             ",bind=127.0.0.1,reuseaddr,fork,backlog=1024";
+        Child socat(fork_child(cpu, [&]() -> int {
+            // -t: a child lingers this long after its client's EOF (default 0.5 s).
+            ::execlp("socat", "socat", "-t", "0.05", listen.c_str(), "PIPE", static_cast<char*>(nullptr));
+            std::string msg = std::string("ipc-bench: exec socat: ") + std::strerror(errno) + "\n";
+            [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
+            return 127;
+        }));
+        std::vector<std::byte> payload;
+        fill_payload(payload, 1, 64);
+        std::vector<std::byte> echo(payload.size());
+        auto exchange = [&]() {
+            Fd c = tcp_connect(addr);
+            writen(c.get(), payload.data(), payload.size());
+            return readn(c.get(), echo.data(), echo.size()) && echo == payload;
+        };
+        // socat needs a moment to listen: retry refused connections, bounded.
+        for (int tries = 0;; ++tries) {
+            try {
+                if (exchange()) break;
+            } catch (const SystemError&) {
+                if (tries >= 500) throw;
+            }
+            if (interrupted()) return state.SkipWithError("interrupted");
+            ::usleep(10000);
+        }
+        measure_exchanges(state, socat.pid(), exchange, "socat did not echo the message");
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
 void baseline_memcpy(benchmark::State& state, std::size_t size) {
     std::vector<std::byte> src, dst(size);
     fill_payload(src, 0, size);
@@ -599,6 +666,13 @@ benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c) 
     int cpu = c.server_cpu;
     return benchmark::RegisterBenchmark("Baseline/connect-fork", [=](benchmark::State& s) {
         baseline_connect_fork(s, cpu);
+    })->UseRealTime();
+}
+
+benchmark::internal::Benchmark* register_baseline_connect_socat(const Config& c) {
+    int cpu = c.server_cpu;
+    return benchmark::RegisterBenchmark("Baseline/connect-socat", [=](benchmark::State& s) {
+        baseline_connect_socat(s, cpu);
     })->UseRealTime();
 }
 

@@ -4,6 +4,7 @@
 //   Baseline/<transport>/<bytes>        round-trip ping-pong with a forked echo child
 //   BaselineStream/<transport>/<bytes>  one-way writes to a forked reader (tcp, unix, fifo)
 //   Baseline/connect-fork               minimal C fork-per-connection TCP server
+//   Baseline/connect-socat              socat in fork mode, echoing (skipped without socat)
 //   Baseline/memcpy/<bytes>             the memory bandwidth shm is held to
 #pragma once
 
@@ -19,6 +20,7 @@ benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, co
 bool has_baseline_stream(const std::string& transport);
 benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size);
 benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c);
+benchmark::internal::Benchmark* register_baseline_connect_socat(const Config& c);
 benchmark::internal::Benchmark* register_baseline_memcpy(std::size_t size);
 
 }  // namespace ipclab::bench

@@ -40,7 +40,7 @@ const char kUsage[] =
     "\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo),\n"
-    "Baseline/connect-fork, Baseline/memcpy/<bytes>. Compare with scripts/ratios.\n"
+    "Baseline/connect-fork, Baseline/connect-socat, Baseline/memcpy/<bytes>. Compare with scripts/ratios.\n"
     "Without --benchmark_min_time each benchmark runs for at least 0.05 s.\n";
 
 std::vector<std::string> split(const std::string& s) {
@@ -169,7 +169,10 @@ void register_all(const Config& c) {
             if (has_baseline_stream(t)) add(register_baseline_stream(c, t, s));
         }
         add(register_ipclab_connect(c, t));
-        if (t == "tcp") add(register_baseline_connect_fork(c));
+        if (t == "tcp") {
+            add(register_baseline_connect_fork(c));
+            add(register_baseline_connect_socat(c));
+        }
     }
     for (std::size_t s : c.sizes)
         if (s > 0) add(register_baseline_memcpy(s));

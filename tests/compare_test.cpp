@@ -115,7 +115,12 @@ TEST(Compare, QuickRunWritesEveryFile) {
         char* end = nullptr;
         double v = std::strtod(cells[3].c_str(), &end);
         EXPECT_TRUE(end != cells[3].c_str() && *end == '\0') << line;
-        EXPECT_GT(v, 0.0) << line;
+        // The server's CPU comes from /proc and may read zero over a --quick
+        // run's few iterations (see bench_smoke_test); everything else is > 0.
+        if (cells[2] == "server_cpu_per_msg")
+            EXPECT_GE(v, 0.0) << line;
+        else
+            EXPECT_GT(v, 0.0) << line;
         EXPECT_FALSE(cells[4].empty()) << line;
         ++seen[cells[0] + "/" + cells[1] + "/" + cells[2]];
     }
