@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <optional>
 #include <string>
 
 #include "ipc/error.hpp"
@@ -20,7 +21,10 @@ volatile std::sig_atomic_t g_stop = 0;
 
 void request_stop() noexcept { g_stop = 1; }
 bool stop_requested() noexcept { return g_stop != 0; }
-void clear_stop() noexcept { g_stop = 0; }
+// Read first: in a freshly forked child the store would cost a copy-on-write fault.
+void clear_stop() noexcept {
+    if (g_stop != 0) g_stop = 0;
+}
 
 void on_eintr() {
     if (stop_requested()) throw Interrupted();
@@ -77,7 +81,10 @@ std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
 
 void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
                const char* what) {
-    Deadline deadline(timeout_ms);
+    // Started at the first EAGAIN (the writes before it did not wait): most
+    // calls never need it, and reading the clock in a freshly forked session
+    // child costs page faults (libstdc++, libc, vDSO).
+    std::optional<Deadline> deadline;
     while (iovcnt > 0) {
         if (stop_requested()) throw Interrupted();
         ssize_t n;
@@ -97,7 +104,8 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if (is_socket)  // SO_SNDTIMEO expired
                     throw TimeoutError(std::string("timed out writing ") + what);
-                if (!wait_fd(fd, POLLOUT, deadline.remaining_ms(), what))
+                if (!deadline) deadline.emplace(timeout_ms);
+                if (!wait_fd(fd, POLLOUT, deadline->remaining_ms(), what))
                     throw TimeoutError(std::string("timed out writing ") + what);
                 continue;
             }
