@@ -450,8 +450,9 @@ void sweep_dead_clients(const std::string& dir, const std::string& name) {
     }
 }
 
-void send_hello(const std::string& path, const std::string& name, const Hello& hello,
-                const Deadline& deadline) {
+// The server's well-known FIFO, opened before the client creates anything:
+// without a server the client leaves no trace, not even the directory.
+Fd open_well_known(const std::string& path, const std::string& name) {
     Fd fd(open_retry(path, O_WRONLY | O_NONBLOCK));
     if (!fd) {
         int err = errno;
@@ -463,6 +464,11 @@ void send_hello(const std::string& path, const std::string& name, const Hello& h
     struct stat st {};
     check(::fstat(fd.get(), &st), ("fstat " + path).c_str());
     if (!S_ISFIFO(st.st_mode)) throw std::runtime_error(path + " is not a FIFO");
+    return fd;
+}
+
+void send_hello(const Fd& fd, const std::string& path, const std::string& name,
+                const Hello& hello, const Deadline& deadline) {
     auto bytes = fifo::encode_hello(hello);
     try {
         // Room for a hello may be short while the server is at --max-clients.
@@ -549,8 +555,9 @@ std::unique_ptr<Listener> listen_fifo(const Endpoint& ep, const Limits&) {
 
 std::unique_ptr<Channel> connect_fifo(const Endpoint& ep, const Limits& limits) {
     check_name(ep.name);
-    std::string dir = private_dir();
+    std::string dir = existing_private_dir();
     std::string well_known = fifo::well_known_path(dir, ep.name);
+    Fd hello_fd = open_well_known(well_known, ep.name);
     Deadline deadline(limits.timeout_ms > 0 ? limits.timeout_ms : -1);
     Hello hello{static_cast<std::uint32_t>(::getpid()), g_next_serial.fetch_add(1)};
     auto paths = fifo::session_paths(dir, ep.name, hello.pid, hello.serial);
@@ -559,7 +566,7 @@ std::unique_ptr<Channel> connect_fifo(const Endpoint& ep, const Limits& limits) 
     // Reader first: the server's non-blocking open for writing needs one.
     Fd s2c(open_retry(paths.s2c, O_RDONLY | O_NONBLOCK));
     if (!s2c) throw_errno("open " + paths.s2c);
-    send_hello(well_known, ep.name, hello, deadline);
+    send_hello(hello_fd, well_known, ep.name, hello, deadline);
     Fd c2s = open_writer_when_read(paths.c2s, well_known, ep.name, deadline, limits.timeout_ms);
     grow_pipe(c2s.get());
     grow_pipe(s2c.get());
@@ -569,7 +576,7 @@ std::unique_ptr<Channel> connect_fifo(const Endpoint& ep, const Limits& limits) 
 
 std::vector<ObjectInfo> list_fifo_objects() {
     std::vector<ObjectInfo> out;
-    std::string dir = private_dir();
+    std::string dir = existing_private_dir();
     std::error_code ec;
     for (auto it = std::filesystem::directory_iterator(dir, ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {

@@ -89,7 +89,7 @@ std::string session_queue(const std::string& name, pid_t pid, std::uint32_t seri
     return base_queue(name) + "@" + std::to_string(pid) + "." + std::to_string(serial) + "." + dir;
 }
 std::string marker_for(const std::string& queue) {
-    return private_dir() + "/" + queue.substr(1) + kMarkerSuffix;
+    return existing_private_dir() + "/" + queue.substr(1) + kMarkerSuffix;
 }
 
 void unlink_queue(const std::string& queue) noexcept {
@@ -111,8 +111,7 @@ public:
         if (!queue_.empty() && ::getpid() == owner_) {
             try {
                 unlink_queue(queue_);
-                remove_private_dir_if_empty();
-            } catch (...) {  // private_dir() failing: nothing more to do
+            } catch (...) {  // an unusable private directory: nothing more to do
             }
         }
     }
@@ -159,6 +158,7 @@ void raise_msgqueue_limit() {
 // wait_ms, as it would for a free slot under --max-clients.
 Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
                  bool replace_stale, int wait_ms) {
+    private_dir();  // the marker's directory, created (and checked) if need be
     create_marker(marker_for(queue));
     raise_msgqueue_limit();
     bool replaced = false;
@@ -539,7 +539,7 @@ std::vector<ObjectInfo> list_posix_mq_objects() {
     namespace fs = std::filesystem;
     std::set<std::string> queues;
     std::error_code ec;
-    std::string dir = private_dir();
+    std::string dir = existing_private_dir();
     std::string suffix = kMarkerSuffix;
     for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
          it.increment(ec)) {
@@ -568,7 +568,6 @@ std::vector<ObjectInfo> list_posix_mq_objects() {
         };
         out.push_back(std::move(info));
     }
-    remove_private_dir_if_empty();
     return out;
 }
 

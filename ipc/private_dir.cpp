@@ -26,12 +26,10 @@ std::string dir_path() {
 
 }  // namespace
 
-std::string private_dir() {
-    std::string path = dir_path();
-    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
-        throw_errno("mkdir " + path);
-    struct stat st {};
-    check(::lstat(path.c_str(), &st), ("lstat " + path).c_str());
+namespace {
+
+// Refuses a directory that is not ours, not a directory, or open to others.
+void validate(const std::string& path, const struct stat& st) {
     if (!S_ISDIR(st.st_mode))
         throw std::runtime_error(path + " is not a directory; refusing to use it");
     if (st.st_uid != ::getuid())
@@ -43,6 +41,28 @@ std::string private_dir() {
         throw std::runtime_error(path + " is open to other users (mode " + mode +
                                  "); it must be 0700");
     }
+}
+
+}  // namespace
+
+std::string private_dir() {
+    std::string path = dir_path();
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+        throw_errno("mkdir " + path);
+    struct stat st {};
+    check(::lstat(path.c_str(), &st), ("lstat " + path).c_str());
+    validate(path, st);
+    return path;
+}
+
+std::string existing_private_dir() {
+    std::string path = dir_path();
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return path;  // nothing in it to find
+        throw_errno("lstat " + path);
+    }
+    validate(path, st);
     return path;
 }
 

@@ -22,6 +22,12 @@ namespace ipclab {
 // directory, or open to others. Returns its path.
 std::string private_dir();
 
+// For look-ups (clients, listings, removals): validates the directory like
+// private_dir() when it exists, but never creates it. A missing directory
+// holds no objects, and a client must not leave behind a directory that only
+// --cleanup removes. Returns its path either way.
+std::string existing_private_dir();
+
 // Removes the private directory if it is empty (best effort). Only
 // `--cleanup` and the test harness call it: a process exiting must not pull
 // the directory from under another that is about to create an object in it.

@@ -21,7 +21,7 @@ long read_proc_long(const char* path, long fallback) {
 }
 
 pid_t server_pid_from_lock(const std::string& transport, const std::string& name) {
-    std::ifstream in(private_dir() + "/" + name + "." + transport + ".lock");
+    std::ifstream in(existing_private_dir() + "/" + name + "." + transport + ".lock");
     long pid = 0;
     if (in >> pid && pid > 0) return static_cast<pid_t>(pid);
     return 0;

@@ -476,7 +476,6 @@ std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
     if (!doorbell) {
         int err = errno;
         if (err == ENOENT || err == ENXIO) {
-            remove_private_dir_if_empty();
             throw std::runtime_error("no shm server named '" + ep.name + "' (" + path + ": " +
                                      std::strerror(err) + ")");
         }
@@ -547,7 +546,7 @@ std::vector<ObjectInfo> list_shm_objects() {
         };
         out.push_back(std::move(info));
     }
-    std::string dir = private_dir();
+    std::string dir = existing_private_dir();
     for (auto it = std::filesystem::directory_iterator(dir, ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
         std::string entry = it->path().filename().string();
@@ -568,7 +567,6 @@ std::vector<ObjectInfo> list_shm_objects() {
         };
         out.push_back(std::move(info));
     }
-    remove_private_dir_if_empty();
     return out;
 }
 

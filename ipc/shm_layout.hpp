@@ -119,7 +119,10 @@ inline std::string segment_name(const std::string& name, pid_t pid, std::uint32_
     return "/" + global_prefix(name) + "." + std::to_string(pid) + "." + std::to_string(session);
 }
 
-inline std::string fifo_path(const std::string& name) { return private_dir() + "/" + name + ".shm"; }
+// Both ends build it; the listener's InstanceLock has created the directory.
+inline std::string fifo_path(const std::string& name) {
+    return existing_private_dir() + "/" + name + ".shm";
+}
 
 // A /dev/shm entry of ours, taken apart: "ipclab-UID-NAME.PID.N".
 struct SegmentEntry {

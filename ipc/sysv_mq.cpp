@@ -56,11 +56,13 @@ constexpr long kToServer = 1;
 constexpr long kToClient = 2;
 constexpr int kListenerTickMs = 250;
 
+// Both ends build these; a creator calls private_dir() first (the listener's
+// InstanceLock does), so look-ups never create the directory.
 std::string key_file(const std::string& name) {
-    return private_dir() + "/" + name + ".sysv-mq.key";
+    return existing_private_dir() + "/" + name + ".sysv-mq.key";
 }
 std::string marker_for(const std::string& name, pid_t pid, int msqid) {
-    return private_dir() + "/" + name + "@" + std::to_string(pid) + "." + std::to_string(msqid) +
+    return existing_private_dir() + "/" + name + "@" + std::to_string(pid) + "." + std::to_string(msqid) +
            ".smq";
 }
 
@@ -132,7 +134,7 @@ void remove_orphans(const std::string& name, pid_t pid, int a, int b) noexcept {
             ::msgctl(id, IPC_RMID, nullptr);
             ::unlink(marker.c_str());
         }
-    } catch (...) {  // private_dir() failing: nothing to remove then
+    } catch (...) {  // an unusable private directory: nothing to remove then
     }
 }
 
@@ -161,7 +163,6 @@ public:
         }
         if (role_ == Role::client) {
             owned_.clear();  // IPC_RMID: the server sees EIDRM, the end of the session
-            remove_private_dir_if_empty();
         }
     }
 
@@ -408,7 +409,6 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
     int well_known = -1;
     if (file_exists(path)) well_known = ::msgget(key_of(path), 0);
     if (well_known < 0) {
-        remove_private_dir_if_empty();
         throw std::runtime_error("no sysv-mq server named '" + ep.name + "'");
     }
     pid_t server_pid = server_pid_from_lock(kTransport, ep.name);
@@ -416,6 +416,7 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
         throw std::runtime_error("no sysv-mq server named '" + ep.name + "' (pid " +
                                  std::to_string(server_pid) + " left a stale queue)");
     pid_t me = ::getpid();
+    private_dir();  // the markers' directory, created (and checked) if need be
     int c2s_id = check(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget session queue");
     OwnedMsq c2s(c2s_id, marker_for(ep.name, me, c2s_id));
     create_marker(marker_for(ep.name, me, c2s_id));
@@ -450,7 +451,7 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
         }
     }
     std::vector<ObjectInfo> out;
-    std::string dir = private_dir();
+    std::string dir = existing_private_dir();
     std::error_code ec;
     auto ends_with = [](const std::string& s, const std::string& suf) {
         return s.size() > suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
@@ -495,7 +496,6 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
         };
         out.push_back(std::move(info));
     }
-    remove_private_dir_if_empty();
     return out;
 }
 

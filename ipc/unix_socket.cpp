@@ -19,7 +19,8 @@ namespace {
 
 sockaddr_un unix_address(const std::string& name, std::string* path_out) {
     check_name(name);
-    std::string path = private_dir() + "/" + name + ".sock";
+    // Both ends build it; the listener's InstanceLock has created the directory.
+    std::string path = existing_private_dir() + "/" + name + ".sock";
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     if (path.size() >= sizeof sa.sun_path)
@@ -89,7 +90,7 @@ template <typename Fn>
 void for_each_private_file(Fn fn) {
     namespace fs = std::filesystem;
     std::error_code ec;
-    for (auto it = fs::directory_iterator(private_dir(), ec); !ec && it != fs::directory_iterator();
+    for (auto it = fs::directory_iterator(existing_private_dir(), ec); !ec && it != fs::directory_iterator();
          it.increment(ec))
         fn(it->path().filename().string(), it->path().string());
 }
@@ -115,7 +116,7 @@ std::vector<ObjectInfo> list_unix_objects() {
     for_each_private_file([&](const std::string& file, const std::string& path) {
         if (!ends_with(file, ".sock")) return;
         std::string name = file.substr(0, file.size() - 5);
-        std::string lock = private_dir() + "/" + name + ".unix.lock";
+        std::string lock = existing_private_dir() + "/" + name + ".unix.lock";
         out.push_back(file_object("unix", path, lock_owner(lock), lock));
     });
     return out;

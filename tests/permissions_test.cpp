@@ -195,6 +195,25 @@ TEST_F(UntrustedDirectory, SymlinkInPlaceOfTheDirectoryIsRefused) {
     EXPECT_NE(::lstat(nowhere.c_str(), &st), 0) << nowhere << " was created through the link";
 }
 
+// Look-ups never create the directory: a client finding no server, and a
+// listing, leave no trace (TearDown's rmdir of base_ proves nothing was made).
+TEST_F(UntrustedDirectory, LookUpsWithoutAServerCreateNoDirectory) {
+    std::string dir = base_ + "/absent";
+    ::setenv("IPCLAB_DIR", dir.c_str(), 1);
+    for (const auto& t : kNamedTransports) {
+        auto r = run_program({bin("client"), "--transport", t, "--name", "nobody-here", "-m", "x",
+                              "--timeout", "2"},
+                             "", 15000);
+        EXPECT_EQ(r.exit_code, 1) << t << ": " << r.err;
+        EXPECT_NE(r.err.find("no " + t + " server"), std::string::npos) << t << ": " << r.err;
+        auto list = run_program({bin("server"), "--transport", t, "--list-objects"}, "", 15000);
+        EXPECT_EQ(list.exit_code, 0) << t << ": " << list.err;
+        struct stat st {};
+        EXPECT_NE(::lstat(dir.c_str(), &st), 0) << t << " created " << dir;
+    }
+    ::unsetenv("IPCLAB_DIR");
+}
+
 // ---------------------------------------------------------------------------
 // A System V queue of another user sitting on the server's key is refused
 // at start, not taken over or reused.
