@@ -588,6 +588,7 @@ std::vector<ObjectInfo> list_fifo_objects() {
         ObjectInfo info;
         info.transport = "fifo";
         info.what = path;
+        info.name = parsed->name;
         info.remove = unlinker(path);
         switch (parsed->kind) {
             case fifo::ParsedName::Kind::lock:

@@ -524,6 +524,14 @@ namespace {
 
 // The owner of a queue: the pid in a session queue's name, else the server
 // pid in the lock file of the well-known queue's --name.
+// "/ipclab-UID-NAME" or "/ipclab-UID-NAME@PID.N.DIR" -> NAME.
+std::string queue_endpoint_name(const std::string& queue) {
+    std::string prefix = "/" + global_prefix("");
+    if (queue.rfind(prefix, 0) != 0) return "";
+    std::string rest = queue.substr(prefix.size());
+    return rest.substr(0, rest.find('@'));
+}
+
 pid_t queue_owner(const std::string& queue) {
     std::string prefix = "/" + global_prefix("");
     if (queue.rfind(prefix, 0) != 0) return 0;
@@ -559,6 +567,7 @@ std::vector<ObjectInfo> list_posix_mq_objects() {
         ObjectInfo info;
         info.transport = kTransport;
         info.what = q;
+        info.name = queue_endpoint_name(q);
         info.owner = queue_owner(q);
         info.stale = !process_alive(info.owner);
         info.remove = [q] {

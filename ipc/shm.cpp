@@ -539,6 +539,7 @@ std::vector<ObjectInfo> list_shm_objects() {
         ObjectInfo info;
         info.transport = "shm";
         info.what = "/dev/shm/" + entry;
+        info.name = e->name;
         info.owner = e->pid;
         info.stale = !process_alive(e->pid);
         info.remove = [name = "/" + entry] {
@@ -560,6 +561,7 @@ std::vector<ObjectInfo> list_shm_objects() {
         ObjectInfo info;
         info.transport = "shm";
         info.what = it->path().string();
+        info.name = entry.substr(0, entry.size() - 4);
         info.owner = static_cast<pid_t>(pid);
         info.stale = !process_alive(info.owner);
         info.remove = [path = it->path().string()] {

@@ -465,6 +465,7 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
         int msqid = -1;
         if (ends_with(f, ".sysv-mq.key")) {
             std::string name = f.substr(0, f.size() - std::string(".sysv-mq.key").size());
+            info.name = name;
             info.owner = server_pid_from_lock(kTransport, name);
             key_t key = ::ftok(full.c_str(), 'I');
             for (const auto& [id, row] : rows)
@@ -475,6 +476,7 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
             // NAME@PID.MSQID.smq
             auto at = f.rfind('@');
             if (at == std::string::npos) continue;
+            info.name = f.substr(0, at);
             std::string rest = f.substr(at + 1);
             info.owner = static_cast<pid_t>(std::strtol(rest.c_str(), nullptr, 10));
             auto dot = rest.find('.');

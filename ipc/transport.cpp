@@ -53,7 +53,7 @@ Fd connect_stream(const Endpoint& ep, int timeout_ms) {
 
 namespace ipclab {
 
-std::vector<ObjectInfo> list_objects(const std::string& transport) {
+std::vector<ObjectInfo> list_objects(const std::string& transport, const std::string& name) {
     std::vector<ObjectInfo> out;
     auto add = [&](const std::string& t, std::vector<ObjectInfo> (*list)()) {
         if (!transport.empty() && transport != t) return;
@@ -67,6 +67,9 @@ std::vector<ObjectInfo> list_objects(const std::string& transport) {
     add("shm", list_shm_objects);
     for (auto& lock : list_lock_files())
         if (transport.empty() || lock.transport == transport) out.push_back(std::move(lock));
+    if (!name.empty())
+        out.erase(std::remove_if(out.begin(), out.end(), [&](const ObjectInfo& o) { return o.name != name; }),
+                  out.end());
     return out;
 }
 

@@ -42,6 +42,7 @@ namespace ipclab {
 struct ObjectInfo {
     std::string transport;          // "fifo", "posix-mq", ...
     std::string what;               // what a person recognises: path, queue name, "msqid 5"
+    std::string name;               // the endpoint's --name it belongs to
     pid_t owner = 0;                // the process it belongs to; 0 when unknown
     bool stale = false;             // the owner is dead
     std::function<void()> remove;   // removes the object (throws on failure)
@@ -62,6 +63,7 @@ std::vector<ObjectInfo> list_unix_objects();
 std::vector<ObjectInfo> list_lock_files();
 
 // Everything above for one transport ("" = all of them).
-std::vector<ObjectInfo> list_objects(const std::string& transport);
+// Every object of this user, of one transport and one --name when those are not empty.
+std::vector<ObjectInfo> list_objects(const std::string& transport, const std::string& name = "");
 
 }  // namespace ipclab

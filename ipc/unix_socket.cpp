@@ -95,10 +95,11 @@ void for_each_private_file(Fn fn) {
         fn(it->path().filename().string(), it->path().string());
 }
 
-ObjectInfo file_object(const std::string& transport, const std::string& path, pid_t owner,
-                       const std::string& lock) {
+ObjectInfo file_object(const std::string& transport, const std::string& name,
+                       const std::string& path, pid_t owner, const std::string& lock) {
     ObjectInfo info;
     info.transport = transport;
+    info.name = name;
     info.what = path;
     info.owner = owner;
     // The lock says whether the server lives; a pid alone may be a zombie or reused.
@@ -117,7 +118,7 @@ std::vector<ObjectInfo> list_unix_objects() {
         if (!ends_with(file, ".sock")) return;
         std::string name = file.substr(0, file.size() - 5);
         std::string lock = existing_private_dir() + "/" + name + ".unix.lock";
-        out.push_back(file_object("unix", path, lock_owner(lock), lock));
+        out.push_back(file_object("unix", name, path, lock_owner(lock), lock));
     });
     return out;
 }
@@ -129,7 +130,8 @@ std::vector<ObjectInfo> list_lock_files() {
         std::string stem = file.substr(0, file.size() - 5);
         auto dot = stem.rfind('.');
         std::string transport = dot == std::string::npos ? "?" : stem.substr(dot + 1);
-        out.push_back(file_object(transport, path, lock_owner(path), path));
+        std::string name = dot == std::string::npos ? stem : stem.substr(0, dot);
+        out.push_back(file_object(transport, name, path, lock_owner(path), path));
     });
     return out;
 }

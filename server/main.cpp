@@ -64,8 +64,11 @@ int main(int argc, char** argv) {
                  "until the server exits");
     bool list = false, cleanup = false;
     app.add_flag("--list-objects", list,
-                 "List this user's ipclab objects (of --transport if given) and which are stale");
-    app.add_flag("--cleanup", cleanup, "Remove stale objects left by dead processes, then exit");
+                 "List this user's ipclab objects (of --transport and --name if given) and "
+                 "which are stale");
+    app.add_flag("--cleanup", cleanup,
+                 "Remove stale objects left by dead processes (of --transport and --name if "
+                 "given), then exit");
 
     try {
         app.parse(argc, argv);
@@ -82,9 +85,10 @@ int main(int argc, char** argv) {
 
     if (list || cleanup) {
         std::string only = app.count("--transport") ? ep.transport : "";
+        std::string only_name = app.count("--name") ? ep.name : "";
         try {
-            if (list) print_objects(only, std::cout);
-            return cleanup ? cleanup_stale_objects(only, std::cout, std::cerr) : 0;
+            if (list) print_objects(only, only_name, std::cout);
+            return cleanup ? cleanup_stale_objects(only, only_name, std::cout, std::cerr) : 0;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "server: %s\n", e.what());
             return 1;

@@ -8,8 +8,8 @@
 
 namespace ipclab {
 
-int print_objects(const std::string& transport, std::ostream& out) {
-    auto objects = list_objects(transport);
+int print_objects(const std::string& transport, const std::string& name, std::ostream& out) {
+    auto objects = list_objects(transport, name);
     int stale = 0;
     char line[64];
     std::snprintf(line, sizeof line, "%-9s %-8s %-6s ", "TRANSPORT", "OWNER", "STATE");
@@ -25,9 +25,10 @@ int print_objects(const std::string& transport, std::ostream& out) {
     return stale;
 }
 
-int cleanup_stale_objects(const std::string& transport, std::ostream& out, std::ostream& err) {
+int cleanup_stale_objects(const std::string& transport, const std::string& name,
+                          std::ostream& out, std::ostream& err) {
     int removed = 0, failed = 0;
-    for (const auto& o : list_objects(transport)) {
+    for (const auto& o : list_objects(transport, name)) {
         if (!o.stale) continue;
         try {
             o.remove();

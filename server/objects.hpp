@@ -7,10 +7,13 @@
 
 namespace ipclab {
 
+// transport, name: only those of one transport / one --name when not empty.
+
 // Prints one row per object; returns how many are stale.
-int print_objects(const std::string& transport, std::ostream& out);
+int print_objects(const std::string& transport, const std::string& name, std::ostream& out);
 
 // Removes stale objects, printing one line each; returns 0, or 1 if any removal failed.
-int cleanup_stale_objects(const std::string& transport, std::ostream& out, std::ostream& err);
+int cleanup_stale_objects(const std::string& transport, const std::string& name,
+                          std::ostream& out, std::ostream& err);
 
 }  // namespace ipclab

@@ -81,7 +81,7 @@ protected:
     // Runs fn in a forked client process; returns its exit code.
     template <typename Fn>
     pid_t fork_client(Fn fn) {
-        pid_t pid = ::fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
             int rc = 1;
             try {
@@ -276,14 +276,25 @@ TEST_P(Contract, RestartAfterAKilledServerReclaimsItsObjects) {
 TEST_P(Contract, ListObjectsShowsStaleOnesAndCleanupRemovesThem) {
     if (GetParam() == "tcp") GTEST_SKIP() << "tcp creates no named objects";
     start(ReplyMode::echo);
-    auto live = run_program({bin("server"), "--transport", GetParam(), "--list-objects"});
+    // --name keeps the test to its own objects: another user of this machine
+    // may have stale ones of other names, which are not the test's to remove.
+    const std::vector<std::string> ours{"--transport", GetParam(), "--name", ep_.name};
+    auto with = [&](std::vector<std::string> argv, const std::vector<std::string>& extra) {
+        argv.insert(argv.begin(), bin("server"));
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return run_program(argv);
+    };
+    auto live = with(ours, {"--list-objects"});
     EXPECT_EQ(live.exit_code, 0) << live.err;
     EXPECT_NE(live.out.find(ep_.name), std::string::npos) << live.out;
     EXPECT_NE(live.out.find("live"), std::string::npos) << live.out;
+    auto other = with({"--transport", GetParam(), "--name", ep_.name + "-other"}, {"--list-objects"});
+    EXPECT_EQ(other.out.find(ep_.name + " "), std::string::npos) << other.out;
+    EXPECT_NE(other.out.find("0 object(s)"), std::string::npos) << other.out;
     ASSERT_EQ(server_->stop(SIGKILL, 5000), SIGKILL);
-    auto stale = run_program({bin("server"), "--transport", GetParam(), "--list-objects"});
+    auto stale = with(ours, {"--list-objects"});
     EXPECT_NE(stale.out.find("stale"), std::string::npos) << stale.out;
-    auto clean = run_program({bin("server"), "--transport", GetParam(), "--cleanup"});
+    auto clean = with(ours, {"--cleanup"});
     EXPECT_EQ(clean.exit_code, 0) << clean.err;
     EXPECT_NE(clean.out.find("removed"), std::string::npos) << clean.out;
     // TearDown asserts that nothing of ours is left.
