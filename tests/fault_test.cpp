@@ -23,6 +23,7 @@
 #include "ipc/transports.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
+#include "tests/support/server_process.hpp"
 
 namespace ipclab::test {
 namespace {
@@ -41,24 +42,15 @@ class Forked {
 public:
     template <typename Body>
     explicit Forked(Body body) {
-        int p[2];
-        if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-        Fd rd(p[0]), wr(p[1]);
-        std::fflush(nullptr);
-        pid_ = ::fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            rd.reset();
-            std::string out;
+        auto child = fork_reporting([&]() -> std::string {
             try {
-                out = body();
+                return body();
             } catch (const std::exception& e) {
-                out = std::string("exception: ") + e.what();
+                return std::string("exception: ") + e.what();
             }
-            [[maybe_unused]] ssize_t n = ::write(wr.get(), out.data(), out.size());
-            ::_exit(0);
-        }
-        read_ = std::move(rd);
+        });
+        pid_ = child.pid;
+        read_ = std::move(child.report);
     }
     ~Forked() {
         if (pid_ > 0) wait_or_kill(pid_, 5000);
@@ -350,7 +342,7 @@ TEST(DISABLED_Stress, Sessions) {
     std::vector<pid_t> kids;
     std::fflush(nullptr);
     for (long w = 0; w < workers; ++w) {
-        pid_t pid = ::fork();
+        pid_t pid = test_fork();
         ASSERT_GE(pid, 0);
         if (pid == 0) {
             rd.reset();

@@ -104,7 +104,7 @@ std::vector<std::string> session_files(const std::string& name, pid_t pid) {
 // Forks a child that runs body and _exits with its result (1 on any exception).
 pid_t fork_child(const std::function<int()>& body) {
     std::fflush(nullptr);
-    pid_t pid = ::fork();
+    pid_t pid = test::test_fork();
     if (pid == 0) {
         int rc = 1;
         try {

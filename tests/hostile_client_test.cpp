@@ -32,6 +32,7 @@
 #include "ipc/transports.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
+#include "tests/support/server_process.hpp"
 
 namespace ipclab::test {
 namespace {
@@ -226,7 +227,7 @@ TEST_P(Dribbler, OneByteASecondDoesNotStallOthers) {
     Fd result_r(p[0]), result_w(p[1]);
     Endpoint e = ep();
     std::fflush(nullptr);
-    pid_t dribbler = ::fork();
+    pid_t dribbler = test_fork();
     ASSERT_GE(dribbler, 0);
     if (dribbler == 0) {
         result_r.reset();
@@ -474,7 +475,7 @@ TEST_P(Crowd, NeverMoreChildrenThanMaxClientsAndAllServed) {
     std::vector<pid_t> kids;
     std::fflush(nullptr);
     for (int i = 0; i < kClients; ++i) {
-        pid_t pid = ::fork();
+        pid_t pid = test_fork();
         ASSERT_GE(pid, 0);
         if (pid == 0) {
             ready_r.reset();

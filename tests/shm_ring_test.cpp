@@ -189,7 +189,7 @@ TEST(ShmRing, WaitTimesOutOnASilentRing) {
 TEST(ShmRing, WaitNoticesADeadPeerWithinASlice) {
     TestRing r(64);
     auto rd = r.reader();
-    pid_t pid = ::fork();
+    pid_t pid = test::test_fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) ::_exit(0);
     test::wait_or_kill(pid, 5000);
@@ -240,7 +240,7 @@ TEST_P(ShmRingModes, StreamsMoreThanCapacityToAForkedConsumer) {
     constexpr std::uint64_t kTotal = (3u << 20) + 7;  // 768 ring-fulls, odd tail
     TestRing r(4096);
     pid_t parent = ::getpid();
-    pid_t pid = ::fork();
+    pid_t pid = test::test_fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         int rc = 3;

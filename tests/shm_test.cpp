@@ -180,7 +180,7 @@ TEST_P(ShmTest, ServesConcurrentSessions) {
     start();
     std::vector<pid_t> kids;
     for (int k = 0; k < 8; ++k) {
-        pid_t pid = ::fork();
+        pid_t pid = test::test_fork();
         ASSERT_GE(pid, 0);
         if (pid == 0) {
             int rc = 1;
@@ -301,7 +301,7 @@ TEST_P(ShmTest, KilledClientEndsItsSessionQuickly) {
     int p[2];
     ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
     Fd ready_read(p[0]), ready_write(p[1]);
-    pid_t pid = ::fork();
+    pid_t pid = test::test_fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         try {
@@ -336,7 +336,7 @@ TEST_P(ShmTest, KilledServerGivesTheWaitingClientPeerGone) {
     int p[2];
     ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
     Fd from_server(p[0]), to_test(p[1]);
-    pid_t pid = ::fork();
+    pid_t pid = test::test_fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         from_server.reset();
@@ -400,7 +400,7 @@ TEST_P(ShmTest, RestartReclaimsObjectsOfAKilledServer) {
     }
     server_->stop(SIGKILL, 5000);
     // A segment of a client that died too (a reaped child's pid is dead).
-    pid_t dead = ::fork();
+    pid_t dead = test::test_fork();
     ASSERT_GE(dead, 0);
     if (dead == 0) ::_exit(0);
     test::wait_or_kill(dead, 5000);

@@ -38,7 +38,7 @@ Limits limits(std::size_t max = kDefaultMaxMessage, int timeout_ms = 5000) {
 // Writes bytes one per write(2) from a forked child, so the reader sees
 // every possible split of header and payload.
 pid_t trickle(Fd& fd, std::vector<std::byte> bytes) {
-    pid_t pid = ::fork();
+    pid_t pid = test::test_fork();
     if (pid == 0) {
         for (std::byte b : bytes) {
             if (::write(fd.get(), &b, 1) != 1) ::_exit(1);

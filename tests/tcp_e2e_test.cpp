@@ -137,7 +137,7 @@ TEST_F(TcpServer, ManySequentialAndConcurrentSessionsLeaveNoZombiesOrDescriptors
 
     std::vector<pid_t> kids;
     for (int i = 0; i < 50; ++i) {
-        pid_t pid = ::fork();
+        pid_t pid = test_fork();
         ASSERT_GE(pid, 0);
         if (pid == 0) {
             int ok = 0;
@@ -171,7 +171,7 @@ TEST_F(TcpServer, ManySequentialAndConcurrentSessionsLeaveNoZombiesOrDescriptors
 
 TEST_F(TcpServer, ClientKilledMidMessageDoesNotDisturbTheServer) {
     start({"--quiet"});
-    pid_t pid = ::fork();
+    pid_t pid = test_fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         try {
@@ -275,7 +275,7 @@ TEST(SeedServer, ClientWorksAgainstIt) {
     socklen_t len = sizeof sa;
     ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sa), &len), 0);
     std::string port = std::to_string(ntohs(sa.sin_port));
-    pid_t pid = ::fork();
+    pid_t pid = test_fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         int conn = ::accept(listener.get(), nullptr, nullptr);

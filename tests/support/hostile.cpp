@@ -175,7 +175,7 @@ Companion::Companion(const Endpoint& ep, int timeout_ms) {
     report_read_.reset(rep[0]);
     set_nonblocking(report_read_.get(), true);
     std::fflush(nullptr);
-    pid_ = ::fork();
+    pid_ = test_fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
         stop_write_.reset();
@@ -226,6 +226,27 @@ std::string Companion::finish(int timeout_ms) {
     return "";
 }
 
+// ---- fork_reporting ----
+
+ReportingChild fork_reporting(const std::function<std::string()>& body, bool linger) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    Fd rd(p[0]), wr(p[1]);
+    std::fflush(nullptr);
+    pid_t pid = test_fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        rd.reset();
+        std::string out = body();
+        [[maybe_unused]] ssize_t n = ::write(wr.get(), out.data(), out.size());
+        wr.reset();
+        if (linger)
+            for (int i = 0; i < 600; ++i) ::sleep(1);  // bounded: killed long before
+        ::_exit(0);
+    }
+    return {pid, std::move(rd)};
+}
+
 // ---- ForeignProcess ----
 
 ForeignProcess::~ForeignProcess() { stop(); }
@@ -235,31 +256,23 @@ bool ForeignProcess::start(const std::function<std::string()>& setup) {
         result_ = "not root: cannot run a process as another user";
         return false;
     }
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    Fd rd(p[0]), wr(p[1]);
-    std::fflush(nullptr);
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-        rd.reset();
-        std::string out;
-        if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) {
-            out = std::string("-setuid: ") + std::strerror(errno);
-        } else {
-            try {
-                out = "+" + (setup ? setup() : std::string());
-            } catch (const std::exception& e) {
-                out = std::string("-") + e.what();
+    auto child = fork_reporting(
+        [&] {
+            std::string out;
+            if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) {
+                out = std::string("-setuid: ") + std::strerror(errno);
+            } else {
+                try {
+                    out = "+" + (setup ? setup() : std::string());
+                } catch (const std::exception& e) {
+                    out = std::string("-") + e.what();
+                }
             }
-        }
-        out += "\n";
-        [[maybe_unused]] ssize_t n = ::write(wr.get(), out.data(), out.size());
-        wr.reset();
-        for (int i = 0; i < 600; ++i) ::sleep(1);  // bounded: killed long before
-        ::_exit(0);
-    }
-    wr.reset();
+            return out + "\n";
+        },
+        true);
+    pid_ = child.pid;
+    Fd rd = std::move(child.report);
     std::string line;
     char buf[256];
     struct pollfd pfd {rd.get(), POLLIN, 0};

@@ -81,6 +81,16 @@ private:
     mutable long last_ = 0;
 };
 
+// A forked child that runs body and sends back what it returns through a
+// pipe (report: the read end), then exits - or, with linger, sleeps (at most
+// ten minutes) until the caller kills it. The child never returns into
+// GoogleTest; body catches what it wants reported.
+struct ReportingChild {
+    pid_t pid = -1;
+    Fd report;
+};
+ReportingChild fork_reporting(const std::function<std::string()>& body, bool linger = false);
+
 // A process running as uid/gid 65534 that runs setup() (after setuid), sends
 // its result string to us, then sleeps until killed. Skips (returns false
 // from start) when we are not root.

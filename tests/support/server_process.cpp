@@ -31,6 +31,16 @@ std::string make_capture_dir() {
     return tmpl;
 }
 
+pid_t test_fork() {
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(1);  // the test died before prctl took effect
+    }
+    return pid;
+}
+
 int wait_or_kill(pid_t pid, int timeout_ms) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     int status = 0;

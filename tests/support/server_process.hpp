@@ -49,6 +49,11 @@ std::string slurp(const std::string& path);
 // A fresh private directory for captured output; the caller removes it.
 std::string make_capture_dir();
 
+// fork() for tests: the child is SIGKILLed when the test process dies (a
+// crash, or a failed ASSERT that skipped the test's own kill), so no orphan
+// outlives its test or holds ctest's output pipe open until the timeout.
+pid_t test_fork();
+
 // Waits for a child to exit within timeout_ms; kills it if it does not.
 // Returns the wait status, or -1 when it had to be killed.
 int wait_or_kill(pid_t pid, int timeout_ms);
