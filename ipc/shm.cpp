@@ -189,7 +189,10 @@ private:
             return;
         }
         std::size_t to_end = tx_.capacity() - at;
-        if (restart_blocked_ || to_end < kFrameHeaderSize) return;  // the wrap is bytes away
+        // A pad needs its header and at least one byte to skip: with to_end
+        // == header size the reader would already be at offset 0 after the
+        // header, and the wrap is bytes away anyway.
+        if (restart_blocked_ || to_end <= kFrameHeaderSize) return;
         if (tx_.space(to_end) < to_end) {
             restart_blocked_ = true;
             return;

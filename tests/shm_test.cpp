@@ -148,6 +148,9 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     start();
     auto ch = connect(endpoint(), Limits{});
     unsigned seed = 0;
+    // The next frame starts exactly one header before the ring's end: too
+    // close to pad (a pad of zero bytes would end at offset 0, not at the end).
+    expect_echo(*ch, shm::kRingCapacity - 2 * kFrameHeaderSize, ++seed);
     for (unsigned i = 0; i < 600; ++i) expect_echo(*ch, 1 + i % 120, ++seed);  // ~40 KiB
     expect_echo(*ch, (std::size_t{3} << 20) + 7, ++seed);  // wraps the 2 MiB ring
     for (unsigned i = 0; i < 600; ++i) expect_echo(*ch, 1 + i % 120, ++seed);
