@@ -153,6 +153,16 @@ TEST(Compare, QuickRunWritesEveryFile) {
     EXPECT_NE(report.find("## Reproduce"), std::string::npos);
     EXPECT_NE(report.find("scripts/compare --quick"), std::string::npos);
     for (const auto& t : kTransports) EXPECT_NE(report.find("| `" + t + "` |"), std::string::npos) << t;
+
+    // scripts/ratios reads the same report (through scripts/benchjson.py).
+    auto ratios = run_program({script("ratios"), (run / "bench.json").string()});
+    EXPECT_EQ(ratios.exit_code, 0) << ratios.err;
+    for (const auto& t : kTransports)
+        EXPECT_NE(ratios.out.find("RoundTrip time    " + t + " 64 B"), std::string::npos) << t << "\n" << ratios.out;
+    EXPECT_NE(ratios.out.find("Connect rate      tcp vs C fork server"), std::string::npos) << ratios.out;
+    EXPECT_NE(ratios.out.find(" targets met"), std::string::npos) << ratios.out;
+    EXPECT_FALSE(fs::exists(fs::path(script("ratios")).parent_path() / "__pycache__"))
+        << "the scripts must not write bytecode into the source tree";
 }
 
 TEST(Compare, HelpAndUsageErrors) {
