@@ -55,6 +55,23 @@ std::optional<SegmentEntry> parse_segment_entry(const std::string& entry) {
     return e;
 }
 
+void claim_segment(SegmentHeader& s, pid_t pid, std::uint32_t session, const std::string& who) {
+    if (s.magic.load(std::memory_order_acquire) != kSegmentMagic || s.version != kVersion ||
+        s.header_bytes != kHeaderBytes || s.ring_capacity != kRingCapacity ||
+        s.segment_size != kSegmentSize)
+        throw ProtocolError(who + "bad segment header (magic, version or sizes)");
+    if (s.client_pid != pid || s.session != session)
+        throw ProtocolError(who + "the segment names another client");
+    for (const RingShared* r : {&s.to_server, &s.to_client})
+        if (r->head.load() != 0 || r->tail.load() != 0 || r->writer_closed.load() != 0 ||
+            r->reader_closed.load() != 0)
+            throw ProtocolError(who + "the segment is not fresh");
+    // One claim per segment: a replayed hello must not put a second reader on a ring.
+    std::uint32_t expected = kWaiting;
+    if (!s.attach.compare_exchange_strong(expected, kClaimed))
+        throw ProtocolError(who + "the segment was already taken");
+}
+
 }  // namespace shm
 
 namespace {
@@ -392,21 +409,7 @@ private:
             throw ProtocolError(who + "size " + std::to_string(st.st_size) + ", expected " +
                                 std::to_string(kSegmentSize));
         Mapping map = map_shared(fd.get(), kSegmentSize, "shm segment");
-        auto* s = reinterpret_cast<SegmentHeader*>(map.get());
-        if (s->magic.load(std::memory_order_acquire) != kSegmentMagic || s->version != kVersion ||
-            s->header_bytes != kHeaderBytes || s->ring_capacity != kRingCapacity ||
-            s->segment_size != kSegmentSize)
-            throw ProtocolError(who + "bad segment header (magic, version or sizes)");
-        if (s->client_pid != pid || s->session != h.session)
-            throw ProtocolError(who + "the segment names another client");
-        for (const RingShared* r : {&s->to_server, &s->to_client})
-            if (r->head.load() != 0 || r->tail.load() != 0 || r->writer_closed.load() != 0 ||
-                r->reader_closed.load() != 0)
-                throw ProtocolError(who + "the segment is not fresh");
-        // One claim per segment: a replayed hello must not put a second reader on a ring.
-        std::uint32_t expected = kWaiting;
-        if (!s->attach.compare_exchange_strong(expected, kClaimed))
-            throw ProtocolError(who + "the segment was already taken");
+        claim_segment(*reinterpret_cast<SegmentHeader*>(map.get()), pid, h.session, who);
         return std::make_unique<ShmPending>(std::move(map), std::move(segment), pid, mode_);
     }
 

@@ -133,4 +133,10 @@ struct SegmentEntry {
 
 std::optional<SegmentEntry> parse_segment_entry(const std::string& entry);
 
+// What a server checks in a client's segment header before it attaches: our
+// magic, version and sizes, the client's own pid and session, rings never
+// used; then it claims the segment (kWaiting -> kClaimed, once). Throws
+// ProtocolError starting with `who` otherwise.
+void claim_segment(SegmentHeader& s, pid_t pid, std::uint32_t session, const std::string& who);
+
 }  // namespace ipclab::shm

@@ -38,20 +38,14 @@ namespace {
 constexpr std::size_t kRing = 256;
 constexpr std::size_t kHeaderFields = 48;
 
-// Mirrors ShmListener::validate in ipc/shm.cpp (inline there, behind
-// shm_open): the checks a server makes before it attaches to a segment.
-bool segment_header_valid(const SegmentHeader& s, pid_t pid, std::uint32_t session) {
-    if (s.magic.load(std::memory_order_acquire) != kSegmentMagic || s.version != kVersion ||
-        s.header_bytes != kHeaderBytes || s.ring_capacity != kRingCapacity ||
-        s.segment_size != kSegmentSize)
+// The server's checks before it attaches (shm::claim_segment).
+bool segment_header_valid(SegmentHeader& s, pid_t pid, std::uint32_t session) {
+    try {
+        claim_segment(s, pid, session, "");
+        return true;
+    } catch (const ProtocolError&) {
         return false;
-    if (s.client_pid != pid || s.session != session) return false;
-    for (const RingShared* r : {&s.to_server, &s.to_client})
-        if (r->head.load() != 0 || r->tail.load() != 0 || r->writer_closed.load() != 0 ||
-            r->reader_closed.load() != 0)
-            return false;
-    std::uint32_t expected = kWaiting;
-    return const_cast<SegmentHeader&>(s).attach.compare_exchange_strong(expected, kClaimed);
+    }
 }
 
 struct Input {
