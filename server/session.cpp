@@ -68,8 +68,9 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
 SessionReport run_session(PendingSession& pending, const ServerOptions& options) {
     SessionReport report;
     report.peer = pending.peer();
-    // The clock only serves the log line; a quiet server's session child
-    // skips it (its first clock read costs page faults in a fresh child).
+    // The clock only serves the log line; a server that logs no sessions
+    // (the benchmarks' peer) skips it: a fresh child's first clock read
+    // costs page faults.
     const bool timed = options.log_sessions;
     auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     std::unique_ptr<Channel> channel;
