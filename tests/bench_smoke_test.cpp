@@ -7,14 +7,13 @@
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/program.hpp"
+#include "tests/support/server_process.hpp"
 
 namespace {
 
@@ -106,13 +105,6 @@ private:
     std::string s_;
     std::size_t i_ = 0;
 };
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 std::vector<std::string> expected_names() {
     const std::vector<std::string> transports{"tcp",     "unix", "fifo",    "posix-mq",

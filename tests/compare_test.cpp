@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/support/program.hpp"
+#include "tests/support/server_process.hpp"
 
 namespace {
 
@@ -26,24 +27,6 @@ const std::vector<std::string> kTransports = {"tcp", "unix", "fifo", "posix-mq",
 const std::vector<std::string> kQuickSizes = {"64", "4096"};
 const std::vector<std::string> kSizeMetrics = {"rtt_p50",           "rtt_p99",          "client_cpu_per_msg",
                                                "server_cpu_per_msg", "stream_throughput", "baseline_rtt_p50"};
-
-// The scripts sit beside bin/ in the source tree: <repo>/bin in the default
-// build, <repo>/build-*/bin in the sanitizer builds.
-std::string script(const std::string& name) {
-    fs::path bin_dir(IPCLAB_BIN_DIR);
-    for (const auto& up : {bin_dir.parent_path(), bin_dir.parent_path().parent_path()}) {
-        fs::path p = up / "scripts" / name;
-        if (fs::exists(p)) return p.string();
-    }
-    return (bin_dir.parent_path() / "scripts" / name).string();
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
 
 std::vector<std::string> split(const std::string& line, char sep) {
     std::vector<std::string> out;
@@ -101,7 +84,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
         ASSERT_TRUE(fs::is_regular_file(run / f)) << f;
         EXPECT_GT(fs::file_size(run / f), 0u) << f;
     }
-    EXPECT_NE(slurp(run / "bench.json").find("\"benchmarks\""), std::string::npos);
+    EXPECT_NE(slurp((run / "bench.json").string()).find("\"benchmarks\""), std::string::npos);
 
     // summary.csv: a positive value for every transport x size x metric.
     std::ifstream csv(run / "summary.csv");
@@ -132,7 +115,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
 
     // The plots: PNG signature, then an IHDR chunk with a sane size.
     for (const char* f : {"latency.png", "throughput.png"}) {
-        std::string png = slurp(run / f);
+        std::string png = slurp((run / f).string());
         ASSERT_GE(png.size(), 33u) << f;
         EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << f;
         EXPECT_EQ(big_endian32(png, 8), 13u) << f;
@@ -144,7 +127,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
         EXPECT_LE(h, 4000u) << f;
     }
 
-    std::string report = slurp(run / "REPORT.md");
+    std::string report = slurp((run / "REPORT.md").string());
     EXPECT_NE(report.find("](latency.png)"), std::string::npos);
     EXPECT_NE(report.find("](throughput.png)"), std::string::npos);
     for (const char* fact : {"| cpu |", "| cores |", "| kernel |", "| governor |", "| fs.mqueue.msgsize_max |",

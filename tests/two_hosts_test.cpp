@@ -21,15 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace ipclab::test;
 
-std::string script(const std::string& name) {
-    fs::path bin_dir(IPCLAB_BIN_DIR);
-    for (const auto& up : {bin_dir.parent_path(), bin_dir.parent_path().parent_path()}) {
-        fs::path p = up / "scripts" / name;
-        if (fs::exists(p)) return p.string();
-    }
-    return (bin_dir.parent_path() / "scripts" / name).string();
-}
-
 std::string ip_tool() {
     for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
         if (::access(p, X_OK) == 0) return p;

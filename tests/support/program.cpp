@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -52,6 +53,16 @@ void remove_dir(const std::string& dir) {
 }  // namespace
 
 std::string bin(const std::string& program) { return std::string(IPCLAB_BIN_DIR) + "/" + program; }
+
+std::string script(const std::string& name) {
+    namespace fs = std::filesystem;
+    fs::path bin_dir(IPCLAB_BIN_DIR);
+    for (const auto& up : {bin_dir.parent_path(), bin_dir.parent_path().parent_path()}) {
+        fs::path p = up / "scripts" / name;
+        if (fs::exists(p)) return p.string();
+    }
+    return (bin_dir.parent_path() / "scripts" / name).string();
+}
 
 ProgramResult run_program(const std::vector<std::string>& argv, const std::string& stdin_text,
                           int timeout_ms) {

@@ -11,6 +11,10 @@ namespace ipclab::test {
 
 std::string bin(const std::string& program);
 
+// A script of scripts/, which sits beside bin/ in the source tree: <repo>/bin
+// in the default build, <repo>/build-*/bin in the sanitizer builds.
+std::string script(const std::string& name);
+
 struct ProgramResult {
     int exit_code = -1;  // -1: killed after the timeout or by a signal
     std::string out, err;
