@@ -6,6 +6,8 @@
 // System V, removed by their owner when the run ends or unwinds.
 #include "bench/baselines.hpp"
 
+#include "bench/ping_pong.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <mqueue.h>
@@ -23,6 +25,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -131,51 +135,47 @@ std::pair<Fd, Fd> pipe_pair() {  // {read end, write end}
     return {Fd(p[0]), Fd(p[1])};
 }
 
-// Times `rt` (one round trip of req into reply) like the ipclab round trip:
-// warm-up outside the loop, one steady_clock sample per message, the echo
-// of the last message checked byte for byte afterwards.
-template <typename RoundTrip>
-void measure_ping_pong(benchmark::State& state, std::size_t size, std::size_t reply_capacity,
-                       pid_t peer, RoundTrip rt) {
-    std::vector<std::byte> req;
-    fill_payload(req, 0, size);
-    std::vector<std::byte> reply(std::max(reply_capacity, size) + 1);
-    for (int i = 0; i < kWarmup; ++i) rt(req.data(), reply.data());
-    Meter meter(state, peer);
-    std::uint64_t seq = 0;
-    meter.start();
-    for (auto _ : state) {
-        if (size >= 8) std::memcpy(req.data(), &seq, 8);
-        auto t0 = Clock::now();
-        rt(req.data(), reply.data());
-        meter.add(elapsed_ns(t0, Clock::now()));
-        ++seq;
+// What every raw ping-pong shares: the echo child, the reply buffer and
+// the byte-exact check of the last echo.
+class RawPingPong : public PingPong {
+public:
+    bool echoed(std::span<const std::byte> request) const override {
+        return request.size() <= reply_.size() &&
+               (request.empty() || std::memcmp(reply_.data(), request.data(), request.size()) == 0);
     }
-    meter.stop();
-    if (size > 0 && std::memcmp(req.data(), reply.data(), size) != 0)
-        return state.SkipWithError("baseline: the echoed bytes differ from the request");
-    meter.report(static_cast<std::int64_t>(size), seq);
-}
+    pid_t server() const override { return child_.pid(); }
+
+protected:
+    RawPingPong(std::size_t size, std::size_t reply_capacity)
+        : size_(size), reply_(std::max(reply_capacity, size) + 1) {}
+    std::size_t size_;
+    std::vector<std::byte> reply_;
+    Child child_;
+};
 
 // Stream sockets and pipes: write N bytes, read N bytes back.
-void stream_ping_pong(benchmark::State& state, std::size_t size, int cpu, Fd c_read, Fd c_write,
-                      Fd s_read, Fd s_write) {
-    int sr = s_read.get(), sw = s_write ? s_write.get() : s_read.get();
-    Child child(fork_child(cpu, [&]() -> int {
-        c_read.reset();
-        c_write.reset();
-        std::vector<char> buf(size);
-        while (readn(sr, buf.data(), size)) writen(sw, buf.data(), size);
-        return 0;
-    }));
-    s_read.reset();
-    s_write.reset();
-    int cr = c_read.get(), cw = c_write ? c_write.get() : c_read.get();
-    measure_ping_pong(state, size, size, child.pid(), [&](const std::byte* q, std::byte* r) {
-        writen(cw, q, size);
-        if (!readn(cr, r, size)) throw PeerGone("baseline echo child closed");
-    });
-}
+class StreamPingPong : public RawPingPong {
+public:
+    StreamPingPong(std::size_t size, int cpu, Fd c_read, Fd c_write, Fd s_read, Fd s_write)
+        : RawPingPong(size, size), read_(std::move(c_read)), write_(std::move(c_write)) {
+        int sr = s_read.get(), sw = s_write ? s_write.get() : s_read.get();
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            read_.reset();
+            write_.reset();
+            std::vector<char> buf(size);
+            while (readn(sr, buf.data(), size)) writen(sw, buf.data(), size);
+            return 0;
+        }));
+    }
+    void round_trip(std::span<const std::byte> q) override {
+        int cr = read_.get(), cw = write_ ? write_.get() : read_.get();
+        writen(cw, q.data(), size_);
+        if (!readn(cr, reply_.data(), size_)) throw PeerGone("baseline echo child closed");
+    }
+
+private:
+    Fd read_, write_;  // write_ empty: a socket, both ways on read_
+};
 
 // ---- POSIX message queues -------------------------------------------------
 
@@ -233,26 +233,34 @@ void mq_receive_all(mqd_t q, void* out, std::size_t size, std::size_t chunk) {
     } while (got < size);
 }
 
-void posix_mq_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
-    long msgsize_max = read_long("/proc/sys/fs/mqueue/msgsize_max", 8192);
-    long msg_max = read_long("/proc/sys/fs/mqueue/msg_max", 10);
-    std::size_t chunk = std::clamp<std::size_t>(size, 1, static_cast<std::size_t>(msgsize_max));
-    long maxmsg = std::min<long>(10, msg_max);
-    std::string base = "/ipcbench-" + std::to_string(::getpid()) + "-base";
-    auto c2s = anonymous_mq(base + "-c2s", maxmsg, static_cast<long>(chunk));
-    auto s2c = anonymous_mq(base + "-s2c", maxmsg, static_cast<long>(chunk));
-    Child child(fork_child(cpu, [&]() -> int {
-        std::vector<char> buf(size + chunk);
-        for (;;) {
-            mq_receive_all(c2s->get(), buf.data(), size, chunk);
-            mq_send_all(s2c->get(), buf.data(), size, chunk);
-        }
-    }));
-    measure_ping_pong(state, size, size + chunk, child.pid(), [&](const std::byte* q, std::byte* r) {
-        mq_send_all(c2s->get(), q, size, chunk);
-        mq_receive_all(s2c->get(), r, size, chunk);
-    });
-}
+class PosixMqPingPong : public RawPingPong {
+public:
+    PosixMqPingPong(std::size_t size, int cpu) : RawPingPong(size, size + chunk_for(size)), chunk_(chunk_for(size)) {
+        long maxmsg = std::min<long>(10, read_long("/proc/sys/fs/mqueue/msg_max", 10));
+        std::string base = "/ipcbench-" + std::to_string(::getpid()) + "-base";
+        c2s_ = anonymous_mq(base + "-c2s", maxmsg, static_cast<long>(chunk_));
+        s2c_ = anonymous_mq(base + "-s2c", maxmsg, static_cast<long>(chunk_));
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            std::vector<char> buf(size + chunk_);
+            for (;;) {
+                mq_receive_all(c2s_->get(), buf.data(), size, chunk_);
+                mq_send_all(s2c_->get(), buf.data(), size, chunk_);
+            }
+        }));
+    }
+    void round_trip(std::span<const std::byte> q) override {
+        mq_send_all(c2s_->get(), q.data(), size_, chunk_);
+        mq_receive_all(s2c_->get(), reply_.data(), size_, chunk_);
+    }
+
+private:
+    static std::size_t chunk_for(std::size_t size) {
+        long msgsize_max = read_long("/proc/sys/fs/mqueue/msgsize_max", 8192);
+        return std::clamp<std::size_t>(size, 1, static_cast<std::size_t>(msgsize_max));
+    }
+    std::size_t chunk_;
+    std::unique_ptr<Mq> c2s_, s2c_;
+};
 
 // ---- System V message queues ----------------------------------------------
 
@@ -301,23 +309,33 @@ void sysv_receive_all(int id, long type, void* out, std::size_t size, std::vecto
     } while (got < size);
 }
 
-void sysv_mq_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
-    long msgmax = read_long("/proc/sys/kernel/msgmax", 8192);
-    std::size_t chunk = std::clamp<std::size_t>(size, 1, static_cast<std::size_t>(msgmax));
-    SysvQueue queue;
-    Child child(fork_child(cpu, [&]() -> int {
-        std::vector<char> buf(size + chunk), mbuf(sizeof(long) + chunk);
-        for (;;) {
-            sysv_receive_all(queue.id(), 1, buf.data(), size, mbuf, chunk);
-            sysv_send_all(queue.id(), 2, buf.data(), size, mbuf, chunk);
-        }
-    }));
-    std::vector<char> mbuf(sizeof(long) + chunk);
-    measure_ping_pong(state, size, size + chunk, child.pid(), [&](const std::byte* q, std::byte* r) {
-        sysv_send_all(queue.id(), 1, q, size, mbuf, chunk);
-        sysv_receive_all(queue.id(), 2, r, size, mbuf, chunk);
-    });
-}
+class SysvMqPingPong : public RawPingPong {
+public:
+    SysvMqPingPong(std::size_t size, int cpu)
+        : RawPingPong(size, size + chunk_for(size)), chunk_(chunk_for(size)), mbuf_(sizeof(long) + chunk_) {
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            std::vector<char> buf(size + chunk_), mbuf(sizeof(long) + chunk_);
+            for (;;) {
+                sysv_receive_all(queue_.id(), 1, buf.data(), size, mbuf, chunk_);
+                sysv_send_all(queue_.id(), 2, buf.data(), size, mbuf, chunk_);
+            }
+        }));
+    }
+    ~SysvMqPingPong() override { child_.stop(); }  // before the queue goes
+    void round_trip(std::span<const std::byte> q) override {
+        sysv_send_all(queue_.id(), 1, q.data(), size_, mbuf_, chunk_);
+        sysv_receive_all(queue_.id(), 2, reply_.data(), size_, mbuf_, chunk_);
+    }
+
+private:
+    static std::size_t chunk_for(std::size_t size) {
+        long msgmax = read_long("/proc/sys/kernel/msgmax", 8192);
+        return std::clamp<std::size_t>(size, 1, static_cast<std::size_t>(msgmax));
+    }
+    std::size_t chunk_;
+    SysvQueue queue_;
+    std::vector<char> mbuf_;
+};
 
 // ---- Shared memory ----------------------------------------------------------
 
@@ -338,7 +356,7 @@ struct SemHeader {
     sem_t request;
     sem_t reply;
 };
-constexpr std::size_t kDataOffset = 128;  // keeps the buffer off the semaphores' cache lines
+constexpr std::size_t kDataOffset = 256;  // keeps the buffer off the control words' cache lines
 static_assert(sizeof(SemHeader) <= kDataOffset);
 
 void sem_wait_checked(sem_t* s) {
@@ -348,39 +366,53 @@ void sem_wait_checked(sem_t* s) {
     }
 }
 
-void shm_sem_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
-    Mapping map = anonymous_shared(kDataOffset + size + 1);
-    auto* h = new (map.get()) SemHeader;
-    check(::sem_init(&h->request, 1, 0), "sem_init");
-    check(::sem_init(&h->reply, 1, 0), "sem_init");
-    auto* data = static_cast<std::byte*>(map.get()) + kDataOffset;
-    Child child(fork_child(cpu, [&]() -> int {
-        std::vector<std::byte> local(size + 1);
-        for (;;) {
-            sem_wait_checked(&h->request);
-            std::memcpy(local.data(), data, size);  // the server takes the message out ...
-            std::memcpy(data, local.data(), size);  // ... and puts its reply in
-            check(::sem_post(&h->reply), "sem_post");
-        }
-    }));
-    measure_ping_pong(state, size, size, child.pid(), [&](const std::byte* q, std::byte* r) {
-        std::memcpy(data, q, size);
-        check(::sem_post(&h->request), "sem_post");
-        sem_wait_checked(&h->reply);
-        std::memcpy(r, data, size);
-    });
-    child.stop();
-    ::sem_destroy(&h->request);
-    ::sem_destroy(&h->reply);
-}
+class ShmSemPingPong : public RawPingPong {
+public:
+    ShmSemPingPong(std::size_t size, int cpu)
+        : RawPingPong(size, size), map_(anonymous_shared(kDataOffset + size + 1)), h_(new (map_.get()) SemHeader),
+          data_(static_cast<std::byte*>(map_.get()) + kDataOffset) {
+        check(::sem_init(&h_->request, 1, 0), "sem_init");
+        check(::sem_init(&h_->reply, 1, 0), "sem_init");
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            std::vector<std::byte> local(size + 1);
+            for (;;) {
+                sem_wait_checked(&h_->request);
+                std::memcpy(local.data(), data_, size);  // the server takes the message out ...
+                std::memcpy(data_, local.data(), size);  // ... and puts its reply in
+                check(::sem_post(&h_->reply), "sem_post");
+            }
+        }));
+    }
+    ~ShmSemPingPong() override {
+        child_.stop();
+        ::sem_destroy(&h_->request);
+        ::sem_destroy(&h_->reply);
+    }
+    void round_trip(std::span<const std::byte> q) override {
+        std::memcpy(data_, q.data(), size_);
+        check(::sem_post(&h_->request), "sem_post");
+        sem_wait_checked(&h_->reply);
+        std::memcpy(reply_.data(), data_, size_);
+    }
 
-// Two sequence words on their own cache lines; each side busy-polls the other's.
+private:
+    Mapping map_;
+    SemHeader* h_;
+    std::byte* data_;
+};
+
+// Two sequence words on their own cache lines; each side busy-polls the
+// other's. A request with kParkBit set sends the child to sleep on `park`
+// until resume(), so a paired run's other member has the CPU to itself; the
+// measured path itself never sleeps.
 struct SpinHeader {
     alignas(64) std::atomic<std::uint64_t> request{0};
     alignas(64) std::atomic<std::uint64_t> reply{0};
+    alignas(64) sem_t park;
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shared across processes");
 static_assert(sizeof(SpinHeader) <= kDataOffset);
+constexpr std::uint64_t kParkBit = 1ull << 63;
 
 inline void relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -388,65 +420,70 @@ inline void relax() {
 #endif
 }
 
-void shm_spin_ping_pong(benchmark::State& state, std::size_t size, int cpu) {
-    Mapping map = anonymous_shared(kDataOffset + size + 1);
-    auto* h = new (map.get()) SpinHeader;
-    auto* data = static_cast<std::byte*>(map.get()) + kDataOffset;
-    Child child(fork_child(cpu, [&]() -> int {
-        std::vector<std::byte> local(size + 1);
-        std::uint64_t seen = 0;
-        for (;;) {
-            std::uint64_t r;
-            while ((r = h->request.load(std::memory_order_acquire)) == seen) relax();
-            std::memcpy(local.data(), data, size);
-            std::memcpy(data, local.data(), size);
-            seen = r;
-            h->reply.store(r, std::memory_order_release);
-        }
-    }));
-    std::uint64_t n = 0;
-    measure_ping_pong(state, size, size, child.pid(), [&](const std::byte* q, std::byte* r) {
-        std::memcpy(data, q, size);
-        h->request.store(++n, std::memory_order_release);
-        // Pure spin, no fallback: the hardware's floor. Checked rarely for a
-        // stop request or a dead child, so a lost peer cannot hang the run.
-        for (std::uint32_t spins = 1; h->reply.load(std::memory_order_acquire) != n; ++spins) {
+class ShmSpinPingPong : public RawPingPong {
+public:
+    ShmSpinPingPong(std::size_t size, int cpu)
+        : RawPingPong(size, size), map_(anonymous_shared(kDataOffset + size + 1)), h_(new (map_.get()) SpinHeader),
+          data_(static_cast<std::byte*>(map_.get()) + kDataOffset) {
+        check(::sem_init(&h_->park, 1, 0), "sem_init");
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            std::vector<std::byte> local(size + 1);
+            std::uint64_t seen = 0;
+            for (;;) {
+                std::uint64_t r;
+                while ((r = h_->request.load(std::memory_order_acquire)) == seen) relax();
+                seen = r;
+                if (r & kParkBit) {
+                    h_->reply.store(r, std::memory_order_release);
+                    sem_wait_checked(&h_->park);
+                    continue;
+                }
+                std::memcpy(local.data(), data_, size);
+                std::memcpy(data_, local.data(), size);
+                h_->reply.store(r, std::memory_order_release);
+            }
+        }));
+    }
+    ~ShmSpinPingPong() override {
+        child_.stop();
+        ::sem_destroy(&h_->park);
+    }
+    void round_trip(std::span<const std::byte> q) override {
+        std::memcpy(data_, q.data(), size_);
+        h_->request.store(++n_, std::memory_order_release);
+        await(n_);
+        std::memcpy(reply_.data(), data_, size_);
+    }
+    void pause() override {
+        h_->request.store(++n_ | kParkBit, std::memory_order_release);
+        await(n_ | kParkBit);
+    }
+    void resume() override { check(::sem_post(&h_->park), "sem_post"); }
+
+private:
+    // Pure spin, no fallback: the hardware's floor. Checked rarely for a
+    // stop request or a dead child, so a lost peer cannot hang the run.
+    void await(std::uint64_t want) const {
+        for (std::uint32_t spins = 1; h_->reply.load(std::memory_order_acquire) != want; ++spins) {
             relax();
             if ((spins & 0xfffff) == 0) {
                 if (interrupted()) throw Interrupted();
-                if (::waitpid(child.pid(), nullptr, WNOHANG) != 0)
+                if (::waitpid(child_.pid(), nullptr, WNOHANG) != 0)
                     throw PeerGone("baseline spin child is gone");
             }
         }
-        std::memcpy(r, data, size);
-    });
-}
+    }
+    Mapping map_;
+    SpinHeader* h_;
+    std::byte* data_;
+    std::uint64_t n_ = 0;
+};
 
 void baseline_round_trip(benchmark::State& state, const std::string& t, std::size_t size, int cpu) {
     if (interrupted()) return state.SkipWithError("interrupted");
     try {
-        if (t == "tcp") {
-            auto [c, s] = tcp_pair();
-            stream_ping_pong(state, size, cpu, std::move(c), Fd{}, std::move(s), Fd{});
-        } else if (t == "unix") {
-            auto [c, s] = unix_pair();
-            stream_ping_pong(state, size, cpu, std::move(c), Fd{}, std::move(s), Fd{});
-        } else if (t == "fifo") {
-            auto [to_server_r, to_server_w] = pipe_pair();
-            auto [to_client_r, to_client_w] = pipe_pair();
-            stream_ping_pong(state, size, cpu, std::move(to_client_r), std::move(to_server_w),
-                             std::move(to_server_r), std::move(to_client_w));
-        } else if (t == "posix-mq") {
-            posix_mq_ping_pong(state, size, cpu);
-        } else if (t == "sysv-mq") {
-            sysv_mq_ping_pong(state, size, cpu);
-        } else if (t == "shm") {
-            shm_sem_ping_pong(state, size, cpu);
-        } else if (t == "shm-spin") {
-            shm_spin_ping_pong(state, size, cpu);
-        } else {
-            state.SkipWithError(("no baseline for " + t).c_str());
-        }
+        auto p = make_baseline_ping_pong(t, size, cpu);
+        measure_round_trips(state, *p, size);
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
     }
@@ -643,6 +680,28 @@ void baseline_memcpy(benchmark::State& state, std::size_t size) {
 }
 
 }  // namespace
+
+std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& t, std::size_t size, int cpu) {
+    if (t == "tcp") {
+        auto [c, s] = tcp_pair();
+        return std::make_unique<StreamPingPong>(size, cpu, std::move(c), Fd{}, std::move(s), Fd{});
+    }
+    if (t == "unix") {
+        auto [c, s] = unix_pair();
+        return std::make_unique<StreamPingPong>(size, cpu, std::move(c), Fd{}, std::move(s), Fd{});
+    }
+    if (t == "fifo") {
+        auto [to_server_r, to_server_w] = pipe_pair();
+        auto [to_client_r, to_client_w] = pipe_pair();
+        return std::make_unique<StreamPingPong>(size, cpu, std::move(to_client_r), std::move(to_server_w),
+                                                std::move(to_server_r), std::move(to_client_w));
+    }
+    if (t == "posix-mq") return std::make_unique<PosixMqPingPong>(size, cpu);
+    if (t == "sysv-mq") return std::make_unique<SysvMqPingPong>(size, cpu);
+    if (t == "shm") return std::make_unique<ShmSemPingPong>(size, cpu);
+    if (t == "shm-spin") return std::make_unique<ShmSpinPingPong>(size, cpu);
+    throw std::invalid_argument("no baseline for " + t);
+}
 
 benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "Baseline/" + transport + "/" + std::to_string(size);

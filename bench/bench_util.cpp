@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "bench/interference.hpp"
 #include "client/latency.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
@@ -221,9 +222,11 @@ std::uint64_t tree_cpu_ns(pid_t pid) {
 }
 
 Meter::Meter(benchmark::State& state, pid_t peer, bool settle)
-    : state_(state), peer_(peer), settle_(settle) {
+    : state_(state), peer_(peer), settle_(settle), interference_(std::make_unique<Interference>(peer)) {
     samples_.reserve(static_cast<std::size_t>(state.max_iterations));
 }
+
+Meter::~Meter() = default;
 
 namespace {
 void wait_children_reaped(pid_t pid) {
@@ -236,11 +239,13 @@ void wait_children_reaped(pid_t pid) {
 void Meter::start() {
     if (settle_) wait_children_reaped(peer_);
     server0_ = tree_cpu_ns(peer_);
+    interference_->start();
     client0_ = self_cpu_ns();
 }
 
 void Meter::stop() {
     client1_ = self_cpu_ns();
+    interference_->stop();
     if (settle_) wait_children_reaped(peer_);
     server1_ = tree_cpu_ns(peer_);
 }
@@ -263,7 +268,21 @@ void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
         };
         state_.counters["client_cpu_ns_per_msg"] = per(client0_, client1_);
         state_.counters["server_cpu_ns_per_msg"] = per(server0_, server1_);
+        report_interference(state_, *interference_, messages);
     }
+}
+
+void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages) {
+    if (messages == 0) return;
+    auto per = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(messages); };
+    state.counters["client_runq_ns_per_msg"] = per(i.client_runq_ns());
+    state.counters["server_runq_ns_per_msg"] = per(i.server_runq_ns());
+    state.counters["client_nivcsw_per_msg"] = per(i.client_nivcsw());
+    state.counters["server_nivcsw_per_msg"] = per(i.server_nivcsw());
+    state.counters["steal_ns_per_msg"] = per(i.steal());
+    double share = interference_share(i.client_runq_ns() + i.server_runq_ns(), i.wall_ns(), messages);
+    state.counters["interference"] = share;
+    state.counters["disturbed"] = share > kDisturbedShare ? 1 : 0;
 }
 
 std::string read_first_line(const std::string& path) {

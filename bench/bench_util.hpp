@@ -13,10 +13,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace ipclab::bench {
+
+class Interference;
 
 // The bench's own flags, parsed before Google Benchmark sees argv.
 struct Config {
@@ -92,6 +95,9 @@ public:
     // (bounded) for those children to be reaped, so their CPU time is counted
     // once, in the peer's cutime+cstime (kernel ns sums, printed in ticks).
     Meter(benchmark::State& state, pid_t peer, bool settle = false);
+    ~Meter();
+    Meter(const Meter&) = delete;
+    Meter& operator=(const Meter&) = delete;
     void start();  // just before the timed loop
     void stop();   // just after it, before the peer is told to end
     void add(std::uint64_t ns) { samples_.push_back(ns); }
@@ -105,7 +111,13 @@ private:
     bool settle_;
     std::vector<std::uint64_t> samples_;
     std::uint64_t client0_ = 0, client1_ = 0, server0_ = 0, server1_ = 0;
+    std::unique_ptr<Interference> interference_;
 };
+
+// Sets the interference counters of one measured run (see interference.hpp):
+// client/server_runq_ns_per_msg, client/server_nivcsw_per_msg,
+// steal_ns_per_msg, interference (share of wall time) and disturbed (0 or 1).
+void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages);
 
 // The Connect-style timed loop (ipclab's Connect and Baseline/connect-fork):
 // each iteration is one exchange() -> bool (open, one message, close),

@@ -2,11 +2,13 @@
 // server loop, through the same Channel the client program uses.
 #include "bench/ipclab_bench.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "bench/bench_server.hpp"
+#include "bench/ping_pong.hpp"
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
@@ -16,7 +18,6 @@ namespace ipclab::bench {
 
 namespace {
 
-constexpr std::uint64_t kVerifyEvery = 64;
 constexpr int kWarmupMessages = 16;
 
 Limits client_limits() {
@@ -30,16 +31,14 @@ bool is_ack(const Message& m) {
     return m.type == FrameType::data && !first_difference(m.payload, as_bytes(kAckText));
 }
 
-std::string describe_mismatch(std::uint64_t seq, const Message& reply,
-                              std::span<const std::byte> sent) {
+std::string describe_mismatch(const Message& reply, std::span<const std::byte> sent) {
     if (reply.type == FrameType::error)
-        return "server refused message " + std::to_string(seq) + ": " +
+        return "the server refused it: " +
                std::string(reinterpret_cast<const char*>(reply.payload.data()),
-                           reply.payload.size());
+                           std::min<std::size_t>(reply.payload.size(), 200));
     auto at = first_difference(reply.payload, sent);
-    return "reply " + std::to_string(seq) + " (" + std::to_string(reply.payload.size()) +
-           " bytes) differs from the " + std::to_string(sent.size()) + "-byte payload at byte " +
-           std::to_string(at.value_or(0));
+    return "the reply (" + std::to_string(reply.payload.size()) + " bytes) differs from the " +
+           std::to_string(sent.size()) + "-byte payload at byte " + std::to_string(at.value_or(0));
 }
 
 // Spun/slept waits per message of an shm session (client side and server side).
@@ -64,61 +63,43 @@ private:
     std::optional<ShmSessionCounts> start_;
 };
 
+// ipclab's side of a round trip: one session with the echo bench server.
+class IpclabPingPong : public PingPong {
+public:
+    IpclabPingPong(const std::string& instance, const std::string& transport, int server_cpu)
+        : server_(server_for(instance, transport, ReplyMode::echo, server_cpu)),
+          channel_(connect(server_.client_endpoint(), client_limits())) {}
+
+    void round_trip(std::span<const std::byte> request) override {
+        channel_->send(FrameType::data, request);
+        if (!channel_->receive(reply_)) throw PeerGone("the server ended the session");
+        if (reply_.type != FrameType::data) throw ProtocolError(describe_mismatch(reply_, request));
+    }
+    bool echoed(std::span<const std::byte> request) const override {
+        return reply_.type == FrameType::data && !first_difference(reply_.payload, request);
+    }
+    std::string mismatch(std::span<const std::byte> request) const override {
+        return describe_mismatch(reply_, request);
+    }
+    pid_t server() const override { return server_.pid(); }
+    void mark_start() override { waits_.emplace(*channel_); }
+    void report(benchmark::State& state, std::uint64_t messages) const override {
+        if (waits_) waits_->report(state, *channel_, messages);
+    }
+
+private:
+    BenchServer& server_;
+    std::unique_ptr<Channel> channel_;
+    Message reply_;
+    std::optional<ShmWaits> waits_;
+};
+
 void round_trip(benchmark::State& state, const std::string& instance, const std::string& transport,
                 std::size_t size, int server_cpu) {
     if (interrupted()) return state.SkipWithError("interrupted");
     try {
-        BenchServer& server = server_for(instance, transport, ReplyMode::echo, server_cpu);
-        auto channel = connect(server.client_endpoint(), client_limits());
-        std::vector<std::byte> payload;
-        Message reply;
-        for (int i = 0; i < kWarmupMessages; ++i) {
-            fill_payload(payload, static_cast<std::uint64_t>(i), size);
-            channel->send(FrameType::data, payload);
-            if (!channel->receive(reply) || first_difference(reply.payload, payload))
-                return state.SkipWithError(("warm-up: " + describe_mismatch(0, reply, payload)).c_str());
-        }
-        Meter meter(state, server.pid());
-        ShmWaits waits(*channel);
-        const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
-        std::uint64_t seq = 0;
-        meter.start();
-        for (auto _ : state) {
-            // Every 64th message, the first and the last get a fresh pattern and
-            // a byte-exact check, both outside the timed section.
-            bool verify = seq % kVerifyEvery == 0 || seq == last;
-            if (verify) {
-                state.PauseTiming();
-                fill_payload(payload, seq, size);
-                state.ResumeTiming();
-            } else if (size >= 8) {
-                put_u64(payload.data(), seq);
-            }
-            auto t0 = Clock::now();
-            channel->send(FrameType::data, payload);
-            bool got = channel->receive(reply);
-            auto t1 = Clock::now();
-            meter.add(elapsed_ns(t0, t1));
-            if (!got) {
-                state.SkipWithError("the server ended the session");
-                break;
-            }
-            if (verify || reply.type != FrameType::data) {
-                state.PauseTiming();
-                bool ok = reply.type == FrameType::data && !first_difference(reply.payload, payload);
-                if (!ok) {
-                    state.SkipWithError(describe_mismatch(seq, reply, payload).c_str());
-                    break;
-                }
-                state.ResumeTiming();
-            }
-            ++seq;
-        }
-        meter.stop();
-        if (!state.error_occurred()) {
-            meter.report(static_cast<std::int64_t>(size), seq);
-            waits.report(state, *channel, seq);
-        }
+        IpclabPingPong p(instance, transport, server_cpu);
+        measure_round_trips(state, p, size);
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
     }
@@ -196,6 +177,11 @@ void connect_once(benchmark::State& state, const std::string& instance,
 }
 
 }  // namespace
+
+std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& instance, const std::string& transport,
+                                                int server_cpu) {
+    return std::make_unique<IpclabPingPong>(instance, transport, server_cpu);
+}
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "RoundTrip/" + transport + "/" + std::to_string(size);

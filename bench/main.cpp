@@ -19,6 +19,7 @@
 #include "bench/bench_server.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/ipclab_bench.hpp"
+#include "bench/paired_bench.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/io.hpp"
 
@@ -161,7 +162,10 @@ void register_all(const Config& c) {
         for (std::size_t s : c.sizes) {
             add(register_ipclab_round_trip(c, t, s));
             // A zero-byte stream message cannot be read back; queues and shm can carry it.
-            if (s > 0 || !stream_socket_like) add(register_baseline_round_trip(c, t, s));
+            if (s > 0 || !stream_socket_like) {
+                add(register_baseline_round_trip(c, t, s));
+                add(register_paired_round_trip(c, t, s));
+            }
         }
         for (std::size_t s : c.sizes) {
             if (s == 0) continue;  // an empty message is the sink's sync point

@@ -1,0 +1,90 @@
+// Interference accounting: how long the client and the server were ready to
+// run but waiting for a CPU (schedstat run_delay), how often they were
+// preempted (involuntary context switches), and the host's steal time. These
+// say whether a figure measured the transport or the machine's other work.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "ipc/fd.hpp"
+
+namespace ipclab::bench {
+
+// A run is "disturbed" when the two processes together spent more than this
+// share of its wall time runnable but not running, beyond what the same
+// benchmark spends on a quiet machine. Why 5%: a round trip is serial (one
+// side runs while the other waits), so queueing time adds straight to the
+// measured time; 5% extra is half the ±10% within which two runs of a stable
+// figure must agree. Waking a sleeping peer always costs some run delay (the
+// wake-up's own latency, ~1-3 µs here), so the quiet share is subtracted
+// through kWakeAllowanceNs per message before the share is taken.
+inline constexpr double kDisturbedShare = 0.05;
+inline constexpr double kWakeAllowanceNs = 4000;
+
+// CPU time and run delay of one task, read with pread from a descriptor kept
+// open on /proc/PID/schedstat (one system call per reading, so it can be
+// read between short slices without disturbing them).
+class SchedStat {
+public:
+    SchedStat() = default;
+    explicit SchedStat(pid_t pid);  // pid 0: the calling thread
+    struct Reading {
+        std::uint64_t cpu_ns = 0;
+        std::uint64_t runq_ns = 0;
+    };
+    // Zeros when the task is gone (or was never there).
+    Reading read() const;
+
+private:
+    Fd fd_;
+};
+
+// Every process of a server: the listener and its session children as they
+// are when this is built (a forking peer's later children are not seen).
+class TreeSchedStat {
+public:
+    TreeSchedStat() = default;
+    explicit TreeSchedStat(pid_t root);
+    SchedStat::Reading read() const;
+
+private:
+    std::vector<SchedStat> tasks_;
+};
+
+// Involuntary context switches of a process ("nonvoluntary_ctxt_switches" in
+// /proc/PID/status; pid 0: the calling thread). 0 when unreadable.
+std::uint64_t involuntary_switches(pid_t pid);
+std::uint64_t tree_involuntary_switches(pid_t root);
+
+// Host steal time so far (the hypervisor ran someone else on our vCPUs), ns.
+std::uint64_t steal_ns();
+
+// Start and stop marks of everything above for one measured run.
+class Interference {
+public:
+    explicit Interference(pid_t server) : server_pid_(server) {}
+    void start();
+    void stop();
+    std::uint64_t client_runq_ns() const { return client_.runq_ns; }
+    std::uint64_t server_runq_ns() const { return server_.runq_ns; }
+    std::uint64_t client_nivcsw() const { return client_nivcsw_; }
+    std::uint64_t server_nivcsw() const { return server_nivcsw_; }
+    std::uint64_t steal() const { return steal_; }
+    std::uint64_t wall_ns() const { return wall_; }
+
+private:
+    pid_t server_pid_;
+    SchedStat self_{0};
+    TreeSchedStat tree_;
+    SchedStat::Reading client_, server_{};
+    std::uint64_t client_nivcsw_ = 0, server_nivcsw_ = 0, steal_ = 0, wall_ = 0;
+};
+
+// The share of wall time lost to waiting for a CPU, beyond the per-message
+// wake-up allowance; compare with kDisturbedShare.
+double interference_share(std::uint64_t runq_ns, std::uint64_t wall_ns, std::uint64_t messages);
+
+}  // namespace ipclab::bench

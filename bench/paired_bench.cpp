@@ -1,0 +1,160 @@
+#include "bench/paired_bench.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "bench/interference.hpp"
+#include "bench/ping_pong.hpp"
+#include "client/latency.hpp"
+#include "client/payload.hpp"
+#include "ipc/framing.hpp"
+#include "ipc/error.hpp"
+
+namespace ipclab::bench {
+
+namespace {
+
+constexpr int kWarmupMessages = 16;
+constexpr std::uint64_t kMaxSliceMessages = 4096;
+
+// One member of the pair with the marks taken around its slices.
+struct Side {
+    PingPong& p;
+    TreeSchedStat server;
+    std::vector<std::uint64_t> samples;   // every message of the repetition
+    std::vector<std::uint64_t> slice;     // the current slice
+    std::uint64_t client_cpu = 0, server_cpu = 0, client_runq = 0, server_runq = 0;
+};
+
+// Median time per message of a warm-up, to size the slices.
+std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size) {
+    std::vector<std::uint64_t> t;
+    for (int i = 0; i < kWarmupMessages; ++i) {
+        fill_payload(payload, static_cast<std::uint64_t>(i), size);
+        auto t0 = Clock::now();
+        p.round_trip(payload);
+        t.push_back(elapsed_ns(t0, Clock::now()));
+        if (!p.echoed(payload)) throw ProtocolError("warm-up: " + p.mismatch(payload));
+    }
+    std::sort(t.begin(), t.end());
+    return percentile(t, 50);
+}
+
+// One slice: n round trips, each timed; the last one's echo checked untimed.
+// Returns the slice's median.
+double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payload, std::uint64_t& seq,
+                 std::uint64_t n) {
+    side.p.resume();
+    auto c0 = self.read();
+    auto s0 = side.server.read();
+    side.slice.clear();
+    for (std::uint64_t i = 0; i < n; ++i) {
+        if (payload.size() >= 8) put_u64(payload.data(), seq++);
+        auto t0 = Clock::now();
+        side.p.round_trip(payload);
+        side.slice.push_back(elapsed_ns(t0, Clock::now()));
+    }
+    auto c1 = self.read();
+    auto s1 = side.server.read();
+    side.p.pause();
+    if (!side.p.echoed(payload)) throw ProtocolError(side.p.mismatch(payload));
+    side.client_cpu += c1.cpu_ns - c0.cpu_ns;
+    side.client_runq += c1.runq_ns - c0.runq_ns;
+    side.server_cpu += s1.cpu_ns - s0.cpu_ns;
+    side.server_runq += s1.runq_ns - s0.runq_ns;
+    side.samples.insert(side.samples.end(), side.slice.begin(), side.slice.end());
+    std::sort(side.slice.begin(), side.slice.end());
+    return static_cast<double>(percentile(side.slice, 50));
+}
+
+void paired_round_trip(benchmark::State& state, const std::string& instance, const std::string& transport,
+                       std::size_t size, int cpu) {
+    if (interrupted()) return state.SkipWithError("interrupted");
+    try {
+        auto ours = make_ipclab_ping_pong(instance, transport, cpu);
+        auto raw = make_baseline_ping_pong(transport, size, cpu);
+        std::vector<std::byte> payload;
+        std::uint64_t t_ours = warm_up(*ours, payload, size);
+        std::uint64_t t_raw = warm_up(*raw, payload, size);
+        raw->pause();
+        // The same message count on both sides, so both slices span about the
+        // same stretch of the machine's time.
+        std::uint64_t per = std::max<std::uint64_t>({t_ours, t_raw, 1});
+        std::uint64_t n = std::clamp<std::uint64_t>(kSliceNs / per, 1, kMaxSliceMessages);
+        fill_payload(payload, 0, size);
+
+        Side a{*ours, TreeSchedStat(ours->server()), {}, {}};
+        Side b{*raw, TreeSchedStat(raw->server()), {}, {}};
+        SchedStat self(0);
+        std::vector<double> ratios;
+        std::uint64_t seq = 0, pairs = 0;
+        std::uint64_t nivcsw0 = involuntary_switches(0) + tree_involuntary_switches(ours->server()) +
+                                tree_involuntary_switches(raw->server());
+        std::uint64_t steal0 = steal_ns();
+        auto start = Clock::now();
+        for (auto _ : state) {
+            // A B, then B A: a drift within the pair favours neither side.
+            bool ours_first = pairs % 2 == 0;
+            double first = run_slice(ours_first ? a : b, self, payload, seq, n);
+            double second = run_slice(ours_first ? b : a, self, payload, seq, n);
+            double m_ours = ours_first ? first : second, m_raw = ours_first ? second : first;
+            if (m_raw > 0) ratios.push_back(m_ours / m_raw);
+            ++pairs;
+        }
+        std::uint64_t wall = elapsed_ns(start, Clock::now());
+        raw->resume();
+        std::uint64_t nivcsw1 = involuntary_switches(0) + tree_involuntary_switches(ours->server()) +
+                                tree_involuntary_switches(raw->server());
+
+        const auto msgs = static_cast<std::uint64_t>(a.samples.size());
+        const auto all = msgs + static_cast<std::uint64_t>(b.samples.size());
+        if (msgs == 0 || all == msgs) return state.SkipWithError("no pair completed");
+        std::sort(a.samples.begin(), a.samples.end());
+        std::sort(b.samples.begin(), b.samples.end());
+        auto put = [&](const char* k, double v) { state.counters[k] = v; };
+        auto per_msg = [](std::uint64_t v, std::uint64_t m) { return static_cast<double>(v) / static_cast<double>(m); };
+        put("p50_ns", static_cast<double>(percentile(a.samples, 50)));
+        put("p99_ns", static_cast<double>(percentile(a.samples, 99)));
+        put("raw_p50_ns", static_cast<double>(percentile(b.samples, 50)));
+        put("raw_p99_ns", static_cast<double>(percentile(b.samples, 99)));
+        put("ratio", median_of(ratios));
+        put("pairs", static_cast<double>(pairs));
+        put("slice_messages", static_cast<double>(n));
+        put("client_cpu_ns_per_msg", per_msg(a.client_cpu, msgs));
+        put("server_cpu_ns_per_msg", per_msg(a.server_cpu, msgs));
+        put("raw_client_cpu_ns_per_msg", per_msg(b.client_cpu, all - msgs));
+        put("raw_server_cpu_ns_per_msg", per_msg(b.server_cpu, all - msgs));
+        // Interference over both members: either side's queueing moves the ratio.
+        std::uint64_t client_runq = a.client_runq + b.client_runq, server_runq = a.server_runq + b.server_runq;
+        put("client_runq_ns_per_msg", per_msg(client_runq, all));
+        put("server_runq_ns_per_msg", per_msg(server_runq, all));
+        put("nivcsw_per_msg", per_msg(nivcsw1 - nivcsw0, all));
+        put("steal_ns_per_msg", per_msg(steal_ns() - steal0, all));
+        double share = interference_share(client_runq + server_runq, wall, all);
+        put("interference", share);
+        put("disturbed", share > kDisturbedShare ? 1 : 0);
+        state.SetBytesProcessed(static_cast<std::int64_t>(msgs * size));
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
+}  // namespace
+
+double median_of(std::vector<double> values) {
+    if (values.empty()) return 0;
+    auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+    std::nth_element(values.begin(), mid, values.end());
+    return *mid;
+}
+
+benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
+                                                           std::size_t size) {
+    std::string name = "Paired/" + transport + "/" + std::to_string(size);
+    int cpu = c.server_cpu;
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        paired_round_trip(s, name, transport, size, cpu);
+    })->UseRealTime();
+}
+
+}  // namespace ipclab::bench

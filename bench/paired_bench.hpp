@@ -1,0 +1,29 @@
+// Paired/<transport>/<bytes>: ipclab's round trip and its raw baseline in
+// one process, alternating in short slices (A B B A A B ..., each slice about
+// kSliceNs), so that whatever the machine does to one half of a pair it does
+// to the other. A slow second on a shared VM moves both members of the pair
+// together; their ratio holds still. Each iteration is one pair.
+//
+// Counters: p50_ns, p99_ns (ipclab, every sample of the repetition),
+// raw_p50_ns, raw_p99_ns (the baseline's), ratio (the median over pairs of
+// median(ipclab slice) / median(raw slice)), pairs, slice_messages, the
+// CPU counters of ipclab's side, and the interference counters of both.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "bench/bench_util.hpp"
+
+namespace ipclab::bench {
+
+inline constexpr std::uint64_t kSliceNs = 1'000'000;
+
+benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
+                                                           std::size_t size);
+
+// Median of values (by copy; 0 for none). Upper median for an even count, as
+// the nearest-rank percentile.
+double median_of(std::vector<double> values);
+
+}  // namespace ipclab::bench

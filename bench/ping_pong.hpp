@@ -1,0 +1,52 @@
+// One request and its echo: the unit every round-trip benchmark times, for
+// ipclab's channel and for each raw baseline alike, so the timed loop, the
+// checks and the paired (interleaved) comparison are written once.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "bench/bench_util.hpp"
+
+namespace ipclab::bench {
+
+class PingPong {
+public:
+    virtual ~PingPong() = default;
+    // Sends request, waits for its echo; throws (PeerGone, SystemError,
+    // ProtocolError) when the exchange fails. The only thing timed.
+    virtual void round_trip(std::span<const std::byte> request) = 0;
+    // Whether the last echo equals request byte for byte (checked untimed).
+    virtual bool echoed(std::span<const std::byte> request) const = 0;
+    // What the last echo was instead, for the error message.
+    virtual std::string mismatch(std::span<const std::byte> request) const;
+    // The process that serves the exchange (its tree is the server's CPU).
+    virtual pid_t server() const = 0;
+    // Between the slices of a paired run: a peer that busy-polls must stop
+    // polling while the other pair member is measured, or it would take the
+    // CPU the other one needs. Blocking peers need nothing.
+    virtual void pause() {}
+    virtual void resume() {}
+    // Extra counters of a measured run (e.g. how an shm session waited).
+    virtual void mark_start() {}
+    virtual void report(benchmark::State&, std::uint64_t /*messages*/) const {}
+};
+
+// The ipclab round trip: bench server (echo) for `instance`, one session.
+std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& instance, const std::string& transport,
+                                                int server_cpu);
+// The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
+// shm, shm-spin); throws std::invalid_argument for any other name.
+std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
+                                                  int server_cpu);
+
+// Warm-up, then one sample per round trip while the state runs; every 64th
+// message, the first and the last get a fresh pattern and a byte-exact check
+// outside the timed section. Sets the Meter's counters.
+void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size);
+
+}  // namespace ipclab::bench

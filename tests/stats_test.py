@@ -1,0 +1,104 @@
+"""scripts/stats.py on synthetic data with known answers: the order-statistics
+interval and its coverage, the stability rule, and the Mann-Whitney U test
+(exact and normal, against values published for scipy.stats.mannwhitneyu)."""
+import os
+import random
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import stats  # noqa: E402
+
+
+class MedianInterval(unittest.TestCase):
+    def test_median(self):
+        self.assertEqual(stats.median([3, 1, 2]), 2)
+        self.assertEqual(stats.median([4, 1, 2, 3]), 2.5)
+
+    def test_nine_values_take_the_second_and_eighth(self):
+        # P(Bin(9, 1/2) <= 1) = 10/512, so [x(2), x(8)] covers 1 - 20/512.
+        low, high, coverage = stats.median_ci([9, 1, 8, 2, 7, 3, 6, 4, 5])
+        self.assertEqual((low, high), (2, 8))
+        self.assertAlmostEqual(coverage, 1 - 20 / 512)
+
+    def test_ten_values(self):
+        self.assertEqual(stats.median_ci(range(1, 11))[:2], (2, 9))
+        self.assertEqual(stats.median_ci(range(1, 16))[:2], (4, 12))  # P(Bin(15,.5)<=3) = 0.0176
+
+    def test_too_few_values_give_the_range_and_say_so(self):
+        low, high, coverage = stats.median_ci([5, 1, 3, 2, 4])
+        self.assertEqual((low, high), (1, 5))
+        self.assertAlmostEqual(coverage, 1 - 2 / 32)
+        self.assertEqual(stats.median_ci([7]), (7, 7, 0.0))
+
+    def test_coverage_holds_on_skewed_noise(self):
+        # The interval is distribution-free: on exponential noise it covers
+        # the true median (ln 2) at least 95% of the time (seeded, 2000 draws).
+        rng = random.Random(11)
+        hits = 0
+        for _ in range(2000):
+            low, high, _ = stats.median_ci([rng.expovariate(1.0) for _ in range(9)])
+            hits += low <= 0.6931471805599453 <= high
+        self.assertGreaterEqual(hits / 2000, 0.94)
+
+
+class Stability(unittest.TestCase):
+    def test_narrow_quiet_figure_is_stable(self):
+        f = stats.summarise([100, 101, 99, 100, 102, 98, 100, 101, 99], [False] * 9)
+        self.assertTrue(f["stable"])
+        self.assertEqual(f["value"], 100)
+
+    def test_wide_interval_is_unstable(self):
+        f = stats.summarise([100, 130, 70, 100, 125, 80, 100, 90, 110])
+        self.assertFalse(f["stable"])
+
+    def test_disturbed_repetitions_make_it_unstable(self):
+        values = [100] * 9
+        self.assertTrue(stats.summarise(values, [True] * 3 + [False] * 6)["stable"])
+        self.assertFalse(stats.summarise(values, [True] * 4 + [False] * 5)["stable"])
+
+    def test_ratios_use_an_absolute_bound(self):
+        self.assertTrue(stats.is_stable(3.0, 2.96, 3.04, ratio=True))
+        self.assertFalse(stats.is_stable(3.0, 2.85, 3.15, ratio=True))  # 5% relative, but ±0.15
+        self.assertFalse(stats.is_stable(None, 1, 2))
+
+    def test_overlap(self):
+        a, b = {"low": 1, "high": 2}, {"low": 1.5, "high": 3}
+        self.assertTrue(stats.overlaps(a, b))
+        self.assertFalse(stats.overlaps(a, {"low": 2.5, "high": 3}))
+
+
+class MannWhitney(unittest.TestCase):
+    def test_separated_samples_exact(self):
+        u, p = stats.mann_whitney([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+        self.assertEqual(u, 0)
+        self.assertAlmostEqual(p, 2 / 252)  # scipy: 0.007937
+
+    def test_interleaved_samples_exact(self):
+        u, p = stats.mann_whitney([1, 3, 5, 7, 9], [2, 4, 6, 8, 10])
+        self.assertEqual(u, 10)
+        self.assertAlmostEqual(p, 0.6904761904761905)  # scipy: 0.690476
+
+    def test_ties_use_the_normal_approximation(self):
+        u, p = stats.mann_whitney([1, 1, 2, 2], [3, 3, 4, 4])
+        self.assertEqual(u, 0)
+        self.assertAlmostEqual(p, 0.026518721959430752, places=6)  # scipy asymptotic: 0.02652
+
+    def test_identical_samples(self):
+        self.assertEqual(stats.mann_whitney([1.0] * 5, [1.0] * 5)[1], 1.0)
+
+    def test_a_shift_is_found_and_noise_is_not(self):
+        rng = random.Random(5)
+        a = [rng.gauss(100, 2) for _ in range(9)]
+        self.assertLess(stats.mann_whitney(a, [x * 1.2 for x in a])[1], 0.01)
+        b = [rng.gauss(100, 2) for _ in range(9)]
+        self.assertGreater(stats.mann_whitney(a, b)[1], 0.01)
+
+    def test_empty_side_is_an_error(self):
+        with self.assertRaises(ValueError):
+            stats.mann_whitney([], [1])
+
+
+if __name__ == "__main__":
+    unittest.main()
