@@ -19,10 +19,10 @@ namespace ipclab::bench {
 // side runs while the other waits), so queueing time adds straight to the
 // measured time; 5% extra is half the ±10% within which two runs of a stable
 // figure must agree. Waking a sleeping peer always costs some run delay (the
-// wake-up's own latency, ~1-3 µs here), so the quiet share is subtracted
+// wake-up's own latency: under 0.6 µs per message here when quiet), so the quiet share is subtracted
 // through kWakeAllowanceNs per message before the share is taken.
 inline constexpr double kDisturbedShare = 0.05;
-inline constexpr double kWakeAllowanceNs = 4000;
+inline constexpr double kWakeAllowanceNs = 1000;
 
 // CPU time and run delay of one task, read with pread from a descriptor kept
 // open on /proc/PID/schedstat (one system call per reading, so it can be

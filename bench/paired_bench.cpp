@@ -40,11 +40,14 @@ std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t 
     return percentile(t, 50);
 }
 
-// One slice: n round trips, each timed; the last one's echo checked untimed.
-// Returns the slice's median.
+// One slice: an untimed round trip that wakes the peer (a parked or
+// sleeping server pays its wake-up there, on both sides alike), then n round
+// trips, each timed; the last one's echo checked untimed. Returns the
+// slice's median.
 double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payload, std::uint64_t& seq,
                  std::uint64_t n) {
     side.p.resume();
+    side.p.round_trip(payload);
     auto c0 = self.read();
     auto s0 = side.server.read();
     side.slice.clear();
@@ -91,6 +94,7 @@ void paired_round_trip(benchmark::State& state, const std::string& instance, con
         std::uint64_t nivcsw0 = involuntary_switches(0) + tree_involuntary_switches(ours->server()) +
                                 tree_involuntary_switches(raw->server());
         std::uint64_t steal0 = steal_ns();
+        ours->mark_start();
         auto start = Clock::now();
         for (auto _ : state) {
             // A B, then B A: a drift within the pair favours neither side.
@@ -115,6 +119,8 @@ void paired_round_trip(benchmark::State& state, const std::string& instance, con
         auto per_msg = [](std::uint64_t v, std::uint64_t m) { return static_cast<double>(v) / static_cast<double>(m); };
         put("p50_ns", static_cast<double>(percentile(a.samples, 50)));
         put("p99_ns", static_cast<double>(percentile(a.samples, 99)));
+        put("p999_ns", static_cast<double>(percentile(a.samples, 99.9)));
+        put("max_ns", static_cast<double>(a.samples.back()));
         put("raw_p50_ns", static_cast<double>(percentile(b.samples, 50)));
         put("raw_p99_ns", static_cast<double>(percentile(b.samples, 99)));
         put("ratio", median_of(ratios));
@@ -134,6 +140,7 @@ void paired_round_trip(benchmark::State& state, const std::string& instance, con
         put("interference", share);
         put("disturbed", share > kDisturbedShare ? 1 : 0);
         state.SetBytesProcessed(static_cast<std::int64_t>(msgs * size));
+        ours->report(state, msgs + pairs);  // the waits counted include each slice's untimed first message
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
     }

@@ -4,7 +4,7 @@
 // to the other. A slow second on a shared VM moves both members of the pair
 // together; their ratio holds still. Each iteration is one pair.
 //
-// Counters: p50_ns, p99_ns (ipclab, every sample of the repetition),
+// Counters: p50_ns, p99_ns, p999_ns, max_ns (ipclab, every sample of the repetition),
 // raw_p50_ns, raw_p99_ns (the baseline's), ratio (the median over pairs of
 // median(ipclab slice) / median(raw slice)), pairs, slice_messages, the
 // CPU counters of ipclab's side, and the interference counters of both.

@@ -1,9 +1,36 @@
-"""Reading bin/ipc-bench's Google Benchmark JSON: one place for what
-scripts/compare and scripts/ratios both need (names, the entry reported per
-benchmark, wall time per iteration)."""
+"""The one reader of bin/ipc-bench's Google Benchmark JSON for every script
+(compare, ratios, and the run-to-run diff): benchmark names, every
+repetition of each benchmark, and the figures the reports print, each the
+median of its repetitions with a 95% interval (scripts/stats.py).
+
+Which benchmark gives which figure:
+  Paired/<t>/<bytes>     rtt_p50, rtt_p99, client/server_cpu_per_msg (ipclab's side),
+                         baseline_rtt_p50 (the raw side) and rtt_ratio (median of the
+                         per-pair ratios ipclab / raw, slices interleaved in one process)
+  RoundTrip/<t>/<bytes>  the same figures when no Paired run is in the file
+  Baseline/<t>/<bytes>   baseline_rtt_p50 likewise
+  Stream/, BaselineStream/<t>/<bytes>   stream_throughput, baseline_stream_throughput
+  Connect/<t>, Baseline/connect-fork    connect_rate, baseline_connect_rate (tcp)
+"""
 import json
 
+import stats
+
 _TIME_UNIT_NS = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+# (metric, unit, [benchmark prefixes, first found wins], how to read one repetition, is a ratio)
+SIZE_METRICS = [
+    ("rtt_p50", "us", ["Paired", "RoundTrip"], lambda b: b.get("p50_ns", 0) / 1e3, False),
+    ("rtt_p99", "us", ["Paired", "RoundTrip"], lambda b: b.get("p99_ns", 0) / 1e3, False),
+    ("client_cpu_per_msg", "us", ["Paired", "RoundTrip"], lambda b: b.get("client_cpu_ns_per_msg", 0) / 1e3, False),
+    ("server_cpu_per_msg", "us", ["Paired", "RoundTrip"], lambda b: b.get("server_cpu_ns_per_msg", 0) / 1e3, False),
+    ("baseline_rtt_p50", "us", ["Paired:raw", "Baseline"], None, False),
+    ("rtt_ratio", "ratio", ["Paired"], lambda b: b.get("ratio"), True),
+    ("stream_throughput", "MB/s", ["Stream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
+    ("baseline_stream_throughput", "MB/s", ["BaselineStream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
+]
+UNITS = {m[0]: m[1] for m in SIZE_METRICS}
+UNITS.update({"connect_rate": "sessions/s", "baseline_connect_rate": "sessions/s"})
 
 
 def base_name(name):
@@ -20,26 +47,84 @@ def ns(b):
     return b["real_time"] * _TIME_UNIT_NS[b.get("time_unit", "ns")]
 
 
-def load(path):
-    """(report, chosen, errors). chosen maps each benchmark name to the entry
-    to report: its median aggregate when repetitions ran, else the plain run
-    with the median wall time (a real entry, so its counters agree with each
-    other). errors lists 'name: message' for the benchmarks that failed."""
+def repetitions(path):
+    """(report, reps, errors): reps maps each benchmark name to its
+    repetitions (plain runs, not aggregates) in the order they ran; errors
+    lists 'name: message' once per failed benchmark."""
     with open(path) as f:
         report = json.load(f)
-    medians, plain, errors = {}, {}, []
+    reps, errors = {}, []
     for b in report.get("benchmarks", []):
         name = entry_name(b)
         if b.get("error_occurred"):
-            errors.append(f"{name}: {b.get('error_message')}")
-        elif b.get("run_type") == "aggregate":
-            if b.get("aggregate_name") == "median":
-                medians[name] = b
-        else:
-            plain.setdefault(name, []).append(b)
-    chosen = dict(medians)
-    for name, runs in plain.items():
-        if name not in chosen:
-            runs = sorted(runs, key=ns)
-            chosen[name] = runs[(len(runs) - 1) // 2]
+            msg = f"{name}: {b.get('error_message')}"
+            if msg not in errors:
+                errors.append(msg)
+        elif b.get("run_type", "iteration") == "iteration":
+            reps.setdefault(name, []).append(b)
+    return report, reps, errors
+
+
+def _raw_p50(b):
+    return (b["raw_p50_ns"] if "raw_p50_ns" in b else b.get("p50_ns", 0)) / 1e3
+
+
+def metric_values(reps, metric, transport, size):
+    """(values per repetition, disturbed flags, benchmark name) of one figure,
+    or None when the file has no benchmark for it."""
+    if metric in ("connect_rate", "baseline_connect_rate"):
+        name = f"Connect/{transport}" if metric == "connect_rate" else "Baseline/connect-fork"
+        if metric == "baseline_connect_rate" and transport != "tcp":
+            return None
+        runs = reps.get(name)
+        if not runs:
+            return None
+        return [1e9 / ns(b) for b in runs], [bool(b.get("disturbed")) for b in runs], name
+    spec = next(m for m in SIZE_METRICS if m[0] == metric)
+    for prefix in spec[2]:
+        raw = prefix.endswith(":raw")
+        name = f"{prefix.removesuffix(':raw')}/{transport}/{size}"
+        runs = reps.get(name)
+        if runs:
+            get = _raw_p50 if raw else spec[3]
+            return [get(b) for b in runs], [bool(b.get("disturbed")) for b in runs], name
+    return None
+
+
+def figure(reps, metric, transport, size=""):
+    """The figure (stats.summarise's dict plus 'bench' and 'values'), or None."""
+    got = metric_values(reps, metric, transport, size)
+    if not got:
+        return None
+    values, disturbed, name = got
+    f = stats.summarise(values, disturbed, ratio=UNITS[metric] == "ratio")
+    if f:
+        f.update(bench=name, values=values)
+    return f
+
+
+def figures(reps, transports, sizes):
+    """Every figure of a run: a list of (transport, size or '', metric, unit, figure)."""
+    rows = []
+    for t in transports:
+        for s in sizes:
+            for metric, unit, *_ in SIZE_METRICS:
+                f = figure(reps, metric, t, s)
+                if f:
+                    rows.append((t, s, metric, unit, f))
+        for metric in ("connect_rate", "baseline_connect_rate"):
+            f = figure(reps, metric, t)
+            if f:
+                rows.append((t, "", metric, UNITS[metric], f))
+    return rows
+
+
+def load(path):
+    """(report, chosen, errors), for readers of one entry per benchmark:
+    chosen maps each name to its repetition with the median wall time."""
+    report, reps, errors = repetitions(path)
+    chosen = {}
+    for name, runs in reps.items():
+        runs = sorted(runs, key=ns)
+        chosen[name] = runs[(len(runs) - 1) // 2]
     return report, chosen, errors

@@ -25,8 +25,9 @@ using namespace ipclab::test;
 
 const std::vector<std::string> kTransports = {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin"};
 const std::vector<std::string> kQuickSizes = {"64", "4096"};
-const std::vector<std::string> kSizeMetrics = {"rtt_p50",           "rtt_p99",          "client_cpu_per_msg",
-                                               "server_cpu_per_msg", "stream_throughput", "baseline_rtt_p50"};
+const std::vector<std::string> kSizeMetrics = {"rtt_p50",           "rtt_p99",           "client_cpu_per_msg",
+                                               "server_cpu_per_msg", "stream_throughput", "baseline_rtt_p50",
+                                               "rtt_ratio"};
 
 std::vector<std::string> split(const std::string& line, char sep) {
     std::vector<std::string> out;
@@ -65,7 +66,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
                          "", 180000);
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("[1/"), std::string::npos) << "no progress lines:\n" << r.out;
-    EXPECT_NE(r.out.find("round trip p50 / p99"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("round trip p50 ±95% CI / p99"), std::string::npos) << r.out;
     for (const auto& t : kTransports) EXPECT_NE(r.out.find("\n" + t + " "), std::string::npos) << t << "\n" << r.out;
 
     // One run folder, and latest pointing at it.
@@ -90,14 +91,23 @@ TEST(Compare, QuickRunWritesEveryFile) {
     std::ifstream csv(run / "summary.csv");
     std::string line;
     ASSERT_TRUE(std::getline(csv, line));
-    EXPECT_EQ(line, "transport,size_bytes,metric,value,unit");
+    EXPECT_EQ(line, "transport,size_bytes,metric,value,unit,ci_low,ci_high,stable");
     std::map<std::string, int> seen;  // "transport/size/metric" -> rows
+    auto number = [](const std::string& cell, double& v) {
+        char* end = nullptr;
+        v = std::strtod(cell.c_str(), &end);
+        return end != cell.c_str() && *end == '\0';
+    };
     while (std::getline(csv, line)) {
         auto cells = split(line, ',');
-        ASSERT_EQ(cells.size(), 5u) << line;
-        char* end = nullptr;
-        double v = std::strtod(cells[3].c_str(), &end);
-        EXPECT_TRUE(end != cells[3].c_str() && *end == '\0') << line;
+        ASSERT_EQ(cells.size(), 8u) << line;
+        double v = 0, low = 0, high = 0;
+        EXPECT_TRUE(number(cells[3], v)) << line;
+        // The interval is of the median: it holds the figure.
+        EXPECT_TRUE(number(cells[5], low) && number(cells[6], high)) << line;
+        EXPECT_LE(low, v * (1 + 1e-5)) << line;
+        EXPECT_GE(high, v * (1 - 1e-5)) << line;
+        EXPECT_TRUE(cells[7] == "true" || cells[7] == "false") << line;
         // The server's CPU comes from /proc and may read zero over a --quick
         // run's few iterations (see bench_smoke_test); everything else is > 0.
         if (cells[2] == "server_cpu_per_msg")
@@ -127,7 +137,20 @@ TEST(Compare, QuickRunWritesEveryFile) {
         EXPECT_LE(h, 4000u) << f;
     }
 
+    // Error bars: the plots are drawn from each figure's interval.
+    for (const char* f : {"latency.gp", "throughput.gp"}) {
+        std::string gp = slurp((run / f).string());
+        EXPECT_NE(gp.find("with yerrorlines"), std::string::npos) << f;
+        EXPECT_NE(gp.find("95% confidence interval"), std::string::npos) << f;
+    }
+
     std::string report = slurp((run / "REPORT.md").string());
+    // The method, said where the figures are.
+    for (const char* text : {"## How to read these figures", "confidence interval", "random interleaved order",
+                             "Paired/<transport>/<bytes>", "run delay", "disturbed", "Stable means",
+                             "Smoke test, not a measurement", "## Interference",
+                             "ipclab against raw system calls (paired"})
+        EXPECT_NE(report.find(text), std::string::npos) << text;
     EXPECT_NE(report.find("](latency.png)"), std::string::npos);
     EXPECT_NE(report.find("](throughput.png)"), std::string::npos);
     for (const char* fact : {"| cpu |", "| cores |", "| kernel |", "| governor |", "| fs.mqueue.msgsize_max |",
@@ -137,13 +160,18 @@ TEST(Compare, QuickRunWritesEveryFile) {
     EXPECT_NE(report.find("scripts/compare --quick"), std::string::npos);
     for (const auto& t : kTransports) EXPECT_NE(report.find("| `" + t + "` |"), std::string::npos) << t;
 
-    // scripts/ratios reads the same report (through scripts/benchjson.py).
+    // scripts/ratios reads the same figures (through scripts/benchjson.py).
     auto ratios = run_program({script("ratios"), (run / "bench.json").string()});
     EXPECT_EQ(ratios.exit_code, 0) << ratios.err;
     for (const auto& t : kTransports)
-        EXPECT_NE(ratios.out.find("RoundTrip time    " + t + " 64 B"), std::string::npos) << t << "\n" << ratios.out;
-    EXPECT_NE(ratios.out.find("Connect rate      tcp vs C fork server"), std::string::npos) << ratios.out;
-    EXPECT_NE(ratios.out.find(" targets met"), std::string::npos) << ratios.out;
+        EXPECT_NE(ratios.out.find(t + " 64 B"), std::string::npos) << t << "\n" << ratios.out;
+    EXPECT_NE(ratios.out.find("connect/s vs C fork server"), std::string::npos) << ratios.out;
+    EXPECT_NE(ratios.out.find("median of per-pair ratios"), std::string::npos) << ratios.out;
+
+    // Two runs compared: a run against itself has no significant change.
+    auto same = run_program({script("compare"), "--diff", run.string(), run.string()});
+    EXPECT_EQ(same.exit_code, 0) << same.err;
+    EXPECT_NE(same.out.find("0 figure(s) changed significantly"), std::string::npos) << same.out;
     EXPECT_FALSE(fs::exists(fs::path(script("ratios")).parent_path() / "__pycache__"))
         << "the scripts must not write bytecode into the source tree";
 }

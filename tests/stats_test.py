@@ -8,6 +8,8 @@ import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import benchjson  # noqa: E402
+import report  # noqa: E402
 import stats  # noqa: E402
 
 
@@ -98,6 +100,43 @@ class MannWhitney(unittest.TestCase):
     def test_empty_side_is_an_error(self):
         with self.assertRaises(ValueError):
             stats.mann_whitney([], [1])
+
+
+def fake_reps(p50s_us, disturbed=0):
+    """A bench.json's repetitions of one Paired benchmark, as benchjson reads them."""
+    return {"Paired/tcp/64": [{"name": "Paired/tcp/64", "p50_ns": v * 1e3, "p99_ns": v * 2e3, "raw_p50_ns": 10e3,
+                               "ratio": v / 10, "disturbed": 1 if i < disturbed else 0}
+                              for i, v in enumerate(p50s_us)]}
+
+
+class Figures(unittest.TestCase):
+    def test_a_figure_is_the_median_of_its_repetitions_with_its_interval(self):
+        rows = benchjson.figures(fake_reps([12, 11, 13, 12, 12, 11, 13, 12, 12]), ["tcp"], [64])
+        f = {r[2]: r[4] for r in rows}
+        self.assertEqual(f["rtt_p50"]["value"], 12)
+        self.assertEqual((f["rtt_p50"]["low"], f["rtt_p50"]["high"]), (11, 13))
+        self.assertAlmostEqual(f["rtt_ratio"]["value"], 1.2)
+        self.assertEqual(f["baseline_rtt_p50"]["value"], 10)
+
+    def test_diff_finds_a_shift_and_ignores_noise(self):
+        before = benchjson.figures(fake_reps([10, 10.2, 9.9, 10.1, 10, 10.05, 9.95, 10.1, 9.9]), ["tcp"], [64])
+        after = benchjson.figures(fake_reps([12, 12.2, 11.9, 12.1, 12, 12.05, 11.95, 12.1, 11.9]), ["tcp"], [64])
+        text = report.diff(before, after)
+        self.assertIn("rtt_p50", text)
+        self.assertIn("+20.0%", text)
+        self.assertIn("changed significantly", text)
+        same = report.diff(before, benchjson.figures(fake_reps([10.1, 9.9, 10, 10.2, 9.95, 10, 10.05, 9.9, 10.1]),
+                                                      ["tcp"], [64]))
+        self.assertIn("0 figure(s) changed significantly", same)
+
+    def test_disturbed_repetitions_flag_the_figure(self):
+        rows = benchjson.figures(fake_reps([12] * 9, disturbed=5), ["tcp"], [64])
+        self.assertFalse(any(r[4]["stable"] for r in rows))
+
+    def test_best_is_marked_only_when_intervals_do_not_overlap(self):
+        a = {"value": 10, "low": 9, "high": 11}
+        self.assertEqual(report.best_marks([a, {"value": 20, "low": 19, "high": 21}], False), {0: "*"})
+        self.assertEqual(report.best_marks([a, {"value": 11.5, "low": 10.5, "high": 12}], False), {0: "=", 1: "="})
 
 
 if __name__ == "__main__":
