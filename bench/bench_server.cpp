@@ -4,7 +4,10 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <atomic>
+#include <vector>
 #include <stdexcept>
 
 #include "ipc/error.hpp"
@@ -16,13 +19,24 @@ namespace ipclab::bench {
 
 namespace {
 
+// The live servers, one per (transport, reply mode, CPU). With repetitions
+// interleaved in random order, benchmarks of one transport follow each
+// other rarely, so each server is kept for the whole run rather than started
+// anew for every repetition; an idle one sleeps in its rendezvous and takes
+// no CPU from the benchmark running.
+struct Key {
+    std::string transport;
+    ReplyMode reply;
+    int cpu;
+    bool operator==(const Key& o) const { return transport == o.transport && reply == o.reply && cpu == o.cpu; }
+};
 struct Slot {
-    std::string instance;
+    Key key;
     std::unique_ptr<BenchServer> server;
 };
 
-Slot& slot() {
-    static Slot s;
+std::vector<Slot>& slots() {
+    static std::vector<Slot> s;
     return s;
 }
 
@@ -116,19 +130,20 @@ BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, in
     }
 }
 
-BenchServer& server_for(const std::string& instance, const std::string& bench_transport,
-                        ReplyMode reply, int cpu) {
-    Slot& s = slot();
-    if (s.server && s.instance == instance) return *s.server;
-    s.server.reset();  // one live server at a time: it must not compete for the cores
-    s.instance = instance;
-    s.server = std::make_unique<BenchServer>(bench_transport, reply, cpu);
-    return *s.server;
+BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu) {
+    Key key{bench_transport, reply, cpu};
+    auto& all = slots();
+    for (auto& s : all)
+        if (s.key == key) {
+            // A server that died (killed, or failed) is replaced, not reused.
+            if (::kill(s.server->pid(), 0) == 0) return *s.server;
+            s.server = std::make_unique<BenchServer>(bench_transport, reply, cpu);
+            return *s.server;
+        }
+    all.push_back(Slot{key, std::make_unique<BenchServer>(bench_transport, reply, cpu)});
+    return *all.back().server;
 }
 
-void stop_servers() {
-    slot().server.reset();
-    slot().instance.clear();
-}
+void stop_servers() { slots().clear(); }
 
 }  // namespace ipclab::bench

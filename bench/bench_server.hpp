@@ -34,11 +34,10 @@ private:
     Child child_;
 };
 
-// One server per benchmark instance, kept across Google Benchmark's calls of
-// that instance (iteration search, repetitions) and replaced when another
-// instance runs. Throws like BenchServer.
-BenchServer& server_for(const std::string& instance, const std::string& bench_transport,
-                        ReplyMode reply, int cpu);
+// The server for this transport, reply mode and CPU, started on first use
+// and kept until stop_servers() (or replaced if it died). Throws like
+// BenchServer.
+BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu);
 void stop_servers();
 
 }  // namespace ipclab::bench

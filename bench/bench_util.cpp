@@ -330,9 +330,11 @@ void add_context(const Config& config) {
     add_file("somaxconn", "/proc/sys/net/core/somaxconn");
     add_file("clocksource", "/sys/devices/system/clocksource/clocksource0/current_clocksource");
     benchmark::AddCustomContext(
-        "pin", config.client_cpu < 0 ? std::string("none")
-                                     : "client cpu " + std::to_string(config.client_cpu) +
-                                           ", server cpu " + std::to_string(config.server_cpu));
+        "pin", config.client_cpu < 0 && config.server_cpu < 0
+                   ? std::string("none")
+                   : "client cpu " + (config.client_cpu < 0 ? std::string("any") : std::to_string(config.client_cpu)) +
+                         ", server cpu " +
+                         (config.server_cpu < 0 ? std::string("any") : std::to_string(config.server_cpu)));
     std::string ts;
     for (const auto& t : config.transports) ts += (ts.empty() ? "" : ",") + t;
     benchmark::AddCustomContext("transports", ts);

@@ -66,8 +66,8 @@ private:
 // ipclab's side of a round trip: one session with the echo bench server.
 class IpclabPingPong : public PingPong {
 public:
-    IpclabPingPong(const std::string& instance, const std::string& transport, int server_cpu)
-        : server_(server_for(instance, transport, ReplyMode::echo, server_cpu)),
+    IpclabPingPong(const std::string& transport, int server_cpu)
+        : server_(server_for(transport, ReplyMode::echo, server_cpu)),
           channel_(connect(server_.client_endpoint(), client_limits())) {}
 
     void round_trip(std::span<const std::byte> request) override {
@@ -94,11 +94,10 @@ private:
     std::optional<ShmWaits> waits_;
 };
 
-void round_trip(benchmark::State& state, const std::string& instance, const std::string& transport,
-                std::size_t size, int server_cpu) {
+void round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (interrupted()) return state.SkipWithError("interrupted");
     try {
-        IpclabPingPong p(instance, transport, server_cpu);
+        IpclabPingPong p(transport, server_cpu);
         measure_round_trips(state, p, size);
     } catch (const std::exception& e) {
         state.SkipWithError(e.what());
@@ -107,11 +106,10 @@ void round_trip(benchmark::State& state, const std::string& instance, const std:
 
 // One-way: every iteration sends one message to the sink; the last one is
 // followed by an empty message, whose ack proves everything arrived.
-void stream(benchmark::State& state, const std::string& instance, const std::string& transport,
-            std::size_t size, int server_cpu) {
+void stream(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (interrupted()) return state.SkipWithError("interrupted");
     try {
-        BenchServer& server = server_for(instance, transport, ReplyMode::sink, server_cpu);
+        BenchServer& server = server_for(transport, ReplyMode::sink, server_cpu);
         auto channel = connect(server.client_endpoint(), client_limits());
         std::vector<std::byte> payload;
         fill_payload(payload, 0, size);
@@ -152,11 +150,10 @@ void stream(benchmark::State& state, const std::string& instance, const std::str
 
 // Per iteration: open a session (the server forks a child for it), one
 // exchange, close.
-void connect_once(benchmark::State& state, const std::string& instance,
-                  const std::string& transport, int server_cpu) {
+void connect_once(benchmark::State& state, const std::string& transport, int server_cpu) {
     if (interrupted()) return state.SkipWithError("interrupted");
     try {
-        BenchServer& server = server_for(instance, transport, ReplyMode::ack, server_cpu);
+        BenchServer& server = server_for(transport, ReplyMode::ack, server_cpu);
         const Endpoint& ep = server.client_endpoint();
         std::vector<std::byte> payload;
         fill_payload(payload, 1, 64);
@@ -178,16 +175,15 @@ void connect_once(benchmark::State& state, const std::string& instance,
 
 }  // namespace
 
-std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& instance, const std::string& transport,
-                                                int server_cpu) {
-    return std::make_unique<IpclabPingPong>(instance, transport, server_cpu);
+std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu) {
+    return std::make_unique<IpclabPingPong>(transport, server_cpu);
 }
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "RoundTrip/" + transport + "/" + std::to_string(size);
     int cpu = c.server_cpu;
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        round_trip(s, name, transport, size, cpu);
+        round_trip(s, transport, size, cpu);
     })->UseRealTime();
 }
 
@@ -195,7 +191,7 @@ benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const st
     std::string name = "Stream/" + transport + "/" + std::to_string(size);
     int cpu = c.server_cpu;
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        stream(s, name, transport, size, cpu);
+        stream(s, transport, size, cpu);
     })->UseRealTime();
 }
 
@@ -203,7 +199,7 @@ benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const s
     std::string name = "Connect/" + transport;
     int cpu = c.server_cpu;
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        connect_once(s, name, transport, cpu);
+        connect_once(s, transport, cpu);
     })->UseRealTime();
 }
 

@@ -37,7 +37,8 @@ const char kUsage[] =
     "  --transports=a,b   subset of tcp,unix,fifo,posix-mq,sysv-mq,shm,shm-spin (default: all)\n"
     "  --sizes=64,4k,1M   message sizes, 0 to 16M, suffixes k and M are KiB and MiB\n"
     "                     (default: 64,1k,4k,64k,1M)\n"
-    "  --pin=C,S          pin this process (the client) to CPU C and the servers to CPU S\n"
+    "  --pin=C,S          pin this process (the client) to CPU C and the servers to CPU S;\n"
+    "                     either may be 'any' (not pinned), e.g. --pin=any,1\n"
     "\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo),\n"
@@ -138,10 +139,11 @@ Config parse_own_flags(int& argc, char** argv, bool& min_time_given, ReportFlags
             auto cpus = split(value);
             long ncpu = ::sysconf(_SC_NPROCESSORS_CONF);
             auto cpu = [&](const std::string& s) {
+                if (s == "any") return -1;
                 char* end = nullptr;
                 long v = std::strtol(s.c_str(), &end, 10);
                 if (*end != '\0' || v < 0 || v >= ncpu)
-                    throw UsageError("--pin: bad CPU '" + s + "' (0 to " + std::to_string(ncpu - 1) + ")");
+                    throw UsageError("--pin: bad CPU '" + s + "' (0 to " + std::to_string(ncpu - 1) + ", or any)");
                 return static_cast<int>(v);
             };
             if (cpus.size() != 2) throw UsageError("--pin wants two CPUs: CLIENT,SERVER");

@@ -2,7 +2,9 @@
 // one process, alternating in short slices (A B B A A B ..., each slice about
 // kSliceNs), so that whatever the machine does to one half of a pair it does
 // to the other. A slow second on a shared VM moves both members of the pair
-// together; their ratio holds still. Each iteration is one pair.
+// together; their ratio holds still. Each iteration is one pair. Both
+// servers run on one CPU (the --pin server CPU, else the last CPU); the
+// client goes where --pin says.
 //
 // Counters: p50_ns, p99_ns, p999_ns, max_ns (ipclab, every sample of the repetition),
 // raw_p50_ns, raw_p99_ns (the baseline's), ratio (the median over pairs of

@@ -36,9 +36,8 @@ public:
     virtual void report(benchmark::State&, std::uint64_t /*messages*/) const {}
 };
 
-// The ipclab round trip: bench server (echo) for `instance`, one session.
-std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& instance, const std::string& transport,
-                                                int server_cpu);
+// The ipclab round trip: one session with the echo bench server.
+std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu);
 // The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
 // shm, shm-spin); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
