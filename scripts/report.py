@@ -29,17 +29,24 @@ figure samples the whole run instead of one moment of it. A figure is the
 median of its repetitions (round-trip percentiles within one repetition come
 from every per-message sample). Its interval is a 95% distribution-free
 confidence interval for that median from order statistics: with {reps}
-repetitions it runs from the {k}th smallest to the {k}th largest value
+repetitions it runs from value number {k} to value number {k_high} in
+sorted order
 (coverage {coverage:.1%}); it assumes nothing about the shape of the noise.
+
+Where the processes run: {placement}. On this kind of VM a wake-up across
+CPUs costs several times one on the same CPU, and the scheduler places each
+new process by lottery; with every server in one place, a repetition's
+figure no longer depends on where its server happened to land.
 
 ipclab against raw system calls: `Paired/<transport>/<bytes>` runs ipclab's
 round trip and the plainest raw ping-pong of the same mechanism in one
 process, alternating slices of about 1 ms (A B B A ...), and takes the
 median of the per-pair ratios; whatever the machine does to one member of a
 pair it does to the other, so the ratio holds still where absolute times
-drift. The ratio's interval is over repetitions, as above. Both members'
-servers stay up for the whole run; a spinning raw server is parked between
-its slices so it cannot take the CPU from ipclab's.
+drift. The ratio's interval is over repetitions, as above. Both servers of
+a pair run on the same CPU, so neither member gets a cheaper wake-up path;
+a spinning raw server is parked between its slices so it cannot take the
+CPU from ipclab's.
 
 Interference. For every repetition ipc-bench records how long the client and
 the server were runnable but waiting for a CPU (`/proc/PID/schedstat`, run
