@@ -29,6 +29,8 @@ SIZE_METRICS = [
     ("stream_throughput", "MB/s", ["Stream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
     ("baseline_stream_throughput", "MB/s", ["BaselineStream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
 ]
+# Figures that belong to no transport: the memory bandwidth shm is held to.
+MEMCPY = ("memcpy_throughput", "MB/s")
 UNITS = {m[0]: m[1] for m in SIZE_METRICS}
 UNITS.update({"connect_rate": "sessions/s", "baseline_connect_rate": "sessions/s"})
 
@@ -104,8 +106,16 @@ def figure(reps, metric, transport, size=""):
 
 
 def figures(reps, transports, sizes):
-    """Every figure of a run: a list of (transport, size or '', metric, unit, figure)."""
+    """Every figure of a run: a list of (transport, size or '', metric, unit,
+    figure); the memcpy reference comes as transport 'memcpy'."""
     rows = []
+    for s in sizes:
+        runs = reps.get(f"Baseline/memcpy/{s}")
+        if runs:
+            f = stats.summarise([b.get("bytes_per_second", 0) / 1e6 for b in runs])
+            if f:
+                f.update(bench=f"Baseline/memcpy/{s}", values=[b.get("bytes_per_second", 0) / 1e6 for b in runs])
+                rows.append(("memcpy", s, MEMCPY[0], MEMCPY[1], f))
     for t in transports:
         for s in sizes:
             for metric, unit, *_ in SIZE_METRICS:

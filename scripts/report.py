@@ -247,9 +247,20 @@ def interference_summary(reps):
     return lines, disturbed, total
 
 
+def cpu_figure(rows, t, s):
+    """Client + server CPU per round trip; the interval adds the two
+    intervals' ends (conservative: both at their extremes at once)."""
+    c, sv = find(rows, t, s, "client_cpu_per_msg"), find(rows, t, s, "server_cpu_per_msg")
+    if not c or not sv:
+        return None
+    return {"value": c["value"] + sv["value"], "low": c["low"] + sv["low"], "high": c["high"] + sv["high"],
+            "stable": c["stable"] and sv["stable"]}
+
+
 def plot(rows, transports, sizes, out_dir, facts):
-    """latency.png and throughput.png with gnuplot: log-log, one line per
-    transport, error bars from each figure's 95% interval."""
+    """Log-log plots with gnuplot, one line per transport, error bars from
+    each figure's 95% interval, raw baselines and the memcpy ceiling drawn
+    where they bound a line; connections/s as bars. Returns the files made."""
     gnuplot = shutil.which("gnuplot")
     if not gnuplot:
         print("compare: gnuplot not found; no plots (scripts/install-deps installs gnuplot-nox)", file=sys.stderr)
@@ -257,21 +268,35 @@ def plot(rows, transports, sizes, out_dir, facts):
     cpu = f"{facts['cpu']}, {facts['cores']} cores, Linux {facts['kernel']}".replace("'", "").replace('"', "")
     xtics = ", ".join(f"'{human_size(s)}' {s}" for s in sizes)
     made = []
-    for fname, metric, ylabel, title in (
-            ("latency.png", "rtt_p50", "round-trip time, median (µs)", "Round-trip latency (p50) against message size"),
-            ("throughput.png", "stream_throughput", "one-way throughput (MB/s, 10^6 bytes/s)",
-             "One-way stream throughput against message size")):
+    for fname, metric, bound, ylabel, title in (
+            ("latency.png", "rtt_p50", "baseline_rtt_p50", "round-trip time, median (µs)",
+             "Round-trip latency (p50) against message size; thin dashed: the raw baseline of each"),
+            ("latency-p99.png", "rtt_p99", None, "round-trip time, 99th percentile (µs)",
+             "Round-trip latency (p99) against message size"),
+            ("cpu.png", "cpu_per_msg", None, "CPU time per round trip, client + server (µs)",
+             "CPU per round trip against message size (closed loop)"),
+            ("throughput.png", "stream_throughput", "baseline_stream_throughput",
+             "one-way throughput (MB/s, 10^6 bytes/s)",
+             "One-way stream throughput; thin dashed: raw baselines; black: the memcpy ceiling")):
         blocks, plots = [], []
-        for i, t in enumerate(transports):
-            pts = [(s, find(rows, t, s, metric)) for s in sizes]
+
+        def series(i, t, key, label, style):
+            pts = [(s, cpu_figure(rows, t, s) if key == "cpu_per_msg" else find(rows, t, s, key)) for s in sizes]
             pts = [(s, f) for s, f in pts if f and f["value"] > 0 and f["low"] > 0]
             if not pts:
-                continue
-            blocks.append(f"$d{i} << EOD\n" +
+                return
+            blocks.append(f"$d{len(blocks)} << EOD\n" +
                           "\n".join(f"{s} {f['value']} {f['low']} {f['high']}" for s, f in pts) + "\nEOD")
+            plots.append(f"$d{len(blocks) - 1} using 1:2:3:4 with yerrorlines {style} "
+                         f"lc rgb '{COLOURS[i % len(COLOURS)] if t != 'memcpy' else '#000000'}' title '{label}'")
+
+        for i, t in enumerate(transports):
             dash = "dt 2" if "spin" in t else "dt 1"
-            plots.append(f"$d{i} using 1:2:3:4 with yerrorlines lw 2 {dash} pt {i + 4} ps 1.3 "
-                         f"lc rgb '{COLOURS[i % len(COLOURS)]}' title '{t}'")
+            series(i, t, metric, t, f"lw 2 {dash} pt {i + 4} ps 1.3")
+            if bound:
+                series(i, t, bound, f"{t} raw", "lw 1 dt 3 pt 0")
+        if metric == "stream_throughput":
+            series(0, "memcpy", "memcpy_throughput", "memcpy", "lw 1 dt 4 pt 0")
         if not plots:
             continue
         lo, hi = min(sizes), max(sizes)
@@ -290,16 +315,36 @@ set key outside right top box
 set bars 2
 plot {", ".join(plots)}
 """
-        # The script stays beside its plot, so a user can restyle and redraw it.
-        gp = os.path.join(out_dir, fname.replace(".png", ".gp"))
-        with open(gp, "w") as f:
-            f.write(script)
-        r = subprocess.run([gnuplot, os.path.basename(gp)], cwd=out_dir, text=True, capture_output=True, timeout=60)
-        if r.returncode != 0:
-            print(f"compare: gnuplot failed for {fname}: {r.stderr.strip()}", file=sys.stderr)
-            continue
-        made.append(fname)
+        if _gnuplot(gnuplot, out_dir, fname, script):
+            made.append(fname)
+    conn = [(t, find(rows, t, "", "connect_rate")) for t in transports]
+    conn = [(t, f) for t, f in conn if f]
+    raw = find(rows, "tcp", "", "baseline_connect_rate")
+    if raw:
+        conn.append(("C fork server (raw)", raw))
+    if conn and _gnuplot(gnuplot, out_dir, "connect.png", "\n".join(
+            ["$c << EOD"] + [f'{i} "{t}" {f["value"]} {f["low"]} {f["high"]}' for i, (t, f) in enumerate(conn)] +
+            ["EOD", "set terminal pngcairo size 1100,600 noenhanced font ',11'", "set output 'connect.png'",
+             f'set title "Sessions per second (open, fork, one exchange, close)\\n{cpu}\\n'
+             'error bars: 95% confidence interval of the median over repetitions"',
+             "set ylabel 'sessions/s'", "set yrange [0:*]", "set style fill solid 0.5", "set boxwidth 0.6",
+             "set xtics rotate by -20", "set grid ytics", "unset key",
+             "plot $c using 1:3:xtic(2) with boxes lc rgb '#1f77b4', $c using 1:3:4:5 with yerrorbars "
+             "lc rgb '#000000' pt 0"])):
+        made.append("connect.png")
     return made
+
+
+def _gnuplot(gnuplot, out_dir, fname, script):
+    """Writes the script beside its plot (so a user can restyle and redraw
+    it) and runs it there; True when the plot was drawn."""
+    gp = os.path.join(out_dir, fname.replace(".png", ".gp"))
+    with open(gp, "w") as f:
+        f.write(script + "\n")
+    r = subprocess.run([gnuplot, os.path.basename(gp)], cwd=out_dir, text=True, capture_output=True, timeout=60)
+    if r.returncode != 0:
+        print(f"compare: gnuplot failed for {fname}: {r.stderr.strip()}", file=sys.stderr)
+    return r.returncode == 0
 
 
 def diff(old_rows, new_rows, markdown=False):
@@ -336,3 +381,83 @@ def diff(old_rows, new_rows, markdown=False):
                f"{stats.ALPHA}); no significant change in the other {same}"
                + (f"; {untestable} had too few repetitions to test" if untestable else "") + ".")
     return "\n".join(out)
+
+
+def _rank(rows, transports, s, metric, higher_better):
+    """(best transport, its figure, tied transports) for one column, or None."""
+    figs = [(t, find(rows, t, s, metric)) for t in transports]
+    figs = [(t, f) for t, f in figs if f]
+    if not figs:
+        return None
+    figs.sort(key=lambda p: p[1]["value"], reverse=higher_better)
+    best_t, best = figs[0]
+    tied = [t for t, f in figs[1:] if stats.overlaps(best, f)]
+    return best_t, best, tied
+
+
+def _say(rows, transports, s, metric, higher_better, unit, what):
+    r = _rank(rows, transports, s, metric, higher_better)
+    if not r:
+        return f"- **{what}**: not measured in this run."
+    t, f, tied = r
+    figure = f"{fmt(f['value'])} {unit} [{fmt(f['low'])}, {fmt(f['high'])}]"
+    caveat = "" if f["stable"] else " (this figure is not stable: treat the ranking as provisional)"
+    if tied:
+        others = ", ".join(f"`{x}` ({fmt(find(rows, x, s, metric)['value'])})" for x in tied)
+        return (f"- **{what}**: the data cannot decide between `{t}` ({figure}) and {others}: "
+                f"their 95% intervals overlap{caveat}.")
+    return f"- **{what}**: `{t}`, {figure}, clear of the runner-up's interval{caveat}."
+
+
+def verdict(rows, transports, sizes):
+    """REPORT.md's opening: which mechanism for which use, from this run."""
+    small, big = sizes[0], sizes[-1]
+    lines = [_say(rows, transports, small, "rtt_p50", False, "µs",
+                  f"Small messages ({human_size(small)} round trip, median)"),
+             _say(rows, transports, small, "rtt_p99", False, "µs",
+                  f"Small messages, tail ({human_size(small)} round trip, p99)"),
+             _say(rows, transports, big, "stream_throughput", True, "MB/s",
+                  f"Bulk transfer ({human_size(big)} messages, one way)"),
+             _say(rows, transports, "", "connect_rate", True, "sessions/s",
+                  "Many short sessions (open, fork, one exchange, close)")]
+    cpu = []
+    for t in transports:
+        c, sv = find(rows, t, small, "client_cpu_per_msg"), find(rows, t, small, "server_cpu_per_msg")
+        if c and sv:
+            cpu.append((c["value"] + sv["value"], t))
+    if cpu:
+        cpu.sort()
+        text = ", ".join(f"`{t}` {fmt(v)} µs" for v, t in cpu[:3])
+        lines.append(f"- **CPU budget** (client + server CPU per {human_size(small)} round trip, closed loop): "
+                     f"{text}. A closed loop at full speed never shows what a spinning transport burns while it "
+                     "waits: `shm-spin` polls for up to 8192 pauses before it sleeps, so at a modest message "
+                     "rate it costs up to a core per side between messages, where the others sleep.")
+    return lines
+
+
+def consistency(rows, transports, sizes):
+    """Figures that contradict their neighbours, said rather than hidden."""
+    notes = []
+    for t in transports:
+        for a, b in zip(sizes, sizes[1:]):
+            fa, fb = find(rows, t, a, "rtt_p50"), find(rows, t, b, "rtt_p50")
+            if fa and fb and fb["high"] < fa["low"]:
+                notes.append(f"`{t}`: a {human_size(b)} round trip ({fmt(fb['value'])} µs) was faster than a "
+                             f"{human_size(a)} one ({fmt(fa['value'])} µs), beyond both intervals. A larger "
+                             "message cannot cost less work; the two sizes met the machine in different states "
+                             "(CPU placement, cache, frequency), so rank neither on this run.")
+            sa, sb = find(rows, t, a, "stream_throughput"), find(rows, t, b, "stream_throughput")
+            if sa and sb and sb["high"] < sa["low"] / 2:
+                notes.append(f"`{t}`: one-way throughput falls from {fmt(sa['value'])} MB/s at {human_size(a)} "
+                             f"to {fmt(sb['value'])} MB/s at {human_size(b)}, a cliff of more than half. Larger "
+                             "messages usually stream at least as fast; look for a buffer or ring that a message "
+                             "of this size no longer fits (pipe and socket buffers, the shm ring, the queue's "
+                             "message size limit) before trusting either figure.")
+        for s in sizes:
+            r = find(rows, t, s, "rtt_ratio")
+            if r and r["high"] < 1:
+                notes.append(f"`{t}` {human_size(s)}: ipclab's round trip was faster than the raw baseline "
+                             f"(ratio {r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]). ipclab does not beat "
+                             "the mechanism; its path differs from the plain one (e.g. a larger pipe buffer or "
+                             "fewer system calls per message than the baseline's read/write loop).")
+    return notes
