@@ -81,7 +81,8 @@ TEST(Compare, QuickRunWritesEveryFile) {
     const fs::path run = runs[0];
     EXPECT_EQ(run.filename().string().size(), std::string("YYYYmmdd-HHMMSS").size()) << run;
 
-    for (const char* f : {"bench.json", "bench.log", "summary.csv", "latency.png", "throughput.png", "REPORT.md"}) {
+    for (const char* f : {"bench.json", "bench.log", "summary.csv", "latency.png", "throughput.png", "latency-p99.png",
+                          "cpu.png", "connect.png", "REPORT.md"}) {
         ASSERT_TRUE(fs::is_regular_file(run / f)) << f;
         EXPECT_GT(fs::file_size(run / f), 0u) << f;
     }
@@ -92,7 +93,8 @@ TEST(Compare, QuickRunWritesEveryFile) {
     std::string line;
     ASSERT_TRUE(std::getline(csv, line));
     EXPECT_EQ(line, "transport,size_bytes,metric,value,unit,ci_low,ci_high,stable");
-    std::map<std::string, int> seen;  // "transport/size/metric" -> rows
+    std::map<std::string, int> seen;       // "transport/size/metric" -> rows
+    std::map<std::string, double> value;  // "transport/size/metric" -> value
     auto number = [](const std::string& cell, double& v) {
         char* end = nullptr;
         v = std::strtod(cell.c_str(), &end);
@@ -116,6 +118,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
             EXPECT_GT(v, 0.0) << line;
         EXPECT_FALSE(cells[4].empty()) << line;
         ++seen[cells[0] + "/" + cells[1] + "/" + cells[2]];
+        value[cells[0] + "/" + cells[1] + "/" + cells[2]] = v;
     }
     for (const auto& t : kTransports) {
         for (const auto& s : kQuickSizes)
@@ -124,7 +127,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
     }
 
     // The plots: PNG signature, then an IHDR chunk with a sane size.
-    for (const char* f : {"latency.png", "throughput.png"}) {
+    for (const char* f : {"latency.png", "throughput.png", "latency-p99.png", "cpu.png", "connect.png"}) {
         std::string png = slurp((run / f).string());
         ASSERT_GE(png.size(), 33u) << f;
         EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << f;
@@ -138,7 +141,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
     }
 
     // Error bars: the plots are drawn from each figure's interval.
-    for (const char* f : {"latency.gp", "throughput.gp"}) {
+    for (const char* f : {"latency.gp", "throughput.gp", "latency-p99.gp", "cpu.gp"}) {
         std::string gp = slurp((run / f).string());
         EXPECT_NE(gp.find("with yerrorlines"), std::string::npos) << f;
         EXPECT_NE(gp.find("95% confidence interval"), std::string::npos) << f;
@@ -152,6 +155,30 @@ TEST(Compare, QuickRunWritesEveryFile) {
                              "ipclab against raw system calls (paired"})
         EXPECT_NE(report.find(text), std::string::npos) << text;
     EXPECT_NE(report.find("](latency.png)"), std::string::npos);
+    for (const char* plot : {"](latency-p99.png)", "](cpu.png)", "](connect.png)"})
+        EXPECT_NE(report.find(plot), std::string::npos) << plot;
+    // The verdict comes first, one line per use, each naming a transport of
+    // this run or saying the data cannot decide.
+    auto verdict = report.find("## Verdict: which mechanism for which use");
+    ASSERT_NE(verdict, std::string::npos);
+    EXPECT_LT(verdict, report.find("## How to read these figures"));
+    for (const char* use : {"**Small messages (64 B round trip, median)**", "**Bulk transfer (4 KiB messages, one way)**",
+                            "**Many short sessions", "**CPU budget**"}) {
+        auto at = report.find(use);
+        ASSERT_NE(at, std::string::npos) << use;
+        std::string line = report.substr(at, report.find('\n', at) - at);
+        bool names_one = false;
+        for (const auto& t : kTransports) names_one = names_one || line.find("`" + t + "`") != std::string::npos;
+        EXPECT_TRUE(names_one || line.find("cannot decide") != std::string::npos) << line;
+    }
+    EXPECT_NE(report.find("### Figures that contradict their neighbours"), std::string::npos);
+    // ... and agrees with summary.csv: the small-message pick is the lowest median there.
+    std::string fastest;
+    for (const auto& t : kTransports)
+        if (fastest.empty() || value[t + "/64/rtt_p50"] < value[fastest + "/64/rtt_p50"]) fastest = t;
+    auto small = report.find("**Small messages (64 B round trip, median)**");
+    EXPECT_NE(report.substr(small, report.find('\n', small) - small).find("`" + fastest + "`"), std::string::npos)
+        << "the verdict does not start from summary.csv's fastest, " << fastest;
     EXPECT_NE(report.find("](throughput.png)"), std::string::npos);
     for (const char* fact : {"| cpu |", "| cores |", "| kernel |", "| governor |", "| fs.mqueue.msgsize_max |",
                              "| kernel.msgmax |", "| fs.pipe-max-size |", "| net.core.somaxconn |", "| git revision |"})
