@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced; the patterns are used by the checks
 # Shared by every scripts/labs/*/check (sourced, bash only).
 #
 # A check has two modes:
