@@ -1,10 +1,16 @@
+# shellcheck shell=bash disable=SC2034  # sourced; the patterns are used by the checks
 # Shared by every scripts/labs/*/check (sourced, bash only).
 #
 # A check has two modes:
 #   check [--dir DIR]   the student ran the handout's steps; check their hand-in
 #                       folder (default ~/ipclab-labs/<lab>) step by step.
 #   check --auto        perform the handout's steps itself in a temporary hand-in
-#                       folder, then check it the same way (what `make labs-check` runs).
+#                       folder (or --dir DIR, kept), write answers from what it
+#                       measured, then check it the same way (what `make
+#                       labs-check` runs), and check that the grader refuses
+#                       answers without the figures (as --self-test does).
+#   check --self-test   only that last part: the grader refuses empty answers
+#                       ("Q1: idk") and answers without the figures asked for.
 # In --auto mode every command is first looked up, character for character, in
 # the lab's README.md, so the handout cannot drift from what is exercised.
 # Background commands run in a session of their own; only those sessions are
@@ -17,7 +23,7 @@ LAB_HOME=$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)
 LAB=$(basename "$LAB_HOME")
 README=$LAB_HOME/README.md
 ROOT=$(cd "$LAB_HOME/../../.." && pwd)
-AUTO=0
+AUTO=0 SELFTEST=0 DIR_GIVEN=0
 H=${HOME:-/tmp}/ipclab-labs/$LAB
 FAILS=0 PASSES=0 SKIPS=0
 T0=$SECONDS
@@ -27,20 +33,26 @@ TMP=
 
 usage() {
     cat <<EOF
-usage: scripts/labs/$LAB/check [--dir DIR] [--auto]
-  (no option)  check the hand-in folder you filled following README.md (default $H)
-  --dir DIR    check DIR instead
-  --auto       perform every step itself in a temporary folder, then check it
-               (used by \`make labs-check\`; leaves nothing behind)
+usage: scripts/labs/$LAB/check [--dir DIR] [--auto] [--self-test]
+  (no option)  check the hand-in folder you filled following README.md (default $H):
+               the files of every step, and that answers.md answers every
+               question with the measured figures it asks for
+  --dir DIR    check DIR instead (with --auto: fill DIR and keep it)
+  --auto       perform every step itself in a temporary folder, write answers
+               with the figures it measured, then check it (used by
+               \`make labs-check\`; leaves nothing behind)
+  --self-test  check only that the grader refuses answers such as 'Q1: idk'
+               and answers without the figures the questions ask for
 EOF
 }
 
 while [ $# -gt 0 ]; do
     case $1 in
         --auto) AUTO=1 ;;
-        --dir) [ $# -ge 2 ] || { usage >&2; exit 2; }; H=$2; shift ;;
+        --self-test) SELFTEST=1 ;;
+        --dir) [ $# -ge 2 ] || { echo "check: --dir needs a folder" >&2; exit 2; }; H=$2; DIR_GIVEN=1; shift ;;
         -h|--help) usage; exit 0 ;;
-        *) echo "check: unknown option $1" >&2; usage >&2; exit 2 ;;
+        *) echo "check: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -87,8 +99,9 @@ auto_setup() {
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/ipclab-lab.XXXXXX")
     trap cleanup EXIT
     trap 'exit 130' INT TERM
-    H=$TMP/handin
+    [ "$DIR_GIVEN" -eq 1 ] || H=$TMP/handin
     mkdir -p "$H"
+    H=$(cd "$H" && pwd)
     export H
 }
 
@@ -205,21 +218,120 @@ free_port() {
     return 1
 }
 
-# answers Q...: in student mode, answers.md must answer each question.
-check_answers() {
-    local f=$H/answers.md q
-    if [ "$AUTO" -eq 1 ]; then
-        skip "answers to the questions" "--auto cannot answer for you"
+# --- grading the answers ----------------------------------------------------
+# Each lab declares what every answer must contain with
+#   ask Q MIN_WORDS [COUNT ERE WHAT]...
+# e.g. ask Q5 15 1 "$N_READS" "how many reads the message took (e.g. '3 reads')"
+# An answer is the text after its 'Qn:' label (a line, or a heading and the
+# lines below it) up to the next 'Qm' label. It passes when it has at least
+# MIN_WORDS words and, for each rule, at least COUNT matches of ERE (grep -E,
+# case-insensitive). The figures' patterns:
+NUM='[0-9]+([.,][0-9]+)?'
+TIME="$NUM ?(ns|us|µs|μs|ms|s|sec|seconds?|microseconds?|milliseconds?|nanoseconds?)\b"
+SIZE="$NUM ?(B|bytes?|KiB|KB|kB|MiB|MB|GiB|GB)\b"
+RATE="$NUM ?(B/s|KB/s|kB/s|MB/s|MiB/s|GB/s|GiB/s|[kMG]bit/s|msg/s|sessions/s|connections/s|/s)"
+FIGURE="$NUM ?(ns|us|µs|μs|ms|s|B|bytes?|KiB|KB|kB|MiB|MB|GiB|GB|B/s|KB/s|MB/s|MiB/s|GB/s|msg/s|/s|%|x|×)(\b|$| )"
+RATIO="$NUM ?(x|×|times)\b|ratio|[0-9] ?/ ?[0-9]"
+INT='\b[0-9]+\b'
+QUESTIONS=()
+declare -A RULES=() MINWORDS=()
+ask() {
+    local q=$1
+    QUESTIONS+=("$q")
+    MINWORDS[$q]=$2
+    RULES[$q]=
+    shift 2
+    while [ $# -ge 3 ]; do
+        RULES[$q]+="$1"$'\t'"$2"$'\t'"$3"$'\n'
+        shift 3
+    done
+}
+
+# answer_text FILE Q: answer Q's text, its label removed.
+answer_text() {
+    awk -v q="$2" '
+        match($0, /^[ \t]*(#+[ \t]*)?(\*\*)?(- )?Q[0-9]+/) {
+            s = substr($0, 1, RLENGTH); gsub(/[^0-9]/, "", s); on = ("Q" s == q)
+            if (on) { sub(/^[ \t]*(#+[ \t]*)?(\*\*)?(- )?Q[0-9]+(\*\*)?[:.)]?(\*\*)?[ \t]*/, ""); print }
+            next
+        }
+        on { print }' "$1" 2>/dev/null
+}
+
+# grade FILE Q: prints what answer Q lacks (nothing when it is complete).
+grade() {
+    local text words n count ere what missing=()
+    text=$(answer_text "$1" "$2")
+    words=$(printf '%s\n' "$text" | wc -w)
+    if [ "$words" -eq 0 ]; then
+        echo "no answer: write it under a line starting '$2:'"
         return
     fi
-    for q in "$@"; do
-        if grep -Eq "^(#+ *)?$q[:.)]? *[^ ]" "$f" 2>/dev/null || \
-           awk -v q="$q" 'BEGIN{IGNORECASE=1} $0 ~ "^(#+ *)?"q"[:.)]? *$" {on=1; next} on && /^(#+ *)?Q[0-9]/ {exit} on && NF {found=1; exit} END{exit !found}' "$f" 2>/dev/null; then
-            pass "answers.md answers $q"
-        else
-            fail "answers.md answers $q" "write your answer in $f under a line starting '$q:'"
-        fi
+    [ "$words" -ge "${MINWORDS[$2]}" ] ||
+        missing+=("an explanation (${words} words; write at least ${MINWORDS[$2]})")
+    while IFS=$'\t' read -r n ere what; do
+        [ -n "$n" ] || continue
+        count=$(printf '%s\n' "$text" | grep -oiE -- "$ere" | wc -l)
+        [ "$count" -ge "$n" ] || missing+=("$what (found $count, need $n)")
+    done <<<"${RULES[$2]}"
+    [ ${#missing[@]} -eq 0 ] || { printf 'missing: %s' "${missing[0]}"; printf '; %s' "${missing[@]:1}"; echo; }
+}
+
+# check_answers: every question of answers.md has the figures it asks for.
+check_answers() {
+    local f=$H/answers.md q why
+    if [ ! -s "$f" ]; then
+        fail "answers.md answers ${QUESTIONS[*]}" "write $f: one 'Q1:' ... line or heading per question, with the figures you measured"
+        return
+    fi
+    for q in "${QUESTIONS[@]}"; do
+        why=$(grade "$f" "$q")
+        if [ -z "$why" ]; then pass "answers.md answers $q with the figures asked for"; else
+            fail "answers.md answers $q" "$q $why"; fi
     done
+}
+
+# self_test: the grader must refuse 'Qn: idk' and an answer of many words
+# without a figure, for every question that asks for figures, and accept a
+# complete answers file (the one --auto wrote, when there is one).
+self_test() {
+    local bad=$TMP/selftest.md q why refused=0 figureless=0 asks=0 filler
+    filler="I looked at the output carefully and I think it depends on the machine and on the kernel, which does what it does for reasons of its own"
+    step T "the grader itself"
+    for q in "${QUESTIONS[@]}"; do printf '%s: idk\n' "$q"; done >"$bad"
+    for q in "${QUESTIONS[@]}"; do [ -n "$(grade "$bad" "$q")" ] && refused=$((refused + 1)); done
+    if [ "$refused" -eq ${#QUESTIONS[@]} ]; then pass "the grader refuses 'Qn: idk' for all $refused questions ($(grade "$bad" Q1))"; else
+        fail "the grader refuses 'Qn: idk'" "only $refused of ${#QUESTIONS[@]} refused; see ask in the check"; fi
+    for q in "${QUESTIONS[@]}"; do printf '## %s\n%s %s.\n\n' "$q" "$filler" "$filler"; done >"$bad"
+    for q in "${QUESTIONS[@]}"; do
+        [ -n "${RULES[$q]}" ] || continue
+        asks=$((asks + 1))
+        [ -n "$(grade "$bad" "$q")" ] && figureless=$((figureless + 1))
+    done
+    if [ "$figureless" -eq "$asks" ]; then pass "the grader refuses long answers without the figures ($figureless of $asks questions)"; else
+        fail "the grader refuses long answers without the figures" "only $figureless of $asks refused"; fi
+}
+
+# grade_answers: the last step of every check. --auto writes answers.md from
+# what it measured (the lab's auto_answers) unless one is there, grades it,
+# then tests the grader; --self-test only tests the grader.
+grade_answers() {
+    if [ "$AUTO" -eq 1 ] && [ ! -s "$H/answers.md" ]; then
+        auto_answers >"$H/answers.md"
+    fi
+    check_answers
+    [ "$AUTO" -eq 1 ] && self_test
+    return 0
+}
+
+# --self-test: no steps, no hand-in; exits after testing the grader.
+run_self_test() {
+    [ "$SELFTEST" -eq 1 ] || return 0
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/ipclab-lab.XXXXXX")
+    trap 'rm -rf -- "$TMP"' EXIT
+    self_test
+    finish
+    exit $?
 }
 
 need_binaries() {
