@@ -1,5 +1,6 @@
 #include "bench/paired_bench.hpp"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +29,14 @@ struct Side {
     std::uint64_t client_cpu = 0, server_cpu = 0, client_runq = 0, server_runq = 0;
 };
 
+// This thread's CPU time, up to date (schedstat's figure of a task that has
+// not been switched out lags until the next tick: a spinning client reads 0).
+std::uint64_t thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 // Median time per message of a warm-up, to size the slices.
 std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size) {
     std::vector<std::uint64_t> t;
@@ -50,6 +59,7 @@ double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payl
                  std::uint64_t n) {
     side.p.resume();
     side.p.round_trip(payload);
+    std::uint64_t cpu0 = thread_cpu_ns();
     auto c0 = self.read();
     auto s0 = side.server.read();
     side.slice.clear();
@@ -60,10 +70,11 @@ double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payl
         side.slice.push_back(elapsed_ns(t0, Clock::now()));
     }
     auto c1 = self.read();
+    std::uint64_t cpu1 = thread_cpu_ns();
     auto s1 = side.server.read();
     side.p.pause();
     if (!side.p.echoed(payload)) throw ProtocolError(side.p.mismatch(payload));
-    side.client_cpu += c1.cpu_ns - c0.cpu_ns;
+    side.client_cpu += cpu1 - cpu0;
     side.client_runq += c1.runq_ns - c0.runq_ns;
     side.server_cpu += s1.cpu_ns - s0.cpu_ns;
     side.server_runq += s1.runq_ns - s0.runq_ns;

@@ -166,10 +166,10 @@ TEST(Compare, QuickRunWritesEveryFile) {
                             "**Many short sessions", "**CPU budget**"}) {
         auto at = report.find(use);
         ASSERT_NE(at, std::string::npos) << use;
-        std::string line = report.substr(at, report.find('\n', at) - at);
+        std::string verdict_line = report.substr(at, report.find('\n', at) - at);
         bool names_one = false;
-        for (const auto& t : kTransports) names_one = names_one || line.find("`" + t + "`") != std::string::npos;
-        EXPECT_TRUE(names_one || line.find("cannot decide") != std::string::npos) << line;
+        for (const auto& t : kTransports) names_one = names_one || verdict_line.find("`" + t + "`") != std::string::npos;
+        EXPECT_TRUE(names_one || verdict_line.find("cannot decide") != std::string::npos) << verdict_line;
     }
     EXPECT_NE(report.find("### Figures that contradict their neighbours"), std::string::npos);
     // ... and agrees with summary.csv: the small-message pick is the lowest median there.
