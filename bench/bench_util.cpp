@@ -268,11 +268,12 @@ void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
         };
         state_.counters["client_cpu_ns_per_msg"] = per(client0_, client1_);
         state_.counters["server_cpu_ns_per_msg"] = per(server0_, server1_);
-        report_interference(state_, *interference_, messages);
+        report_interference(state_, *interference_, messages, settle_ ? kForkAllowanceNs : kWakeAllowanceNs);
     }
 }
 
-void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages) {
+void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages,
+                         double allowance_ns) {
     if (messages == 0) return;
     auto per = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(messages); };
     state.counters["client_runq_ns_per_msg"] = per(i.client_runq_ns());
@@ -280,7 +281,7 @@ void report_interference(benchmark::State& state, const Interference& i, std::ui
     state.counters["client_nivcsw_per_msg"] = per(i.client_nivcsw());
     state.counters["server_nivcsw_per_msg"] = per(i.server_nivcsw());
     state.counters["steal_ns_per_msg"] = per(i.steal());
-    double share = interference_share(i.client_runq_ns() + i.server_runq_ns(), i.wall_ns(), messages);
+    double share = interference_share(i.client_runq_ns() + i.server_runq_ns(), i.wall_ns(), messages, allowance_ns);
     state.counters["interference"] = share;
     state.counters["disturbed"] = share > kDisturbedShare ? 1 : 0;
 }

@@ -117,7 +117,8 @@ private:
 // Sets the interference counters of one measured run (see interference.hpp):
 // client/server_runq_ns_per_msg, client/server_nivcsw_per_msg,
 // steal_ns_per_msg, interference (share of wall time) and disturbed (0 or 1).
-void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages);
+void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages,
+                         double allowance_ns);
 
 // The Connect-style timed loop (ipclab's Connect and Baseline/connect-fork):
 // each iteration is one exchange() -> bool (open, one message, close),

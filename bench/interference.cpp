@@ -122,9 +122,10 @@ void Interference::stop() {
     server_nivcsw_ = sub(tree_involuntary_switches(server_pid_), server_nivcsw_);
 }
 
-double interference_share(std::uint64_t runq_ns, std::uint64_t wall_ns, std::uint64_t messages) {
+double interference_share(std::uint64_t runq_ns, std::uint64_t wall_ns, std::uint64_t messages,
+                          double allowance_ns) {
     if (wall_ns == 0) return 0;
-    double excess = static_cast<double>(runq_ns) - kWakeAllowanceNs * static_cast<double>(messages);
+    double excess = static_cast<double>(runq_ns) - allowance_ns * static_cast<double>(messages);
     return excess > 0 ? excess / static_cast<double>(wall_ns) : 0;
 }
 
