@@ -189,11 +189,16 @@ void register_all(const Config& c) {
 
 int main(int argc, char** argv) {
     using namespace ipclab::bench;
-    for (int i = 1; i < argc; ++i)
+    for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
             std::cout << kUsage << "\nGoogle Benchmark's flags:\n" << std::flush;
             break;
         }
+        if (std::strcmp(argv[i], "--version") == 0) {
+            std::cout << "ipc-bench (ipclab) " << IPCLAB_VERSION << "\n";
+            return 0;
+        }
+    }
     Config config;
     bool min_time_given = false;
     ReportFlags report;
@@ -228,7 +233,7 @@ int main(int argc, char** argv) {
     register_all(config);
     auto display = make_reporter(report.format, true);
     auto file = report.out ? make_reporter(report.out_format, false) : nullptr;
-    benchmark::RunSpecifiedBenchmarks(display.get(), file.get());
+    std::size_t ran = benchmark::RunSpecifiedBenchmarks(display.get(), file.get());
     benchmark::Shutdown();
     stop_servers();
     // Bounded: anything still alive here is an orphaned session child ending.
@@ -238,5 +243,11 @@ int main(int argc, char** argv) {
         if (r < 0) break;  // ECHILD: nothing left
         if (r == 0) ::usleep(1000);
     }
-    return interrupted() ? 130 : 0;
+    if (interrupted()) return 130;
+    if (ran == 0) {
+        // Google Benchmark said which filter matched nothing; a script must not take that for a run.
+        std::cerr << "ipc-bench: no benchmark matched; --benchmark_list_tests=true lists them\n";
+        return 2;
+    }
+    return 0;
 }

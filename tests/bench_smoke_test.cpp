@@ -242,6 +242,12 @@ TEST(BenchSmoke, OwnFlagsAreCheckedAndOthersPassToGoogleBenchmark) {
     EXPECT_EQ(run_program({exe, "--transports=carrier-pigeon"}).exit_code, 2);
     EXPECT_EQ(run_program({exe, "--sizes=17M"}).exit_code, 2);
     EXPECT_EQ(run_program({exe, "--pin=0"}).exit_code, 2);
+    ProgramResult none = run_program({exe, "--benchmark_filter=^NoSuchBenchmark$"});
+    EXPECT_EQ(none.exit_code, 2) << "a filter that matches nothing is a usage error";
+    EXPECT_NE(none.err.find("no benchmark matched"), std::string::npos) << none.err;
+    ProgramResult version = run_program({exe, "--version"});
+    EXPECT_EQ(version.exit_code, 0);
+    EXPECT_NE(version.out.find("ipc-bench"), std::string::npos) << version.out;
     ProgramResult list = run_program({exe, "--transports=unix", "--sizes=1k",
                                       "--benchmark_list_tests=true"});
     EXPECT_EQ(list.exit_code, 0) << list.err;

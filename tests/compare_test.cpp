@@ -69,17 +69,19 @@ TEST(Compare, QuickRunWritesEveryFile) {
     EXPECT_NE(r.out.find("round trip p50 ±95% CI / p99"), std::string::npos) << r.out;
     for (const auto& t : kTransports) EXPECT_NE(r.out.find("\n" + t + " "), std::string::npos) << t << "\n" << r.out;
 
-    // One run folder, and latest pointing at it.
+    // One run folder, and latest-quick pointing at it: a smoke test never
+    // becomes results/latest.
     std::vector<fs::path> runs;
     for (const auto& e : fs::directory_iterator(out.path()))
-        if (e.path().filename() != "latest") runs.push_back(e.path());
+        if (e.path().filename() != "latest-quick") runs.push_back(e.path());
     ASSERT_EQ(runs.size(), 1u);
-    fs::path latest = out.path() / "latest";
+    EXPECT_FALSE(fs::exists(out.path() / "latest"));
+    fs::path latest = out.path() / "latest-quick";
     ASSERT_TRUE(fs::is_symlink(latest));
     EXPECT_EQ(fs::read_symlink(latest), runs[0].filename());
     EXPECT_EQ(fs::canonical(latest), fs::canonical(runs[0]));
     const fs::path run = runs[0];
-    EXPECT_EQ(run.filename().string().size(), std::string("YYYYmmdd-HHMMSS").size()) << run;
+    EXPECT_EQ(run.filename().string().size(), std::string("quick-YYYYmmdd-HHMMSS").size()) << run;
 
     for (const char* f : {"bench.json", "bench.log", "summary.csv", "latency.png", "throughput.png", "latency-p99.png",
                           "cpu.png", "connect.png", "REPORT.md"}) {
