@@ -268,7 +268,9 @@ void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
         };
         state_.counters["client_cpu_ns_per_msg"] = per(client0_, client1_);
         state_.counters["server_cpu_ns_per_msg"] = per(server0_, server1_);
-        report_interference(state_, *interference_, messages, settle_ ? kForkAllowanceNs : kWakeAllowanceNs);
+        report_interference(state_, *interference_, messages,
+                            settle_ ? kForkAllowanceNs
+                                    : message_allowance_ns(static_cast<std::size_t>(std::max<std::int64_t>(bytes_per_iteration, 0))));
     }
 }
 

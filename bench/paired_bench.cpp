@@ -148,7 +148,7 @@ void paired_round_trip(benchmark::State& state, const std::string& transport, st
         put("server_runq_ns_per_msg", per_msg(server_runq, all));
         put("nivcsw_per_msg", per_msg(nivcsw1 - nivcsw0, all));
         put("steal_ns_per_msg", per_msg(steal_ns() - steal0, all));
-        double share = interference_share(client_runq + server_runq, wall, all);
+        double share = interference_share(client_runq + server_runq, wall, all, message_allowance_ns(size));
         put("interference", share);
         put("disturbed", share > kDisturbedShare ? 1 : 0);
         state.SetBytesProcessed(static_cast<std::int64_t>(msgs * size));

@@ -51,9 +51,10 @@ CPU from ipclab's.
 Interference. For every repetition ipc-bench records how long the client and
 the server were runnable but waiting for a CPU (`/proc/PID/schedstat`, run
 delay), their involuntary context switches and the host's steal time. A
-repetition is *disturbed* when that waiting, beyond {allowance} µs per message
-(what a wake-up costs on a quiet machine; 50 µs per session for `Connect`,
-whose forked child and listener queue for the CPU by design), exceeds 5% of
+repetition is *disturbed* when that waiting, beyond what the benchmark
+queues for by itself ({allowance} µs per message plus 0.2 µs per KiB of
+message; 150 µs per session for `Connect`, whose forked child and listener
+share the server CPU by design; calibrated on a quiet run), exceeds 5% of
 its wall time: a
 round trip is serial, so such waiting adds straight to the measured time.
 Benchmarks with more than a third of their repetitions disturbed are run
