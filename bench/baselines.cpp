@@ -366,11 +366,22 @@ void sem_wait_checked(sem_t* s) {
     }
 }
 
-class ShmSemPingPong : public RawPingPong {
+// An anonymous shared mapping: the control words (Header) at its start, the
+// message buffer after them, shared with the forked echo child.
+template <typename Header>
+class SharedPingPong : public RawPingPong {
+protected:
+    explicit SharedPingPong(std::size_t size)
+        : RawPingPong(size, size), map_(anonymous_shared(kDataOffset + size + 1)), h_(new (map_.get()) Header),
+          data_(static_cast<std::byte*>(map_.get()) + kDataOffset) {}
+    Mapping map_;
+    Header* h_;
+    std::byte* data_;
+};
+
+class ShmSemPingPong : public SharedPingPong<SemHeader> {
 public:
-    ShmSemPingPong(std::size_t size, int cpu)
-        : RawPingPong(size, size), map_(anonymous_shared(kDataOffset + size + 1)), h_(new (map_.get()) SemHeader),
-          data_(static_cast<std::byte*>(map_.get()) + kDataOffset) {
+    ShmSemPingPong(std::size_t size, int cpu) : SharedPingPong(size) {
         check(::sem_init(&h_->request, 1, 0), "sem_init");
         check(::sem_init(&h_->reply, 1, 0), "sem_init");
         child_ = Child(fork_child(cpu, [&]() -> int {
@@ -394,11 +405,6 @@ public:
         sem_wait_checked(&h_->reply);
         std::memcpy(reply_.data(), data_, size_);
     }
-
-private:
-    Mapping map_;
-    SemHeader* h_;
-    std::byte* data_;
 };
 
 // Two sequence words on their own cache lines; each side busy-polls the
@@ -420,11 +426,9 @@ inline void relax() {
 #endif
 }
 
-class ShmSpinPingPong : public RawPingPong {
+class ShmSpinPingPong : public SharedPingPong<SpinHeader> {
 public:
-    ShmSpinPingPong(std::size_t size, int cpu)
-        : RawPingPong(size, size), map_(anonymous_shared(kDataOffset + size + 1)), h_(new (map_.get()) SpinHeader),
-          data_(static_cast<std::byte*>(map_.get()) + kDataOffset) {
+    ShmSpinPingPong(std::size_t size, int cpu) : SharedPingPong(size) {
         check(::sem_init(&h_->park, 1, 0), "sem_init");
         child_ = Child(fork_child(cpu, [&]() -> int {
             std::vector<std::byte> local(size + 1);
@@ -473,9 +477,6 @@ private:
             }
         }
     }
-    Mapping map_;
-    SpinHeader* h_;
-    std::byte* data_;
     std::uint64_t n_ = 0;
 };
 
