@@ -1,6 +1,8 @@
 """Standard tools beside ipclab (scripts/compare --peers): sockperf
-ping-pong and iperf3 on 127.0.0.1, started and stopped by pid, their figures
-put beside ipclab's from the same run."""
+ping-pong and iperf3 on 127.0.0.1, started and stopped by pid, each measured
+in interleaved pairs with ipclab's same benchmark (ipclab, tool, tool,
+ipclab, ...), every figure the median of its samples with a 95% interval,
+and a difference called only when the ratio's interval excludes 1."""
 import json
 import os
 import re
@@ -11,6 +13,7 @@ import sys
 import tempfile
 import time
 
+import stats
 from benchjson import figure
 from report import fmt, human_size
 
@@ -74,7 +77,7 @@ class Peers:
         except OSError:
             return False
 
-    def sockperf_tcp(self, size):
+    def sockperf_server(self):
         port = self.free_port()
         server = self.start(["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p", str(port)], "sockperf-server")
 
@@ -84,45 +87,76 @@ class Peers:
                     return True
             except OSError:
                 return False
-        try:
-            self.wait_until(server, accepting, "sockperf server")
-            r = subprocess.run(["sockperf", "ping-pong", "--tcp", "-i", "127.0.0.1", "-p", str(port),
-                                "-m", str(size), "-t", str(self.seconds), "--full-rtt"],
-                               capture_output=True, text=True, timeout=self.seconds + 30)
-        finally:
-            self.stop(server)
+        self.wait_until(server, accepting, "sockperf server")
+        return server, port
+
+    def sockperf_sample(self, port, size, k):
+        """One sockperf ping-pong of self.seconds: {'p50', 'p99'} in µs."""
+        r = subprocess.run(["sockperf", "ping-pong", "--tcp", "-i", "127.0.0.1", "-p", str(port),
+                            "-m", str(size), "-t", str(self.seconds), "--full-rtt"],
+                           capture_output=True, text=True, timeout=self.seconds + 30)
         text = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
-        with open(os.path.join(self.dir, "sockperf-ping-pong.log"), "w") as f:
+        with open(os.path.join(self.dir, f"sockperf-ping-pong-{k}.log"), "w") as f:
             f.write(text)
         p50 = re.search(r"percentile 50\.000 =\s*([\d.]+)", text)
         p99 = re.search(r"percentile 99\.000 =\s*([\d.]+)", text)
-        avg = re.search(r"avg-rtt=([\d.]+)", text)
         if r.returncode != 0 or not (p50 and p99):
             raise RuntimeError(f"sockperf ping-pong failed (exit {r.returncode}): {text.strip()[-300:]}")
-        return {"p50": float(p50.group(1)), "p99": float(p99.group(1)),
-                "avg": float(avg.group(1)) if avg else None}
+        return {"p50": float(p50.group(1)), "p99": float(p99.group(1))}
 
-    def iperf3_tcp(self, length):
+    def iperf3_server(self):
         port = self.free_port()
         server = self.start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port), "--forceflush"], "iperf3-server")
-        try:
-            self.wait_until(server, lambda: self.log_has("iperf3-server", "Server listening"), "iperf3 server")
-            r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(self.seconds),
-                                "-l", str(length), "-J"],
-                               capture_output=True, text=True, timeout=self.seconds + 30)
-        finally:
-            self.stop(server)
-        with open(os.path.join(self.dir, "iperf3-client.json"), "w") as f:
+        self.wait_until(server, lambda: self.log_has("iperf3-server", "Server listening"), "iperf3 server")
+        return server, port
+
+    def iperf3_sample(self, port, length, k):
+        """One iperf3 run of self.seconds: MB/s received."""
+        r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(self.seconds),
+                            "-l", str(length), "-J"],
+                           capture_output=True, text=True, timeout=self.seconds + 30)
+        with open(os.path.join(self.dir, f"iperf3-client-{k}.json"), "w") as f:
             f.write(r.stdout)
         try:
-            bps = json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"]
+            return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
         except (ValueError, KeyError):
             raise RuntimeError(f"iperf3 failed (exit {r.returncode}): {(r.stdout + r.stderr).strip()[-300:]}")
-        return bps / 8 / 1e6
 
 
-def run_peers(reps, transports, sizes, seconds, out_dir):
-    """Rows (what, tool, ipclab, theirs, unit, ratio, better) and notes."""
+def ipclab_sample(bench, pin, name, seconds, workdir, k):
+    """One ipc-bench run of one benchmark for `seconds`: its JSON entry."""
+    out = os.path.join(workdir, f"ipclab-{k}.json")
+    argv = [bench, "--transports=tcp", f"--sizes={name.split('/')[2]}",
+            f"--benchmark_filter=^{name}(/real_time)?$", f"--benchmark_min_time={seconds}",
+            f"--benchmark_out={out}", "--benchmark_out_format=json"] + ([f"--pin={pin}"] if pin else [])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 10 + 60)
+    try:
+        with open(out) as f:
+            entries = [b for b in json.load(f)["benchmarks"] if not b.get("error_occurred")]
+    except (OSError, ValueError, KeyError):
+        entries = []
+    if r.returncode != 0 or not entries:
+        raise RuntimeError(f"ipc-bench {name} failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
+    return entries[0]
+
+
+def paired(pairs, ours, theirs):
+    """Interleaved samples, A B B A ...: (our samples, their samples)."""
+    a, b = [], []
+    for k in range(pairs):
+        if k % 2 == 0:
+            a.append(ours(k))
+            b.append(theirs(k))
+        else:
+            b.append(theirs(k))
+            a.append(ours(k))
+    return a, b
+
+
+def run_peers(reps, transports, sizes, seconds, out_dir, bench, pin, pairs):
+    """Rows (what, tool, ipclab figure, tool figure, ratio figure, unit, better) and notes.
+    Each tool and ipclab's same benchmark alternate, `pairs` times, `seconds`
+    each; every figure is a median with its interval (stats.summarise)."""
     rows, notes = [], []
     missing = [t for t in ("sockperf", "iperf3") if not shutil.which(t)]
     if missing:
@@ -132,41 +166,54 @@ def run_peers(reps, transports, sizes, seconds, out_dir):
     peers = Peers(seconds, work)
     try:
         rt_size = 64 if 64 in sizes else next((s for s in sizes if 14 <= s <= 65000), None)
-        ours = figure(reps, "rtt_p50", "tcp", rt_size) if "tcp" in transports and rt_size else None
-        ours99 = figure(reps, "rtt_p99", "tcp", rt_size) if ours else None
-        if not ours:
+        if "tcp" not in transports or not rt_size:
             notes.append("sockperf skipped: needs tcp and a size from 14 B to 65000 B in the run")
         elif not shutil.which("sockperf"):
             notes.append("sockperf skipped: not installed (scripts/install-deps sockperf)")
         else:
-            print(f"[peers] sockperf ping-pong, TCP 127.0.0.1, {rt_size} B, {seconds} s ...", flush=True)
-            sp = peers.sockperf_tcp(rt_size)
+            print(f"[peers] sockperf ping-pong and ipclab's RoundTrip/tcp/{rt_size}, TCP 127.0.0.1, "
+                  f"{pairs} interleaved pairs of {seconds} s ...", flush=True)
+            server, port = peers.sockperf_server()
+            try:
+                ours, theirs = paired(
+                    pairs, lambda k: ipclab_sample(bench, pin, f"RoundTrip/tcp/{rt_size}", seconds, work, k),
+                    lambda k: peers.sockperf_sample(port, rt_size, k))
+            finally:
+                peers.stop(server)
             what = f"TCP round trip {human_size(rt_size)}"
-            rows.append((what + ", p50", "sockperf ping-pong", ours["value"], sp["p50"], "µs", "lower"))
-            rows.append((what + ", p99", "sockperf ping-pong", ours99["value"], sp["p99"], "µs", "lower"))
-        unix = figure(reps, "baseline_rtt_p50", "unix", rt_size) if rt_size else None
-        unix_ours = figure(reps, "rtt_p50", "unix", rt_size) if rt_size else None
-        unix_ratio = figure(reps, "rtt_ratio", "unix", rt_size) if rt_size else None
+            for q, key in (("p50", "p50_ns"), ("p99", "p99_ns")):
+                o = stats.summarise([b[key] / 1e3 for b in ours])
+                t = stats.summarise([x[q] for x in theirs])
+                r = stats.summarise([b[key] / 1e3 / x[q] for b, x in zip(ours, theirs)], ratio=True)
+                rows.append((f"{what}, {q}", "sockperf ping-pong", o, t, r, "µs", "lower"))
+        unix = figure(reps, "rtt_ratio", "unix", rt_size) if rt_size else None
         note = ("UNIX sockets: sockperf 3.7 (Debian 12) has no UNIX-domain mode (it came in sockperf 3.8) "
                 "and Debian 12 ships no other UNIX-socket ping-pong tool")
-        if unix and unix_ours:
-            ratio = unix_ratio["value"] if unix_ratio else unix_ours["value"] / unix["value"]
-            note += (f"; ipclab's own raw-syscall baseline stands in: unix {human_size(rt_size)} p50 "
-                     f"{unix_ours['value']:.1f} µs against raw {unix['value']:.1f} µs "
-                     f"(ratio {ratio:.2f})")
+        if unix:
+            note += (f"; ipclab's own raw-syscall baseline stands in: unix {human_size(rt_size)} ipclab / raw "
+                     f"{unix['value']:.2f} [{unix['low']:.2f}, {unix['high']:.2f}] (paired)")
         notes.append(note)
         big = max(sizes)
-        stream = figure(reps, "stream_throughput", "tcp", big) if "tcp" in transports else None
         length = min(big, 1 << 20)
-        if not stream or big < 1024:
+        if "tcp" not in transports or big < 1024:
             notes.append("iperf3 skipped: needs tcp and a size of at least 1 KiB in the run")
         elif not shutil.which("iperf3"):
             notes.append("iperf3 skipped: not installed (scripts/install-deps iperf3)")
         else:
-            print(f"[peers] iperf3, TCP 127.0.0.1, {human_size(length)} writes, {seconds} s ...", flush=True)
-            mbs = peers.iperf3_tcp(length)
+            print(f"[peers] iperf3 and ipclab's Stream/tcp/{big}, TCP 127.0.0.1, {human_size(length)} writes, "
+                  f"{pairs} interleaved pairs of {seconds} s ...", flush=True)
+            server, port = peers.iperf3_server()
+            try:
+                ours, theirs = paired(
+                    pairs, lambda k: ipclab_sample(bench, pin, f"Stream/tcp/{big}", seconds, work, k),
+                    lambda k: peers.iperf3_sample(port, length, k))
+            finally:
+                peers.stop(server)
+            o = stats.summarise([b["bytes_per_second"] / 1e6 for b in ours])
+            t = stats.summarise(theirs)
+            r = stats.summarise([b["bytes_per_second"] / 1e6 / x for b, x in zip(ours, theirs)], ratio=True)
             rows.append((f"TCP one-way throughput, {human_size(big)} messages", f"iperf3 -l {human_size(length)}",
-                         stream["value"], mbs, "MB/s", "higher"))
+                         o, t, r, "MB/s", "higher"))
     except RuntimeError as e:
         notes.append(f"peers stopped early: {e}")
         print(f"compare: {e}", file=sys.stderr)
@@ -178,18 +225,23 @@ def run_peers(reps, transports, sizes, seconds, out_dir):
     return rows, notes
 
 
+def peers_verdict(ratio, better):
+    """'ipclab faster' or 'slower' only when the ratio's interval excludes 1."""
+    if ratio["high"] < 1:
+        return "ipclab faster" if better == "lower" else "ipclab slower"
+    if ratio["low"] > 1:
+        return "ipclab slower" if better == "lower" else "ipclab faster"
+    return "no difference outside the noise"
+
+
 def peers_table(rows, markdown):
-    head = ["measure", "tool", "ipclab", "tool's figure", "ipclab / tool"]
+    head = ["measure", "tool", "ipclab", "tool's figure", "ipclab / tool [95% interval]"]
     body = []
-    for what, tool, ours, theirs, unit, better in rows:
-        ratio = ours / theirs if theirs else float("nan")
-        verdict = (("ipclab faster" if ratio < 1 else "ipclab slower") if better == "lower"
-                   else ("ipclab faster" if ratio > 1 else "ipclab slower"))
-        body.append([what, tool, f"{fmt(ours)} {unit}", f"{fmt(theirs)} {unit}", f"{ratio:.2f} ({verdict})"])
+    for what, tool, ours, theirs, ratio, unit, better in rows:
+        body.append([what, tool, f"{fmt(ours['value'])} {unit}", f"{fmt(theirs['value'])} {unit}",
+                     f"{ratio['value']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}] ({peers_verdict(ratio, better)})"])
     if markdown:
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
                          ["| " + " | ".join(r) + " |" for r in body])
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [head] + body)
-
-

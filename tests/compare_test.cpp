@@ -205,6 +205,32 @@ TEST(Compare, QuickRunWritesEveryFile) {
         << "the scripts must not write bytecode into the source tree";
 }
 
+// --peers: sockperf and iperf3 in interleaved pairs with ipclab's own
+// benchmark; a ratio with its interval, and a verdict only outside the noise.
+TEST(Compare, PeersArePairedAndJudgedByTheirInterval) {
+    TempDir out;
+    auto r = run_program({script("compare"), "--quick", "--transports", "tcp", "--peers", "--peer-pairs", "2",
+                          "--out", out.path().string(), "--bench", bin("ipc-bench")},
+                         "", 180000);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    fs::path run = fs::canonical(out.path() / "latest-quick");
+    std::ifstream csv(run / "peers.csv");
+    std::string line;
+    ASSERT_TRUE(std::getline(csv, line));
+    EXPECT_EQ(line, "measure,tool,ipclab,tool_value,unit,ratio_ipclab_over_tool,ratio_ci_low,ratio_ci_high,verdict");
+    int rows = 0;
+    while (std::getline(csv, line)) {
+        ++rows;
+        EXPECT_TRUE(line.find("no difference outside the noise") != std::string::npos ||
+                    line.find("ipclab faster") != std::string::npos || line.find("ipclab slower") != std::string::npos)
+            << line;
+    }
+    EXPECT_EQ(rows, 3) << "sockperf p50, p99 and iperf3 (make test installs both)";
+    std::string report = slurp((run / "REPORT.md").string());
+    EXPECT_NE(report.find("interleaved pairs"), std::string::npos);
+    EXPECT_TRUE(fs::exists(run / "peers-sockperf-ping-pong-0.log"));
+}
+
 TEST(Compare, HelpAndUsageErrors) {
     auto help = run_program({script("compare"), "--help"});
     EXPECT_EQ(help.exit_code, 0) << help.err;
