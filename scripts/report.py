@@ -60,6 +60,11 @@ round trip is serial, so such waiting adds straight to the measured time.
 Benchmarks with more than a third of their repetitions disturbed are run
 again once; if they are still disturbed, their figures are flagged.
 
+ipc-bench's log says `Library was built as DEBUG`: Debian builds Google
+Benchmark without NDEBUG. The timed loop is inlined into ipclab's optimised
+code and the per-message samples are ipclab's own clock reads, so the
+figures here are not affected (README: "Benchmarks").
+
 Stable means: the interval's half-width is within 5% of the figure (within
 ±0.05 for a ratio) and no more than a third of its repetitions were
 disturbed. Unstable figures carry `?` in the tables and `stable=false` in
