@@ -1,7 +1,8 @@
 // bin/ipc-bench: Google Benchmark over every transport, against the real
 // forked server, beside plain baselines. Its own flags (--transports,
-// --sizes, --pin) are taken out of argv before Google Benchmark parses the
-// rest, so every --benchmark_* flag works as usual.
+// --sizes, --pin, --version) are parsed by CLI11 like the other programs';
+// the rest go to Google Benchmark, so every --benchmark_* flag works as usual.
+#include <CLI/CLI.hpp>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,20 +31,13 @@ namespace {
 // enough that the default sweep with 5 repetitions fits `make compare`.
 constexpr double kDefaultMinTime = 0.05;
 
-const char kUsage[] =
-    "ipc-bench: ipclab transports against plain baselines (Google Benchmark)\n"
-    "\n"
-    "Own flags (besides every --benchmark_* flag of Google Benchmark):\n"
-    "  --transports=a,b   subset of tcp,unix,fifo,posix-mq,sysv-mq,shm,shm-spin (default: all)\n"
-    "  --sizes=64,4k,1M   message sizes, 0 to 16M, suffixes k and M are KiB and MiB\n"
-    "                     (default: 64,1k,4k,64k,1M)\n"
-    "  --pin=C,S          pin this process (the client) to CPU C and the servers to CPU S;\n"
-    "                     either may be 'any' (not pinned), e.g. --pin=any,1\n"
-    "\n"
-    "Benchmarks: RoundTrip/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
-    "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo),\n"
-    "Baseline/connect-fork, Baseline/connect-socat, Baseline/memcpy/<bytes>. Compare with scripts/ratios.\n"
-    "Without --benchmark_min_time each benchmark runs for at least 0.05 s.\n";
+const char kDescription[] =
+    "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
+    "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
+    "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo), Baseline/connect-fork,\n"
+    "Baseline/connect-socat, Baseline/memcpy/<bytes>. Every --benchmark_* flag of Google Benchmark\n"
+    "works as usual (listed below); without --benchmark_min_time each benchmark runs for at least\n"
+    "0.05 s. scripts/compare runs the standard comparison; scripts/ratios reads a JSON report.";
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
@@ -84,76 +78,100 @@ struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Takes our flags out of argv (both --flag=value and --flag value).
 struct ReportFlags {
     std::string format = "console", out_format = "json";
     bool out = false;
+    bool min_time_given = false;
 };
 
-Config parse_own_flags(int& argc, char** argv, bool& min_time_given, ReportFlags& report) {
-    Config c;
-    c.transports = transport_names();
-    c.transports.push_back("shm-spin");
-    c.sizes = {64, 1024, 4096, 65536, 1048576};
-    min_time_given = false;
-    int out = 1;
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        std::string key = a, value;
-        bool has_value = false;
-        if (auto eq = a.find('='); eq != std::string::npos) {
-            key = a.substr(0, eq);
-            value = a.substr(eq + 1);
-            has_value = true;
-        }
-        if (key == "--benchmark_min_time") min_time_given = true;
-        if (key == "--benchmark_format" && has_value) report.format = value;
-        if (key == "--benchmark_out_format" && has_value) report.out_format = value;
-        if (key == "--benchmark_out" && has_value && !value.empty()) report.out = true;
-        if (key != "--transports" && key != "--sizes" && key != "--pin") {
-            argv[out++] = argv[i];
-            continue;
-        }
-        if (!has_value) {
-            if (i + 1 >= argc) throw UsageError(key + " needs a value");
-            value = argv[++i];
-        }
-        if (key == "--transports") {
-            c.transports.clear();
-            for (const auto& t : split(value)) {
-                if (!is_transport(t) && t != "shm-spin")
-                    throw UsageError("unknown transport '" + t + "'");
-                if (std::find(c.transports.begin(), c.transports.end(), t) == c.transports.end())
-                    c.transports.push_back(t);
-            }
-            if (c.transports.empty()) throw UsageError("--transports is empty");
-        } else if (key == "--sizes") {
-            c.sizes.clear();
-            try {
-                for (const auto& s : split(value)) c.sizes.push_back(parse_size(s));
-            } catch (const std::invalid_argument& e) {
-                throw UsageError(std::string("--sizes: ") + e.what());
-            }
-            if (c.sizes.empty()) throw UsageError("--sizes is empty");
-        } else {
-            auto cpus = split(value);
-            long ncpu = ::sysconf(_SC_NPROCESSORS_CONF);
-            auto cpu = [&](const std::string& s) {
-                if (s == "any") return -1;
-                char* end = nullptr;
-                long v = std::strtol(s.c_str(), &end, 10);
-                if (*end != '\0' || v < 0 || v >= ncpu)
-                    throw UsageError("--pin: bad CPU '" + s + "' (0 to " + std::to_string(ncpu - 1) + ", or any)");
-                return static_cast<int>(v);
-            };
-            if (cpus.size() != 2) throw UsageError("--pin wants two CPUs: CLIENT,SERVER");
-            c.client_cpu = cpu(cpus[0]);
-            c.server_cpu = cpu(cpus[1]);
-        }
+std::vector<std::string> all_transports() {
+    auto names = transport_names();
+    names.push_back("shm-spin");
+    return names;
+}
+
+void set_transports(Config& c, const std::string& value) {
+    c.transports.clear();
+    auto known = all_transports();
+    for (const auto& t : split(value)) {
+        if (std::find(known.begin(), known.end(), t) == known.end())
+            throw CLI::ValidationError("--transports", "unknown transport '" + t + "'");
+        if (std::find(c.transports.begin(), c.transports.end(), t) == c.transports.end())
+            c.transports.push_back(t);
     }
-    argc = out;
-    argv[argc] = nullptr;
-    return c;
+    if (c.transports.empty()) throw CLI::ValidationError("--transports", "is empty");
+}
+
+void set_sizes(Config& c, const std::string& value) {
+    c.sizes.clear();
+    try {
+        for (const auto& s : split(value)) c.sizes.push_back(parse_size(s));
+    } catch (const std::invalid_argument& e) {
+        throw CLI::ValidationError("--sizes", e.what());
+    }
+    if (c.sizes.empty()) throw CLI::ValidationError("--sizes", "is empty");
+}
+
+void set_pin(Config& c, const std::string& value) {
+    auto cpus = split(value);
+    long ncpu = ::sysconf(_SC_NPROCESSORS_CONF);
+    auto cpu = [&](const std::string& s) {
+        if (s == "any") return -1;
+        char* end = nullptr;
+        long v = std::strtol(s.c_str(), &end, 10);
+        if (s.empty() || *end != '\0' || v < 0 || v >= ncpu)
+            throw CLI::ValidationError("--pin", "bad CPU '" + s + "' (0 to " + std::to_string(ncpu - 1) + ", or any)");
+        return static_cast<int>(v);
+    };
+    if (cpus.size() != 2) throw CLI::ValidationError("--pin", "wants two CPUs: CLIENT,SERVER");
+    c.client_cpu = cpu(cpus[0]);
+    c.server_cpu = cpu(cpus[1]);
+}
+
+// Our flags through CLI11 (the same convention as server and client: its
+// message and a pointer to --help, exit 2); everything else is left in argv
+// for Google Benchmark in `rest`. Returns -1 to go on, else the exit code.
+int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::vector<std::string>& rest) {
+    c.transports = all_transports();
+    c.sizes = {64, 1024, 4096, 65536, 1048576};
+    CLI::App app{kDescription, "ipc-bench"};
+    app.allow_extras();
+    app.set_help_flag();  // --help goes on to Google Benchmark, after our part
+    app.failure_message([](const CLI::App*, const CLI::Error& e) {
+        return std::string("ipc-bench: ") + e.what() + "\nRun with --help for more information.\n";
+    });
+    app.set_version_flag("--version", std::string("ipc-bench (ipclab) ") + IPCLAB_VERSION);
+    std::string transports, sizes, pin;
+    std::string names;
+    for (const auto& t : all_transports()) names += (names.empty() ? "" : ",") + t;
+    app.add_option("--transports", transports, "comma-separated subset of " + names + " (default: all)");
+    app.add_option("--sizes", sizes, "message sizes, 0 to 16M; k and M are KiB and MiB (default: 64,1k,4k,64k,1M)");
+    app.add_option("--pin", pin,
+                   "CLIENT,SERVER: pin this process to CPU CLIENT and the servers to CPU SERVER; either may be "
+                   "'any' (Paired puts both servers of a pair on one CPU regardless: the last one when unpinned)");
+    bool help = false;
+    for (int i = 1; i < argc; ++i)
+        help = help || std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0;
+    try {
+        app.parse(argc, argv);
+        if (!transports.empty() || app.count("--transports")) set_transports(c, transports);
+        if (app.count("--sizes")) set_sizes(c, sizes);
+        if (app.count("--pin")) set_pin(c, pin);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+    if (help) std::cout << app.help() << "\nGoogle Benchmark's flags:\n" << std::flush;
+    for (const auto& a : app.remaining()) {
+        auto eq = a.find('=');
+        std::string key = a.substr(0, eq), value = eq == std::string::npos ? "" : a.substr(eq + 1);
+        if (key == "--benchmark_min_time") report.min_time_given = true;
+        if (key == "--benchmark_format" && !value.empty()) report.format = value;
+        if (key == "--benchmark_out_format" && !value.empty()) report.out_format = value;
+        if (key == "--benchmark_out" && !value.empty()) report.out = true;
+        rest.push_back(a);
+    }
+    return -1;
 }
 
 // Pairs each ipclab benchmark with its baseline, next to each other in time.
@@ -189,30 +207,15 @@ void register_all(const Config& c) {
 
 int main(int argc, char** argv) {
     using namespace ipclab::bench;
-    for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-            std::cout << kUsage << "\nGoogle Benchmark's flags:\n" << std::flush;
-            break;
-        }
-        if (std::strcmp(argv[i], "--version") == 0) {
-            std::cout << "ipc-bench (ipclab) " << IPCLAB_VERSION << "\n";
-            return 0;
-        }
-    }
     Config config;
-    bool min_time_given = false;
     ReportFlags report;
-    try {
-        config = parse_own_flags(argc, argv, min_time_given, report);
-    } catch (const UsageError& e) {
-        std::cerr << "ipc-bench: " << e.what() << "\nRun with --help for more information.\n";
-        return 2;
-    }
+    std::vector<std::string> rest;
+    if (int rc = parse_own_flags(argc, argv, config, report, rest); rc >= 0) return rc;
     // Our default minimum time goes in as a flag: a registered MinTime would
     // beat the user's flag and also change the benchmark names.
-    std::vector<char*> args(argv, argv + argc);
-    std::string min_time = "--benchmark_min_time=" + std::to_string(kDefaultMinTime);
-    if (!min_time_given) args.push_back(min_time.data());
+    if (!report.min_time_given) rest.push_back("--benchmark_min_time=" + std::to_string(kDefaultMinTime));
+    std::vector<char*> args{argv[0]};
+    for (auto& a : rest) args.push_back(a.data());
     args.push_back(nullptr);
     argc = static_cast<int>(args.size()) - 1;
     argv = args.data();
