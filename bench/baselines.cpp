@@ -706,7 +706,7 @@ std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& t, std::siz
 
 benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "Baseline/" + transport + "/" + std::to_string(size);
-    int cpu = c.server_cpu;
+    int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         baseline_round_trip(s, transport, size, cpu);
     })->UseRealTime();
@@ -716,7 +716,7 @@ bool has_baseline_stream(const std::string& t) { return t == "tcp" || t == "unix
 
 benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "BaselineStream/" + transport + "/" + std::to_string(size);
-    int cpu = c.server_cpu;
+    int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         baseline_stream(s, transport, size, cpu);
     })->UseRealTime();

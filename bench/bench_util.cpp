@@ -95,6 +95,12 @@ std::size_t parse_size(const std::string& text) {
     return static_cast<std::size_t>(v * mult);
 }
 
+int server_cpu_for(const Config& c, const std::string& transport) {
+    if (transport != "shm-spin" || c.server_cpu < 0 || c.server_cpu != c.client_cpu) return c.server_cpu;
+    long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
+    return ncpu > 1 ? static_cast<int>((c.server_cpu + 1) % ncpu) : c.server_cpu;
+}
+
 void pin_to_cpu(int cpu) {
     if (cpu < 0) return;
     cpu_set_t set;

@@ -31,6 +31,12 @@ struct Config {
 
 inline constexpr std::size_t kMaxBenchMessage = 16u << 20;
 
+// Where the servers of a transport run: Config::server_cpu, except that a
+// spinning transport never shares its client's CPU (a spinner waiting for a
+// peer that cannot run until it stops is no measurement): with client and
+// server pinned to one CPU, shm-spin's servers go to the next CPU.
+int server_cpu_for(const Config& c, const std::string& transport);
+
 // "64", "4k", "1M" (KiB and MiB). Throws std::invalid_argument.
 std::size_t parse_size(const std::string& text);
 

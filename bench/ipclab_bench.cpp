@@ -181,7 +181,7 @@ std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, in
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "RoundTrip/" + transport + "/" + std::to_string(size);
-    int cpu = c.server_cpu;
+    int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         round_trip(s, transport, size, cpu);
     })->UseRealTime();
@@ -189,7 +189,7 @@ benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, cons
 
 benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "Stream/" + transport + "/" + std::to_string(size);
-    int cpu = c.server_cpu;
+    int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         stream(s, transport, size, cpu);
     })->UseRealTime();
@@ -197,7 +197,7 @@ benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const st
 
 benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport) {
     std::string name = "Connect/" + transport;
-    int cpu = c.server_cpu;
+    int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         connect_once(s, transport, cpu);
     })->UseRealTime();

@@ -175,7 +175,7 @@ benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, cons
     // each new process by lottery, so unpinned the two members of a pair could
     // land on different paths and their ratio would measure the placement.
     long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
-    int cpu = c.server_cpu >= 0 ? c.server_cpu : static_cast<int>(last > 0 ? last : 0);
+    int cpu = c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         paired_round_trip(s, transport, size, cpu);
     })->UseRealTime();

@@ -34,9 +34,10 @@ sorted order
 (coverage {coverage:.1%}); it assumes nothing about the shape of the noise.
 
 Where the processes run: {placement}. On this kind of VM a wake-up across
-CPUs costs several times one on the same CPU, and the scheduler places each
-new process by lottery; with every server in one place, a repetition's
-figure no longer depends on where its server happened to land.
+CPUs costs several times one on the same CPU, the scheduler places each new
+process by lottery, and other work moves an unpinned client between the two
+paths; with every process in a fixed place, a repetition's figure no longer
+depends on where its processes happened to land.
 
 ipclab against raw system calls: `Paired/<transport>/<bytes>` runs ipclab's
 round trip and the plainest raw ping-pong of the same mechanism in one
