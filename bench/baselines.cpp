@@ -481,12 +481,12 @@ private:
 };
 
 void baseline_round_trip(benchmark::State& state, const std::string& t, std::size_t size, int cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         auto p = make_baseline_ping_pong(t, size, cpu);
         measure_round_trips(state, *p, size);
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 
@@ -495,7 +495,7 @@ void baseline_round_trip(benchmark::State& state, const std::string& t, std::siz
 // The reader takes the bytes until EOF, then answers one byte; the
 // writer's last iteration closes its side and waits for that byte.
 void baseline_stream(benchmark::State& state, const std::string& t, std::size_t size, int cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         Fd c_data, c_ack, s_data, s_ack;  // s_ack empty: answer on s_data (a socket)
         bool socket = t != "fifo";
@@ -532,7 +532,7 @@ void baseline_stream(benchmark::State& state, const std::string& t, std::size_t 
         char ack = 0;
         bool acked = false;
         meter.start();
-        for (auto _ : state) {
+        for (auto _ : timed(state)) {
             if (size >= 8) std::memcpy(payload.data(), &seq, 8);
             auto t0 = Clock::now();
             writen(c_data.get(), payload.data(), size);
@@ -545,17 +545,17 @@ void baseline_stream(benchmark::State& state, const std::string& t, std::size_t 
             ++seq;
         }
         meter.stop();
-        if (!acked || ack != 1) return state.SkipWithError("baseline reader did not acknowledge");
+        if (!acked || ack != 1) return fail(state, "baseline reader did not acknowledge");
         meter.report(static_cast<std::int64_t>(size), seq);
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 
 // ---- Fork per connection -----------------------------------------------------
 
 void baseline_connect_fork(benchmark::State& state, int cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         sockaddr_in addr{};
         Fd listener = tcp_listener(addr, 1024);
@@ -593,10 +593,10 @@ void baseline_connect_fork(benchmark::State& state, int cpu) {
             return readn(c.get(), reply, ack_len) && std::memcmp(reply, kAckText, ack_len) == 0;
         };
         for (int i = 0; i < 2; ++i)
-            if (!exchange()) return state.SkipWithError("baseline fork server did not answer");
+            if (!exchange()) return fail(state, "baseline fork server did not answer");
         measure_exchanges(state, server.pid(), exchange, "baseline fork server did not answer");
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 
@@ -626,8 +626,8 @@ std::uint16_t free_loopback_port() {
 // forking a child per connection that echoes through a pipe (PIPE: no exec,
 // so it is fork per connection and nothing else), the same 64-byte exchange.
 void baseline_connect_socat(benchmark::State& state, int cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
-    if (!on_path("socat")) return state.SkipWithError("socat is not installed (apt-get install socat)");
+    if (!begin_run(state)) return;
+    if (!on_path("socat")) return fail(state, "socat is not installed (apt-get install socat)");
     try {
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
@@ -657,12 +657,12 @@ void baseline_connect_socat(benchmark::State& state, int cpu) {
             } catch (const SystemError&) {
                 if (tries >= 500) throw;
             }
-            if (interrupted()) return state.SkipWithError("interrupted");
+            if (interrupted()) return fail(state, "interrupted");
             ::usleep(10000);
         }
         measure_exchanges(state, socat.pid(), exchange, "socat did not echo the message");
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 
@@ -670,13 +670,13 @@ void baseline_memcpy(benchmark::State& state, std::size_t size) {
     std::vector<std::byte> src, dst(size);
     fill_payload(src, 0, size);
     std::memcpy(dst.data(), src.data(), size);  // fault the pages in
-    for (auto _ : state) {
+    for (auto _ : timed(state)) {
         std::memcpy(dst.data(), src.data(), size);
         benchmark::DoNotOptimize(dst.data());
         benchmark::ClobberMemory();
     }
     if (size > 0 && std::memcmp(dst.data(), src.data(), size) != 0)
-        return state.SkipWithError("memcpy copied wrong bytes");
+        return fail(state, "memcpy copied wrong bytes");
     state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(size));
 }
 

@@ -116,6 +116,32 @@ void install_stop_handlers() {
 
 bool interrupted() noexcept { return g_interrupted != 0 || stop_requested(); }
 
+namespace {
+bool g_loop_entered = false;  // of the benchmark call running now (one thread)
+}  // namespace
+
+bool begin_run(benchmark::State& state) {
+    g_loop_entered = false;
+    if (!interrupted()) return true;
+    fail(state, "interrupted");
+    return false;
+}
+
+benchmark::State& timed(benchmark::State& state) {
+    g_loop_entered = true;
+    return state;
+}
+
+void fail(benchmark::State& state, const std::string& message) {
+    if (state.error_occurred()) return;
+    if (g_loop_entered) return state.SkipWithError(message.c_str());
+    g_loop_entered = true;
+    for (auto _ : state) {
+        state.SkipWithError(message.c_str());
+        break;
+    }
+}
+
 pid_t fork_child(int cpu, const std::function<int()>& body) {
     std::fflush(nullptr);
     pid_t pid = ::fork();

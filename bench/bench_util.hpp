@@ -49,6 +49,15 @@ void pin_to_cpu(int cpu);
 void install_stop_handlers();
 bool interrupted() noexcept;
 
+// Google Benchmark 1.7 aborts the whole program when the repetitions of one
+// benchmark report different iteration counts (ComputeStats' check), and a
+// repetition that fails before its timed loop reports 0 iterations. So every
+// benchmark starts with begin_run(), enters its loop through timed(), and
+// fails through fail(), which still enters the loop once when it has not.
+bool begin_run(benchmark::State& state);  // false (and failed) when interrupted
+benchmark::State& timed(benchmark::State& state);
+void fail(benchmark::State& state, const std::string& message);
+
 // Forks a child that pins itself, resets the stop signals and runs body;
 // the child never returns into the harness (_exit). Returns the pid.
 pid_t fork_child(int cpu, const std::function<int()>& body);
@@ -136,7 +145,7 @@ void measure_exchanges(benchmark::State& state, pid_t peer, Exchange exchange,
     Meter meter(state, peer, true);
     std::uint64_t n = 0;
     meter.start();
-    for (auto _ : state) {
+    for (auto _ : timed(state)) {
         auto t0 = Clock::now();
         bool ok = exchange();
         meter.add(elapsed_ns(t0, Clock::now()));

@@ -95,19 +95,19 @@ private:
 };
 
 void round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         IpclabPingPong p(transport, server_cpu);
         measure_round_trips(state, p, size);
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 
 // One-way: every iteration sends one message to the sink; the last one is
 // followed by an empty message, whose ack proves everything arrived.
 void stream(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         BenchServer& server = server_for(transport, ReplyMode::sink, server_cpu);
         auto channel = connect(server.client_endpoint(), client_limits());
@@ -118,14 +118,14 @@ void stream(benchmark::State& state, const std::string& transport, std::size_t s
         for (int i = 0; i < kWarmupMessages; ++i) channel->send(FrameType::data, payload);
         channel->send(FrameType::data, sync);
         if (!channel->receive(reply) || !is_ack(reply))
-            return state.SkipWithError("warm-up: the sink did not acknowledge the sync message");
+            return fail(state, "warm-up: the sink did not acknowledge the sync message");
         Meter meter(state, server.pid());
         ShmWaits waits(*channel);
         const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
         std::uint64_t seq = 0;
         bool acked = false;
         meter.start();
-        for (auto _ : state) {
+        for (auto _ : timed(state)) {
             if (size >= 8) put_u64(payload.data(), seq);
             auto t0 = Clock::now();
             channel->send(FrameType::data, payload);
@@ -139,19 +139,19 @@ void stream(benchmark::State& state, const std::string& transport, std::size_t s
         meter.stop();
         if (!state.error_occurred()) {
             if (!acked || !is_ack(reply))
-                return state.SkipWithError("the sink did not acknowledge the final sync message");
+                return fail(state, "the sink did not acknowledge the final sync message");
             meter.report(static_cast<std::int64_t>(size), seq);
             waits.report(state, *channel, seq);
         }
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 
 // Per iteration: open a session (the server forks a child for it), one
 // exchange, close.
 void connect_once(benchmark::State& state, const std::string& transport, int server_cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         BenchServer& server = server_for(transport, ReplyMode::ack, server_cpu);
         const Endpoint& ep = server.client_endpoint();
@@ -165,11 +165,11 @@ void connect_once(benchmark::State& state, const std::string& transport, int ser
         };
         for (int i = 0; i < 2; ++i)
             if (!exchange() || !is_ack(reply))
-                return state.SkipWithError("warm-up: no ack from the server");
+                return fail(state, "warm-up: no ack from the server");
         measure_exchanges(state, server.pid(), [&] { return exchange() && is_ack(reply); },
                           "the server did not acknowledge the session's message");
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 

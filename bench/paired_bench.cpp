@@ -84,7 +84,7 @@ double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payl
 }
 
 void paired_round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int cpu) {
-    if (interrupted()) return state.SkipWithError("interrupted");
+    if (!begin_run(state)) return;
     try {
         auto ours = make_ipclab_ping_pong(transport, cpu);
         auto raw = make_baseline_ping_pong(transport, size, cpu);
@@ -108,7 +108,7 @@ void paired_round_trip(benchmark::State& state, const std::string& transport, st
         std::uint64_t steal0 = steal_ns();
         ours->mark_start();
         auto start = Clock::now();
-        for (auto _ : state) {
+        for (auto _ : timed(state)) {
             // A B, then B A: a drift within the pair favours neither side.
             bool ours_first = pairs % 2 == 0;
             double first = run_slice(ours_first ? a : b, self, payload, seq, n);
@@ -124,7 +124,7 @@ void paired_round_trip(benchmark::State& state, const std::string& transport, st
 
         const auto msgs = static_cast<std::uint64_t>(a.samples.size());
         const auto all = msgs + static_cast<std::uint64_t>(b.samples.size());
-        if (msgs == 0 || all == msgs) return state.SkipWithError("no pair completed");
+        if (msgs == 0 || all == msgs) return fail(state, "no pair completed");
         std::sort(a.samples.begin(), a.samples.end());
         std::sort(b.samples.begin(), b.samples.end());
         auto put = [&](const char* k, double v) { state.counters[k] = v; };
@@ -154,7 +154,7 @@ void paired_round_trip(benchmark::State& state, const std::string& transport, st
         state.SetBytesProcessed(static_cast<std::int64_t>(msgs * size));
         ours->report(state, msgs + pairs);  // the waits counted include each slice's untimed first message
     } catch (const std::exception& e) {
-        state.SkipWithError(e.what());
+        fail(state, e.what());
     }
 }
 

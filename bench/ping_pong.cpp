@@ -22,14 +22,14 @@ void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size)
     for (int i = 0; i < kWarmupMessages; ++i) {
         fill_payload(payload, static_cast<std::uint64_t>(i), size);
         p.round_trip(payload);
-        if (!p.echoed(payload)) return state.SkipWithError(("warm-up: " + p.mismatch(payload)).c_str());
+        if (!p.echoed(payload)) return fail(state, ("warm-up: " + p.mismatch(payload)).c_str());
     }
     Meter meter(state, p.server());
     p.mark_start();
     const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
     std::uint64_t seq = 0;
     meter.start();
-    for (auto _ : state) {
+    for (auto _ : timed(state)) {
         bool verify = seq % kVerifyEvery == 0 || seq == last;
         if (verify) {
             state.PauseTiming();

@@ -1,0 +1,71 @@
+// The benchmark harness's own rules, in process with Google Benchmark: a
+// repetition that fails before its timed loop must not abort the whole run
+// (Google Benchmark 1.7 checks that every repetition reports the same
+// iteration count, and one that never entered its loop reports 0), and the
+// interference share is what interference.hpp says. No timing is asserted.
+#include <gtest/gtest.h>
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.hpp"
+#include "bench/interference.hpp"
+
+namespace {
+
+using namespace ipclab::bench;
+
+int g_calls = 0;
+
+// Fails before its loop on its second call (a setup that broke mid-run).
+void flaky_setup(benchmark::State& state) {
+    if (!begin_run(state)) return;
+    if (++g_calls == 2) return fail(state, "setup failed on purpose");
+    for (auto _ : timed(state)) benchmark::DoNotOptimize(g_calls);
+}
+
+// Fails inside its loop, after an exception (the catch-block path).
+void throws_in_loop(benchmark::State& state) {
+    if (!begin_run(state)) return;
+    try {
+        for (auto _ : timed(state)) throw std::runtime_error("peer gone on purpose");
+    } catch (const std::exception& e) {
+        fail(state, e.what());
+    }
+}
+
+class Collect : public benchmark::BenchmarkReporter {
+public:
+    bool ReportContext(const Context&) override { return true; }
+    void ReportRuns(const std::vector<Run>& runs) override {
+        for (const auto& r : runs) (r.error_occurred ? errors : ok) += 1;
+    }
+    int ok = 0, errors = 0;
+};
+
+TEST(BenchHarness, AFailureBeforeTheLoopInOneRepetitionDoesNotAbortTheRun) {
+    // Death test style isolation is not needed: before the fix this aborted
+    // the test binary itself, which ctest reports as a failure.
+    benchmark::ClearRegisteredBenchmarks();
+    benchmark::RegisterBenchmark("FlakySetup", flaky_setup)->Iterations(5)->Repetitions(3);
+    benchmark::RegisterBenchmark("ThrowsInLoop", throws_in_loop)->Iterations(5)->Repetitions(2);
+    Collect collect;
+    std::size_t ran = benchmark::RunSpecifiedBenchmarks(&collect);
+    EXPECT_EQ(ran, 2u);
+    EXPECT_EQ(collect.errors, 3) << "one FlakySetup repetition and both ThrowsInLoop ones";
+    EXPECT_GE(collect.ok, 2) << "the other FlakySetup repetitions (and their aggregates)";
+    benchmark::ClearRegisteredBenchmarks();
+}
+
+TEST(BenchHarness, InterferenceShareSubtractsTheAllowance) {
+    // 10 messages of 1 ms wall in all, 20 µs of run delay each: 200 µs, less
+    // the 1 µs allowance per message, over 10 ms.
+    EXPECT_NEAR(interference_share(200000, 10000000, 10), (200000.0 - 10 * kWakeAllowanceNs) / 10000000, 1e-12);
+    EXPECT_EQ(interference_share(5000, 10000000, 10), 0.0) << "within the allowance";
+    EXPECT_EQ(interference_share(1, 0, 1), 0.0);
+    EXPECT_GT(message_allowance_ns(1 << 20), message_allowance_ns(64));
+}
+
+}  // namespace
