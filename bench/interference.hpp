@@ -14,7 +14,7 @@
 
 namespace ipclab::bench {
 
-// A run is "disturbed" when the two processes together spent more than this
+// ipc-bench's `disturbed` counter: set when the two processes together spent more than this
 // share of its wall time runnable but not running, beyond what the same
 // benchmark spends on a quiet machine. Why 5%: a round trip is serial (one
 // side runs while the other waits), so queueing time adds straight to the
@@ -22,6 +22,9 @@ namespace ipclab::bench {
 // figure must agree. Waking a sleeping peer always costs some run delay (the
 // wake-up's own latency: under 0.6 µs per message here when quiet), so the quiet share is subtracted
 // through kWakeAllowanceNs per message before the share is taken.
+// scripts/compare judges a repetition against its benchmark's quietest
+// repetition instead (benchjson.py: DISTURBED_EXCESS), since how much a
+// benchmark queues by itself depends on where its processes are placed.
 inline constexpr double kDisturbedShare = 0.05;
 inline constexpr double kWakeAllowanceNs = 1000;
 // A fork per session puts the new child and the listener on the runqueue

@@ -67,6 +67,25 @@ def repetitions(path):
     return report, reps, errors
 
 
+# A repetition is disturbed when the share of its time that client and
+# server spent waiting for a CPU exceeds that of its benchmark's quietest
+# repetition by more than this. Relative, because how much a benchmark queues
+# by itself depends on the placement: with client and server on one CPU every
+# wake-up waits for the waker to block (a 64 B round trip's share is 0.35-0.48
+# on a quiet machine), on two CPUs hardly at all.
+DISTURBED_EXCESS = 0.05
+
+
+def disturbed_flags(runs):
+    """One flag per repetition (see DISTURBED_EXCESS); ipc-bench's own
+    `disturbed` counter when the file has no `interference` counter."""
+    shares = [b.get("interference") for b in runs]
+    if any(v is None for v in shares):
+        return [bool(b.get("disturbed")) for b in runs]
+    floor = min(shares)
+    return [v - floor > DISTURBED_EXCESS for v in shares]
+
+
 def _raw_p50(b):
     return (b["raw_p50_ns"] if "raw_p50_ns" in b else b.get("p50_ns", 0)) / 1e3
 
@@ -81,7 +100,7 @@ def metric_values(reps, metric, transport, size):
         runs = reps.get(name)
         if not runs:
             return None
-        return [1e9 / ns(b) for b in runs], [bool(b.get("disturbed")) for b in runs], name
+        return [1e9 / ns(b) for b in runs], disturbed_flags(runs), name
     spec = next(m for m in SIZE_METRICS if m[0] == metric)
     for prefix in spec[2]:
         raw = prefix.endswith(":raw")
@@ -89,7 +108,7 @@ def metric_values(reps, metric, transport, size):
         runs = reps.get(name)
         if runs:
             get = _raw_p50 if raw else spec[3]
-            return [get(b) for b in runs], [bool(b.get("disturbed")) for b in runs], name
+            return [get(b) for b in runs], disturbed_flags(runs), name
     return None
 
 

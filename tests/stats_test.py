@@ -133,6 +133,11 @@ class Figures(unittest.TestCase):
         rows = benchjson.figures(fake_reps([12] * 9, disturbed=5), ["tcp"], [64])
         self.assertFalse(any(r[4]["stable"] for r in rows))
 
+    def test_disturbed_is_relative_to_the_quietest_repetition(self):
+        runs = [{"interference": v} for v in (0.40, 0.42, 0.44, 0.47, 0.60)]
+        self.assertEqual(benchjson.disturbed_flags(runs), [False, False, False, True, True])
+        self.assertEqual(benchjson.disturbed_flags([{"disturbed": 1}, {"disturbed": 0}]), [True, False])
+
     def test_best_is_marked_only_when_intervals_do_not_overlap(self):
         a = {"value": 10, "low": 9, "high": 11}
         self.assertEqual(report.best_marks([a, {"value": 20, "low": 19, "high": 21}], False), {0: "*"})
