@@ -7,6 +7,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "server/cli_checks.hpp"
 #include "server/objects.hpp"
 #include "server/server_loop.hpp"
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
     app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+        ->check(endpoint_name())
         ->capture_default_str();
     app.add_option("--bind", ep.host, "Address to bind (tcp; default every interface)");
     std::string reply = "ack";
@@ -48,14 +50,14 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
     app.add_option("--idle-timeout", idle_timeout, "Seconds of silence that end a session (0: never)")
-        ->check(CLI::Range(0.0, 86400.0))
+        ->check(duration_seconds(86400.0))
         ->capture_default_str();
     app.add_option("--max-message", max_message, "Largest message in bytes (suffixes k, M, G)")
         ->transform(CLI::AsSizeValue(false))
         ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}))
         ->default_str("16MiB");
     app.add_option("--grace", opt.grace_seconds, "Seconds sessions get to finish after SIGINT/SIGTERM")
-        ->check(CLI::Range(0.0, 3600.0))
+        ->check(duration_seconds(3600.0))
         ->capture_default_str();
     app.add_flag("--once", opt.once, "Serve one session, then exit");
     app.add_flag("-q,--quiet", opt.quiet, "Do not print 'Here is the message: ...'");
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;
     opt.limits.max_message = max_message;
-    opt.limits.timeout_ms = static_cast<int>(idle_timeout * 1000);
+    opt.limits.timeout_ms = to_ms(idle_timeout);
 
     try {
         ignore_sigpipe();
