@@ -64,13 +64,17 @@ int main(int argc, char** argv) {
     app.add_flag("--no-reap", opt.no_reap,
                  "TEACHING ONLY: do not reap ended children, so they stay zombies (see `ps`) "
                  "until the server exits");
-    bool list = false, cleanup = false;
+    bool list = false, cleanup = false, force = false;
     app.add_flag("--list-objects", list,
                  "List this user's ipclab objects (of --transport and --name if given) and "
                  "which are stale");
     app.add_flag("--cleanup", cleanup,
                  "Remove stale objects left by dead processes (of --transport and --name if "
                  "given), then exit");
+    app.add_flag("--force", force,
+                 "With --cleanup: also remove objects whose owner is unknown (another "
+                 "IPCLAB_DIR's), with a warning each")
+        ->needs("--cleanup");
 
     try {
         app.parse(argc, argv);
@@ -90,7 +94,7 @@ int main(int argc, char** argv) {
         std::string only_name = app.count("--name") ? ep.name : "";
         try {
             if (list) print_objects(only, only_name, std::cout);
-            return cleanup ? cleanup_stale_objects(only, only_name, std::cout, std::cerr) : 0;
+            return cleanup ? cleanup_stale_objects(only, only_name, force, std::cout, std::cerr) : 0;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "server: %s\n", e.what());
             return 1;

@@ -658,7 +658,8 @@ TEST_F(ForgedSysvHello, NamingAnotherUsersProcess) {
     ASSERT_GE(ours_a, 0);
     ASSERT_GE(ours_b, 0);
     std::string key_file = private_dir() + "/" + name_ + ".sysv-mq.key";
-    int wk = ::msgget(::ftok(key_file.c_str(), 'I'), 0);
+    // The server wrote its well-known queue's random key there, in hex.
+    int wk = ::msgget(static_cast<key_t>(std::stoul(slurp(key_file), nullptr, 16)), 0);
     ASSERT_GE(wk, 0);
     auto send = [&](const Hello& hello) {
         struct {
