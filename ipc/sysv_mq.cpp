@@ -372,10 +372,12 @@ public:
             remove_orphans(name_, h.pid, a, b);
             throw ProtocolError("hello from pid " + std::to_string(h.pid) + ", which is not running");
         }
-        for (int id : {a, b})
-            if (!file_exists(marker_for(name_, h.pid, check_queue_is_ours(id))))
+        key_t keys[2] = {check_queue_is_ours(a), check_queue_is_ours(b)};
+        for (int i = 0; i < 2; ++i)
+            if (!file_exists(marker_for(name_, h.pid, keys[i])))
                 throw ProtocolError("hello from pid " + std::to_string(h.pid) + " names msqid " +
-                                    std::to_string(id) + ", which that pid did not create");
+                                    std::to_string(i == 0 ? a : b) +
+                                    ", which that pid did not create");
         return std::make_unique<SysvMqPending>(name_, h);
     }
 

@@ -109,7 +109,7 @@ protected:
         base_ = tmpl;  // ours, 0700: holds the directories under test
     }
     void TearDown() override {
-        ::unsetenv("IPCLAB_DIR");
+        use_test_private_dir();
         for (const auto& p : made_) {
             ::unlink(p.c_str());
             ::rmdir(p.c_str());
@@ -152,7 +152,7 @@ protected:
         } catch (const std::runtime_error& e) {
             EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << e.what();
         }
-        ::unsetenv("IPCLAB_DIR");
+        use_test_private_dir();
     }
 
     static bool empty_dir(const std::string& dir) {
@@ -212,7 +212,7 @@ TEST_F(UntrustedDirectory, LookUpsWithoutAServerCreateNoDirectory) {
         struct stat st {};
         EXPECT_NE(::lstat(dir.c_str(), &st), 0) << t << " created " << dir;
     }
-    ::unsetenv("IPCLAB_DIR");
+    use_test_private_dir();
 }
 
 // ---------------------------------------------------------------------------

@@ -36,6 +36,10 @@ ServerOptions echo_server(int idle_ms = 20000, unsigned max_clients = 64);
 // Limits for a client that waits at most timeout_ms.
 Limits client_limits(int timeout_ms = 20000);
 
+// The msqid of the running sysv-mq server `name` (whose random key is in
+// its key file), or -1.
+int sysv_server_queue(const std::string& name);
+
 // Deterministic pseudo-random bytes (xorshift32 from seed).
 std::vector<std::byte> seeded_bytes(std::size_t n, std::uint32_t seed);
 
