@@ -84,6 +84,13 @@ std::string echo_once(const Endpoint& ep, std::size_t size, int timeout_ms) {
     }
 }
 
+std::string transport_test_name(const ::testing::TestParamInfo<std::string>& info) {
+    std::string n = info.param;
+    for (char& c : n)
+        if (c == '-') c = '_';
+    return n;
+}
+
 int sysv_server_queue(const std::string& name) {
     std::string key = slurp(private_dir() + "/" + name + ".sysv-mq.key");
     if (key.empty()) return -1;
