@@ -6,7 +6,20 @@
 
 namespace ipclab {
 
+namespace {
+std::vector<std::uint64_t> g_preset;  // reversed: the next draw is at the back
+}
+
+void preset_random_draws(std::vector<std::uint64_t> values) {
+    g_preset.assign(values.rbegin(), values.rend());
+}
+
 std::uint64_t random_u64() {
+    if (!g_preset.empty()) {
+        std::uint64_t v = g_preset.back();
+        g_preset.pop_back();
+        return v;
+    }
     std::uint64_t v = 0;
     auto* p = reinterpret_cast<unsigned char*>(&v);
     std::size_t got = 0;

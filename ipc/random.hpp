@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ipclab {
 
@@ -17,6 +18,11 @@ std::uint64_t random_u64();
 // How many fresh names a creator tries before it gives up: a squatter
 // would have to hold 2^32 names to make even one retry likely.
 inline constexpr int kNameAttempts = 16;
+
+// Tests only: the next draws return these values, in order, before the
+// kernel's again - so a test can make a drawn name one a squatter holds.
+// Forked children inherit what is left of them.
+void preset_random_draws(std::vector<std::uint64_t> values);
 
 // v as exactly `digits` lowercase hex digits (the low bits).
 std::string to_hex(std::uint64_t v, int digits);
