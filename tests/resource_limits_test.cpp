@@ -1,11 +1,15 @@
 // Resources that run out (issue 12): the private directory on a full file
-// system, and the system-wide System V queue limit. Each must give one clear
-// error naming what ran out, and work again once the resource is freed.
-// Both need root: a tmpfs mounted in this test process's private mount
-// namespace (test_main made one), and a private IPC namespace whose
-// kernel.msgmni we may lower without touching the host's.
+// system, the system-wide System V queue limit, and the per-user
+// RLIMIT_MSGQUEUE used up by another process of the same user. Each must
+// give one clear error naming what ran out, and work again once the
+// resource is freed. All need root: a tmpfs mounted in this test process's
+// private mount namespace (test_main made one), private IPC namespaces (a
+// kernel.msgmni we may lower, POSIX queues nobody else sees), and uid 65534,
+// for whom RLIMIT_MSGQUEUE holds (root's CAP_SYS_RESOURCE lifts it).
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <mqueue.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/msg.h>
@@ -168,11 +172,79 @@ TEST(SysvLimit, SystemWideQueueLimitIsAClearErrorThenRecovers) {
         server.stop();
         return out;
     });
+    RecordProperty("report", report);
     if (report.rfind("skip:", 0) == 0) GTEST_SKIP() << report;
     EXPECT_NE(report.find("full: echo_once: msgget: the system-wide limit of System V queues "
                           "(kernel.msgmni = 3) is reached"),
               std::string::npos)
         << report;
+    EXPECT_NE(report.find("freed: \n"), std::string::npos) << report;
+}
+
+// Fills this user's RLIMIT_MSGQUEUE with queues, large ones first, down to
+// a few bytes; returns their names.
+std::vector<std::string> hog_msgqueue_budget() {
+    std::vector<std::string> names;
+    for (long size = 8192; size >= 8; size /= 2) {
+        for (long depth = 10; depth >= 1; --depth) {
+            for (;;) {
+                struct mq_attr attr {};
+                attr.mq_maxmsg = depth;
+                attr.mq_msgsize = size;
+                std::string q = "/ipclab-hog-" + std::to_string(::getpid()) + "-" +
+                                std::to_string(names.size());
+                mqd_t d = ::mq_open(q.c_str(), O_RDONLY | O_CREAT | O_EXCL, 0600, &attr);
+                if (d == mqd_t(-1)) break;  // EMFILE: the budget; ENOSPC: queues_max
+                ::mq_close(d);
+                names.push_back(q);
+            }
+        }
+    }
+    return names;
+}
+
+// uid 65534 in a private IPC namespace: another process of the same user
+// holds the whole RLIMIT_MSGQUEUE; a posix-mq client waits for room, then
+// names the limit; once that process frees its queues, a client gets through.
+TEST(MsgqueueLimit, UsedUpByAnotherProcessIsAClearErrorThenRecovers) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to become uid 65534 in a private IPC namespace";
+    std::string name = fresh_name("ml");
+    char tmpl[] = "/tmp/ipclab-rl-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string dir = tmpl;
+    ASSERT_EQ(::chown(dir.c_str(), kNobody, kNobody), 0);
+    std::string report = in_child([&]() -> std::string {
+        if (::unshare(CLONE_NEWIPC) != 0) return "skip: unshare(CLONE_NEWIPC) not permitted";
+        if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0)
+            return "skip: cannot become uid 65534";
+        ::setenv("IPCLAB_DIR", dir.c_str(), 1);
+        std::string out;
+        ServerProcess server(endpoint_for("posix-mq", name), echo_server());
+        Endpoint ep = server.client_endpoint();
+        auto client = [&](int timeout_ms) {  // another process than the hog
+            std::string r = in_child([&] { return echo_once(ep, 100, timeout_ms); });
+            return r;
+        };
+        std::vector<std::string> hog = hog_msgqueue_budget();
+        out += "hog " + std::to_string(hog.size()) + "\n";
+        out += "full: " + client(500) + "\n";
+        pid_t freer = test_fork();
+        if (freer == 0) {
+            ::usleep(300 * 1000);
+            for (const auto& q : hog) ::mq_unlink(q.c_str());
+            ::_exit(0);
+        }
+        out += "freed: " + client(10000) + "\n";
+        wait_or_kill(freer, 5000);
+        for (const auto& q : hog) ::mq_unlink(q.c_str());
+        server.stop();
+        return out;
+    });
+    ::rmdir(dir.c_str());
+    RecordProperty("report", report);
+    if (report.rfind("skip:", 0) == 0) GTEST_SKIP() << report;
+    EXPECT_NE(report.find("full: echo_once: mq_open"), std::string::npos) << report;
+    EXPECT_NE(report.find("RLIMIT_MSGQUEUE exhausted"), std::string::npos) << report;
     EXPECT_NE(report.find("freed: \n"), std::string::npos) << report;
 }
 
