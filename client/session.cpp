@@ -133,6 +133,14 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
     if (uses_line_mode(ep, options)) {
         std::string line = read_message_line(options, in, out);
         std::string reply = line_exchange(ep, line + "\n", options.limits);
+        // An ipclab server refuses a line with "error: TEXT\n" (its text
+        // channel's error frame): a failure, reported like a framed one.
+        constexpr std::string_view kRefusal = "error: ";
+        if (std::string_view(reply).substr(0, kRefusal.size()) == kRefusal) {
+            std::string_view text = std::string_view(reply).substr(kRefusal.size());
+            if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+            throw RemoteError("server refused the message: " + escaped_text(text));
+        }
         out << printable_reply(as_bytes(reply)) << "\n";
         return;
     }

@@ -50,6 +50,18 @@ protected:
         return server_->client_endpoint();
     }
 
+    // The squatter's System V queue under key: its msqid, or kSkipped.
+    static constexpr int kSkipped = -2;
+    int squat_key(key_t key) {
+        if (!squat([key] {
+                if (::msgget(key, IPC_CREAT | IPC_EXCL | 0600) < 0)
+                    throw std::runtime_error(std::string("msgget: ") + std::strerror(errno));
+                return std::string();
+            }))
+            return kSkipped;
+        return ::msgget(key, 0);
+    }
+
     ForeignProcess squatter_;
 };
 
@@ -120,13 +132,8 @@ TEST_F(Squatting, PosixWellKnownQueueOfAnotherUserIsReplaced) {
 TEST_F(Squatting, SysvSessionKeyTakenGetsAFreshKey) {
     Endpoint ep = serve("sysv-mq");
     auto key = static_cast<key_t>(static_cast<std::uint32_t>(kGuess));
-    if (!squat([&] {
-            if (::msgget(key, IPC_CREAT | IPC_EXCL | 0600) < 0)
-                throw std::runtime_error(std::string("msgget: ") + std::strerror(errno));
-            return std::string();
-        }))
-        GTEST_SKIP() << squatter_.result();
-    int theirs = ::msgget(key, 0);
+    int theirs = squat_key(key);
+    if (theirs == kSkipped) GTEST_SKIP() << squatter_.result();
     ASSERT_GE(theirs, 0);
     preset_random_draws({kGuess, kGuess});
     EXPECT_EQ(echo_once(ep, 1000), "");
@@ -138,13 +145,8 @@ TEST_F(Squatting, SysvSessionKeyTakenGetsAFreshKey) {
 
 TEST_F(Squatting, SysvServerKeyTakenGetsAFreshKey) {
     auto key = static_cast<key_t>(static_cast<std::uint32_t>(kGuess >> 8));
-    if (!squat([&] {
-            if (::msgget(key, IPC_CREAT | IPC_EXCL | 0600) < 0)
-                throw std::runtime_error(std::string("msgget: ") + std::strerror(errno));
-            return std::string();
-        }))
-        GTEST_SKIP() << squatter_.result();
-    int theirs = ::msgget(key, 0);
+    int theirs = squat_key(key);
+    if (theirs == kSkipped) GTEST_SKIP() << squatter_.result();
     ASSERT_GE(theirs, 0);
     preset_random_draws({kGuess >> 8});  // the forked server inherits the preset draw
     Endpoint ep = serve("sysv-mq");
