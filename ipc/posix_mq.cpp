@@ -479,8 +479,13 @@ std::unique_ptr<Listener> listen_posix_mq(const Endpoint& ep, const Limits&) {
     // We hold the lock, so a queue of this name is a dead server's.
     if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink stale " + queue);
     Kernel k = kernel_limits();
+    // The well-known queue costs little, but without CAP_SYS_RESOURCE it
+    // shares the user's RLIMIT_MSGQUEUE with every session of every ipclab
+    // process of this user: when that is full, wait a while for sessions
+    // to end, as a client does, before failing.
+    constexpr int kBudgetWaitMs = 5000;
     Mqd mqd = create_queue(queue, O_RDONLY | O_NONBLOCK, k.maxmsg,
-                           static_cast<long>(kHelloSize), 0);
+                           static_cast<long>(kHelloSize), kBudgetWaitMs);
     if (!mqd) throw std::runtime_error(queue + " was created again meanwhile; is another server starting?");
     OwnedQueue owned(queue);
     return std::make_unique<PosixMqListener>(std::move(lock), ep.name, queue, std::move(owned),
