@@ -23,6 +23,8 @@ namespace {
 // After the first reply bytes, this much silence means the reply is complete
 // (the seed's server neither frames nor terminates its reply).
 constexpr int kReplySettleMs = 200;
+// A line reply's first allocation: enough for any ordinary reply.
+constexpr std::size_t kFirstReplyRoom = 64 * 1024;
 
 std::string read_message_line(const ClientOptions& options, std::istream& in, std::ostream& out) {
     if (options.message) return *options.message;
@@ -33,12 +35,15 @@ std::string read_message_line(const ClientOptions& options, std::istream& in, st
 }
 
 // A reply prints as itself when it is plain text, else as its size: the
-// server is not trusted to send the terminal anything but text.
-std::string printable_reply(std::span<const std::byte> reply) {
-    std::string s(reinterpret_cast<const char*>(reply.data()), reply.size());
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    if (!is_plain_text(s)) return "[" + std::to_string(reply.size()) + " bytes]";
-    return s;
+// server is not trusted to send the terminal anything but text. Written
+// from the reply's own bytes: no copy of a reply of up to --max-message.
+void print_reply(std::ostream& out, std::span<const std::byte> reply) {
+    std::string_view s(reinterpret_cast<const char*>(reply.data()), reply.size());
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
+    if (is_plain_text(s))
+        out << s << "\n";
+    else
+        out << "[" << reply.size() << " bytes]\n";
 }
 
 void check_reply(const Message& reply, std::span<const std::byte> sent, std::size_t index) {
@@ -87,9 +92,12 @@ std::string line_exchange(const Endpoint& ep, const std::string& line, const Lim
             if (reply.empty()) throw PeerGone("the server closed the connection without replying");
             return reply;
         }
-        // Grow at most to the limit: a flood costs max_message bytes, not twice that.
+        // Past the first 64 KiB, room for the whole limit at once: pages are
+        // touched only as bytes arrive, and no reallocation ever holds the
+        // reply twice, so a flood costs --max-message plus a constant.
         if (reply.size() + n > reply.capacity())
-            reply.reserve(std::min(limit + 1, std::max(reply.capacity() * 2, reply.size() + n)));
+            reply.reserve(reply.size() + n <= kFirstReplyRoom ? std::min(limit + 1, kFirstReplyRoom)
+                                                              : limit + 1);
         reply.append(buf, n);
         if (reply.size() > limit)
             throw OversizeError("the reply exceeds --max-message (" +
@@ -141,7 +149,7 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
             if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
             throw RemoteError("server refused the message: " + escaped_text(text));
         }
-        out << printable_reply(as_bytes(reply)) << "\n";
+        print_reply(out, as_bytes(reply));
         return;
     }
 
@@ -185,7 +193,7 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
         LatencySummary s = summarize(samples);
         out << format_stats(s, seconds, bytes_out, bytes_in, payload.size()) << waits;
     } else if (options.count == 1) {
-        out << printable_reply(reply.payload) << "\n";
+        print_reply(out, reply.payload);
     } else {
         out << options.count << " messages sent (" << bytes_out << " bytes), " << options.count
             << " replies received (" << bytes_in << " bytes)" << (options.verify ? ", all verified" : "")
