@@ -160,9 +160,12 @@ InstanceLock::InstanceLock(const std::string& transport, const std::string& name
                              "' is already running, pid " + std::to_string(pid));
     }
     std::string pid = std::to_string(owner_) + "\n";
-    check(::ftruncate(fd_.get(), 0), "ftruncate lock");
-    if (::pwrite(fd_.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
-        throw_errno("write " + path_);
+    if (::ftruncate(fd_.get(), 0) != 0 ||
+        ::pwrite(fd_.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+        int err = errno;
+        ::unlink(path_.c_str());  // we hold the lock: the file is ours (e.g. a full disk)
+        throw_errno("write " + path_, err);
+    }
 }
 
 InstanceLock::~InstanceLock() {

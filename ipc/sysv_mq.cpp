@@ -472,8 +472,8 @@ std::unique_ptr<Listener> listen_sysv_mq(const Endpoint& ep, const Limits&) {
     auto nothing = [](key_t) {};
     int id = create_queue_under_random_key(nothing, nothing, Deadline(0), key);
     OwnedMsq queue(id, "");
+    OwnedPath key_owned(path);  // before writing: a failed write (a full disk) leaves no file
     write_key(path, key);
-    OwnedPath key_owned(path);
     return std::make_unique<SysvMqListener>(std::move(lock), ep.name, std::move(key_owned),
                                             std::move(queue));
 }

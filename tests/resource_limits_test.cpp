@@ -54,7 +54,8 @@ public:
     bool mounted() const { return !mount_.empty(); }
     const std::string& dir() const { return dir_; }
 
-    void fill() {
+    // Every block (a file takes them all) and, unless blocks_only, every inode.
+    void fill(bool blocks_only = false) {
         std::string big = mount_ + "/fill-blocks";
         int fd = ::open(big.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         if (fd >= 0) {
@@ -63,7 +64,7 @@ public:
             }
             ::close(fd);
         }
-        for (int i = 0; i < 64; ++i) {  // the inodes (tmpfs counts one per file)
+        for (int i = 0; i < 64 && !blocks_only; ++i) {  // the inodes (tmpfs counts one per file)
             std::string f = mount_ + "/fill-" + std::to_string(i);
             int g = ::open(f.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
             if (g < 0) break;
@@ -117,6 +118,14 @@ TEST_P(FullDirectory, ClearErrorThenRecoveryOnceFreed) {
     auto s = run_program({bin("server"), "--transport", t, "--name", name_}, "", 15000);
     EXPECT_EQ(s.exit_code, 1) << s.err;
     EXPECT_NE(s.err.find("No space left on device"), std::string::npos) << s.err;
+    fs.free();
+    // Room for a file but not for its contents: nothing half-made is left.
+    fs.fill(true);
+    s = run_program({bin("server"), "--transport", t, "--name", name_}, "", 15000);
+    EXPECT_EQ(s.exit_code, 1) << s.err;
+    EXPECT_NE(s.err.find("No space left on device"), std::string::npos) << s.err;
+    std::error_code ec;
+    EXPECT_TRUE(std::filesystem::is_empty(fs.dir(), ec)) << "a failed start left files in " << fs.dir();
     fs.free();
     {
         ServerProcess server(endpoint_for(t, name_), echo_server());
