@@ -21,15 +21,21 @@ volatile std::sig_atomic_t g_stop = 0;
 // The running WaitCap of this thread (see io.hpp).
 struct Cap {
     bool on = false;
-    std::chrono::steady_clock::time_point at;
-    unsigned socket_ios = 0;  // socket reads and writes made under the cap
+    std::chrono::steady_clock::time_point start, at;
+    unsigned reads = 0, writes = 0;  // socket calls made under the cap
 };
 thread_local Cap g_cap;
 
-// Under a cap, a socket call after the first waits here for readiness with
-// the time left, so its own SO_RCVTIMEO/SO_SNDTIMEO never runs past the cap.
+// Under a cap, a socket call waits here for readiness with the time left,
+// so its own SO_RCVTIMEO/SO_SNDTIMEO (the cap's length) never runs past the
+// cap. The first read and the first write skip the poll while the cap is
+// fresh: their socket timeout then ends within a few ms of the cap, and a
+// round trip of small messages costs no extra system call.
 void wait_within_cap(int fd, short events, const char* what) {
-    if (!g_cap.on || g_cap.socket_ios++ == 0) return;
+    if (!g_cap.on) return;
+    constexpr auto kFresh = std::chrono::milliseconds(5);
+    unsigned& calls = events == POLLIN ? g_cap.reads : g_cap.writes;
+    if (calls++ == 0 && std::chrono::steady_clock::now() - g_cap.start < kFresh) return;
     if (!wait_fd(fd, events, -1, what))  // -1 is clipped to the cap
         throw TimeoutError(std::string("timed out ") + (events == POLLIN ? "reading " : "writing ") +
                            what);
@@ -39,8 +45,9 @@ void wait_within_cap(int fd, short events, const char* what) {
 WaitCap::WaitCap(int timeout_ms) {
     if (timeout_ms <= 0) return;
     g_cap.on = true;
-    g_cap.at = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    g_cap.socket_ios = 0;
+    g_cap.start = std::chrono::steady_clock::now();
+    g_cap.at = g_cap.start + std::chrono::milliseconds(timeout_ms);
+    g_cap.reads = g_cap.writes = 0;
 }
 
 WaitCap::~WaitCap() { g_cap.on = false; }

@@ -47,9 +47,9 @@ private:
 // client's bound on a whole connect or round trip, which a peer trickling
 // bytes must not extend (each read, slice or SO_RCVTIMEO would otherwise
 // re-arm a timeout of its own). Deadlines made meanwhile are clipped to it,
-// and a socket read or write that follows another one in the same cap first
-// polls for the time left (the first one is bounded by the socket timeout,
-// which equals the cap's length). Not nestable; timeout_ms <= 0: no cap.
+// and a socket read or write polls for the time left first - except the
+// first of each while the cap is a few ms old, whose socket timeout (the
+// cap's length) ends as the cap does. Not nestable; timeout_ms <= 0: no cap.
 class WaitCap {
 public:
     explicit WaitCap(int timeout_ms);
