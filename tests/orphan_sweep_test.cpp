@@ -5,7 +5,12 @@
 // exit) must: nothing of the killed clients is left while the server still
 // serves, after one sweep interval, and nothing at all after it exits.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <mqueue.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/msg.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "ipc/fifo_hello.hpp"
+#include "ipc/private_dir.hpp"
+#include "ipc/random.hpp"
+#include "ipc/shm_layout.hpp"
 #include "ipc/transports.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
@@ -79,6 +88,59 @@ TEST_P(KilledEarly, NothingIsLeftAfterASweepNorAfterExit) {
     server_.reset();
     EXPECT_TRUE(session_objects().empty());
     // TearDown: nothing of this test left at all (files, segments, queues).
+}
+
+// What a client leaves when it dies between creating its session objects
+// and sending its hello, made by a child that then exits - deterministic,
+// where the kills above land in that window only now and then. The names
+// follow each transport's documented format.
+std::string leave_orphans(const std::string& transport, const std::string& name) {
+    const std::string pid = std::to_string(::getpid());
+    const std::uint64_t r = random_u64();
+    auto marker = [](const std::string& path) {
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) return false;
+        ::close(fd);
+        return true;
+    };
+    if (transport == "fifo") {
+        auto paths = fifo::session_paths(private_dir(), name, static_cast<std::uint32_t>(::getpid()), 0);
+        for (const auto& p : {paths.c2s, paths.s2c})
+            if (::mkfifo(p.c_str(), 0600) != 0) return "mkfifo " + p;
+    } else if (transport == "posix-mq") {
+        std::string q = "/" + global_prefix(name) + "@" + pid + "." + to_hex(r, 16) + ".c2s";
+        if (!marker(private_dir() + q + ".pmq")) return "marker for " + q;
+        struct mq_attr attr {};
+        attr.mq_maxmsg = 1;
+        attr.mq_msgsize = 64;
+        mqd_t d = ::mq_open(q.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600, &attr);
+        if (d == mqd_t(-1)) return "mq_open " + q;
+        ::mq_close(d);
+    } else if (transport == "sysv-mq") {
+        auto key = static_cast<key_t>(r | 1);
+        std::string m = private_dir() + "/" + name + "@" + pid + ".k" +
+                        to_hex(static_cast<std::uint32_t>(key), 8) + ".smq";
+        if (!marker(m)) return "marker " + m;
+        if (::msgget(key, IPC_CREAT | IPC_EXCL | 0600) < 0) return "msgget";
+    } else if (transport == "shm") {
+        std::string seg = shm::segment_name(name, ::getpid(), static_cast<std::uint32_t>(r));
+        int fd = ::shm_open(seg.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (fd < 0) return "shm_open " + seg;
+        ::close(fd);
+    }
+    return "";
+}
+
+TEST_P(KilledEarly, AnOrphanOfADeadCreatorIsSweptWhileServing) {
+    server_ = std::make_unique<ServerProcess>(endpoint_for(GetParam(), name_), echo_server());
+    ReportingChild child = fork_reporting([&] { return leave_orphans(GetParam(), name_); });
+    EXPECT_EQ(read_until_eof(child.report.get(), 10000), "");
+    EXPECT_EQ(wait_or_kill(child.pid, 5000), 0);
+    std::vector<std::string> left = session_objects();
+    EXPECT_FALSE(left.empty()) << "the orphans were not made (or not listed)";
+    EXPECT_TRUE(eventually([&] { return (left = session_objects()).empty(); }, kSweepWaitMs))
+        << left.size() << " left, e.g. " << (left.empty() ? "" : left.front());
+    EXPECT_EQ(echo_once(server_->client_endpoint(), 100), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, KilledEarly, ::testing::ValuesIn(kCreating),
