@@ -9,6 +9,7 @@
 #include "client/session.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "server/cli_checks.hpp"
 
 using namespace ipclab;
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
     app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+        ->check(endpoint_name())
         ->capture_default_str();
     auto* m = app.add_option("-m,--message", message, "Message to send (default: prompt for a line)");
     app.add_option("-c,--count", opt.count, "Messages to send over one session")
@@ -63,8 +65,8 @@ int main(int argc, char** argv) {
     app.add_option("--mode", mode, "auto, line (the seed's text exchange) or framed")
         ->check(CLI::IsMember({"auto", "line", "framed"}))
         ->capture_default_str();
-    app.add_option("--timeout", timeout, "Seconds to wait for connect and for each reply (0: forever)")
-        ->check(CLI::Range(0.0, 86400.0))
+    app.add_option("--timeout", timeout, "Seconds to wait for connect, and for each whole reply (0: forever)")
+        ->check(duration_seconds(86400.0))
         ->capture_default_str();
     app.add_option("--max-message", max_message, "Largest reply accepted, in bytes")
         ->transform(CLI::AsSizeValue(false))
@@ -93,7 +95,7 @@ int main(int argc, char** argv) {
     if (*sz) opt.size = size;
     opt.mode = mode == "line" ? ClientMode::line : mode == "framed" ? ClientMode::framed
                                                                      : ClientMode::automatic;
-    opt.limits.timeout_ms = static_cast<int>(timeout * 1000);
+    opt.limits.timeout_ms = to_ms(timeout);
     opt.limits.max_message = max_message;
 
     try {

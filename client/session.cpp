@@ -9,6 +9,7 @@
 
 #include "client/latency.hpp"
 #include "client/payload.hpp"
+#include "client/printable.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/shm_stats.hpp"
@@ -22,6 +23,8 @@ namespace {
 // After the first reply bytes, this much silence means the reply is complete
 // (the seed's server neither frames nor terminates its reply).
 constexpr int kReplySettleMs = 200;
+// A line reply's first allocation: enough for any ordinary reply.
+constexpr std::size_t kFirstReplyRoom = 64 * 1024;
 
 std::string read_message_line(const ClientOptions& options, std::istream& in, std::ostream& out) {
     if (options.message) return *options.message;
@@ -31,20 +34,24 @@ std::string read_message_line(const ClientOptions& options, std::istream& in, st
     return line;
 }
 
-std::string printable_reply(std::span<const std::byte> reply) {
-    std::string s(reinterpret_cast<const char*>(reply.data()), reply.size());
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    for (char c : s)
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
-            return "[" + std::to_string(reply.size()) + " bytes]";
-    return s;
+// A reply prints as itself when it is plain text, else as its size: the
+// server is not trusted to send the terminal anything but text. Written
+// from the reply's own bytes: no copy of a reply of up to --max-message.
+void print_reply(std::ostream& out, std::span<const std::byte> reply) {
+    std::string_view s(reinterpret_cast<const char*>(reply.data()), reply.size());
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
+    if (is_plain_text(s))
+        out << s << "\n";
+    else
+        out << "[" << reply.size() << " bytes]\n";
 }
 
 void check_reply(const Message& reply, std::span<const std::byte> sent, std::size_t index) {
     if (reply.type == FrameType::error)
         throw RemoteError("server refused message " + std::to_string(index) + ": " +
-                          std::string(reinterpret_cast<const char*>(reply.payload.data()),
-                                      reply.payload.size()));
+                          escaped_text(std::string_view(
+                              reinterpret_cast<const char*>(reply.payload.data()),
+                              reply.payload.size())));
     auto diff = first_difference(reply.payload, sent);
     if (!diff) return;
     if (first_difference(reply.payload, as_bytes(kAckText)) == std::nullopt)
@@ -58,34 +65,91 @@ void check_reply(const Message& reply, std::span<const std::byte> sent, std::siz
 
 }  // namespace
 
-std::string line_exchange(const Endpoint& ep, const std::string& line, int timeout_ms) {
-    Fd fd = connect_stream(ep, timeout_ms);
-    write_all(fd.get(), as_bytes(line), true, timeout_ms, "message");
+std::string line_exchange(const Endpoint& ep, const std::string& line, const Limits& limits) {
+    // One deadline for the whole exchange: bytes trickling in never extend it.
+    WaitCap cap(limits.timeout_ms);
+    Deadline deadline(limits.timeout_ms > 0 ? limits.timeout_ms : -1);
+    Fd fd = connect_stream(ep, limits.timeout_ms);
+    write_all(fd.get(), as_bytes(line), true, limits.timeout_ms, "message");
     std::string reply;
-    Deadline deadline(timeout_ms);
+    // The reply is one line: max_message bytes and its terminator at most.
+    const std::size_t limit = limits.max_message + 1;
     char buf[4096];
     for (;;) {
-        int wait = reply.empty() ? deadline.remaining_ms() : kReplySettleMs;
+        int left = deadline.remaining_ms();
+        int wait = reply.empty() || left == 0 ? left
+                   : left < 0                 ? kReplySettleMs
+                                              : std::min(left, kReplySettleMs);
         if (!wait_fd(fd.get(), POLLIN, wait, "reply")) {
             if (reply.empty()) throw TimeoutError("no reply within the timeout");
+            if (deadline.expired())
+                throw TimeoutError("the reply was not complete within the timeout (" +
+                                   std::to_string(reply.size()) + " bytes so far)");
             return reply;
         }
-        std::size_t n = read_some(fd.get(), buf, sizeof buf, "reply");
+        std::size_t n = read_some(fd.get(), buf, std::min(sizeof buf, limit + 1 - reply.size()), "reply");
         if (n == 0) {
             if (reply.empty()) throw PeerGone("the server closed the connection without replying");
             return reply;
         }
+        // Past the first 64 KiB, room for the whole limit at once: pages are
+        // touched only as bytes arrive, and no reallocation ever holds the
+        // reply twice, so a flood costs --max-message plus a constant.
+        if (reply.size() + n > reply.capacity())
+            reply.reserve(reply.size() + n <= kFirstReplyRoom ? std::min(limit + 1, kFirstReplyRoom)
+                                                              : limit + 1);
         reply.append(buf, n);
+        if (reply.size() > limit)
+            throw OversizeError("the reply exceeds --max-message (" +
+                                std::to_string(limits.max_message) + " bytes)");
         if (reply.back() == '\n' || reply == kAckText) return reply;
     }
 }
+
+namespace {
+
+// The client's reply deadline, reported as such (the transport's own
+// message would name a single wait).
+void round_trip(Channel& channel, std::span<const std::byte> payload, Message& reply,
+                std::size_t index, const ClientOptions& options) {
+    WaitCap cap(options.limits.timeout_ms);
+    try {
+        channel.send(FrameType::data, payload);
+        if (!channel.receive(reply))
+            throw PeerGone("the server ended the session after " + std::to_string(index) +
+                           " of " + std::to_string(options.count) + " messages");
+    } catch (const TimeoutError&) {
+        throw TimeoutError("no complete reply to message " + std::to_string(index) + " within " +
+                           std::to_string(options.limits.timeout_ms) + " ms");
+    }
+}
+
+std::unique_ptr<Channel> connect_within(const Endpoint& ep, const Limits& limits) {
+    WaitCap cap(limits.timeout_ms);
+    try {
+        return connect(ep, limits);
+    } catch (const TimeoutError& e) {
+        throw TimeoutError(std::string(e.what()) + " (connect took longer than " +
+                           std::to_string(limits.timeout_ms) + " ms)");
+    }
+}
+
+}  // namespace
 
 void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& in,
                 std::ostream& out) {
     if (uses_line_mode(ep, options)) {
         std::string line = read_message_line(options, in, out);
-        std::string reply = line_exchange(ep, line + "\n", options.limits.timeout_ms);
-        out << printable_reply(as_bytes(reply)) << "\n";
+        std::string reply = line_exchange(ep, line + "\n", options.limits);
+        // An ipclab server refuses a line with "error: TEXT\n" (its text
+        // channel's error frame): a failure, reported like a framed one.
+        constexpr std::string_view kRefusal = "error: ";
+        if (std::string_view(reply).substr(0, kRefusal.size()) == kRefusal) {
+            std::string_view text = std::string_view(reply).substr(kRefusal.size());
+            if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+            throw RemoteError("server refused the message: " + escaped_text(text));
+        }
+        print_reply(out, as_bytes(reply));
         return;
     }
 
@@ -94,7 +158,7 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
         std::string text = read_message_line(options, in, out);
         payload.assign(as_bytes(text).begin(), as_bytes(text).end());
     }
-    auto channel = connect(ep, options.limits);
+    auto channel = connect_within(ep, options.limits);
     std::vector<std::uint64_t> samples;
     samples.reserve(options.stats ? options.count : 0);
     std::uint64_t bytes_out = 0, bytes_in = 0;
@@ -103,10 +167,7 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
     for (std::size_t i = 0; i < options.count; ++i) {
         if (options.size) fill_payload(payload, i, *options.size);
         auto t0 = std::chrono::steady_clock::now();
-        channel->send(FrameType::data, payload);
-        if (!channel->receive(reply))
-            throw PeerGone("the server ended the session after " + std::to_string(i) +
-                           " of " + std::to_string(options.count) + " messages");
+        round_trip(*channel, payload, reply, i, options);
         auto t1 = std::chrono::steady_clock::now();
         if (options.stats)
             samples.push_back(static_cast<std::uint64_t>(
@@ -132,7 +193,7 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
         LatencySummary s = summarize(samples);
         out << format_stats(s, seconds, bytes_out, bytes_in, payload.size()) << waits;
     } else if (options.count == 1) {
-        out << printable_reply(reply.payload) << "\n";
+        print_reply(out, reply.payload);
     } else {
         out << options.count << " messages sent (" << bytes_out << " bytes), " << options.count
             << " replies received (" << bytes_in << " bytes)" << (options.verify ? ", all verified" : "")

@@ -11,8 +11,10 @@ namespace ipclab {
 
 // Sends one text line (terminator included) over a stream socket and
 // returns the reply: everything until the server closes, a newline, the
-// whole ack text, or a short quiet spell after the first bytes.
-std::string line_exchange(const Endpoint& ep, const std::string& line, int timeout_ms);
+// whole ack text, or a short quiet spell after the first bytes. The whole
+// exchange ends within limits.timeout_ms (TimeoutError) and the reply holds
+// at most limits.max_message bytes plus its newline (OversizeError).
+std::string line_exchange(const Endpoint& ep, const std::string& line, const Limits& limits);
 
 // Runs the session the options describe; prints replies or statistics to out.
 // Throws on failure (the caller prints one line and exits 1).

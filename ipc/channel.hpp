@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -74,6 +75,11 @@ public:
     virtual std::unique_ptr<PendingSession> accept(int wake_fd) = 0;
     // In a forked child: drop descriptors and mappings, remove no names.
     virtual void close_in_child() noexcept = 0;
+    // What the server runs now and then while it serves, and once after its
+    // last child ended: removes this endpoint's per-session objects whose
+    // creating client died before a server child took the session (nobody
+    // else ever would). Empty where clients create nothing (tcp, unix).
+    virtual std::function<void()> orphan_sweep() const { return {}; }
 };
 
 // The transport names of INTERFACE.md, in display order.

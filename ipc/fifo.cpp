@@ -349,6 +349,10 @@ public:
         return take_hello();
     }
 
+    std::function<void()> orphan_sweep() const override {
+        return [name = name_] { reclaim_orphans("fifo", name); };
+    }
+
     void close_in_child() noexcept override {
         read_.reset();
         write_.reset();
@@ -605,6 +609,7 @@ std::vector<ObjectInfo> list_fifo_objects() {
             case fifo::ParsedName::Kind::c2s:
             case fifo::ParsedName::Kind::s2c:
                 if (!S_ISFIFO(st.st_mode)) continue;
+                info.session = true;
                 info.owner = parsed->pid <= static_cast<std::uint32_t>(INT_MAX)
                                  ? static_cast<pid_t>(parsed->pid)
                                  : 0;

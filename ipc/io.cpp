@@ -17,7 +17,42 @@ namespace ipclab {
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
+
+// The running WaitCap of this thread (see io.hpp).
+struct Cap {
+    bool on = false;
+    std::chrono::steady_clock::time_point start, at;
+    unsigned reads = 0, writes = 0;  // socket calls made under the cap
+};
+thread_local Cap g_cap;
+
+// Under a cap, a socket call waits here for readiness with the time left,
+// so its own SO_RCVTIMEO/SO_SNDTIMEO (the cap's length) never runs past the
+// cap. The first read and the first write skip the poll while the cap is
+// fresh: their socket timeout then ends within a few ms of the cap, and a
+// round trip of small messages costs no extra system call.
+void wait_within_cap(int fd, short events, const char* what) {
+    if (!g_cap.on) return;
+    constexpr auto kFresh = std::chrono::milliseconds(5);
+    unsigned& calls = events == POLLIN ? g_cap.reads : g_cap.writes;
+    if (calls++ == 0 && std::chrono::steady_clock::now() - g_cap.start < kFresh) return;
+    if (!wait_fd(fd, events, -1, what))  // -1 is clipped to the cap
+        throw TimeoutError(std::string("timed out ") + (events == POLLIN ? "reading " : "writing ") +
+                           what);
 }
+}  // namespace
+
+WaitCap::WaitCap(int timeout_ms) {
+    if (timeout_ms <= 0) return;
+    g_cap.on = true;
+    g_cap.start = std::chrono::steady_clock::now();
+    g_cap.at = g_cap.start + std::chrono::milliseconds(timeout_ms);
+    g_cap.reads = g_cap.writes = 0;
+}
+
+WaitCap::~WaitCap() { g_cap.on = false; }
+
+bool WaitCap::expired() const { return g_cap.on && std::chrono::steady_clock::now() >= g_cap.at; }
 
 void request_stop() noexcept { g_stop = 1; }
 bool stop_requested() noexcept { return g_stop != 0; }
@@ -39,7 +74,12 @@ void ignore_sigpipe() {
 
 Deadline::Deadline(int timeout_ms)
     : infinite_(timeout_ms < 0),
-      at_(std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0))) {}
+      at_(std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0))) {
+    if (g_cap.on && (infinite_ || at_ > g_cap.at)) {
+        infinite_ = false;
+        at_ = g_cap.at;
+    }
+}
 
 int Deadline::remaining_ms() const {
     if (infinite_) return -1;
@@ -63,6 +103,7 @@ bool wait_fd(int fd, short events, int timeout_ms, const char* what) {
 }
 
 std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
+    wait_within_cap(fd, POLLIN, what);
     for (;;) {
         // A signal that landed between system calls left no EINTR to see.
         if (stop_requested()) throw Interrupted();
@@ -89,6 +130,7 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
         if (stop_requested()) throw Interrupted();
         ssize_t n;
         if (is_socket) {
+            wait_within_cap(fd, POLLOUT, what);
             struct msghdr mh {};
             mh.msg_iov = iov;
             mh.msg_iovlen = static_cast<std::size_t>(iovcnt);

@@ -43,6 +43,22 @@ private:
     std::chrono::steady_clock::time_point at_;
 };
 
+// While one lives, every wait of this thread ends by its deadline: the
+// client's bound on a whole connect or round trip, which a peer trickling
+// bytes must not extend (each read, slice or SO_RCVTIMEO would otherwise
+// re-arm a timeout of its own). Deadlines made meanwhile are clipped to it,
+// and a socket read or write polls for the time left first - except the
+// first of each while the cap is a few ms old, whose socket timeout (the
+// cap's length) ends as the cap does. Not nestable; timeout_ms <= 0: no cap.
+class WaitCap {
+public:
+    explicit WaitCap(int timeout_ms);
+    WaitCap(const WaitCap&) = delete;
+    WaitCap& operator=(const WaitCap&) = delete;
+    ~WaitCap();
+    bool expired() const;
+};
+
 // One read(2): returns bytes read (0 at EOF). EINTR retried; EAGAIN throws
 // TimeoutError (sockets with SO_RCVTIMEO report timeouts that way).
 std::size_t read_some(int fd, void* buf, std::size_t len, const char* what);

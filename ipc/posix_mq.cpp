@@ -1,9 +1,11 @@
 // POSIX message queues (mq_open).
 //
 // Rendezvous: the server, under InstanceLock("posix-mq", NAME), owns the
-// well-known queue /ipclab-UID-NAME (hello-sized messages). A client creates
-// its two session queues /ipclab-UID-NAME@PID.N.c2s and .s2c (N counts the
-// process's sessions, so one process may hold several at once; '@' cannot occur
+// well-known queue /ipclab-UID-TAG-NAME (hello-sized messages; TAG names the
+// private directory, see private_dir.hpp). A client creates its two session
+// queues /ipclab-UID-TAG-NAME@PID.R.c2s and .s2c (R: 64 random bits in hex,
+// so no other user can create them first and a process may hold several
+// sessions at once; a taken name is replaced by a fresh draw; '@' cannot occur
 // in a --name, so no server name can collide with a session queue), 0600,
 // mq_msgsize = fs.mqueue.msgsize_max, and sends a hello (see chunking.hpp).
 // The server child opens both queues and first sends a welcome carrying its
@@ -44,6 +46,7 @@
 #include "ipc/io.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
+#include "ipc/random.hpp"
 #include "ipc/transports.hpp"
 
 namespace ipclab {
@@ -84,9 +87,13 @@ private:
 };
 
 std::string base_queue(const std::string& name) { return "/" + global_prefix(name); }
-std::string session_queue(const std::string& name, pid_t pid, std::uint32_t serial,
-                          const char* dir) {
-    return base_queue(name) + "@" + std::to_string(pid) + "." + std::to_string(serial) + "." + dir;
+// The hello carries the random part as two 32-bit words.
+struct SessionId {
+    std::uint32_t a = 0, b = 0;
+};
+std::string session_queue(const std::string& name, pid_t pid, SessionId id, const char* dir) {
+    return base_queue(name) + "@" + std::to_string(pid) + "." + to_hex(id.a, 8) + to_hex(id.b, 8) +
+           "." + dir;
 }
 std::string marker_for(const std::string& queue) {
     return existing_private_dir() + "/" + queue.substr(1) + kMarkerSuffix;
@@ -106,7 +113,16 @@ public:
     OwnedQueue(OwnedQueue&& o) noexcept : queue_(std::move(o.queue_)), owner_(o.owner_) {
         o.queue_.clear();
     }
-    OwnedQueue& operator=(OwnedQueue&&) = delete;
+    // Removes what we held first (only a default-constructed one is assigned to).
+    OwnedQueue& operator=(OwnedQueue&& o) noexcept {
+        if (this != &o) {
+            OwnedQueue old(std::move(*this));
+            queue_ = std::move(o.queue_);
+            owner_ = o.owner_;
+            o.queue_.clear();
+        }
+        return *this;
+    }
     ~OwnedQueue() {
         if (!queue_.empty() && ::getpid() == owner_) {
             try {
@@ -149,19 +165,18 @@ void raise_msgqueue_limit() {
     }
 }
 
-// Creates queue (O_EXCL, 0600) and its marker. A queue already there under
-// our own pid-carrying name is a dead process's (pid reuse): replaced. When
+// Creates queue (O_EXCL, 0600) and its marker. A name already taken (a
+// squatter, or a guess that collided) returns an empty Mqd: the caller
+// draws a fresh name, and never takes or removes another's queue. When
 // the per-user RLIMIT_MSGQUEUE is still exhausted the queue gets fewer
 // slots, then smaller chunks (messages are never refused or clamped: they
 // just take more chunks); when even the smallest queue does not fit, other
 // sessions hold the budget, so a client waits for one to end, up to
 // wait_ms, as it would for a free slot under --max-clients.
-Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
-                 bool replace_stale, int wait_ms) {
+Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize, int wait_ms) {
     private_dir();  // the marker's directory, created (and checked) if need be
     create_marker(marker_for(queue));
     raise_msgqueue_limit();
-    bool replaced = false;
     Deadline deadline(wait_ms);
     int nap_ms = 1;
     for (;;) {
@@ -179,11 +194,9 @@ Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
             on_eintr();
             continue;
         }
-        if (err == EEXIST && replace_stale && !replaced) {
-            replaced = true;
-            if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT)
-                throw_errno("mq_unlink stale " + queue);
-            continue;
+        if (err == EEXIST) {
+            remove_file(marker_for(queue));
+            return Mqd();
         }
         if (err == EMFILE && maxmsg > 1) {
             maxmsg = std::max(1L, maxmsg / 2);
@@ -200,7 +213,7 @@ Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
             nap_ms = std::min(nap_ms * 2, 50);
             continue;
         }
-        ::unlink(marker_for(queue).c_str());
+        remove_file(marker_for(queue));
         if (err == EMFILE)
             throw_errno("mq_open " + queue + " (per-user RLIMIT_MSGQUEUE exhausted, or too many "
                         "open descriptors)", err);
@@ -225,7 +238,7 @@ class PosixMqChannel final : public Channel {
 public:
     // The client's constructor: owns the queue names.
     PosixMqChannel(Role role, Mqd tx, Mqd rx, const Limits& limits, pid_t peer,
-                   std::string name, std::uint32_t serial)
+                   std::string name, SessionId serial)
         : role_(role),
           tx_(std::move(tx)),
           rx_(std::move(rx)),
@@ -348,7 +361,7 @@ private:
     Limits limits_;
     pid_t peer_;
     std::string name_;
-    std::uint32_t serial_;  // the client's session number: part of the queue names
+    SessionId serial_;  // the client's random session id: part of the queue names
     ChunkAssembler assembler_;
     std::size_t tx_msgsize_ = 0;
     std::vector<std::byte> txbuf_, rxbuf_;
@@ -382,7 +395,7 @@ Mqd open_client_queue(const std::string& queue, int oflag) {
 
 class PosixMqPending final : public PendingSession {
 public:
-    PosixMqPending(std::string name, pid_t pid, std::uint32_t serial)
+    PosixMqPending(std::string name, pid_t pid, SessionId serial)
         : name_(std::move(name)), pid_(pid), serial_(serial) {}
     std::string peer() const override { return "pid " + std::to_string(pid_); }
 
@@ -398,7 +411,7 @@ public:
 private:
     std::string name_;
     pid_t pid_;
-    std::uint32_t serial_;
+    SessionId serial_;
 };
 
 class PosixMqListener final : public Listener {
@@ -431,12 +444,16 @@ public:
         Hello h = decode_hello(std::span<const std::byte>(buf_.data(), static_cast<std::size_t>(got)));
         if (!process_alive(h.pid)) {
             // The client died before we got to it; its queues are orphans.
-            unlink_queue(session_queue(name_, h.pid, h.id_a, "c2s"));
-            unlink_queue(session_queue(name_, h.pid, h.id_a, "s2c"));
+            unlink_queue(session_queue(name_, h.pid, {h.id_a, h.id_b}, "c2s"));
+            unlink_queue(session_queue(name_, h.pid, {h.id_a, h.id_b}, "s2c"));
             throw ProtocolError("hello from pid " + std::to_string(h.pid) +
                                 ", which is not running");
         }
-        return std::make_unique<PosixMqPending>(name_, h.pid, h.id_a);
+        return std::make_unique<PosixMqPending>(name_, h.pid, SessionId{h.id_a, h.id_b});
+    }
+
+    std::function<void()> orphan_sweep() const override {
+        return [name = name_] { reclaim_orphans(kTransport, name); };
     }
 
     void close_in_child() noexcept override {
@@ -462,8 +479,14 @@ std::unique_ptr<Listener> listen_posix_mq(const Endpoint& ep, const Limits&) {
     // We hold the lock, so a queue of this name is a dead server's.
     if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink stale " + queue);
     Kernel k = kernel_limits();
+    // The well-known queue costs little, but without CAP_SYS_RESOURCE it
+    // shares the user's RLIMIT_MSGQUEUE with every session of every ipclab
+    // process of this user: when that is full, wait a while for sessions
+    // to end, as a client does, before failing.
+    constexpr int kBudgetWaitMs = 5000;
     Mqd mqd = create_queue(queue, O_RDONLY | O_NONBLOCK, k.maxmsg,
-                           static_cast<long>(kHelloSize), false, 0);
+                           static_cast<long>(kHelloSize), kBudgetWaitMs);
+    if (!mqd) throw std::runtime_error(queue + " was created again meanwhile; is another server starting?");
     OwnedQueue owned(queue);
     return std::make_unique<PosixMqListener>(std::move(lock), ep.name, queue, std::move(owned),
                                              std::move(mqd));
@@ -501,19 +524,29 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
 
     Kernel k = kernel_limits();
     pid_t me = ::getpid();
-    static std::atomic<std::uint32_t> next_serial{0};
-    std::uint32_t serial = next_serial++;
-    std::string c2s_name = session_queue(ep.name, me, serial, "c2s");
-    std::string s2c_name = session_queue(ep.name, me, serial, "s2c");
-    Mqd c2s = create_queue(c2s_name, O_WRONLY, k.maxmsg, k.msgsize, true, limits.timeout_ms);
-    OwnedQueue c2s_owned(c2s_name);
-    Mqd s2c = create_queue(s2c_name, O_RDONLY, k.maxmsg, k.msgsize, true, limits.timeout_ms);
-    OwnedQueue s2c_owned(s2c_name);
+    SessionId serial;
+    Mqd c2s, s2c;
+    OwnedQueue c2s_owned, s2c_owned;
+    for (int attempt = 0; !s2c; ++attempt) {
+        if (attempt == kNameAttempts)
+            throw std::runtime_error("mq_open: " + std::to_string(kNameAttempts) +
+                                     " fresh random queue names were all taken; someone is "
+                                     "squatting " + base_queue(ep.name) + "@*");
+        std::uint64_t r = random_u64();
+        serial = SessionId{static_cast<std::uint32_t>(r >> 32), static_cast<std::uint32_t>(r)};
+        std::string c2s_name = session_queue(ep.name, me, serial, "c2s");
+        std::string s2c_name = session_queue(ep.name, me, serial, "s2c");
+        c2s = create_queue(c2s_name, O_WRONLY, k.maxmsg, k.msgsize, limits.timeout_ms);
+        if (!c2s) continue;
+        c2s_owned = OwnedQueue(c2s_name);
+        s2c = create_queue(s2c_name, O_RDONLY, k.maxmsg, k.msgsize, limits.timeout_ms);
+        if (s2c) s2c_owned = OwnedQueue(s2c_name);
+    }
 
     auto ch = std::make_unique<PosixMqChannel>(Role::client, std::move(c2s), std::move(s2c),
                                                limits, server_pid, ep.name, serial);
     ch->set_owned(std::move(c2s_owned), std::move(s2c_owned));
-    auto hello = encode_hello(Hello{me, serial, 0});
+    auto hello = encode_hello(Hello{me, serial.a, serial.b});
     ch->send_raw(server.get(), hello.data(), hello.size(), false);
     server.reset();
     ch->receive_welcome();
@@ -522,23 +555,24 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
 
 namespace {
 
-// The owner of a queue: the pid in a session queue's name, else the server
-// pid in the lock file of the well-known queue's --name.
-// "/ipclab-UID-NAME" or "/ipclab-UID-NAME@PID.N.DIR" -> NAME.
-std::string queue_endpoint_name(const std::string& queue) {
-    std::string prefix = "/" + global_prefix("");
-    if (queue.rfind(prefix, 0) != 0) return "";
-    std::string rest = queue.substr(prefix.size());
-    return rest.substr(0, rest.find('@'));
-}
-
-pid_t queue_owner(const std::string& queue) {
-    std::string prefix = "/" + global_prefix("");
-    if (queue.rfind(prefix, 0) != 0) return 0;
-    std::string rest = queue.substr(prefix.size());
-    auto at = rest.find('@');
-    if (at == std::string::npos) return server_pid_from_lock(kTransport, rest);
-    return static_cast<pid_t>(std::strtol(rest.c_str() + at + 1, nullptr, 10));
+// What a queue name says: "/ipclab-UID-TAG-NAME" (a server's) or
+// "/ipclab-UID-TAG-NAME@PID.R.DIR" (a client's session queue).
+void describe_queue(const std::string& queue, ObjectInfo& info) {
+    auto global = parse_global_name(queue.substr(1));
+    if (!global) {
+        info.unknown = true;
+        return;
+    }
+    auto at = global->rest.find('@');
+    info.name = global->rest.substr(0, at);
+    info.unknown = !global->ours();
+    if (at == std::string::npos) {
+        if (!info.unknown) info.owner = server_pid_from_lock(kTransport, info.name);
+    } else {
+        info.session = true;
+        info.owner = static_cast<pid_t>(std::strtol(global->rest.c_str() + at + 1, nullptr, 10));
+    }
+    info.stale = !info.unknown && !process_alive(info.owner);
 }
 
 }  // namespace
@@ -567,13 +601,10 @@ std::vector<ObjectInfo> list_posix_mq_objects() {
         ObjectInfo info;
         info.transport = kTransport;
         info.what = q;
-        info.name = queue_endpoint_name(q);
-        info.owner = queue_owner(q);
-        info.stale = !process_alive(info.owner);
+        describe_queue(q, info);
         info.remove = [q] {
             if (::mq_unlink(q.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink " + q);
-            if (::unlink(marker_for(q).c_str()) != 0 && errno != ENOENT)
-                throw_errno("unlink " + marker_for(q));
+            remove_file(marker_for(q));
         };
         out.push_back(std::move(info));
     }

@@ -13,6 +13,7 @@
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/random.hpp"
 
 namespace ipclab {
 
@@ -68,6 +69,10 @@ std::string existing_private_dir() {
 
 void remove_private_dir_if_empty() noexcept { ::rmdir(dir_path().c_str()); }
 
+void remove_file(const std::string& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + path);
+}
+
 bool lock_is_held(const std::string& path) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd) return false;
@@ -75,8 +80,27 @@ bool lock_is_held(const std::string& path) {
     return errno == EWOULDBLOCK;
 }
 
+std::string dir_tag() {
+    std::string path = dir_path();
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a: stable across runs and builds
+    for (unsigned char c : path) h = (h ^ c) * 0x100000001b3ull;
+    return to_hex(h ^ (h >> 32), 8);
+}
+
 std::string global_prefix(const std::string& name) {
-    return "ipclab-" + std::to_string(::getuid()) + "-" + name;
+    return "ipclab-" + std::to_string(::getuid()) + "-" + dir_tag() + "-" + name;
+}
+
+std::optional<GlobalName> parse_global_name(const std::string& entry) {
+    const std::string uid = "ipclab-" + std::to_string(::getuid()) + "-";
+    constexpr std::size_t kTag = 8;
+    if (entry.compare(0, uid.size(), uid) != 0 || entry.size() < uid.size() + kTag + 2 ||
+        entry[uid.size() + kTag] != '-')
+        return std::nullopt;
+    std::string tag = entry.substr(uid.size(), kTag);
+    if (tag.find_first_not_of("0123456789abcdef") != std::string::npos) return std::nullopt;
+    return GlobalName{tag, entry.substr(uid.size() + kTag + 1)};
 }
 
 void check_name(const std::string& name) {
@@ -136,9 +160,12 @@ InstanceLock::InstanceLock(const std::string& transport, const std::string& name
                              "' is already running, pid " + std::to_string(pid));
     }
     std::string pid = std::to_string(owner_) + "\n";
-    check(::ftruncate(fd_.get(), 0), "ftruncate lock");
-    if (::pwrite(fd_.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
-        throw_errno("write " + path_);
+    if (::ftruncate(fd_.get(), 0) != 0 ||
+        ::pwrite(fd_.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+        int err = errno;
+        ::unlink(path_.c_str());  // we hold the lock: the file is ours (e.g. a full disk)
+        throw_errno("write " + path_, err);
+    }
 }
 
 InstanceLock::~InstanceLock() {

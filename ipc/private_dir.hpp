@@ -2,7 +2,11 @@
 //
 // Filesystem objects (sockets, FIFOs, lock files) live in a per-user 0700
 // directory, /tmp/ipclab-$UID (or $IPCLAB_DIR). Kernel namespaces without
-// directories (POSIX queues, shared memory) use names carrying the uid.
+// directories (POSIX queues, shared memory) use names carrying the uid and
+// the directory's tag (a hash of its path): whose it is, and which private
+// directory holds its owner's lock. Two servers of one --name in two
+// directories therefore never share a global name, and a name of another
+// directory is never judged by this directory's locks.
 // A server holds an InstanceLock (flock on NAME.TRANSPORT.lock) for as long
 // as it runs: a second server on the same endpoint learns the live owner's
 // pid; a server that finds the lock free knows any leftovers are stale.
@@ -11,6 +15,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -33,11 +38,25 @@ std::string existing_private_dir();
 // the directory from under another that is about to create an object in it.
 void remove_private_dir_if_empty() noexcept;
 
+// Removes a file by name; one already gone is fine, any other failure throws.
+void remove_file(const std::string& path);
+
 // True while some live process holds the flock on path (an InstanceLock).
 bool lock_is_held(const std::string& path);
 
-// "ipclab-<uid>-<name>" style prefix for kernel-global names.
+// The private directory's tag: 8 hex digits of a hash of its path.
+std::string dir_tag();
+
+// "ipclab-<uid>-<tag>-<name>": the prefix of kernel-global names.
 std::string global_prefix(const std::string& name);
+
+// A kernel-global name of this uid taken apart: "ipclab-UID-TAG-REST".
+struct GlobalName {
+    std::string tag;
+    std::string rest;  // the --name and whatever the transport appended
+    bool ours() const { return tag == dir_tag(); }
+};
+std::optional<GlobalName> parse_global_name(const std::string& entry);
 
 // Rejects names that would escape the directory or break kernel names.
 void check_name(const std::string& name);

@@ -48,21 +48,21 @@ namespace {
 
 void on_tick(int) {}  // only there to make blocked calls return EINTR
 
-void install_tick_handler() {
+void install_tick_handler(int signo, void (*handler)(int)) {
     struct sigaction sa {};
-    sa.sa_handler = on_tick;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: msgsnd/msgrcv must return EINTR
-    check(::sigaction(SIGALRM, &sa, nullptr), "sigaction(SIGALRM)");
+    check(::sigaction(signo, &sa, nullptr), "sigaction(tick)");
 }
 
 }  // namespace
 
-TickTimer::TickTimer(int period_ms) : owner_(::getpid()) {
-    install_tick_handler();
+TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : owner_(::getpid()) {
+    install_tick_handler(signo, handler != nullptr ? handler : on_tick);
     struct sigevent sev {};
     sev.sigev_notify = SIGEV_THREAD_ID;
-    sev.sigev_signo = SIGALRM;
+    sev.sigev_signo = signo;
     sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
     check(::timer_create(CLOCK_MONOTONIC, &sev, &id_), "timer_create");
     struct itimerspec it {};

@@ -32,9 +32,11 @@ struct timespec realtime_after(int ms);
 // no-op SIGALRM handler is installed without SA_RESTART and stays installed
 // (a signal already queued when the timer is deleted must not kill us).
 // Timers are not inherited by fork(); a child never deletes its parent's.
+// With a handler, it sends signo instead and installs that handler (the
+// server's periodic orphan sweep wakes its loop that way).
 class TickTimer {
 public:
-    explicit TickTimer(int period_ms);
+    explicit TickTimer(int period_ms, int signo = SIGALRM, void (*handler)(int) = nullptr);
     TickTimer(const TickTimer&) = delete;
     TickTimer& operator=(const TickTimer&) = delete;
     ~TickTimer();

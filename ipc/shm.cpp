@@ -19,6 +19,7 @@
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/private_dir.hpp"
+#include "ipc/random.hpp"
 #include "ipc/shm_futex.hpp"
 #include "ipc/shm_layout.hpp"
 #include "ipc/shm_mapping.hpp"
@@ -30,13 +31,14 @@ namespace ipclab {
 
 namespace shm {
 
-std::optional<SegmentEntry> parse_segment_entry(const std::string& entry) {
-    const std::string prefix = "ipclab-" + std::to_string(::getuid()) + "-";
-    if (entry.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+std::optional<SegmentEntry> parse_segment_entry(const std::string& full) {
+    auto global = parse_global_name(full);
+    if (!global) return std::nullopt;
+    const std::string& entry = global->rest;
     auto last = entry.rfind('.');
-    if (last == std::string::npos || last <= prefix.size()) return std::nullopt;
+    if (last == std::string::npos || last == 0) return std::nullopt;
     auto second = entry.rfind('.', last - 1);
-    if (second == std::string::npos || second <= prefix.size()) return std::nullopt;
+    if (second == std::string::npos || second == 0) return std::nullopt;
     auto digits = [](const std::string& s) {
         return !s.empty() && s.size() <= 10 && s.find_first_not_of("0123456789") == std::string::npos;
     };
@@ -49,7 +51,8 @@ std::optional<SegmentEntry> parse_segment_entry(const std::string& entry) {
     if (pid_value == 0 || pid_value > 0x7fffffffull || session_value > 0xffffffffull)
         return std::nullopt;
     SegmentEntry e;
-    e.name = entry.substr(prefix.size(), second - prefix.size());
+    e.tag = global->tag;
+    e.name = entry.substr(0, second);
     e.pid = static_cast<pid_t>(pid_value);
     e.session = static_cast<std::uint32_t>(session_value);
     return e;
@@ -78,7 +81,6 @@ namespace {
 
 using namespace shm;
 
-std::atomic<std::uint32_t> g_next_session{0};
 std::atomic<std::uint64_t> g_total_immediate{0}, g_total_spun{0}, g_total_slept{0};
 
 // Thrown inside send() when the server stopped reading but left a reply
@@ -303,7 +305,7 @@ void reclaim_stale_segments(const std::string& name) {
     for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
         auto e = parse_segment_entry(it->path().filename().string());
-        if (e && e->name == name && !process_alive(e->pid))
+        if (e && e->tag == dir_tag() && e->name == name && !process_alive(e->pid))
             remove_orphan("/" + it->path().filename().string());
     }
 }
@@ -372,6 +374,10 @@ public:
             throw ProtocolError("malformed shm hello (bad magic or version)");
         }
         return validate(h);
+    }
+
+    std::function<void()> orphan_sweep() const override {
+        return [name = name_] { reclaim_orphans("shm", name); };
     }
 
     void close_in_child() noexcept override {
@@ -493,16 +499,22 @@ std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
         throw std::runtime_error(path + " is not a FIFO of ours; refusing to use it");
 
     const pid_t self = ::getpid();
-    const std::uint32_t session = g_next_session.fetch_add(1, std::memory_order_relaxed);
-    std::string segment = segment_name(ep.name, self, session);
+    // The session number is random: a name another user can predict could
+    // be created first. A taken name (a squatter, or a dead process's leftover
+    // under our reused pid) is never retried: the next attempt draws afresh.
+    std::uint32_t session = 0;
+    std::string segment;
     Fd fd;
-    for (int attempt = 0; attempt < 2 && !fd; ++attempt) {
+    for (int attempt = 0; attempt < kNameAttempts && !fd; ++attempt) {
+        session = static_cast<std::uint32_t>(random_u64());
+        segment = segment_name(ep.name, self, session);
         fd.reset(::shm_open(segment.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600));
-        // Our pid is in the name, so an existing one is a leftover of a dead
-        // process that had this pid before us.
-        if (!fd && errno == EEXIST && attempt == 0) remove_orphan(segment);
+        if (!fd && errno != EEXIST) throw_errno("shm_open " + segment);
     }
-    if (!fd) throw_errno("shm_open " + segment);
+    if (!fd)
+        throw std::runtime_error("shm_open: " + std::to_string(kNameAttempts) +
+                                 " fresh random segment names were all taken; someone is "
+                                 "squatting /dev/shm/" + global_prefix(ep.name) + ".*");
     ShmName owned(segment);
     check(::fchmod(fd.get(), 0600), "fchmod shm segment");
     check(::ftruncate(fd.get(), static_cast<off_t>(kSegmentSize)), "ftruncate shm segment");
@@ -547,7 +559,9 @@ std::vector<ObjectInfo> list_shm_objects() {
         info.what = "/dev/shm/" + entry;
         info.name = e->name;
         info.owner = e->pid;
-        info.stale = !process_alive(e->pid);
+        info.session = true;
+        info.unknown = e->tag != dir_tag();
+        info.stale = !info.unknown && !process_alive(e->pid);
         info.remove = [name = "/" + entry] {
             if (::shm_unlink(name.c_str()) != 0 && errno != ENOENT) throw_errno("shm_unlink " + name);
         };

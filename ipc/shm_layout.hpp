@@ -124,8 +124,9 @@ inline std::string fifo_path(const std::string& name) {
     return existing_private_dir() + "/" + name + ".shm";
 }
 
-// A /dev/shm entry of ours, taken apart: "ipclab-UID-NAME.PID.N".
+// A /dev/shm entry of our uid, taken apart: "ipclab-UID-TAG-NAME.PID.N".
 struct SegmentEntry {
+    std::string tag;   // the private directory's (dir_tag()): ours, or another IPCLAB_DIR's
     std::string name;
     pid_t pid = 0;
     std::uint32_t session = 0;

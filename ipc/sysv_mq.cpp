@@ -1,15 +1,18 @@
 // System V message queues (msgget).
 //
-// Rendezvous: the server, under InstanceLock("sysv-mq", NAME), keeps the key
-// file private_dir()/NAME.sysv-mq.key and the well-known queue
-// msgget(ftok(keyfile, 'I')), 0600. A client creates a pair of session
-// queues with msgget(IPC_PRIVATE, 0600) - client->server and server->client;
-// two queues rather than one so that a full request direction (msgmnb is
-// only two 8 KiB messages) can never block the server's reply (e.g. an
-// oversize refusal) - and a marker file NAME@PID.MSQID.smq per queue tying
-// the queue to its creator. The hello (mtype 1, see chunking.hpp) carries
+// Rendezvous: the server, under InstanceLock("sysv-mq", NAME), creates the
+// well-known queue under a random key (0600) and writes the key into
+// private_dir()/NAME.sysv-mq.key, where clients read it. A client creates a
+// pair of session queues - client->server and server->client; two queues
+// rather than one so that a full request direction (msgmnb is only two
+// 8 KiB messages) can never block the server's reply (e.g. an oversize
+// refusal) - each under a fresh random key, after its marker file
+// NAME@PID.kKEY.smq: a client killed at any moment leaves a marker naming
+// what the listener's orphan sweep removes, never an invisible queue. Keys
+// are global: a taken one (another user's queue, a collision) is replaced
+// by a fresh draw, never reused. The hello (mtype 1, see chunking.hpp) carries
 // the client pid and both msqids; the server validates it (queues owned by
-// our uid, mode 0600, markers present, pid alive) or rejects it with
+// our uid, mode 0600, markers for their keys present, pid alive) or rejects it with
 // ProtocolError. The server child then sends a welcome with its pid, and
 // messages flow as chunks (chunking.hpp) with mtype 1 (client->server) or 2
 // (server->client).
@@ -35,7 +38,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -45,6 +50,7 @@
 #include "ipc/io.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
+#include "ipc/random.hpp"
 #include "ipc/transports.hpp"
 
 namespace ipclab {
@@ -61,9 +67,19 @@ constexpr int kListenerTickMs = 250;
 std::string key_file(const std::string& name) {
     return existing_private_dir() + "/" + name + ".sysv-mq.key";
 }
-std::string marker_for(const std::string& name, pid_t pid, int msqid) {
-    return existing_private_dir() + "/" + name + "@" + std::to_string(pid) + "." + std::to_string(msqid) +
-           ".smq";
+std::string marker_for(const std::string& name, pid_t pid, key_t key) {
+    return existing_private_dir() + "/" + name + "@" + std::to_string(pid) + ".k" +
+           to_hex(static_cast<std::uint32_t>(key), 8) + ".smq";
+}
+
+// A random key for msgget: never IPC_PRIVATE (0).
+key_t random_key() {
+    for (;;)
+        if (auto k = static_cast<key_t>(random_u64()); k != IPC_PRIVATE) return k;
+}
+
+std::string msgmni_text() {
+    return std::to_string(read_proc_long("/proc/sys/kernel/msgmni", 32000));
 }
 
 std::size_t kernel_msgmax() {
@@ -94,8 +110,9 @@ public:
     OwnedMsq& operator=(OwnedMsq&&) = delete;
     ~OwnedMsq() {
         if (id_ < 0 || ::getpid() != owner_) return;
-        ::msgctl(id_, IPC_RMID, nullptr);
-        if (!marker_.empty()) ::unlink(marker_.c_str());
+        // The marker goes only with the queue: it is how a leftover is found.
+        bool gone = ::msgctl(id_, IPC_RMID, nullptr) == 0 || errno == EINVAL || errno == EIDRM;
+        if (gone && !marker_.empty()) ::unlink(marker_.c_str());
     }
     int id() const { return id_; }
 
@@ -105,8 +122,9 @@ private:
     pid_t owner_ = 0;
 };
 
-// Throws ProtocolError unless msqid is a queue of our uid with mode 0600.
-void check_queue_is_ours(int msqid) {
+// Throws ProtocolError unless msqid is a queue of our uid with mode 0600;
+// returns its key.
+key_t check_queue_is_ours(int msqid) {
     struct msqid_ds ds {};
     if (::msgctl(msqid, IPC_STAT, &ds) != 0) {
         if (errno == EINVAL || errno == EIDRM || errno == EACCES || errno == EPERM)
@@ -118,6 +136,7 @@ void check_queue_is_ours(int msqid) {
         (ds.msg_perm.mode & 0777) != 0600)
         throw ProtocolError("the hello names msqid " + std::to_string(msqid) +
                             ", which is not ours with mode 0600");
+    return ds.msg_perm.__key;
 }
 
 bool file_exists(const std::string& path) {
@@ -129,7 +148,9 @@ bool file_exists(const std::string& path) {
 void remove_orphans(const std::string& name, pid_t pid, int a, int b) noexcept {
     try {
         for (int id : {a, b}) {
-            std::string marker = marker_for(name, pid, id);
+            struct msqid_ds ds {};
+            if (::msgctl(id, IPC_STAT, &ds) != 0) continue;
+            std::string marker = marker_for(name, pid, ds.msg_perm.__key);
             if (!file_exists(marker)) continue;
             ::msgctl(id, IPC_RMID, nullptr);
             ::unlink(marker.c_str());
@@ -310,11 +331,11 @@ private:
 
 class SysvMqListener final : public Listener {
 public:
-    SysvMqListener(InstanceLock lock, std::string name, OwnedPath key, int msqid)
+    SysvMqListener(InstanceLock lock, std::string name, OwnedPath key, OwnedMsq queue)
         : lock_(std::move(lock)),
           name_(std::move(name)),
           key_(std::move(key)),
-          queue_(msqid, ""),
+          queue_(std::move(queue)),
           buf_(kernel_msgmax()),
           timer_(kListenerTickMs) {}
 
@@ -351,13 +372,17 @@ public:
             remove_orphans(name_, h.pid, a, b);
             throw ProtocolError("hello from pid " + std::to_string(h.pid) + ", which is not running");
         }
-        check_queue_is_ours(a);
-        check_queue_is_ours(b);
-        for (int id : {a, b})
-            if (!file_exists(marker_for(name_, h.pid, id)))
+        key_t keys[2] = {check_queue_is_ours(a), check_queue_is_ours(b)};
+        for (int i = 0; i < 2; ++i)
+            if (!file_exists(marker_for(name_, h.pid, keys[i])))
                 throw ProtocolError("hello from pid " + std::to_string(h.pid) + " names msqid " +
-                                    std::to_string(id) + ", which that pid did not create");
+                                    std::to_string(i == 0 ? a : b) +
+                                    ", which that pid did not create");
         return std::make_unique<SysvMqPending>(name_, h);
+    }
+
+    std::function<void()> orphan_sweep() const override {
+        return [name = name_] { reclaim_orphans(kTransport, name); };
     }
 
     void close_in_child() noexcept override { lock_.close_in_child(); }
@@ -371,10 +396,61 @@ private:
     TickTimer timer_;
 };
 
-key_t key_of(const std::string& path) {
-    key_t key = ::ftok(path.c_str(), 'I');
-    if (key == -1) throw_errno("ftok " + path);
-    return key;
+// The key a server wrote into its key file; nullopt when there is none.
+std::optional<key_t> read_key(const std::string& path) {
+    std::ifstream in(path);
+    std::string hex;
+    if (!(in >> hex) || hex.size() != 8 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return std::nullopt;
+    return static_cast<key_t>(std::stoul(hex, nullptr, 16));
+}
+
+void write_key(const std::string& path, key_t key) {
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) throw_errno("create key file " + path);
+    write_all(fd.get(), as_bytes(to_hex(static_cast<std::uint32_t>(key), 8) + "\n"), false, -1,
+              "key file");
+}
+
+// msgget(IPC_CREAT | IPC_EXCL) under fresh random keys until one is free.
+// before(key) runs first for each key (a client writes the key's marker
+// there), after_fail(key) when that key could not be used. A system-wide
+// queue limit (ENOSPC, kernel.msgmni) frees up as sessions end: waited out
+// like a busy server, up to the deadline.
+int create_queue_under_random_key(const std::function<void(key_t)>& before,
+                                  const std::function<void(key_t)>& after_fail,
+                                  const Deadline& deadline, key_t& key) {
+    int nap_ms = 1;
+    for (int attempt = 0; attempt < kNameAttempts;) {
+        key = random_key();
+        before(key);
+        int id = ::msgget(key, IPC_CREAT | IPC_EXCL | 0600);
+        if (id >= 0) return id;
+        int err = errno;
+        after_fail(key);
+        if (err == EEXIST) {  // taken: a fresh key, never this one again
+            ++attempt;
+            continue;
+        }
+        if (err == ENOSPC && !deadline.expired()) {
+            int left = deadline.remaining_ms();
+            ::poll(nullptr, 0, left < 0 ? nap_ms : std::min(nap_ms, left));
+            if (stop_requested()) throw Interrupted();
+            nap_ms = std::min(nap_ms * 2, 50);
+            continue;
+        }
+        if (err == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (err == ENOSPC)
+            throw_errno("msgget: the system-wide limit of System V queues (kernel.msgmni = " +
+                            msgmni_text() + ") is reached; it frees as other queues are removed",
+                        err);
+        throw_errno("msgget", err);
+    }
+    throw std::runtime_error("msgget: " + std::to_string(kNameAttempts) +
+                             " fresh random keys were all taken; someone is squatting System V keys");
 }
 
 }  // namespace
@@ -383,46 +459,54 @@ std::unique_ptr<Listener> listen_sysv_mq(const Endpoint& ep, const Limits&) {
     check_name(ep.name);
     InstanceLock lock(kTransport, ep.name);
     std::string path = key_file(ep.name);
-    create_marker(path);
-    OwnedPath key_owned(path);
-    key_t key = key_of(path);
-    // We hold the lock, so a queue under our key is a dead server's - if it is ours at all.
-    int stale = ::msgget(key, 0);
-    if (stale >= 0) {
+    // We hold the lock, so a queue under the key file's key is a dead
+    // server's - if it is ours at all (keys are global).
+    if (auto old = read_key(path)) {
+        int stale = ::msgget(*old, 0);
         struct msqid_ds ds {};
-        check(::msgctl(stale, IPC_STAT, &ds), "msgctl(IPC_STAT) stale queue");
-        if (ds.msg_perm.uid != ::geteuid())
-            throw std::runtime_error("key " + std::to_string(key) + " of " + path +
-                                     " is taken by another user's queue (msqid " +
-                                     std::to_string(stale) + ")");
-        check(::msgctl(stale, IPC_RMID, nullptr), "msgctl(IPC_RMID) stale queue");
-    } else if (errno != ENOENT) {
-        throw_errno("msgget stale queue");
+        if (stale >= 0 && ::msgctl(stale, IPC_STAT, &ds) == 0 && ds.msg_perm.uid == ::geteuid() &&
+            ds.msg_perm.cuid == ::geteuid())
+            check(::msgctl(stale, IPC_RMID, nullptr), "msgctl(IPC_RMID) stale queue");
     }
-    int id = check(::msgget(key, IPC_CREAT | IPC_EXCL | 0600), "msgget well-known queue");
-    return std::make_unique<SysvMqListener>(std::move(lock), ep.name, std::move(key_owned), id);
+    key_t key = 0;
+    auto nothing = [](key_t) {};
+    int id = create_queue_under_random_key(nothing, nothing, Deadline(0), key);
+    OwnedMsq queue(id, "");
+    OwnedPath key_owned(path);  // before writing: a failed write (a full disk) leaves no file
+    write_key(path, key);
+    return std::make_unique<SysvMqListener>(std::move(lock), ep.name, std::move(key_owned),
+                                            std::move(queue));
 }
 
 std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limits) {
     check_name(ep.name);
     std::string path = key_file(ep.name);
     int well_known = -1;
-    if (file_exists(path)) well_known = ::msgget(key_of(path), 0);
+    if (auto key = read_key(path)) well_known = ::msgget(*key, 0);
     if (well_known < 0) {
         throw std::runtime_error("no sysv-mq server named '" + ep.name + "'");
     }
+    // Keys are global: a queue under our server's key that another user made
+    // would collect our hellos.
+    struct msqid_ds ds {};
+    check(::msgctl(well_known, IPC_STAT, &ds), "msgctl(IPC_STAT) well-known queue");
+    if (ds.msg_perm.uid != ::geteuid() || (ds.msg_perm.mode & 0077) != 0)
+        throw std::runtime_error("the sysv-mq queue of '" + ep.name +
+                                 "' is not ours with mode 0600; refusing it");
     pid_t server_pid = server_pid_from_lock(kTransport, ep.name);
     if (server_pid > 0 && !process_alive(server_pid))
         throw std::runtime_error("no sysv-mq server named '" + ep.name + "' (pid " +
                                  std::to_string(server_pid) + " left a stale queue)");
     pid_t me = ::getpid();
     private_dir();  // the markers' directory, created (and checked) if need be
-    int c2s_id = check(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget session queue");
-    OwnedMsq c2s(c2s_id, marker_for(ep.name, me, c2s_id));
-    create_marker(marker_for(ep.name, me, c2s_id));
-    int s2c_id = check(::msgget(IPC_PRIVATE, IPC_CREAT | 0600), "msgget session queue");
-    OwnedMsq s2c(s2c_id, marker_for(ep.name, me, s2c_id));
-    create_marker(marker_for(ep.name, me, s2c_id));
+    Deadline deadline(limits.timeout_ms > 0 ? limits.timeout_ms : -1);
+    auto mark = [&](key_t k) { create_marker(marker_for(ep.name, me, k)); };
+    auto unmark = [&](key_t k) { remove_file(marker_for(ep.name, me, k)); };
+    key_t key = 0;
+    int c2s_id = create_queue_under_random_key(mark, unmark, deadline, key);
+    OwnedMsq c2s(c2s_id, marker_for(ep.name, me, key));
+    int s2c_id = create_queue_under_random_key(mark, unmark, deadline, key);
+    OwnedMsq s2c(s2c_id, marker_for(ep.name, me, key));
     auto ch = std::make_unique<SysvMqChannel>(Role::client, c2s_id, s2c_id, limits, server_pid,
                                               ep.name);
     ch->own(std::move(c2s), std::move(s2c));
@@ -463,26 +547,29 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
         ObjectInfo info;
         info.transport = kTransport;
         int msqid = -1;
+        auto ours = [&](key_t key) {
+            int id = ::msgget(key, 0);
+            auto row = rows.find(id);
+            return id >= 0 && row != rows.end() && row->second.uid == ::geteuid() ? id : -1;
+        };
         if (ends_with(f, ".sysv-mq.key")) {
             std::string name = f.substr(0, f.size() - std::string(".sysv-mq.key").size());
             info.name = name;
             info.owner = server_pid_from_lock(kTransport, name);
-            key_t key = ::ftok(full.c_str(), 'I');
-            for (const auto& [id, row] : rows)
-                if (row.key == key && key != -1 && row.uid == ::geteuid()) msqid = id;
+            if (auto key = read_key(full)) msqid = ours(*key);
             info.what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (server '" + name + "')"
                                    : full;
         } else if (ends_with(f, ".smq")) {
-            // NAME@PID.MSQID.smq
+            // NAME@PID.kKEY.smq
             auto at = f.rfind('@');
             if (at == std::string::npos) continue;
             info.name = f.substr(0, at);
+            info.session = true;
             std::string rest = f.substr(at + 1);
             info.owner = static_cast<pid_t>(std::strtol(rest.c_str(), nullptr, 10));
-            auto dot = rest.find('.');
-            int id = dot == std::string::npos ? -1 : std::atoi(rest.c_str() + dot + 1);
-            auto row = rows.find(id);
-            if (row != rows.end() && row->second.uid == ::geteuid()) msqid = id;
+            auto k = rest.find(".k");
+            if (k != std::string::npos && rest.size() == k + 2 + 8 + 4)
+                msqid = ours(static_cast<key_t>(std::stoul(rest.substr(k + 2, 8), nullptr, 16)));
             info.what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (client pid " +
                                          std::to_string(info.owner) + ")"
                                    : full;
@@ -494,7 +581,7 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
             if (msqid >= 0 && ::msgctl(msqid, IPC_RMID, nullptr) != 0 && errno != EINVAL &&
                 errno != EIDRM)
                 throw_errno("msgctl(IPC_RMID) msqid " + std::to_string(msqid));
-            if (::unlink(full.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + full);
+            remove_file(full);
         };
         out.push_back(std::move(info));
     }

@@ -73,4 +73,20 @@ std::vector<ObjectInfo> list_objects(const std::string& transport, const std::st
     return out;
 }
 
+std::size_t reclaim_orphans(const std::string& transport, const std::string& name) noexcept {
+    std::size_t removed = 0;
+    try {
+        for (const auto& o : list_objects(transport, name)) {
+            if (!o.session || !o.stale || o.unknown) continue;
+            try {
+                o.remove();
+                ++removed;
+            } catch (const std::exception&) {  // gone meanwhile, or not ours to remove
+            }
+        }
+    } catch (const std::exception&) {  // an unusable private directory: nothing to reclaim
+    }
+    return removed;
+}
+
 }  // namespace ipclab

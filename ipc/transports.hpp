@@ -44,7 +44,14 @@ struct ObjectInfo {
     std::string what;               // what a person recognises: path, queue name, "msqid 5"
     std::string name;               // the endpoint's --name it belongs to
     pid_t owner = 0;                // the process it belongs to; 0 when unknown
-    bool stale = false;             // the owner is dead
+    bool stale = false;             // the owner is dead: proven, so it may be removed
+    // The owner cannot be known from here: the object belongs to another
+    // private directory (IPCLAB_DIR), whose locks we cannot see. Never stale;
+    // only `--cleanup --force` removes it.
+    bool unknown = false;
+    // Made by a client for one session (not a server's well-known object):
+    // what the listener's orphan sweep may remove once its creator is dead.
+    bool session = false;
     std::function<void()> remove;   // removes the object (throws on failure)
 };
 
@@ -65,5 +72,10 @@ std::vector<ObjectInfo> list_lock_files();
 // Everything above for one transport ("" = all of them).
 // Every object of this user, of one transport and one --name when those are not empty.
 std::vector<ObjectInfo> list_objects(const std::string& transport, const std::string& name = "");
+
+// Removes the per-session objects of (transport, name) in this private
+// directory whose creator is dead: what a client killed before a server
+// child took its session leaves behind. Returns how many; never throws.
+std::size_t reclaim_orphans(const std::string& transport, const std::string& name) noexcept;
 
 }  // namespace ipclab

@@ -7,6 +7,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "server/cli_checks.hpp"
 #include "server/objects.hpp"
 #include "server/server_loop.hpp"
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
     app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+        ->check(endpoint_name())
         ->capture_default_str();
     app.add_option("--bind", ep.host, "Address to bind (tcp; default every interface)");
     std::string reply = "ack";
@@ -48,27 +50,31 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
     app.add_option("--idle-timeout", idle_timeout, "Seconds of silence that end a session (0: never)")
-        ->check(CLI::Range(0.0, 86400.0))
+        ->check(duration_seconds(86400.0))
         ->capture_default_str();
     app.add_option("--max-message", max_message, "Largest message in bytes (suffixes k, M, G)")
         ->transform(CLI::AsSizeValue(false))
         ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}))
         ->default_str("16MiB");
     app.add_option("--grace", opt.grace_seconds, "Seconds sessions get to finish after SIGINT/SIGTERM")
-        ->check(CLI::Range(0.0, 3600.0))
+        ->check(duration_seconds(3600.0))
         ->capture_default_str();
     app.add_flag("--once", opt.once, "Serve one session, then exit");
     app.add_flag("-q,--quiet", opt.quiet, "Do not print 'Here is the message: ...'");
     app.add_flag("--no-reap", opt.no_reap,
                  "TEACHING ONLY: do not reap ended children, so they stay zombies (see `ps`) "
                  "until the server exits");
-    bool list = false, cleanup = false;
+    bool list = false, cleanup = false, force = false;
     app.add_flag("--list-objects", list,
                  "List this user's ipclab objects (of --transport and --name if given) and "
                  "which are stale");
     app.add_flag("--cleanup", cleanup,
                  "Remove stale objects left by dead processes (of --transport and --name if "
                  "given), then exit");
+    app.add_flag("--force", force,
+                 "With --cleanup: also remove objects whose owner is unknown (another "
+                 "IPCLAB_DIR's), with a warning each")
+        ->needs("--cleanup");
 
     try {
         app.parse(argc, argv);
@@ -88,7 +94,7 @@ int main(int argc, char** argv) {
         std::string only_name = app.count("--name") ? ep.name : "";
         try {
             if (list) print_objects(only, only_name, std::cout);
-            return cleanup ? cleanup_stale_objects(only, only_name, std::cout, std::cerr) : 0;
+            return cleanup ? cleanup_stale_objects(only, only_name, force, std::cout, std::cerr) : 0;
         } catch (const std::exception& e) {
             std::fprintf(stderr, "server: %s\n", e.what());
             return 1;
@@ -99,7 +105,7 @@ int main(int argc, char** argv) {
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;
     opt.limits.max_message = max_message;
-    opt.limits.timeout_ms = static_cast<int>(idle_timeout * 1000);
+    opt.limits.timeout_ms = to_ms(idle_timeout);
 
     try {
         ignore_sigpipe();

@@ -16,6 +16,7 @@
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
+#include "ipc/queue_util.hpp"
 #include "server/session.hpp"
 
 namespace ipclab {
@@ -23,7 +24,8 @@ namespace ipclab {
 namespace {
 
 // Records written by the signal handlers into the self-pipe: a reaped child
-// (pid > 0, its wait status) or a stop signal (pid = 0, status = signo).
+// (pid > 0, its wait status), a stop signal (pid = 0, status = signo) or the
+// orphan sweep's tick (pid = -1).
 struct Record {
     pid_t pid;
     int status;
@@ -49,6 +51,22 @@ void on_stop(int signo) {
     [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
     errno = saved;
 }
+
+void on_sweep_tick(int) {
+    int saved = errno;
+    Record r{-1, 0};
+    [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
+    errno = saved;
+}
+
+// How often the listener's orphan sweep runs (see Listener::orphan_sweep):
+// a leftover of a client killed while it connected lives at most about this
+// long while the server serves. A sweep lists this endpoint's objects in the
+// private directory (and /dev/shm): well under a millisecond per second.
+constexpr int kSweepMs = 1000;
+// The tick's signal: real-time, so it never meets the transports' SIGALRM.
+// Timers are not inherited by fork, so children never receive it.
+const int kSweepSignal = SIGRTMIN + 1;
 
 void set_handler(int signo, void (*handler)(int)) {
     struct sigaction sa {};
@@ -80,7 +98,7 @@ public:
         wake_read_.reset(fds[0]);
         wake_write_.reset(fds[1]);
         g_wake_write = wake_write_.get();
-        for (int s : {SIGCHLD, SIGINT, SIGTERM}) {
+        for (int s : {SIGCHLD, SIGINT, SIGTERM, kSweepSignal}) {
             struct sigaction old {};
             ::sigaction(s, nullptr, &old);
             saved_.emplace(s, old);
@@ -92,9 +110,14 @@ public:
         }
         set_handler(SIGINT, on_stop);
         set_handler(SIGTERM, on_stop);
+        sweep_ = listener_->orphan_sweep();
+        // The tick wakes any wait (accept's poll, msgrcv, wait_wake) through
+        // the self-pipe, so sweeps happen while idle and while at --max-clients.
+        if (sweep_) tick_ = std::make_unique<TickTimer>(kSweepMs, kSweepSignal, on_sweep_tick);
     }
 
     ~Parent() {
+        tick_.reset();
         for (auto& [s, old] : saved_) ::sigaction(s, &old, nullptr);
         g_wake_write = -1;
     }
@@ -115,6 +138,10 @@ public:
             if (live_.size() >= options_.max_clients) {
                 wait_wake(-1);  // a child's end (or a stop) wakes us
                 continue;
+            }
+            if (sweep_due_) {
+                sweep_due_ = false;
+                sweep_();
             }
             std::unique_ptr<PendingSession> pending;
             try {
@@ -179,6 +206,10 @@ private:
             }
             for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(Record); ++i) {
                 const Record& r = recs[i];
+                if (r.pid < 0) {
+                    sweep_due_ = true;
+                    continue;
+                }
                 if (r.pid == 0) {
                     if (stopping_) hurry_ = true;  // a second signal: no more grace
                     stopping_ = true;
@@ -218,6 +249,7 @@ private:
             while (::waitpid(-1, nullptr, WNOHANG) > 0) {
             }
         }
+        tick_.reset();
         listener_.reset();  // new sessions are refused from here on; names removed
         if (!live_.empty()) {
             wait_children(static_cast<int>(options_.grace_seconds * 1000));
@@ -235,6 +267,9 @@ private:
                 }
             }
         }
+        // Every child has ended: what clients killed while connecting left
+        // behind is nobody's now. Objects of live clients stay theirs.
+        if (sweep_) sweep_();
         if (options_.log_sessions) log_line("server: stopped\n");
     }
 
@@ -243,6 +278,9 @@ private:
     Fd wake_read_, wake_write_;
     std::map<int, struct sigaction> saved_;
     std::set<pid_t> live_;
+    std::function<void()> sweep_;
+    std::unique_ptr<TickTimer> tick_;
+    bool sweep_due_ = false;
     unsigned long started_ = 0;
     bool stopping_ = false;
     bool hurry_ = false;

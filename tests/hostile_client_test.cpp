@@ -609,7 +609,7 @@ TEST_F(ForgedPosixHello, NamingAnotherUsersProcess) {
         attr.mq_maxmsg = 1;
         attr.mq_msgsize = 64;
         for (const char* dir : {".c2s", ".s2c"}) {
-            std::string q = base + "@" + me + ".0" + dir;  // serial 0, as in the hello
+            std::string q = base + "@" + me + ".0000000000000000" + dir;  // id 0, as in the hello
             mqd_t d = ::mq_open(q.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600, &attr);
             if (d == mqd_t(-1)) throw std::runtime_error("mq_open " + q + ": " + std::strerror(errno));
             ::mq_close(d);
@@ -632,7 +632,7 @@ TEST_F(ForgedPosixHello, NamingAnotherUsersProcess) {
     EXPECT_TRUE(log_has(*server_, "hello from pid 2147483632, which is not running"))
         << server_->stderr_text();
     for (const char* dir : {".c2s", ".s2c"})
-        EXPECT_EQ(::mq_unlink((base + "@" + pid + ".0" + dir).c_str()), 0);
+        EXPECT_EQ(::mq_unlink((base + "@" + pid + ".0000000000000000" + dir).c_str()), 0);
     nobody.stop();
     expect_answering();
     EXPECT_TRUE(companion.wait_exchanges(20)) << companion.finish();
@@ -657,8 +657,7 @@ TEST_F(ForgedSysvHello, NamingAnotherUsersProcess) {
     int ours_a = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600), ours_b = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);
     ASSERT_GE(ours_a, 0);
     ASSERT_GE(ours_b, 0);
-    std::string key_file = private_dir() + "/" + name_ + ".sysv-mq.key";
-    int wk = ::msgget(::ftok(key_file.c_str(), 'I'), 0);
+    int wk = sysv_server_queue(name_);
     ASSERT_GE(wk, 0);
     auto send = [&](const Hello& hello) {
         struct {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -108,7 +109,7 @@ protected:
         base_ = tmpl;  // ours, 0700: holds the directories under test
     }
     void TearDown() override {
-        ::unsetenv("IPCLAB_DIR");
+        use_test_private_dir();
         for (const auto& p : made_) {
             ::unlink(p.c_str());
             ::rmdir(p.c_str());
@@ -151,7 +152,7 @@ protected:
         } catch (const std::runtime_error& e) {
             EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << e.what();
         }
-        ::unsetenv("IPCLAB_DIR");
+        use_test_private_dir();
     }
 
     static bool empty_dir(const std::string& dir) {
@@ -211,36 +212,41 @@ TEST_F(UntrustedDirectory, LookUpsWithoutAServerCreateNoDirectory) {
         struct stat st {};
         EXPECT_NE(::lstat(dir.c_str(), &st), 0) << t << " created " << dir;
     }
-    ::unsetenv("IPCLAB_DIR");
+    use_test_private_dir();
 }
 
 // ---------------------------------------------------------------------------
 // A System V queue of another user sitting on the server's key is refused
 // at start, not taken over or reused.
 
-TEST(ForeignObjects, SysvKeyTakenByAnotherUsersQueueIsRefused) {
+// The key file names another user's queue (a squatter, or a key reused
+// since a dead server wrote it): the server neither takes nor removes that
+// queue; it draws a fresh key and serves.
+TEST(ForeignObjects, SysvKeyTakenByAnotherUsersQueueIsLeftAndReplaced) {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to give a queue away";
     std::string name = fresh_name("pt");
     std::string key_file = private_dir() + "/" + name + ".sysv-mq.key";
-    {
-        Fd f(::open(key_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-        ASSERT_TRUE(f);
+    key_t key = 0;
+    int q = -1;
+    for (int i = 0; i < 16 && q < 0; ++i) {  // a key nobody holds
+        key = static_cast<key_t>(0x1c000000 + ::getpid() * 16 + i);
+        q = ::msgget(key, IPC_CREAT | IPC_EXCL | 0600);
     }
-    key_t key = ::ftok(key_file.c_str(), 'I');  // the server truncates, not replaces, the file
-    int q = ::msgget(key, IPC_CREAT | IPC_EXCL | 0600);
     ASSERT_GE(q, 0);
     struct msqid_ds ds {};
     ASSERT_EQ(::msgctl(q, IPC_STAT, &ds), 0);
     ds.msg_perm.uid = kNobody;
     ASSERT_EQ(::msgctl(q, IPC_SET, &ds), 0);
-    try {
+    {
+        Fd f(::open(key_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        ASSERT_TRUE(f);
+        char hex[16];
+        std::snprintf(hex, sizeof hex, "%08x\n", static_cast<unsigned>(key));
+        ASSERT_EQ(::write(f.get(), hex, 9), 9);
+    }
+    {
         ServerProcess server(endpoint_for("sysv-mq", name), echo_server());
-        ADD_FAILURE() << "the server took over another user's queue";
-    } catch (const std::runtime_error& e) {
-        EXPECT_NE(std::string(e.what()).find("is taken by another user's queue (msqid " +
-                                             std::to_string(q) + ")"),
-                  std::string::npos)
-            << e.what();
+        EXPECT_EQ(echo_once(server.client_endpoint(), 100), "");
     }
     EXPECT_EQ(::msgctl(q, IPC_STAT, &ds), 0) << "the foreign queue was removed";
     EXPECT_EQ(::msgctl(q, IPC_RMID, nullptr), 0);

@@ -13,14 +13,14 @@ constexpr const char* kTransport = "sysv-mq";
 }  // namespace ipclab::test
 
 #include "tests/queue_transport_tests.hpp"
+#include "tests/support/hostile.hpp"
 
 namespace ipclab::test {
 namespace {
 
 TEST_F(QueueTransport, ForgedHellosAreRejectedAndServingContinues) {
     ServerProcess server(ep_, echo_);
-    std::string key_file = private_dir() + "/" + name_ + ".sysv-mq.key";
-    int q = ::msgget(::ftok(key_file.c_str(), 'I'), 0);
+    int q = sysv_server_queue(name_);
     ASSERT_GE(q, 0);
     auto send = [&](std::span<const std::byte> bytes) {
         struct {

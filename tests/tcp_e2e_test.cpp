@@ -317,6 +317,38 @@ TEST(CommandLine, BadFlagsExitTwoWithAPointerToHelp) {
     }
 }
 
+// Issue 12, findings 6 and 7: every duration refuses NaN, infinities,
+// negatives and values whose milliseconds overflow an int; every numeric
+// flag refuses negatives; --name is checked while parsing. All exit 2.
+TEST(CommandLine, NonFiniteOrOutOfRangeNumbersAndBadNamesExitTwo) {
+    std::vector<std::vector<std::string>> bad;
+    for (const char* v : {"nan", "NaN", "inf", "-inf", "-1", "1e30", "86401", "x"}) {
+        bad.push_back({bin("server"), "--idle-timeout", v, "1"});
+        bad.push_back({bin("client"), "--timeout", v, "-m", "x", "localhost", "1"});
+    }
+    for (const char* v : {"nan", "inf", "-0.5", "3601"}) bad.push_back({bin("server"), "--grace", v, "1"});
+    for (const char* flag : {"--max-clients", "--max-message", "PORT"}) {
+        std::vector<std::string> argv{bin("server")};
+        if (std::string(flag) != "PORT") argv.push_back(flag);
+        argv.insert(argv.end(), {"-1", "1"});
+        if (std::string(flag) == "PORT") argv.pop_back();
+        bad.push_back(argv);
+    }
+    for (const char* flag : {"--count", "--size", "--max-message"})
+        bad.push_back({bin("client"), flag, "-1", "localhost", "1"});
+    for (const char* name : {"a/b", "..", ".hidden", "", "a b", "x\x1b[2J"}) {
+        bad.push_back({bin("server"), "--transport", "fifo", "--name", name});
+        bad.push_back({bin("client"), "--transport", "unix", "--name", name, "-m", "x"});
+    }
+    for (const auto& argv : bad) {
+        auto r = run_program(argv, "", 10000);
+        std::string cmd;
+        for (const auto& a : argv) cmd += a + " ";
+        EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
+        EXPECT_NE(r.err.find("--help"), std::string::npos) << cmd << ": " << r.err;
+    }
+}
+
 TEST(CommandLine, RuntimeFailuresExitOneWithOneClearLine) {
     auto r = run_program({bin("client"), "-m", "x", "no-such-host.invalid", "5"});
     EXPECT_EQ(r.exit_code, 1);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/msg.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/private_dir.hpp"
 #include "ipc/transports.hpp"
 #include "tests/support/proc_inspect.hpp"
 
@@ -80,6 +82,19 @@ std::string echo_once(const Endpoint& ep, std::size_t size, int timeout_ms) {
     } catch (const std::exception& e) {
         return std::string("echo_once: ") + e.what();
     }
+}
+
+std::string transport_test_name(const ::testing::TestParamInfo<std::string>& info) {
+    std::string n = info.param;
+    for (char& c : n)
+        if (c == '-') c = '_';
+    return n;
+}
+
+int sysv_server_queue(const std::string& name) {
+    std::string key = slurp(private_dir() + "/" + name + ".sysv-mq.key");
+    if (key.empty()) return -1;
+    return ::msgget(static_cast<key_t>(std::stoul(key, nullptr, 16)), 0);
 }
 
 Fd raw_stream(const Endpoint& ep, int timeout_ms) { return connect_stream(ep, timeout_ms); }

@@ -27,6 +27,9 @@ inline constexpr uid_t kNobody = 65534;
 // A fresh endpoint name per call: PREFIX<pid>-<n>.
 std::string fresh_name(const std::string& prefix);
 
+// A transport as a test name: "posix-mq" -> "posix_mq".
+std::string transport_test_name(const ::testing::TestParamInfo<std::string>& info);
+
 // An endpoint of `transport` for ServerProcess (tcp: 127.0.0.1, port 0).
 Endpoint endpoint_for(const std::string& transport, const std::string& name);
 
@@ -35,6 +38,10 @@ ServerOptions echo_server(int idle_ms = 20000, unsigned max_clients = 64);
 
 // Limits for a client that waits at most timeout_ms.
 Limits client_limits(int timeout_ms = 20000);
+
+// The msqid of the running sysv-mq server `name` (whose random key is in
+// its key file), or -1.
+int sysv_server_queue(const std::string& name);
 
 // Deterministic pseudo-random bytes (xorshift32 from seed).
 std::vector<std::byte> seeded_bytes(std::size_t n, std::uint32_t seed);

@@ -31,17 +31,7 @@ bool read_stat(pid_t pid, char& state, pid_t& ppid) {
     return static_cast<bool>(rest);
 }
 
-void add_sysv(std::set<std::string>& out, const char* file, const char* kind) {
-    std::ifstream in(file);
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-        std::istringstream f(line);
-        std::string key, id;
-        f >> key >> id;
-        out.insert(std::string(kind) + " id " + id + " key " + key);
-    }
-}
+std::string g_test_dir;  // this test process's private directory (see use_test_private_dir)
 
 }  // namespace
 
@@ -90,23 +80,43 @@ bool make_posix_queues_visible() {
     return true;
 }
 
+void use_test_private_dir() {
+    if (g_test_dir.empty()) {
+        std::string tmpl = "/tmp/ipclab-t" + std::to_string(::getuid()) + "-XXXXXX";
+        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp " + tmpl);
+        g_test_dir = tmpl;
+    }
+    ::setenv("IPCLAB_DIR", g_test_dir.c_str(), 1);
+}
+
+void remove_test_private_dir() {
+    if (g_test_dir.empty()) return;
+    std::error_code ec;
+    fs::remove_all(g_test_dir, ec);  // leftovers in it have failed their tests already
+    g_test_dir.clear();
+}
+
 std::set<std::string> ipc_object_snapshot() {
+    // Only what this process's private directory holds, and global names
+    // carrying its tag: another ipclab run on the machine (a second make
+    // test, a server someone started) has other directories and tags. System
+    // V queues have no name; each of ours has a key or marker file in the
+    // directory from before it exists until after it is gone, so those files
+    // stand for them.
     std::set<std::string> out;
+    const std::string tag = "-" + dir_tag() + "-";
     std::error_code ec;
     for (auto it = fs::directory_iterator("/dev/shm", ec); !ec && it != fs::directory_iterator();
          it.increment(ec))
-        out.insert("shm " + it->path().filename().string());
+        if (it->path().filename().string().find(tag) != std::string::npos)
+            out.insert("shm " + it->path().filename().string());
     if (!g_mqueue_dir.empty())
         for (auto it = fs::directory_iterator(g_mqueue_dir, ec);
              !ec && it != fs::directory_iterator(); it.increment(ec))
-            out.insert("posix-mq " + it->path().filename().string());
-    add_sysv(out, "/proc/sysvipc/msg", "sysv-msg");
-    add_sysv(out, "/proc/sysvipc/shm", "sysv-shm");
-    add_sysv(out, "/proc/sysvipc/sem", "sysv-sem");
-    std::string dir = "/tmp/ipclab-" + std::to_string(::getuid());
-    if (const char* env = std::getenv("IPCLAB_DIR")) dir = env;
-    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec))
+            if (it->path().filename().string().find(tag) != std::string::npos)
+                out.insert("posix-mq " + it->path().filename().string());
+    for (auto it = fs::directory_iterator(existing_private_dir(), ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec))
         out.insert("file " + it->path().string());
     return out;
 }
@@ -115,8 +125,7 @@ std::vector<std::string> leftover_objects(const std::set<std::string>& before,
                                           const std::string& name) {
     std::vector<std::string> out;
     for (const auto& o : ipc_object_snapshot())
-        if (!before.count(o) && (o.find(name) != std::string::npos || o.rfind("sysv-", 0) == 0))
-            out.push_back(o);
+        if (!before.count(o) && o.find(name) != std::string::npos) out.push_back(o);
     return out;
 }
 

@@ -17,15 +17,23 @@ std::vector<pid_t> zombie_children_of(pid_t pid);
 // Open descriptors of pid (entries of /proc/PID/fd).
 int open_fd_count(pid_t pid);
 
-// Every IPC object that could be ours: /dev/shm entries, System V queues,
-// segments and semaphore sets, POSIX queues (when a mqueue file system is
-// visible), and files in the private directory. Compare two snapshots.
+// Gives this test process a private directory of its own (a fresh
+// /tmp/ipclab-tUID-XXXXXX, set as IPCLAB_DIR, inherited by every server and
+// client it starts), so its objects - files there, and global names carrying
+// that directory's tag - are told apart from any other ipclab run's.
+// Called by main(); tests that point IPCLAB_DIR elsewhere call it to return.
+void use_test_private_dir();
+// Removes that directory and whatever is left in it (main(), at exit).
+void remove_test_private_dir();
+
+// This test process's IPC objects: files in its private directory and
+// /dev/shm and POSIX queue names (when a mqueue fs is visible) carrying its
+// directory's tag. Compare two snapshots.
 std::set<std::string> ipc_object_snapshot();
 
 // Objects in the snapshot now that were not in `before` and belong to a test
-// using `name` (every named object carries it; System V queues have no
-// name, so all new ones count). Objects other processes remove meanwhile,
-// or create under other names, do not make a test fail.
+// using `name` (every named object carries it). Objects other processes
+// remove meanwhile, or create under other names, do not make a test fail.
 std::vector<std::string> leftover_objects(const std::set<std::string>& before,
                                           const std::string& name);
 

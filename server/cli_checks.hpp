@@ -1,0 +1,56 @@
+// Command-line validators shared by bin/server and bin/client.
+//
+// CLI::Range alone lets NaN through (every comparison with NaN is false),
+// and a duration becomes milliseconds in an int: so a duration must be
+// finite, non-negative and small enough that seconds * 1000 fits. --name is
+// checked while parsing so that a bad one is a usage error (exit 2), not a
+// run-time failure.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "ipc/private_dir.hpp"
+
+namespace ipclab {
+
+// Seconds in [0, max_seconds], finite: "nan", "inf", "-1", "1e30" are refused.
+inline CLI::Validator duration_seconds(double max_seconds) {
+    return CLI::Validator(
+        [max_seconds](std::string& text) -> std::string {
+            double v = 0;
+            if (!CLI::detail::lexical_cast(text, v)) return "'" + text + "' is not a number of seconds";
+            if (!std::isfinite(v)) return "'" + text + "' is not a finite number of seconds";
+            if (v < 0 || v > max_seconds)
+                return "'" + text + "' is outside 0.." + std::to_string(static_cast<long>(max_seconds)) +
+                       " seconds";
+            return "";
+        },
+        "SECONDS in 0.." + std::to_string(static_cast<long>(max_seconds)), "duration");
+}
+
+// An endpoint name as check_name() accepts it.
+inline CLI::Validator endpoint_name() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            try {
+                check_name(text);
+                return "";
+            } catch (const std::invalid_argument& e) {
+                return e.what();
+            }
+        },
+        "NAME", "endpoint name");
+}
+
+// Seconds to the milliseconds the library waits with; a validated duration
+// fits an int. A positive duration never rounds to 0, which means "forever".
+inline int to_ms(double seconds) {
+    if (seconds <= 0) return 0;
+    return static_cast<int>(std::max(1L, std::lround(seconds * 1000.0)));
+}
+
+}  // namespace ipclab
