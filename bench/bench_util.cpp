@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -144,9 +145,16 @@ void fail(benchmark::State& state, const std::string& message) {
 
 pid_t fork_child(int cpu, const std::function<int()>& body) {
     std::fflush(nullptr);
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) throw_errno("fork");
     if (pid > 0) return pid;
+    // A server outlives nothing: if ipc-bench dies (killed, or aborted by
+    // Google Benchmark) its servers get SIGTERM, stop and remove their
+    // objects, instead of serving an accept loop forever (seen: ten bench
+    // servers left running after an abort).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(1);  // it died before the prctl
     // Ctrl-C reaches the whole group: the parent decides when children end.
     struct sigaction sa {};
     sigemptyset(&sa.sa_mask);
