@@ -18,10 +18,13 @@ build: deps
 	@cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
 	@cmake --build $(BUILD) -j $(NPROC)
 
-# The labs first, so CTest's summary is the last word.
+# The labs first, so CTest's summary is the last word. Everything runs with a
+# private directory of its own (IPCLAB_DIR), removed afterwards, so a test run
+# leaves nothing in /tmp and never meets another run's objects.
 test: build
-	$(MAKE) --no-print-directory labs-check
-	cd $(BUILD) && ctest --output-on-failure --timeout 240
+	@d=$$(mktemp -d /tmp/ipclab-test.XXXXXX) && export IPCLAB_DIR=$$d && \
+	  $(MAKE) --no-print-directory labs-check && \
+	  (cd $(BUILD) && ctest --output-on-failure --timeout 240); rc=$$?; rm -rf "$$d"; exit $$rc
 
 # The whole suite under ASan+UBSan, then under TSan, each in its own build tree.
 check-sanitize: deps
