@@ -146,14 +146,3 @@ def figures(reps, transports, sizes):
             if f:
                 rows.append((t, "", metric, UNITS[metric], f))
     return rows
-
-
-def load(path):
-    """(report, chosen, errors), for readers of one entry per benchmark:
-    chosen maps each name to its repetition with the median wall time."""
-    report, reps, errors = repetitions(path)
-    chosen = {}
-    for name, runs in reps.items():
-        runs = sorted(runs, key=ns)
-        chosen[name] = runs[(len(runs) - 1) // 2]
-    return report, chosen, errors

@@ -77,6 +77,15 @@ class Peers:
         except OSError:
             return False
 
+    def paired_with(self, start_server, pairs, ours, theirs):
+        """Starts a tool's server, alternates ours(k) with theirs(port, k)
+        (see paired), and stops the server whatever happens."""
+        server, port = start_server()
+        try:
+            return paired(pairs, ours, lambda k: theirs(port, k))
+        finally:
+            self.stop(server)
+
     def sockperf_server(self):
         port = self.free_port()
         server = self.start(["sockperf", "server", "--tcp", "-i", "127.0.0.1", "-p", str(port)], "sockperf-server")
@@ -173,13 +182,10 @@ def run_peers(reps, transports, sizes, seconds, out_dir, bench, pin, pairs):
         else:
             print(f"[peers] sockperf ping-pong and ipclab's RoundTrip/tcp/{rt_size}, TCP 127.0.0.1, "
                   f"{pairs} interleaved pairs of {seconds} s ...", flush=True)
-            server, port = peers.sockperf_server()
-            try:
-                ours, theirs = paired(
-                    pairs, lambda k: ipclab_sample(bench, pin, f"RoundTrip/tcp/{rt_size}", seconds, work, k),
-                    lambda k: peers.sockperf_sample(port, rt_size, k))
-            finally:
-                peers.stop(server)
+            ours, theirs = peers.paired_with(
+                peers.sockperf_server, pairs,
+                lambda k: ipclab_sample(bench, pin, f"RoundTrip/tcp/{rt_size}", seconds, work, k),
+                lambda port, k: peers.sockperf_sample(port, rt_size, k))
             what = f"TCP round trip {human_size(rt_size)}"
             for q, key in (("p50", "p50_ns"), ("p99", "p99_ns")):
                 o = stats.summarise([b[key] / 1e3 for b in ours])
@@ -202,13 +208,10 @@ def run_peers(reps, transports, sizes, seconds, out_dir, bench, pin, pairs):
         else:
             print(f"[peers] iperf3 and ipclab's Stream/tcp/{big}, TCP 127.0.0.1, {human_size(length)} writes, "
                   f"{pairs} interleaved pairs of {seconds} s ...", flush=True)
-            server, port = peers.iperf3_server()
-            try:
-                ours, theirs = paired(
-                    pairs, lambda k: ipclab_sample(bench, pin, f"Stream/tcp/{big}", seconds, work, k),
-                    lambda k: peers.iperf3_sample(port, length, k))
-            finally:
-                peers.stop(server)
+            ours, theirs = peers.paired_with(
+                peers.iperf3_server, pairs,
+                lambda k: ipclab_sample(bench, pin, f"Stream/tcp/{big}", seconds, work, k),
+                lambda port, k: peers.iperf3_sample(port, length, k))
             o = stats.summarise([b["bytes_per_second"] / 1e6 for b in ours])
             t = stats.summarise(theirs)
             r = stats.summarise([b["bytes_per_second"] / 1e6 / x for b, x in zip(ours, theirs)], ratio=True)
