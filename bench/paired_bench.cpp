@@ -17,7 +17,6 @@ namespace ipclab::bench {
 
 namespace {
 
-constexpr int kWarmupMessages = 16;
 constexpr std::uint64_t kMaxSliceMessages = 4096;
 
 // One member of the pair with the marks taken around its slices.
@@ -35,20 +34,6 @@ std::uint64_t thread_cpu_ns() {
     timespec ts{};
     ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-// Median time per message of a warm-up, to size the slices.
-std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size) {
-    std::vector<std::uint64_t> t;
-    for (int i = 0; i < kWarmupMessages; ++i) {
-        fill_payload(payload, static_cast<std::uint64_t>(i), size);
-        auto t0 = Clock::now();
-        p.round_trip(payload);
-        t.push_back(elapsed_ns(t0, Clock::now()));
-        if (!p.echoed(payload)) throw ProtocolError("warm-up: " + p.mismatch(payload));
-    }
-    std::sort(t.begin(), t.end());
-    return percentile(t, 50);
 }
 
 // One slice: an untimed round trip that wakes the peer (a parked or

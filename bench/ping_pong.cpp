@@ -1,9 +1,12 @@
 #include "bench/ping_pong.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "client/latency.hpp"
 #include "client/payload.hpp"
+#include "ipc/error.hpp"
 #include "ipc/framing.hpp"
 
 namespace ipclab::bench {
@@ -17,13 +20,22 @@ std::string PingPong::mismatch(std::span<const std::byte> request) const {
     return "the echo differs from the " + std::to_string(request.size()) + "-byte request";
 }
 
-void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size) {
-    std::vector<std::byte> payload;
+std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size) {
+    std::vector<std::uint64_t> t;
     for (int i = 0; i < kWarmupMessages; ++i) {
         fill_payload(payload, static_cast<std::uint64_t>(i), size);
+        auto t0 = Clock::now();
         p.round_trip(payload);
-        if (!p.echoed(payload)) return fail(state, ("warm-up: " + p.mismatch(payload)).c_str());
+        t.push_back(elapsed_ns(t0, Clock::now()));
+        if (!p.echoed(payload)) throw ProtocolError("warm-up: " + p.mismatch(payload));
     }
+    std::sort(t.begin(), t.end());
+    return percentile(t, 50);
+}
+
+void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size) {
+    std::vector<std::byte> payload;
+    warm_up(p, payload, size);
     Meter meter(state, p.server());
     p.mark_start();
     const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;

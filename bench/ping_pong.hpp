@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "bench/bench_util.hpp"
 
@@ -42,6 +43,10 @@ std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, in
 // shm, shm-spin); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
                                                   int server_cpu);
+
+// kWarmupMessages checked round trips (fresh patterns); returns their median
+// time, ns. Throws ProtocolError when an echo differs.
+std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size);
 
 // Warm-up, then one sample per round trip while the state runs; every 64th
 // message, the first and the last get a fresh pattern and a byte-exact check
