@@ -20,11 +20,13 @@ build: deps
 
 # The labs first, so CTest's summary is the last word. Everything runs with a
 # private directory of its own (IPCLAB_DIR), removed afterwards, so a test run
-# leaves nothing in /tmp and never meets another run's objects.
+# leaves nothing in /tmp and never meets another run's objects. Tests run in
+# parallel, two per core: most of them wait on peers and timeouts, not on a CPU
+# (serial: 88 s of the 5-minute budget; in parallel: 25-28 s).
 test: build
 	@d=$$(mktemp -d /tmp/ipclab-test.XXXXXX) && export IPCLAB_DIR=$$d && \
 	  $(MAKE) --no-print-directory labs-check && \
-	  (cd $(BUILD) && ctest --output-on-failure --timeout 240); rc=$$?; rm -rf "$$d"; exit $$rc
+	  (cd $(BUILD) && ctest --output-on-failure --timeout 240 -j $$(( $(NPROC) * 2 ))); rc=$$?; rm -rf "$$d"; exit $$rc
 
 # The whole suite under ASan+UBSan, then under TSan, each in its own build tree.
 check-sanitize: deps

@@ -22,6 +22,7 @@ void install_stop_handlers() {
     sa.sa_handler = on_stop;
     sigemptyset(&sa.sa_mask);
     for (int s : {SIGINT, SIGTERM}) ::sigaction(s, &sa, nullptr);  // no SA_RESTART: waits wake
+    ipclab::unblock_signals({SIGINT, SIGTERM});
 }
 
 }  // namespace

@@ -72,6 +72,14 @@ void ignore_sigpipe() {
     check(::sigaction(SIGPIPE, &sa, nullptr), "sigaction(SIGPIPE)");
 }
 
+void unblock_signals(std::initializer_list<int> signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : signals) sigaddset(&set, s);
+    int rc = ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    if (rc != 0) throw_errno("pthread_sigmask(SIG_UNBLOCK)", rc);
+}
+
 Deadline::Deadline(int timeout_ms)
     : infinite_(timeout_ms < 0),
       at_(std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0))) {

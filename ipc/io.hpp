@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <initializer_list>
 #include <span>
 
 namespace ipclab {
@@ -25,6 +26,11 @@ void on_eintr();
 
 // Ignores SIGPIPE process-wide: a vanished peer must surface as EPIPE, not kill us.
 void ignore_sigpipe();
+
+// Unblocks the signals a program handles. A blocked signal mask survives
+// exec: a harness or shell that started us with SIGINT or SIGTERM blocked
+// would otherwise leave Ctrl-C and kill pending forever.
+void unblock_signals(std::initializer_list<int> signals);
 
 // Poll one descriptor for `events`; returns false on timeout. Retries EINTR.
 bool wait_fd(int fd, short events, int timeout_ms, const char* what);

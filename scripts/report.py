@@ -250,8 +250,9 @@ def interference_summary(reps):
                                  for b in runs])
             worst.append((sum(flags), len(flags), name, share, runq))
     worst.sort(reverse=True)
-    lines = [f"{disturbed} of {total} repetitions were disturbed (waited for a CPU for more than 5% of their "
-             "time beyond their benchmark's quietest repetition)." if total else
+    lines = [f"{disturbed} of {total} repetitions were disturbed: their run delay (time spent runnable but "
+             "waiting for a CPU, from /proc schedstat) exceeded their benchmark's quietest repetition by more "
+             "than 5% of their time." if total else
              "No interference counters in this file."]
     if levels:
         lines += ["", f"Across benchmarks, the median share of time client and server spent waiting for a CPU "

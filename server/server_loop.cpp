@@ -110,6 +110,7 @@ public:
         }
         set_handler(SIGINT, on_stop);
         set_handler(SIGTERM, on_stop);
+        unblock_signals({SIGCHLD, SIGINT, SIGTERM, kSweepSignal});
         sweep_ = listener_->orphan_sweep();
         // The tick wakes any wait (accept's poll, msgrcv, wait_wake) through
         // the self-pipe, so sweeps happen while idle and while at --max-clients.

@@ -1,6 +1,7 @@
 // main() for every test binary: SIGPIPE off, POSIX queues made listable, a
 // private directory (IPCLAB_DIR) of its own.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "ipc/io.hpp"
 #include "tests/support/proc_inspect.hpp"
@@ -8,6 +9,11 @@
 int main(int argc, char** argv) {
     ::testing::InitGoogleTest(&argc, argv);
     ipclab::ignore_sigpipe();
+    // A harness may start us with signals blocked; the mask survives fork and
+    // exec, and a script under test could then never see the SIGINT we send.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ipclab::test::make_posix_queues_visible();
     ipclab::test::use_test_private_dir();  // leftover checks count only this run's objects
     // Forked children of death tests and of our fixtures must not rerun tests.
