@@ -714,6 +714,8 @@ benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, co
 
 bool has_baseline_stream(const std::string& t) { return t == "tcp" || t == "unix" || t == "fifo"; }
 
+bool has_baseline_connect(const std::string& t) { return t == "tcp"; }
+
 benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "BaselineStream/" + transport + "/" + std::to_string(size);
     int cpu = server_cpu_for(c, transport);

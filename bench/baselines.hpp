@@ -16,9 +16,11 @@
 namespace ipclab::bench {
 
 benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size);
-// Registered only for transports with a one-way baseline (tcp, unix, fifo).
+// Registered only for transports with a one-way baseline (the byte streams).
 bool has_baseline_stream(const std::string& transport);
 benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size);
+// The raw connection baselines (a C fork server, socat) exist for tcp only.
+bool has_baseline_connect(const std::string& transport);
 benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c);
 benchmark::internal::Benchmark* register_baseline_connect_socat(const Config& c);
 benchmark::internal::Benchmark* register_baseline_memcpy(std::size_t size);

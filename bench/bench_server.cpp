@@ -13,6 +13,7 @@
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
+#include "ipc/registry.hpp"
 #include "server/server_loop.hpp"
 
 namespace ipclab::bench {
@@ -69,21 +70,8 @@ std::string read_ready_line(int fd, int timeout_ms) {
 
 }  // namespace
 
-Endpoint endpoint_for(const std::string& bench_transport, const std::string& name) {
-    Endpoint ep;
-    ep.transport = bench_transport == "shm-spin" ? "shm" : bench_transport;
-    ep.wait = bench_transport == "shm-spin" ? WaitMode::spin : WaitMode::block;
-    if (ep.transport == "tcp") {
-        ep.host = "127.0.0.1";
-        ep.port = "0";  // the kernel picks; the child reports the port
-    } else {
-        ep.name = name;
-    }
-    return ep;
-}
-
 BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu) {
-    Endpoint ep = endpoint_for(bench_transport, unique_name());
+    Endpoint ep = variant_endpoint(transport_variant(bench_transport), unique_name());
     ServerOptions options;
     options.reply = reply;
     options.quiet = true;
@@ -105,7 +93,7 @@ BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, in
         }
         try {
             auto listener = listen(ep, options.limits);
-            std::string msg = "ok " + listener->describe() + "\n";
+            std::string msg = "ok " + listener->bound_port() + "\n";
             [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
             ready_write.reset();
             return run_server(std::move(listener), options);
@@ -123,11 +111,7 @@ BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, in
         throw std::runtime_error("the " + bench_transport + " server did not start: " +
                                  (line.empty() ? std::string("no word from it") : line));
     }
-    client_ep_ = ep;
-    if (ep.transport == "tcp") {
-        auto colon = line.rfind(':');
-        client_ep_.port = line.substr(colon + 1, line.find('\n') - colon - 1);
-    }
+    client_ep_ = reach(ep, line.substr(3, line.find('\n') - 3));
 }
 
 BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu) {

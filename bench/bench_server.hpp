@@ -14,12 +14,9 @@
 
 namespace ipclab::bench {
 
-// "shm-spin" is shm with WaitMode::spin on both sides; the rest are
-// ipclab transport names.
-Endpoint endpoint_for(const std::string& bench_transport, const std::string& name);
-
 class BenchServer {
 public:
+    // bench_transport: a transport variant of the registry (transport_variants()).
     // Throws std::runtime_error with the server's own error if it cannot start.
     BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu);
     BenchServer(const BenchServer&) = delete;

@@ -21,6 +21,7 @@
 #include "client/latency.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/registry.hpp"
 
 namespace ipclab::bench {
 
@@ -97,7 +98,8 @@ std::size_t parse_size(const std::string& text) {
 }
 
 int server_cpu_for(const Config& c, const std::string& transport) {
-    if (transport != "shm-spin" || c.server_cpu < 0 || c.server_cpu != c.client_cpu) return c.server_cpu;
+    if (transport_variant(transport).wait != WaitMode::spin || c.server_cpu < 0 || c.server_cpu != c.client_cpu)
+        return c.server_cpu;
     long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
     return ncpu > 1 ? static_cast<int>((c.server_cpu + 1) % ncpu) : c.server_cpu;
 }

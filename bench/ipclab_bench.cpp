@@ -12,6 +12,7 @@
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
+#include "ipc/registry.hpp"
 #include "ipc/shm_stats.hpp"
 
 namespace ipclab::bench {

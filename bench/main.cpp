@@ -23,6 +23,7 @@
 #include "bench/paired_bench.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/io.hpp"
+#include "ipc/registry.hpp"
 
 namespace ipclab::bench {
 namespace {
@@ -85,8 +86,8 @@ struct ReportFlags {
 };
 
 std::vector<std::string> all_transports() {
-    auto names = transport_names();
-    names.push_back("shm-spin");
+    std::vector<std::string> names;
+    for (const auto& v : transport_variants()) names.push_back(v.name);
     return names;
 }
 
@@ -149,6 +150,11 @@ int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::
     app.add_option("--pin", pin,
                    "CLIENT,SERVER: pin this process to CPU CLIENT and the servers to CPU SERVER; either may be "
                    "'any' (Paired puts both servers of a pair on one CPU regardless: the last one when unpinned)");
+    bool list = false, describe = false;
+    app.add_flag("--list-transports", list, "print the transports --transports takes, one per line, and exit");
+    app.add_flag("--describe-transports", describe,
+                 "print a tab-separated table of them (name, transport, wait, addressing, byte stream, how it "
+                 "waits) for scripts, and exit");
     bool help = false;
     for (int i = 1; i < argc; ++i)
         help = help || std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0;
@@ -160,6 +166,18 @@ int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
+    }
+    if (list || describe) {
+        if (describe) std::cout << "name\ttransport\twait\taddressing\tbyte_stream\twaits\n";
+        for (const auto& v : transport_variants()) {
+            std::cout << v.name;
+            if (describe)
+                std::cout << '\t' << v.transport->name << '\t' << (v.wait == WaitMode::spin ? "spin" : "block") << '\t'
+                          << (v.transport->host_port ? "host-port" : "name") << '\t'
+                          << (v.transport->byte_stream ? "yes" : "no") << '\t' << v.waits;
+            std::cout << '\n';
+        }
+        return 0;
     }
     if (help) std::cout << app.help() << "\nGoogle Benchmark's flags:\n" << std::flush;
     for (const auto& a : app.remaining()) {
@@ -176,30 +194,29 @@ int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::
 
 // Pairs each ipclab benchmark with its baseline, next to each other in time.
 void register_all(const Config& c) {
-    auto add = [](benchmark::internal::Benchmark*) {};
     for (const auto& t : c.transports) {
-        bool stream_socket_like = t == "tcp" || t == "unix" || t == "fifo";
+        bool byte_stream = transport_variant(t).transport->byte_stream;
         for (std::size_t s : c.sizes) {
-            add(register_ipclab_round_trip(c, t, s));
+            register_ipclab_round_trip(c, t, s);
             // A zero-byte stream message cannot be read back; queues and shm can carry it.
-            if (s > 0 || !stream_socket_like) {
-                add(register_baseline_round_trip(c, t, s));
-                add(register_paired_round_trip(c, t, s));
+            if (s > 0 || !byte_stream) {
+                register_baseline_round_trip(c, t, s);
+                register_paired_round_trip(c, t, s);
             }
         }
         for (std::size_t s : c.sizes) {
             if (s == 0) continue;  // an empty message is the sink's sync point
-            add(register_ipclab_stream(c, t, s));
-            if (has_baseline_stream(t)) add(register_baseline_stream(c, t, s));
+            register_ipclab_stream(c, t, s);
+            if (has_baseline_stream(t)) register_baseline_stream(c, t, s);
         }
-        add(register_ipclab_connect(c, t));
-        if (t == "tcp") {
-            add(register_baseline_connect_fork(c));
-            add(register_baseline_connect_socat(c));
+        register_ipclab_connect(c, t);
+        if (has_baseline_connect(t)) {
+            register_baseline_connect_fork(c);
+            register_baseline_connect_socat(c);
         }
     }
     for (std::size_t s : c.sizes)
-        if (s > 0) add(register_baseline_memcpy(s));
+        if (s > 0) register_baseline_memcpy(s);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "client/session.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/registry.hpp"
 #include "server/cli_checks.hpp"
 
 using namespace ipclab;
@@ -45,10 +46,12 @@ int main(int argc, char** argv) {
 
     app.add_option("HOST", ep.host, "Server host name or address (tcp)");
     app.add_option("PORT", port, "Server TCP port")->check(CLI::Range(1, 65535));
-    app.add_option("-t,--transport", ep.transport, "tcp, unix, fifo, posix-mq, sysv-mq or shm")
+    app.add_option("-t,--transport", ep.transport, transport_choices())
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
-    app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+    bool list_transports = false;
+    app.add_flag("--list-transports", list_transports, "Print the transports, one per line, and exit");
+    app.add_option("--name", ep.name, "Endpoint name for the transports not addressed by HOST PORT")
         ->check(endpoint_name())
         ->capture_default_str();
     auto* m = app.add_option("-m,--message", message, "Message to send (default: prompt for a line)");
@@ -60,7 +63,7 @@ int main(int argc, char** argv) {
                    ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}));
     app.add_flag("--verify", opt.verify, "Check that each reply echoes its payload byte for byte");
     app.add_flag("--stats", opt.stats, "Print round-trip latency percentiles and throughput");
-    app.add_option("--wait", wait, "shm only: block or spin")
+    app.add_option("--wait", wait, "block or spin (transports with wait modes: " + wait_mode_transports() + ")")
         ->check(CLI::IsMember({"block", "spin"}))
         ->capture_default_str();
     app.add_option("--mode", mode, "auto, line (the seed's text exchange) or framed")
@@ -77,14 +80,20 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-        if (ep.transport == "tcp" && (ep.host.empty() || port < 0))
-            throw CLI::ValidationError("HOST PORT", "are required for --transport tcp");
-        if (ep.transport != "tcp" && !ep.host.empty())
-            throw CLI::ValidationError("HOST PORT", "apply to --transport tcp only; use --name");
+        if (list_transports) {
+            for (const auto& t : transport_names()) std::cout << t << "\n";
+            return 0;
+        }
+        const TransportInfo& info = transport_info(ep.transport);
+        if (info.host_port && (ep.host.empty() || port < 0))
+            throw CLI::ValidationError("HOST PORT", "are required for --transport " + ep.transport);
+        if (!info.host_port && !ep.host.empty())
+            throw CLI::ValidationError("HOST PORT", "do not apply to --transport " + ep.transport + "; use --name");
+        check_applies(app, info);
         if (mode == "line" && (opt.count != 1 || *sz || opt.verify || opt.stats))
             throw CLI::ValidationError("--mode line", "sends one text message; drop --count/--size/--verify/--stats");
-        if (mode == "line" && ep.transport != "tcp" && ep.transport != "unix")
-            throw CLI::ValidationError("--mode line", "needs --transport tcp or unix");
+        if (mode == "line" && !info.connect_stream)
+            throw CLI::ValidationError("--mode line", "needs a stream socket transport, not " + ep.transport);
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
@@ -109,9 +118,12 @@ int main(int argc, char** argv) {
         return 1;
     } catch (const std::exception& e) {
         std::cout.flush();
-        std::string where = ep.transport == "tcp" ? ep.host + " port " + ep.port
-                                                  : ep.transport + " '" + ep.name + "'";
-        std::fprintf(stderr, "client: %s (%s)\n", e.what(), where.c_str());
+        bool host_port = transport_info(ep.transport).host_port;
+        std::string where = host_port ? ep.host + " port " + ep.port : ep.transport + " '" + ep.name + "'";
+        // Name the endpoint once: a connect error already says where it went.
+        std::string what = e.what();
+        if (what.find(host_port ? where : "'" + ep.name + "'") == std::string::npos) what += " (" + where + ")";
+        std::fprintf(stderr, "client: %s\n", what.c_str());
         return 1;
     }
 }

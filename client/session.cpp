@@ -13,8 +13,7 @@
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/shm_stats.hpp"
-#include "ipc/transports.hpp"
-#include "server/options.hpp"
+#include "ipc/registry.hpp"
 
 namespace ipclab {
 
@@ -202,7 +201,7 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
 }
 
 bool uses_line_mode(const Endpoint& ep, const ClientOptions& o) {
-    if (ep.transport != "tcp" && ep.transport != "unix") return false;
+    if (!transport_info(ep.transport).connect_stream) return false;
     if (o.mode != ClientMode::automatic) return o.mode == ClientMode::line;
     return o.count == 1 && !o.size && !o.verify && !o.stats;
 }

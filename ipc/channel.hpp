@@ -3,7 +3,8 @@
 // A server holds a Listener, waits on it for a PendingSession, forks, and the
 // child opens the session into a Channel that carries whole messages of any
 // size (0 bytes up to Limits::max_message) both ways. Clients get a Channel
-// from connect(). Each transport is one file implementing these three types.
+// from connect(). Each transport is one file implementing these three types,
+// listed in ipc/registry.cpp.
 #pragma once
 
 #include <cstddef>
@@ -29,8 +30,11 @@ struct Limits {
 // How a shared-memory side waits for its peer.
 enum class WaitMode { block, spin };
 
+// The first transport of the registry (ipc/registry.hpp): the seed's.
+const char* default_transport_name();
+
 struct Endpoint {
-    std::string transport = "tcp";
+    std::string transport = default_transport_name();
     std::string host;              // tcp: host to reach, or address to bind ("" = all)
     std::string port;              // tcp
     std::string name = "ipclab";   // every other transport
@@ -69,6 +73,9 @@ class Listener {
 public:
     virtual ~Listener() = default;
     virtual std::string describe() const = 0;
+    // The port it listens on, for transports addressed by host and port (a
+    // server asked for port 0 learns here which one the kernel chose); "" else.
+    virtual std::string bound_port() const { return ""; }
     // Blocks until a session is pending (returns it), wake_fd is readable or
     // a signal interrupts the wait (returns nullptr). Throws ProtocolError
     // for a rejected hello; the caller logs it and keeps serving.
@@ -81,12 +88,5 @@ public:
     // else ever would). Empty where clients create nothing (tcp, unix).
     virtual std::function<void()> orphan_sweep() const { return {}; }
 };
-
-// The transport names of INTERFACE.md, in display order.
-const std::vector<std::string>& transport_names();
-bool is_transport(const std::string& name);
-
-std::unique_ptr<Listener> listen(const Endpoint& endpoint, const Limits& limits);
-std::unique_ptr<Channel> connect(const Endpoint& endpoint, const Limits& limits);
 
 }  // namespace ipclab

@@ -18,6 +18,9 @@ namespace ipclab {
 
 enum class FrameType : std::uint8_t { data = 1, error = 2 };
 
+// The seed server's reply to every message, on every transport (--reply ack).
+inline constexpr char kAckText[] = "I got your message";  // 18 bytes, no terminator
+
 inline constexpr std::size_t kFrameHeaderSize = 5;
 inline constexpr std::size_t kOpeningSize = 8;
 inline constexpr std::array<std::byte, kOpeningSize> kFramedOpening{

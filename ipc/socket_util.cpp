@@ -77,6 +77,15 @@ private:
 
 }  // namespace
 
+std::string SocketListener::bound_port() const {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    check(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len), "getsockname");
+    if (ss.ss_family == AF_INET) return std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port));
+    if (ss.ss_family == AF_INET6) return std::to_string(ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port));
+    return "";  // a UNIX socket has a path, not a port
+}
+
 SocketListener::SocketListener(Fd fd, std::string description, std::optional<InstanceLock> lock,
                                OwnedPath path)
     : fd_(std::move(fd)),

@@ -29,6 +29,7 @@ public:
     SocketListener(Fd fd, std::string description, std::optional<InstanceLock> lock,
                    OwnedPath path);
     std::string describe() const override { return description_; }
+    std::string bound_port() const override;
     std::unique_ptr<PendingSession> accept(int wake_fd) override;
     void close_in_child() noexcept override;
 

@@ -19,6 +19,9 @@ constexpr int kBacklog = 1024;
 
 struct AddrInfo {
     addrinfo* head = nullptr;
+    AddrInfo() = default;
+    AddrInfo(const AddrInfo&) = delete;  // one owner frees the list
+    AddrInfo& operator=(const AddrInfo&) = delete;
     ~AddrInfo() {
         if (head) ::freeaddrinfo(head);
     }

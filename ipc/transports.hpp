@@ -1,4 +1,5 @@
-// One pair of factories per transport file; transport.cpp dispatches on the name.
+// One pair of factories per transport file; ipc/registry.cpp lists them and
+// dispatches on the name.
 #pragma once
 
 #include <memory>
@@ -26,8 +27,9 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
 std::unique_ptr<Listener> listen_shm(const Endpoint& ep, const Limits& limits);
 std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits);
 
-// A connected stream socket for line-mode clients (tcp and unix only).
-Fd connect_stream(const Endpoint& ep, int timeout_ms);
+// The bare connected sockets behind tcp's and unix's channels (line mode).
+Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms);
+Fd connect_unix_socket(const Endpoint& ep, int timeout_ms);
 
 }  // namespace ipclab
 

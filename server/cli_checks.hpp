@@ -14,6 +14,7 @@
 #include <string>
 
 #include "ipc/private_dir.hpp"
+#include "ipc/registry.hpp"
 
 namespace ipclab {
 
@@ -44,6 +45,29 @@ inline CLI::Validator endpoint_name() {
             }
         },
         "NAME", "endpoint name");
+}
+
+// The transports that take --wait, for help texts ("shm").
+inline std::string wait_mode_transports() {
+    std::string out;
+    for (const auto& t : transports())
+        if (t.wait_modes) out += (out.empty() ? "" : ", ") + std::string(t.name);
+    return out;
+}
+
+// A flag given for a transport it does not apply to is a usage error, the
+// same on server and client: silently ignoring `--wait spin` over tcp would
+// let a user believe they measured spinning.
+inline void check_applies(const CLI::App& app, const TransportInfo& t) {
+    auto given = [&](const char* flag) {
+        const CLI::Option* o = app.get_option_no_throw(flag);
+        return o && o->count() > 0;
+    };
+    std::string on = "does not apply to --transport " + std::string(t.name);
+    if (given("--wait") && !t.wait_modes)
+        throw CLI::ValidationError("--wait", on + " (only to " + wait_mode_transports() + ")");
+    if (given("--name") && t.host_port) throw CLI::ValidationError("--name", on + "; it takes HOST PORT");
+    if (given("--bind") && !t.host_port) throw CLI::ValidationError("--bind", on + "; use --name");
 }
 
 // Seconds to the milliseconds the library waits with; a validated duration

@@ -7,6 +7,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/registry.hpp"
 #include "server/cli_checks.hpp"
 #include "server/objects.hpp"
 #include "server/server_loop.hpp"
@@ -30,20 +31,24 @@ int main(int argc, char** argv) {
 
     app.add_option("PORT", port, "TCP port to listen on (tcp transport; 0 picks a free one)")
         ->check(CLI::Range(0, 65535));
-    app.add_option("-t,--transport", ep.transport, "tcp, unix, fifo, posix-mq, sysv-mq or shm")
+    app.add_option("-t,--transport", ep.transport, transport_choices())
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
-    app.add_option("--name", ep.name, "Endpoint name for the non-TCP transports")
+    bool list_transports = false;
+    app.add_flag("--list-transports", list_transports, "Print the transports, one per line, and exit");
+    app.add_option("--name", ep.name, "Endpoint name for the transports not addressed by PORT")
         ->check(endpoint_name())
         ->capture_default_str();
-    app.add_option("--bind", ep.host, "Address to bind (tcp; default every interface)");
+    app.add_option("--bind", ep.host, "Address to bind (transports addressed by PORT; default every interface)");
     std::string reply = "ack";
     app.add_option("--reply", reply,
                    "ack: reply 'I got your message'; echo: send the payload back; sink: reply only "
                    "to empty messages (one-way throughput)")
         ->check(CLI::IsMember({"ack", "echo", "sink"}))
         ->capture_default_str();
-    app.add_option("--wait", wait, "shm only: block (sleep on a futex) or spin (bounded busy-poll)")
+    app.add_option("--wait", wait,
+                   "block (sleep until woken) or spin (bounded busy-poll first); transports with wait modes: " +
+                       wait_mode_transports())
         ->check(CLI::IsMember({"block", "spin"}))
         ->capture_default_str();
     app.add_option("--max-clients", opt.max_clients, "Live sessions at most; more wait")
@@ -61,6 +66,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_flag("--once", opt.once, "Serve one session, then exit");
     app.add_flag("-q,--quiet", opt.quiet, "Do not print 'Here is the message: ...'");
+    bool no_log = false;
+    app.add_flag("--no-log", no_log,
+                 "Do not print the listening line, a line per ended session or the stop line on stderr "
+                 "(errors still print; the benchmarks run their servers so)");
     app.add_flag("--no-reap", opt.no_reap,
                  "TEACHING ONLY: do not reap ended children, so they stay zombies (see `ps`) "
                  "until the server exits");
@@ -78,12 +87,18 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-        if (list || cleanup) {
-            // Maintenance commands: no server is started.
-        } else if (ep.transport == "tcp" && port < 0)
-            throw CLI::ValidationError("PORT", "is required for --transport tcp");
-        if (ep.transport != "tcp" && port >= 0)
-            throw CLI::ValidationError("PORT", "applies to --transport tcp only; use --name");
+        if (list_transports) {
+            for (const auto& t : transport_names()) std::cout << t << "\n";
+            return 0;
+        }
+        const TransportInfo& info = transport_info(ep.transport);
+        if (!list && !cleanup) {  // maintenance commands take --transport and --name as filters
+            if (info.host_port && port < 0)
+                throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
+            check_applies(app, info);
+        }
+        if (!info.host_port && port >= 0)
+            throw CLI::ValidationError("PORT", "does not apply to --transport " + ep.transport + "; use --name");
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
@@ -106,6 +121,7 @@ int main(int argc, char** argv) {
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;
     opt.limits.max_message = max_message;
     opt.limits.timeout_ms = to_ms(idle_timeout);
+    opt.log_sessions = !no_log;
 
     try {
         ignore_sigpipe();

@@ -9,15 +9,15 @@ namespace ipclab {
 // point so one-way (stream) transfers know everything before it arrived.
 enum class ReplyMode { ack, echo, sink };
 
-inline constexpr char kAckText[] = "I got your message";  // 18 bytes, no terminator
-
 struct ServerOptions {
     ReplyMode reply = ReplyMode::ack;
     bool quiet = false;          // no "Here is the message" lines
     bool once = false;           // serve one session, then exit
     unsigned max_clients = 64;   // live children at most
     double grace_seconds = 5;    // on SIGINT/SIGTERM, before children are ended
-    bool log_sessions = true;    // one stderr line per ended session
+    // The listening line, one stderr line per ended session and the stop
+    // line (--no-log turns them off; errors still print).
+    bool log_sessions = true;
     // Teaching switch (labs): ended children are not reaped and stay zombies
     // until the server exits; --max-clients cannot be enforced then.
     bool no_reap = false;

@@ -14,7 +14,9 @@
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/socket_util.hpp"
+#include "ipc/registry.hpp"
 #include "ipc/transports.hpp"
+#include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/program.hpp"
 #include "tests/support/server_process.hpp"
@@ -367,6 +369,69 @@ TEST(CommandLine, RuntimeFailuresExitOneWithOneClearLine) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("refused"), std::string::npos) << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    // The endpoint is named once, not once by the library and again by the program.
+    std::string where = "127.0.0.1 port " + port;
+    auto first = r.err.find(where);
+    ASSERT_NE(first, std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find(where, first + 1), std::string::npos) << r.err;
+}
+
+// Issue 13: server, client and ipc-bench print the registry's transports one
+// per line, and all three agree (ipc-bench adds the spinning variants).
+TEST(CommandLine, ListTransportsComesFromTheRegistry) {
+    std::string expected;
+    for (const auto& t : transport_names()) expected += t + "\n";
+    for (const char* prog : {"server", "client"}) {
+        auto r = run_program({bin(prog), "--list-transports"});
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_EQ(r.out, expected) << prog;
+    }
+    auto b = run_program({bin("ipc-bench"), "--list-transports"});
+    EXPECT_EQ(b.exit_code, 0) << b.err;
+    std::string variants;
+    for (const auto& v : transport_variants()) variants += v.name + "\n";
+    EXPECT_EQ(b.out, variants);
+    EXPECT_EQ(b.out.rfind(expected, 0), 0u) << "every transport comes first, in the registry's order";
+    auto d = run_program({bin("ipc-bench"), "--describe-transports"});
+    EXPECT_EQ(d.exit_code, 0) << d.err;
+    EXPECT_EQ(d.out.rfind("name\ttransport\twait\taddressing\tbyte_stream\twaits\n", 0), 0u) << d.out;
+    EXPECT_EQ(std::count(d.out.begin(), d.out.end(), '\n'), static_cast<long>(transport_variants().size()) + 1);
+}
+
+// A flag that does not apply to the transport is refused the same way by
+// both programs (exit 2 and a pointer to --help), never silently ignored.
+TEST(CommandLine, FlagsThatDoNotApplyToTheTransportExitTwo) {
+    std::string spin_less, host_port, by_name, with_wait;
+    for (const auto& t : transports()) {
+        if (!t.wait_modes && spin_less.empty()) spin_less = t.name;
+        if (t.host_port && host_port.empty()) host_port = t.name;
+        if (!t.host_port && by_name.empty()) by_name = t.name;
+        if (t.wait_modes && with_wait.empty()) with_wait = t.name;
+    }
+    ASSERT_FALSE(host_port.empty() || by_name.empty() || with_wait.empty());
+    std::vector<std::vector<std::string>> bad = {
+        {bin("server"), "--transport", host_port, "--wait", "spin", "51718"},
+        {bin("client"), "--transport", host_port, "--wait", "spin", "-m", "x", "localhost", "1"},
+        {bin("server"), "--transport", host_port, "--name", "x", "51718"},
+        {bin("client"), "--transport", host_port, "--name", "x", "-m", "x", "localhost", "1"},
+        {bin("server"), "--transport", by_name, "--bind", "127.0.0.1"},
+        {bin("server"), "--transport", by_name, "51718"},
+        {bin("client"), "--transport", by_name, "-m", "x", "localhost", "1"},
+    };
+    if (!spin_less.empty() && spin_less != host_port)
+        bad.push_back({bin("server"), "--transport", spin_less, "--wait", "spin"});
+    for (const auto& argv : bad) {
+        auto r = run_program(argv, "", 10000);
+        std::string cmd;
+        for (const auto& a : argv) cmd += a + " ";
+        EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
+        EXPECT_NE(r.err.find("not apply to --transport"), std::string::npos) << cmd << ": " << r.err;
+        EXPECT_NE(r.err.find("--help"), std::string::npos) << cmd << ": " << r.err;
+    }
+    // Where it applies the flag is accepted: no server there is a run-time failure (1), not a usage error.
+    auto ok = run_program({bin("client"), "--transport", with_wait, "--wait", "spin", "--name",
+                           fresh_name("nobody"), "-m", "x", "--timeout", "1"});
+    EXPECT_EQ(ok.exit_code, 1) << ok.err;
 }
 
 }  // namespace

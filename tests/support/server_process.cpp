@@ -77,7 +77,7 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
         int rc = 1;
         try {
             auto listener = listen(ep, options.limits);
-            std::string msg = "ok " + listener->describe() + "\n";
+            std::string msg = "ok " + listener->bound_port() + "\n";
             [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
             ready_write.reset();
             rc = run_server(std::move(listener), options);
@@ -104,10 +104,7 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
         ::rmdir(dir_.c_str());
         throw std::runtime_error("server did not start: " + (line.empty() ? "no word" : line));
     }
-    if (ep.transport == "tcp") {
-        auto colon = line.rfind(':');
-        port_ = line.substr(colon + 1, line.find('\n') - colon - 1);
-    }
+    port_ = line.substr(3, line.find('\n') - 3);
 }
 
 ServerProcess::~ServerProcess() {
@@ -118,12 +115,7 @@ ServerProcess::~ServerProcess() {
 }
 
 Endpoint ServerProcess::client_endpoint(const std::string& host) const {
-    Endpoint ep = ep_;
-    if (ep.transport == "tcp") {
-        ep.host = host;
-        ep.port = port_;
-    }
-    return ep;
+    return reach(ep_, port_, host);
 }
 
 int ServerProcess::stop(int signo, int timeout_ms) {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "ipc/channel.hpp"
+#include "ipc/registry.hpp"
 #include "server/options.hpp"
 
 namespace ipclab::test {
