@@ -30,18 +30,44 @@ LatencySummary summarize(std::vector<std::uint64_t>& ns) {
     return s;
 }
 
-std::string format_stats(const LatencySummary& s, double seconds, std::uint64_t bytes_out,
-                         std::uint64_t bytes_in, std::size_t payload_size) {
+namespace {
+
+double per_second(double amount, double seconds) { return seconds > 0 ? amount / seconds : 0; }
+
+}  // namespace
+
+std::string format_stats(const RunStats& r) {
     char buf[512];
-    double rate = seconds > 0 ? static_cast<double>(s.count) / seconds : 0;
-    double mb_out = seconds > 0 ? static_cast<double>(bytes_out) / seconds / 1e6 : 0;
-    double mb_in = seconds > 0 ? static_cast<double>(bytes_in) / seconds / 1e6 : 0;
+    const LatencySummary& s = r.latency;
     std::snprintf(buf, sizeof buf,
                   "round trips: %llu of %zu bytes in %.3f s\n"
                   "latency (us): min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n"
                   "throughput: %.0f msg/s, %.2f MB/s sent, %.2f MB/s received\n",
-                  static_cast<unsigned long long>(s.count), payload_size, seconds, s.min_us,
-                  s.p50_us, s.p90_us, s.p99_us, s.max_us, rate, mb_out, mb_in);
+                  static_cast<unsigned long long>(s.count), r.payload_size, r.seconds, s.min_us, s.p50_us,
+                  s.p90_us, s.p99_us, s.max_us, per_second(static_cast<double>(s.count), r.seconds),
+                  per_second(static_cast<double>(r.bytes_out), r.seconds) / 1e6,
+                  per_second(static_cast<double>(r.bytes_in), r.seconds) / 1e6);
+    return buf;
+}
+
+std::string format_stats_json(const RunStats& r, const std::string& transport, bool verified, bool interrupted,
+                              const std::string& waits_json) {
+    char buf[1024];
+    const LatencySummary& s = r.latency;
+    // transport comes from the registry's names: no characters to escape.
+    std::snprintf(buf, sizeof buf,
+                  "{\"transport\": \"%s\", \"round_trips\": %llu, \"payload_bytes\": %zu, \"seconds\": %.6f, "
+                  "\"latency_us\": {\"min\": %.3f, \"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, "
+                  "\"p999\": %.3f, \"max\": %.3f}, \"round_trips_per_s\": %.1f, \"bytes_sent\": %llu, "
+                  "\"bytes_received\": %llu, \"mb_per_s_sent\": %.3f, \"mb_per_s_received\": %.3f, "
+                  "\"verified\": %s, \"interrupted\": %s, \"waits\": %s}\n",
+                  transport.c_str(), static_cast<unsigned long long>(s.count), r.payload_size, r.seconds, s.min_us,
+                  s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us,
+                  per_second(static_cast<double>(s.count), r.seconds), static_cast<unsigned long long>(r.bytes_out),
+                  static_cast<unsigned long long>(r.bytes_in),
+                  per_second(static_cast<double>(r.bytes_out), r.seconds) / 1e6,
+                  per_second(static_cast<double>(r.bytes_in), r.seconds) / 1e6, verified ? "true" : "false",
+                  interrupted ? "true" : "false", waits_json.empty() ? "null" : waits_json.c_str());
     return buf;
 }
 

@@ -18,7 +18,19 @@ std::uint64_t percentile(const std::vector<std::uint64_t>& sorted, double p);
 // Sorts the nanosecond samples in place and summarises them.
 LatencySummary summarize(std::vector<std::uint64_t>& samples_ns);
 
-std::string format_stats(const LatencySummary& s, double seconds, std::uint64_t bytes_out,
-                         std::uint64_t bytes_in, std::size_t payload_size);
+// What a --stats run reports, as text or as one JSON object.
+struct RunStats {
+    LatencySummary latency;
+    double seconds = 0;
+    std::uint64_t bytes_out = 0, bytes_in = 0;
+    std::size_t payload_size = 0;
+};
+
+std::string format_stats(const RunStats& r);
+
+// One JSON object on one line. Its field names are part of the interface
+// (README, "client --json"): add fields, never rename or drop one.
+std::string format_stats_json(const RunStats& r, const std::string& transport, bool verified, bool interrupted,
+                              const std::string& waits_json);
 
 }  // namespace ipclab

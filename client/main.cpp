@@ -62,7 +62,13 @@ int main(int argc, char** argv) {
                    ->transform(CLI::AsSizeValue(false))
                    ->check(CLI::Range(std::size_t{0}, std::size_t{0xFFFFFFFFu}));
     app.add_flag("--verify", opt.verify, "Check that each reply echoes its payload byte for byte");
-    app.add_flag("--stats", opt.stats, "Print round-trip latency percentiles and throughput");
+    app.add_flag("--stats", opt.stats,
+                 "Print round-trip latency percentiles and throughput (also on Ctrl-C, for the round trips done)");
+    app.add_flag("--json", opt.json,
+                 "With --stats (implied): print them as one JSON object on one line; the README lists its fields");
+    auto* dur = app.add_option("--duration", opt.duration_s,
+                               "Send messages for this many seconds (like iperf3 -t); --count, if given, caps them")
+                    ->check(duration_seconds(86400.0));
     app.add_option("--wait", wait, "block or spin (transports with wait modes: " + wait_mode_transports() + ")")
         ->check(CLI::IsMember({"block", "spin"}))
         ->capture_default_str();
@@ -90,8 +96,12 @@ int main(int argc, char** argv) {
         if (!info.host_port && !ep.host.empty())
             throw CLI::ValidationError("HOST PORT", "do not apply to --transport " + ep.transport + "; use --name");
         check_applies(app, info);
-        if (mode == "line" && (opt.count != 1 || *sz || opt.verify || opt.stats))
-            throw CLI::ValidationError("--mode line", "sends one text message; drop --count/--size/--verify/--stats");
+        if (opt.json) opt.stats = true;
+        if (*dur && opt.duration_s <= 0) throw CLI::ValidationError("--duration", "must be more than 0 seconds");
+        if (*dur && !app.count("--count")) opt.count = std::size_t{1} << 40;
+        if (mode == "line" && (opt.count != 1 || *sz || opt.verify || opt.stats || *dur))
+            throw CLI::ValidationError("--mode line",
+                                       "sends one text message; drop --count/--size/--verify/--stats/--duration");
         if (mode == "line" && !info.connect_stream)
             throw CLI::ValidationError("--mode line", "needs a stream socket transport, not " + ep.transport);
     } catch (const CLI::ParseError& e) {

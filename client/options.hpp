@@ -17,6 +17,8 @@ struct ClientOptions {
     std::optional<std::size_t> size;     // generated payloads of this size
     bool verify = false;
     bool stats = false;
+    bool json = false;                   // --stats as one JSON object
+    double duration_s = 0;               // > 0: send until this many seconds passed (count is then a cap)
     ClientMode mode = ClientMode::automatic;
     Limits limits;  // timeout_ms bounds connect and each reply
 };

@@ -64,11 +64,10 @@ void check_reply(const Message& reply, std::span<const std::byte> sent, std::siz
 
 }  // namespace
 
-std::string line_exchange(const Endpoint& ep, const std::string& line, const Limits& limits) {
+std::string line_exchange(const Fd& fd, const std::string& line, const Limits& limits) {
     // One deadline for the whole exchange: bytes trickling in never extend it.
     WaitCap cap(limits.timeout_ms);
     Deadline deadline(limits.timeout_ms > 0 ? limits.timeout_ms : -1);
-    Fd fd = connect_stream(ep, limits.timeout_ms);
     write_all(fd.get(), as_bytes(line), true, limits.timeout_ms, "message");
     std::string reply;
     // The reply is one line: max_message bytes and its terminator at most.
@@ -135,75 +134,113 @@ std::unique_ptr<Channel> connect_within(const Endpoint& ep, const Limits& limits
 
 }  // namespace
 
+namespace {
+
+void line_session(const Endpoint& ep, const ClientOptions& options, std::istream& in, std::ostream& out) {
+    // As the seed does: connect first, so a missing server is said before
+    // anyone types a message.
+    Fd fd = connect_stream(ep, options.limits.timeout_ms);
+    std::string line = read_message_line(options, in, out);
+    std::string reply = line_exchange(fd, line + "\n", options.limits);
+    // An ipclab server refuses a line with "error: TEXT\n" (its text
+    // channel's error frame): a failure, reported like a framed one.
+    constexpr std::string_view kRefusal = "error: ";
+    if (std::string_view(reply).substr(0, kRefusal.size()) == kRefusal) {
+        std::string_view text = std::string_view(reply).substr(kRefusal.size());
+        if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+        throw RemoteError("server refused the message: " + escaped_text(text));
+    }
+    print_reply(out, as_bytes(reply));
+}
+
+std::string waits_line(const char* who, const WaitCounts& w) {
+    return std::string(who) + " waits: " + std::to_string(w.immediate) + " immediate, " + std::to_string(w.spun) +
+           " spun, " + std::to_string(w.slept) + " slept\n";
+}
+
+std::string waits_json(const char* who, const WaitCounts& w) {
+    return std::string("\"") + who + "\": {\"immediate\": " + std::to_string(w.immediate) +
+           ", \"spun\": " + std::to_string(w.spun) + ", \"slept\": " + std::to_string(w.slept) + "}";
+}
+
+}  // namespace
+
 void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& in,
                 std::ostream& out) {
-    if (uses_line_mode(ep, options)) {
-        std::string line = read_message_line(options, in, out);
-        std::string reply = line_exchange(ep, line + "\n", options.limits);
-        // An ipclab server refuses a line with "error: TEXT\n" (its text
-        // channel's error frame): a failure, reported like a framed one.
-        constexpr std::string_view kRefusal = "error: ";
-        if (std::string_view(reply).substr(0, kRefusal.size()) == kRefusal) {
-            std::string_view text = std::string_view(reply).substr(kRefusal.size());
-            if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-            throw RemoteError("server refused the message: " + escaped_text(text));
-        }
-        print_reply(out, as_bytes(reply));
-        return;
-    }
+    if (uses_line_mode(ep, options)) return line_session(ep, options, in, out);
 
+    auto channel = connect_within(ep, options.limits);
     std::vector<std::byte> payload;
     if (!options.size) {
         std::string text = read_message_line(options, in, out);
         payload.assign(as_bytes(text).begin(), as_bytes(text).end());
     }
-    auto channel = connect_within(ep, options.limits);
     std::vector<std::uint64_t> samples;
-    samples.reserve(options.stats ? options.count : 0);
-    std::uint64_t bytes_out = 0, bytes_in = 0;
+    samples.reserve(options.stats && options.duration_s <= 0 ? options.count : 0);
+    RunStats run;
+    std::size_t sent = 0;
+    bool interrupted = false;
     Message reply;
     auto start = std::chrono::steady_clock::now();
+    auto until = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             std::chrono::duration<double>(options.duration_s));
     for (std::size_t i = 0; i < options.count; ++i) {
+        if (options.duration_s > 0 && std::chrono::steady_clock::now() >= until) break;
         if (options.size) fill_payload(payload, i, *options.size);
         auto t0 = std::chrono::steady_clock::now();
-        round_trip(*channel, payload, reply, i, options);
+        try {
+            if (stop_requested()) throw Interrupted();
+            round_trip(*channel, payload, reply, i, options);
+        } catch (const Interrupted&) {
+            // Ctrl-C on a long run: what was measured so far is still reported.
+            if (!options.stats) throw;
+            interrupted = true;
+            break;
+        }
         auto t1 = std::chrono::steady_clock::now();
         if (options.stats)
             samples.push_back(static_cast<std::uint64_t>(
                 std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
         if (reply.type == FrameType::error || options.verify) check_reply(reply, payload, i);
-        bytes_out += payload.size();
-        bytes_in += reply.payload.size();
+        run.bytes_out += payload.size();
+        run.bytes_in += reply.payload.size();
+        ++sent;
     }
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    run.payload_size = payload.size();
     // How each side waited, so a spinning run says whether it really spun.
-    std::string waits;
+    std::string waits, waits_js;
     if (auto counts = shm_session_counts(*channel)) {
-        auto line = [](const char* who, const WaitCounts& w) {
-            return std::string(who) + " waits: " + std::to_string(w.immediate) + " immediate, " +
-                   std::to_string(w.spun) + " spun, " + std::to_string(w.slept) + " slept\n";
-        };
-        waits = line("client", counts->local) + line("server", counts->peer);
+        waits = waits_line("client", counts->local) + waits_line("server", counts->peer);
+        waits_js = "{" + waits_json("client", counts->local) + ", " + waits_json("server", counts->peer) + "}";
     }
     channel.reset();  // end the session (and remove our objects) before reporting
 
+    std::string verified = options.verify ? "verified: all " + std::to_string(sent) +
+                                                " replies equal their payloads byte for byte (" +
+                                                std::to_string(run.bytes_in) + " bytes)\n"
+                                          : "";
     if (options.stats) {
-        LatencySummary s = summarize(samples);
-        out << format_stats(s, seconds, bytes_out, bytes_in, payload.size()) << waits;
-    } else if (options.count == 1) {
+        run.latency = summarize(samples);
+        if (options.json)
+            out << format_stats_json(run, ep.transport, options.verify, interrupted, waits_js);
+        else
+            out << format_stats(run) << waits << verified;
+    } else if (sent == 1 && options.duration_s <= 0) {
         print_reply(out, reply.payload);
+        out << verified;
     } else {
-        out << options.count << " messages sent (" << bytes_out << " bytes), " << options.count
-            << " replies received (" << bytes_in << " bytes)" << (options.verify ? ", all verified" : "")
-            << "\n";
+        out << sent << " messages sent (" << run.bytes_out << " bytes), " << sent << " replies received ("
+            << run.bytes_in << " bytes)\n"
+            << verified;
     }
+    if (interrupted) throw Interrupted();
 }
 
 bool uses_line_mode(const Endpoint& ep, const ClientOptions& o) {
     if (!transport_info(ep.transport).connect_stream) return false;
     if (o.mode != ClientMode::automatic) return o.mode == ClientMode::line;
-    return o.count == 1 && !o.size && !o.verify && !o.stats;
+    return o.count == 1 && !o.size && !o.verify && !o.stats && o.duration_s <= 0;
 }
 
 }  // namespace ipclab

@@ -103,7 +103,7 @@ TEST_F(TcpServer, EchoesOneMebibyteByteExact) {
     start({"--reply", "echo", "--quiet"});
     auto r = client({"--size", "1M", "--count", "3", "--verify", "127.0.0.1", port_});
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("all verified"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("verified: all 3 replies equal their payloads byte for byte"), std::string::npos) << r.out;
     r = client({"--size", "0", "--count", "2", "--verify", "::1", port_});
     EXPECT_EQ(r.exit_code, 0) << r.err;
 }
