@@ -10,7 +10,9 @@ Which benchmark gives which figure:
   RoundTrip/<t>/<bytes>  the same figures when no Paired run is in the file
   Baseline/<t>/<bytes>   baseline_rtt_p50 likewise
   Stream/, BaselineStream/<t>/<bytes>   stream_throughput, baseline_stream_throughput
-  Connect/<t>, Baseline/connect-fork    connect_rate, baseline_connect_rate (tcp)
+  Connect/<t>, Baseline/connect-fork    connect_rate, baseline_connect_rate (the raw fork
+                         server listens on TCP: its row goes to the caller's `connect_baseline`,
+                         registry.host_stream())
 """
 import json
 
@@ -29,15 +31,22 @@ SIZE_METRICS = [
     ("stream_throughput", "MB/s", ["Stream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
     ("baseline_stream_throughput", "MB/s", ["BaselineStream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
 ]
-# Figures that belong to no transport: the memory bandwidth shm is held to.
+# Figures that belong to no transport: the memory bandwidth shared memory is held to.
 MEMCPY = ("memcpy_throughput", "MB/s")
 UNITS = {m[0]: m[1] for m in SIZE_METRICS}
 UNITS.update({"connect_rate": "sessions/s", "baseline_connect_rate": "sessions/s"})
 
 
 def base_name(name):
-    """'RoundTrip/tcp/64/real_time' -> 'RoundTrip/tcp/64'."""
+    """'RoundTrip/<t>/64/real_time' -> 'RoundTrip/<t>/64'."""
     return name.strip().removesuffix("/real_time")
+
+
+def run_transports(report):
+    """The transports a run measured, in its order, as ipc-bench recorded them
+    (context "transports", what --transports selected): a finished file is
+    read with its own list, not with today's registry's."""
+    return [t for t in report.get("context", {}).get("transports", "").split(",") if t]
 
 
 def entry_name(b):
@@ -95,8 +104,6 @@ def metric_values(reps, metric, transport, size):
     or None when the file has no benchmark for it."""
     if metric in ("connect_rate", "baseline_connect_rate"):
         name = f"Connect/{transport}" if metric == "connect_rate" else "Baseline/connect-fork"
-        if metric == "baseline_connect_rate" and transport != "tcp":
-            return None
         runs = reps.get(name)
         if not runs:
             return None
@@ -124,9 +131,11 @@ def figure(reps, metric, transport, size=""):
     return f
 
 
-def figures(reps, transports, sizes):
+def figures(reps, transports, sizes, connect_baseline=None):
     """Every figure of a run: a list of (transport, size or '', metric, unit,
-    figure); the memcpy reference comes as transport 'memcpy'."""
+    figure); the memcpy reference comes as transport 'memcpy', the raw fork
+    server's connect rate as a row of transport `connect_baseline` (the one
+    it is the baseline of; None: no such row)."""
     rows = []
     for s in sizes:
         runs = reps.get(f"Baseline/memcpy/{s}")
@@ -142,6 +151,8 @@ def figures(reps, transports, sizes):
                 if f:
                     rows.append((t, s, metric, unit, f))
         for metric in ("connect_rate", "baseline_connect_rate"):
+            if metric == "baseline_connect_rate" and t != connect_baseline:
+                continue
             f = figure(reps, metric, t)
             if f:
                 rows.append((t, "", metric, UNITS[metric], f))

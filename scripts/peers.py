@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+import registry
 import stats
 from benchjson import figure
 from report import fmt, human_size
@@ -133,9 +134,10 @@ class Peers:
 
 
 def ipclab_sample(bench, pin, name, seconds, workdir, k):
-    """One ipc-bench run of one benchmark for `seconds`: its JSON entry."""
+    """One ipc-bench run of one benchmark (Kind/transport/bytes) for `seconds`: its JSON entry."""
     out = os.path.join(workdir, f"ipclab-{k}.json")
-    argv = [bench, "--transports=tcp", f"--sizes={name.split('/')[2]}",
+    _, transport, size = name.split("/")
+    argv = [bench, f"--transports={transport}", f"--sizes={size}",
             f"--benchmark_filter=^{name}(/real_time)?$", f"--benchmark_min_time={seconds}",
             f"--benchmark_out={out}", "--benchmark_out_format=json"] + ([f"--pin={pin}"] if pin else [])
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 10 + 60)
@@ -165,8 +167,11 @@ def paired(pairs, ours, theirs):
 def run_peers(reps, transports, sizes, seconds, out_dir, bench, pin, pairs):
     """Rows (what, tool, ipclab figure, tool figure, ratio figure, unit, better) and notes.
     Each tool and ipclab's same benchmark alternate, `pairs` times, `seconds`
-    each; every figure is a median with its interval (stats.summarise)."""
+    each; every figure is a median with its interval (stats.summarise).
+    The tools speak TCP: ipclab's side is the byte stream addressed by host
+    and port; the one addressed by name stands in for UNIX sockets."""
     rows, notes = [], []
+    host, local = registry.host_stream(bench), registry.named_stream(bench)
     missing = [t for t in ("sockperf", "iperf3") if not shutil.which(t)]
     if missing:
         subprocess.run([os.path.join(ROOT, "scripts", "install-deps"), *missing], check=False)
@@ -175,16 +180,16 @@ def run_peers(reps, transports, sizes, seconds, out_dir, bench, pin, pairs):
     peers = Peers(seconds, work)
     try:
         rt_size = 64 if 64 in sizes else next((s for s in sizes if 14 <= s <= 65000), None)
-        if "tcp" not in transports or not rt_size:
-            notes.append("sockperf skipped: needs tcp and a size from 14 B to 65000 B in the run")
+        if host not in transports or not rt_size:
+            notes.append(f"sockperf skipped: needs {host} and a size from 14 B to 65000 B in the run")
         elif not shutil.which("sockperf"):
             notes.append("sockperf skipped: not installed (scripts/install-deps sockperf)")
         else:
-            print(f"[peers] sockperf ping-pong and ipclab's RoundTrip/tcp/{rt_size}, TCP 127.0.0.1, "
+            print(f"[peers] sockperf ping-pong and ipclab's RoundTrip/{host}/{rt_size}, TCP 127.0.0.1, "
                   f"{pairs} interleaved pairs of {seconds} s ...", flush=True)
             ours, theirs = peers.paired_with(
                 peers.sockperf_server, pairs,
-                lambda k: ipclab_sample(bench, pin, f"RoundTrip/tcp/{rt_size}", seconds, work, k),
+                lambda k: ipclab_sample(bench, pin, f"RoundTrip/{host}/{rt_size}", seconds, work, k),
                 lambda port, k: peers.sockperf_sample(port, rt_size, k))
             what = f"TCP round trip {human_size(rt_size)}"
             for q, key in (("p50", "p50_ns"), ("p99", "p99_ns")):
@@ -192,25 +197,25 @@ def run_peers(reps, transports, sizes, seconds, out_dir, bench, pin, pairs):
                 t = stats.summarise([x[q] for x in theirs])
                 r = stats.summarise([b[key] / 1e3 / x[q] for b, x in zip(ours, theirs)], ratio=True)
                 rows.append((f"{what}, {q}", "sockperf ping-pong", o, t, r, "µs", "lower"))
-        unix = figure(reps, "rtt_ratio", "unix", rt_size) if rt_size else None
+        standin = figure(reps, "rtt_ratio", local, rt_size) if rt_size and local else None
         note = ("UNIX sockets: sockperf 3.7 (Debian 12) has no UNIX-domain mode (it came in sockperf 3.8) "
                 "and Debian 12 ships no other UNIX-socket ping-pong tool")
-        if unix:
-            note += (f"; ipclab's own raw-syscall baseline stands in: unix {human_size(rt_size)} ipclab / raw "
-                     f"{unix['value']:.2f} [{unix['low']:.2f}, {unix['high']:.2f}] (paired)")
+        if standin:
+            note += (f"; ipclab's own raw-syscall baseline stands in: {local} {human_size(rt_size)} ipclab / raw "
+                     f"{standin['value']:.2f} [{standin['low']:.2f}, {standin['high']:.2f}] (paired)")
         notes.append(note)
         big = max(sizes)
         length = min(big, 1 << 20)
-        if "tcp" not in transports or big < 1024:
-            notes.append("iperf3 skipped: needs tcp and a size of at least 1 KiB in the run")
+        if host not in transports or big < 1024:
+            notes.append(f"iperf3 skipped: needs {host} and a size of at least 1 KiB in the run")
         elif not shutil.which("iperf3"):
             notes.append("iperf3 skipped: not installed (scripts/install-deps iperf3)")
         else:
-            print(f"[peers] iperf3 and ipclab's Stream/tcp/{big}, TCP 127.0.0.1, {human_size(length)} writes, "
+            print(f"[peers] iperf3 and ipclab's Stream/{host}/{big}, TCP 127.0.0.1, {human_size(length)} writes, "
                   f"{pairs} interleaved pairs of {seconds} s ...", flush=True)
             ours, theirs = peers.paired_with(
                 peers.iperf3_server, pairs,
-                lambda k: ipclab_sample(bench, pin, f"Stream/tcp/{big}", seconds, work, k),
+                lambda k: ipclab_sample(bench, pin, f"Stream/{host}/{big}", seconds, work, k),
                 lambda port, k: peers.iperf3_sample(port, length, k))
             o = stats.summarise([b["bytes_per_second"] / 1e6 for b in ours])
             t = stats.summarise(theirs)

@@ -1,7 +1,9 @@
 """What scripts/compare prints and writes from a run's figures: the terminal
 table, REPORT.md's tables, the plots with their error bars, the interference
 summary and the run-to-run diff. Figures come from benchjson.figures: each is
-the median of its repetitions with a 95% interval and a stable flag."""
+the median of its repetitions with a 95% interval and a stable flag; what is
+said about each transport (how it waits, whether it spins) comes from its row
+of the registry's table (scripts/registry.py), `info` below: {name: row}."""
 import os
 import shutil
 import subprocess
@@ -10,16 +12,6 @@ import sys
 import benchjson
 import stats
 
-# How each transport's two sides wait for each other: a comparison must say it.
-WAITS = {
-    "tcp": "sleeps in kernel",
-    "unix": "sleeps in kernel",
-    "fifo": "sleeps in kernel",
-    "posix-mq": "sleeps in kernel",
-    "sysv-mq": "sleeps in kernel",
-    "shm": "sleeps on futex",
-    "shm-spin": "spins, then futex",
-}
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 METHOD = """\
@@ -138,7 +130,11 @@ def cell(f, mark="", interval=True):
     return text + mark + ("?" if not f["stable"] else "")
 
 
-def table(rows, transports, sizes):
+def waits(info, t):
+    return info.get(t, {}).get("waits", "?")
+
+
+def table(rows, transports, sizes, info):
     """The terminal table."""
     small = sizes[0]
     header = ["transport", "waits"] + [human_size(s) for s in sizes] * 2 + [human_size(small), "per s"]
@@ -151,7 +147,7 @@ def table(rows, transports, sizes):
     conn = best_marks([find(rows, t, "", "connect_rate") for t in transports], True)
     body = []
     for i, t in enumerate(transports):
-        cells = [t, WAITS.get(t, "?")]
+        cells = [t, waits(info, t)]
         for s in sizes:
             p50, p99 = find(rows, t, s, "rtt_p50"), find(rows, t, s, "rtt_p99")
             cells.append("-" if not p50 else
@@ -186,7 +182,7 @@ def md_cell(f, mark=""):
     return f"{fmt(f['value'])}{mark} [{fmt(f['low'])}, {fmt(f['high'])}]" + (" ?" if not f["stable"] else "")
 
 
-def markdown_table(rows, transports, sizes):
+def markdown_table(rows, transports, sizes, info):
     head = ["transport", "waits"] + [f"RTT p50 {human_size(s)} (µs)" for s in sizes] + \
            [f"RTT p99 {human_size(s)} (µs)" for s in sizes] + \
            [f"stream {human_size(s)} (MB/s)" for s in sizes] + \
@@ -200,7 +196,7 @@ def markdown_table(rows, transports, sizes):
                 marks[(t, s, metric)] = m.get(i, "")
     conn = best_marks([find(rows, t, "", "connect_rate") for t in transports], True)
     for i, t in enumerate(transports):
-        cells = [f"`{t}`", WAITS.get(t, "?")]
+        cells = [f"`{t}`", waits(info, t)]
         for metric in ("rtt_p50", "rtt_p99", "stream_throughput"):
             for s in sizes:
                 cells.append(md_cell(find(rows, t, s, metric), marks[(t, s, metric)]))
@@ -270,6 +266,30 @@ def interference_summary(reps):
     return lines, disturbed, total
 
 
+def spins(info, t):
+    return info.get(t, {}).get("wait") == "spin"
+
+
+def spinning_here(transports, info):
+    """' (here `a`, `b`)': the spinning variants of this run, for the prose."""
+    spinning = ", ".join(f"`{t}`" for t in transports if spins(info, t))
+    return f" (here {spinning})" if spinning else ""
+
+
+def waits_section(transports, info):
+    """REPORT.md's "How each side waits", from the table's waits column."""
+    groups = {}
+    for t in transports:
+        groups.setdefault(waits(info, t), []).append(f"`{t}`")
+    return ["How each transport of this run waits for the next message (the `waits` column of "
+            "`ipc-bench --describe-transports`):", ""] + \
+        [f"- {w}: {', '.join(ts)}" for w, ts in groups.items()] + \
+        ["", "A side that sleeps until woken burns no CPU while it waits. A spinning variant"
+         + spinning_here(transports, info) + " busy-polls a bounded number of times before it "
+         "sleeps, so it burns CPU while waiting and only pays off when client and server each have a core of "
+         "their own (try `--pin 0,1`). The CPU column is the CPU time both processes spent per round trip."]
+
+
 def cpu_figure(rows, t, s):
     """Client + server CPU per round trip; the interval adds the two
     intervals' ends (conservative: both at their extremes at once)."""
@@ -280,7 +300,7 @@ def cpu_figure(rows, t, s):
             "stable": c["stable"] and sv["stable"]}
 
 
-def plot(rows, transports, sizes, out_dir, facts):
+def plot(rows, transports, sizes, out_dir, facts, info):
     """Log-log plots with gnuplot, one line per transport, error bars from
     each figure's 95% interval, raw baselines and the memcpy ceiling drawn
     where they bound a line; connections/s as bars. Returns the files made."""
@@ -314,7 +334,7 @@ def plot(rows, transports, sizes, out_dir, facts):
                          f"lc rgb '{COLOURS[i % len(COLOURS)] if t != 'memcpy' else '#000000'}' title '{label}'")
 
         for i, t in enumerate(transports):
-            dash = "dt 2" if "spin" in t else "dt 1"
+            dash = "dt 2" if spins(info, t) else "dt 1"
             series(i, t, metric, t, f"lw 2 {dash} pt {i + 4} ps 1.3")
             if bound:
                 series(i, t, bound, f"{t} raw", "lw 1 dt 3 pt 0")
@@ -342,7 +362,7 @@ plot {", ".join(plots)}
             made.append(fname)
     conn = [(t, find(rows, t, "", "connect_rate")) for t in transports]
     conn = [(t, f) for t, f in conn if f]
-    raw = find(rows, "tcp", "", "baseline_connect_rate")
+    raw = next((r[4] for r in rows if r[2] == "baseline_connect_rate"), None)
     if raw:
         conn.append(("C fork server (raw)", raw))
     if conn and _gnuplot(gnuplot, out_dir, "connect.png", "\n".join(
@@ -432,7 +452,7 @@ def _say(rows, transports, s, metric, higher_better, unit, what):
     return f"- **{what}**: `{t}`, {figure}, clear of the runner-up's interval{caveat}."
 
 
-def verdict(rows, transports, sizes):
+def verdict(rows, transports, sizes, info):
     """REPORT.md's opening: which mechanism for which use, from this run."""
     small, big = sizes[0], sizes[-1]
     lines = [_say(rows, transports, small, "rtt_p50", False, "µs",
@@ -453,8 +473,9 @@ def verdict(rows, transports, sizes):
         text = ", ".join(f"`{t}` {fmt(v)} µs" for v, t in cpu[:3])
         lines.append(f"- **CPU budget** (client + server CPU per {human_size(small)} round trip, closed loop): "
                      f"{text}. A closed loop at full speed never shows what a spinning transport burns while it "
-                     "waits: `shm-spin` polls for up to 8192 pauses before it sleeps, so at a modest message "
-                     "rate it costs up to a core per side between messages, where the others sleep.")
+                     "waits: a spinning variant" + spinning_here(transports, info) +
+                     " polls for up to 8192 pauses before it sleeps, so at a modest message rate it costs up to "
+                     "a core per side between messages, where the others sleep.")
     return lines
 
 
@@ -474,7 +495,7 @@ def consistency(rows, transports, sizes):
                 notes.append(f"`{t}`: one-way throughput falls from {fmt(sa['value'])} MB/s at {human_size(a)} "
                              f"to {fmt(sb['value'])} MB/s at {human_size(b)}, a cliff of more than half. Larger "
                              "messages usually stream at least as fast; look for a buffer or ring that a message "
-                             "of this size no longer fits (pipe and socket buffers, the shm ring, the queue's "
+                             "of this size no longer fits (pipe and socket buffers, the shared-memory ring, the queue's "
                              "message size limit) before trusting either figure.")
         for s in sizes:
             r = find(rows, t, s, "rtt_ratio")

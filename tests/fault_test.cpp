@@ -317,7 +317,7 @@ namespace {
 
 // ---------------------------------------------------------------------------
 // The load driver of scripts/stress (make stress), not part of make test:
-// IPCLAB_STRESS_{TRANSPORT,NAME,PORT,SESSIONS,CONCURRENCY} describe the run
+// IPCLAB_STRESS_{TRANSPORT,NAME,PORT,SESSIONS,CONCURRENCY,DIR} describe the run
 // against a bin/server the script started. CONCURRENCY forked workers open
 // SESSIONS sessions in all, one echo each: 0 B to 64 KiB, every 500th 1 MiB,
 // verified byte for byte. Forked, not exec'd: a session costs the server's
@@ -331,6 +331,12 @@ long env_long(const char* name, long fallback) {
 TEST(DISABLED_Stress, Sessions) {
     const char* transport = std::getenv("IPCLAB_STRESS_TRANSPORT");
     if (!transport) GTEST_SKIP() << "run by scripts/stress";
+    // main() gave this process a private IPCLAB_DIR; the server lives in the
+    // script's (IPCLAB_STRESS_DIR; empty: the default directory).
+    if (const char* dir = std::getenv("IPCLAB_STRESS_DIR"); dir && *dir)
+        ::setenv("IPCLAB_DIR", dir, 1);
+    else
+        ::unsetenv("IPCLAB_DIR");
     const char* name = std::getenv("IPCLAB_STRESS_NAME");
     Endpoint ep = endpoint_for(transport, name ? name : "ipclab");
     if (const char* port = std::getenv("IPCLAB_STRESS_PORT")) ep.port = port;
