@@ -42,7 +42,7 @@ namespace ipclab {
 
 // An ipclab object found on this host, for `server --list-objects` and `--cleanup`.
 struct ObjectInfo {
-    std::string transport;          // "fifo", "posix-mq", ...
+    std::string transport;          // its name in the registry (ipc/registry.cpp)
     std::string what;               // what a person recognises: path, queue name, "msqid 5"
     std::string name;               // the endpoint's --name it belongs to
     pid_t owner = 0;                // the process it belongs to; 0 when unknown

@@ -47,7 +47,7 @@ inline CLI::Validator endpoint_name() {
         "NAME", "endpoint name");
 }
 
-// The transports that take --wait, for help texts ("shm").
+// The transports that take --wait, for help texts.
 inline std::string wait_mode_transports() {
     std::string out;
     for (const auto& t : transports())
