@@ -3,12 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <fstream>
 
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
-#include "ipc/private_dir.hpp"
 
 namespace ipclab {
 
@@ -17,13 +15,6 @@ long read_proc_long(const char* path, long fallback) {
     long v = 0;
     if (in >> v && v > 0) return v;
     return fallback;
-}
-
-pid_t server_pid_from_lock(const std::string& transport, const std::string& name) {
-    std::ifstream in(existing_private_dir() + "/" + name + "." + transport + ".lock");
-    long pid = 0;
-    if (in >> pid && pid > 0) return static_cast<pid_t>(pid);
-    return 0;
 }
 
 void create_marker(const std::string& path) {

@@ -3,7 +3,6 @@
 // timeouts.
 #pragma once
 
-#include <sys/types.h>
 #include <time.h>
 
 #include <string>
@@ -19,9 +18,6 @@ inline constexpr int kQueueSliceMs = 100;
 
 // A number from a /proc/sys file, or fallback when it cannot be read.
 long read_proc_long(const char* path, long fallback);
-
-// The pid written in NAME.TRANSPORT.lock by the live (or dead) server; 0 if none.
-pid_t server_pid_from_lock(const std::string& transport, const std::string& name);
 
 // Creates an empty 0600 marker file (truncating a stale one).
 void create_marker(const std::string& path);
