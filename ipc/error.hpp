@@ -48,7 +48,7 @@ struct AlreadyRunning : std::runtime_error {
 };
 
 [[noreturn]] inline void throw_errno(const std::string& what, int err = errno) {
-    throw SystemError(err, std::generic_category(), what);
+    throw SystemError(err, std::system_category(), what);
 }
 
 // Returns ret unless it is -1, in which case it throws naming `what`.

@@ -1,7 +1,10 @@
-// The fifo transport's rendezvous record and file names (see fifo.cpp).
+// The hello of the FIFO rendezvous (ipc/fifo_rendezvous.hpp), which the fifo
+// and shm transports share, and the fifo transport's file names (fifo.cpp).
 //
-//   hello  : 16 bytes, one atomic write (<= PIPE_BUF) client -> server on NAME.fifo
+//   hello  : 16 bytes, one atomic write (<= PIPE_BUF) client -> server on the
+//            well-known FIFO (NAME.fifo, or NAME.shm for shm)
 //            magic u32 "IPCF" | version u32 (1) | client pid u32 | serial u32, big-endian
+//            serial: fifo, the client's n-th session; shm, its segment's random number
 //   names  : in private_dir()
 //            NAME.fifo                      the server's well-known FIFO (0600)
 //            NAME.fifo.lock                 its InstanceLock
@@ -23,6 +26,7 @@
 
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
+#include "ipc/objects.hpp"
 
 namespace ipclab::fifo {
 
@@ -51,10 +55,10 @@ inline bool has_magic(const std::byte* p) { return get_u32(p) == kHelloMagic; }
 
 // Throws ProtocolError for a wrong magic or version.
 inline Hello decode_hello(std::span<const std::byte, kHelloSize> b) {
-    if (!has_magic(b.data())) throw ProtocolError("fifo hello has a wrong magic number");
+    if (!has_magic(b.data())) throw ProtocolError("hello has a wrong magic number");
     std::uint32_t version = get_u32(b.data() + 4);
     if (version != kHelloVersion)
-        throw ProtocolError("fifo hello has version " + std::to_string(version) + ", expected " +
+        throw ProtocolError("hello has version " + std::to_string(version) + ", expected " +
                             std::to_string(kHelloVersion));
     return Hello{get_u32(b.data() + 8), get_u32(b.data() + 12)};
 }
@@ -77,15 +81,12 @@ inline SessionPaths session_paths(const std::string& dir, const std::string& nam
 // What a file name in the private directory is to this transport.
 struct ParsedName {
     enum class Kind { well_known, lock, c2s, s2c } kind;
-    std::string name;        // the --name
+    std::string name;        // the endpoint name
     std::uint32_t pid = 0;   // c2s, s2c
     std::uint32_t serial = 0;
 };
 
 namespace detail {
-inline bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 inline std::optional<std::uint32_t> parse_u32(const std::string& s) {
     if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos)
         return std::nullopt;
@@ -97,16 +98,16 @@ inline std::optional<std::uint32_t> parse_u32(const std::string& s) {
 }
 }  // namespace detail
 
-// Parses from the right, since a --name may itself contain dots.
+// Parses from the right, since an endpoint name may itself contain dots.
 inline std::optional<ParsedName> parse_file_name(const std::string& file) {
-    using detail::ends_with;
-    if (ends_with(file, ".fifo.lock"))
-        return ParsedName{ParsedName::Kind::lock, file.substr(0, file.size() - 10), 0, 0};
-    if (ends_with(file, ".fifo"))
-        return ParsedName{ParsedName::Kind::well_known, file.substr(0, file.size() - 5), 0, 0};
-    bool c2s = ends_with(file, ".c2s");
-    if (!c2s && !ends_with(file, ".s2c")) return std::nullopt;
-    std::string rest = file.substr(0, file.size() - 4);
+    if (auto name = strip_suffix(file, ".fifo.lock"))
+        return ParsedName{ParsedName::Kind::lock, *name, 0, 0};
+    if (auto name = strip_suffix(file, ".fifo"))
+        return ParsedName{ParsedName::Kind::well_known, *name, 0, 0};
+    auto c2s = strip_suffix(file, ".c2s");
+    auto stem = c2s ? c2s : strip_suffix(file, ".s2c");
+    if (!stem) return std::nullopt;
+    const std::string& rest = *stem;
     auto dot_serial = rest.rfind('.');
     if (dot_serial == std::string::npos || dot_serial == 0) return std::nullopt;
     auto dot_pid = rest.rfind('.', dot_serial - 1);

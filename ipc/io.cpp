@@ -183,22 +183,6 @@ void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int tim
     write_all(fd, &iov, 1, is_socket, timeout_ms, what);
 }
 
-bool read_exact(int fd, std::span<std::byte> buf, bool use_poll, int timeout_ms,
-                const char* what) {
-    std::size_t got = 0;
-    while (got < buf.size()) {
-        if (use_poll && timeout_ms >= 0 && !wait_fd(fd, POLLIN, timeout_ms, what))
-            throw TimeoutError(std::string("timed out reading ") + what);
-        std::size_t n = read_some(fd, buf.data() + got, buf.size() - got, what);
-        if (n == 0) {
-            if (got == 0) return false;
-            throw PeerGone(std::string("peer closed in the middle of ") + what);
-        }
-        got += n;
-    }
-    return true;
-}
-
 void set_nonblocking(int fd, bool on) {
     int flags = check(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)");
     flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);

@@ -77,12 +77,6 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
 void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
                const char* what);
 
-// Reads exactly buf.size() bytes. Returns false on EOF before the first
-// byte; throws PeerGone on EOF part-way. Waits with poll when timeout_ms >= 0
-// and the descriptor is not a socket with its own SO_RCVTIMEO.
-bool read_exact(int fd, std::span<std::byte> buf, bool use_poll, int timeout_ms,
-                const char* what);
-
 void set_nonblocking(int fd, bool on);
 void set_socket_timeouts(int fd, int timeout_ms);
 

@@ -36,14 +36,16 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <filesystem>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ipc/chunking.hpp"
 #include "ipc/error.hpp"
+#include "ipc/fd.hpp"
 #include "ipc/io.hpp"
+#include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
 #include "ipc/random.hpp"
@@ -61,30 +63,9 @@ constexpr long kMinChunk = 1024;  // the smallest queue message we fall back to
 // would allow only four sessions; 4 still keeps a sender a few chunks ahead.
 constexpr long kDepth = 4;
 
-// Owns an mqd_t (a descriptor on Linux); closes it.
-class Mqd {
-public:
-    Mqd() = default;
-    explicit Mqd(mqd_t d) : d_(d) {}
-    Mqd(Mqd&& o) noexcept : d_(std::exchange(o.d_, mqd_t(-1))) {}
-    Mqd& operator=(Mqd&& o) noexcept {
-        if (this != &o) {
-            reset();
-            d_ = std::exchange(o.d_, mqd_t(-1));
-        }
-        return *this;
-    }
-    ~Mqd() { reset(); }
-    mqd_t get() const { return d_; }
-    explicit operator bool() const { return d_ != mqd_t(-1); }
-    void reset() noexcept {
-        if (d_ != mqd_t(-1)) ::mq_close(d_);
-        d_ = mqd_t(-1);
-    }
-
-private:
-    mqd_t d_ = mqd_t(-1);
-};
+// On Linux a queue descriptor is a file descriptor (mq_close is close), so
+// Fd owns it like any other.
+static_assert(std::is_same_v<mqd_t, int>, "Fd owns queue descriptors only where mqd_t is an fd");
 
 std::string base_queue(const std::string& name) { return "/" + global_prefix(name); }
 // The hello carries the random part as two 32-bit words.
@@ -99,43 +80,14 @@ std::string marker_for(const std::string& queue) {
     return existing_private_dir() + "/" + queue.substr(1) + kMarkerSuffix;
 }
 
-void unlink_queue(const std::string& queue) noexcept {
-    ::mq_unlink(queue.c_str());
-    ::unlink(marker_for(queue).c_str());
+// Removes a queue and then its marker; a queue already gone is fine.
+void remove_queue(const std::string& queue) {
+    if (::mq_unlink(queue.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink " + queue);
+    remove_file(marker_for(queue));  // only once the queue is gone: it is how a leftover is found
 }
 
-// A queue name this process created, with its marker; only the creating
-// process unlinks them (forked children inherit the object, not the duty).
-class OwnedQueue {
-public:
-    OwnedQueue() = default;
-    explicit OwnedQueue(std::string queue) : queue_(std::move(queue)), owner_(::getpid()) {}
-    OwnedQueue(OwnedQueue&& o) noexcept : queue_(std::move(o.queue_)), owner_(o.owner_) {
-        o.queue_.clear();
-    }
-    // Removes what we held first (only a default-constructed one is assigned to).
-    OwnedQueue& operator=(OwnedQueue&& o) noexcept {
-        if (this != &o) {
-            OwnedQueue old(std::move(*this));
-            queue_ = std::move(o.queue_);
-            owner_ = o.owner_;
-            o.queue_.clear();
-        }
-        return *this;
-    }
-    ~OwnedQueue() {
-        if (!queue_.empty() && ::getpid() == owner_) {
-            try {
-                unlink_queue(queue_);
-            } catch (...) {  // an unusable private directory: nothing more to do
-            }
-        }
-    }
-
-private:
-    std::string queue_;
-    pid_t owner_ = 0;
-};
+// A queue name this process created, with its marker.
+using OwnedQueue = Owned<std::string, remove_queue>;
 
 struct Kernel {
     long msgsize;  // fs.mqueue.msgsize_max: the size of every session queue message
@@ -166,14 +118,14 @@ void raise_msgqueue_limit() {
 }
 
 // Creates queue (O_EXCL, 0600) and its marker. A name already taken (a
-// squatter, or a guess that collided) returns an empty Mqd: the caller
+// squatter, or a guess that collided) returns an empty Fd: the caller
 // draws a fresh name, and never takes or removes another's queue. When
 // the per-user RLIMIT_MSGQUEUE is still exhausted the queue gets fewer
 // slots, then smaller chunks (messages are never refused or clamped: they
 // just take more chunks); when even the smallest queue does not fit, other
 // sessions hold the budget, so a client waits for one to end, up to
 // wait_ms, as it would for a free slot under --max-clients.
-Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize, int wait_ms) {
+Fd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize, int wait_ms) {
     private_dir();  // the marker's directory, created (and checked) if need be
     create_marker(marker_for(queue));
     raise_msgqueue_limit();
@@ -185,7 +137,7 @@ Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
         attr.mq_msgsize = msgsize;
         mqd_t d = ::mq_open(queue.c_str(), oflag | O_CREAT | O_EXCL, 0600, &attr);
         if (d != mqd_t(-1)) {
-            Mqd owned(d);
+            Fd owned(d);
             check(::fchmod(owned.get(), 0600), "fchmod mq");  // umask cannot widen it, but be sure
             return owned;
         }
@@ -196,7 +148,7 @@ Mqd create_queue(const std::string& queue, int oflag, long maxmsg, long msgsize,
         }
         if (err == EEXIST) {
             remove_file(marker_for(queue));
-            return Mqd();
+            return Fd();
         }
         if (err == EMFILE && maxmsg > 1) {
             maxmsg = std::max(1L, maxmsg / 2);
@@ -236,8 +188,8 @@ enum class Role { client, server };
 
 class PosixMqChannel final : public Channel {
 public:
-    // The client's constructor: owns the queue names.
-    PosixMqChannel(Role role, Mqd tx, Mqd rx, const Limits& limits, pid_t peer,
+    // Both ends; the client then hands it its queue names (set_owned).
+    PosixMqChannel(Role role, Fd tx, Fd rx, const Limits& limits, pid_t peer,
                    std::string name, SessionId serial)
         : role_(role),
           tx_(std::move(tx)),
@@ -348,8 +300,8 @@ private:
         peer_dead_ = true;
         if (role_ == Role::server) {
             // The client died without cleaning up (SIGKILL): its queues are orphans.
-            unlink_queue(session_queue(name_, peer_, serial_, "c2s"));
-            unlink_queue(session_queue(name_, peer_, serial_, "s2c"));
+            remove_quietly(remove_queue, session_queue(name_, peer_, serial_, "c2s"));
+            remove_quietly(remove_queue, session_queue(name_, peer_, serial_, "s2c"));
             throw PeerGone("client pid " + std::to_string(peer_) +
                            " vanished; removed its queues");
         }
@@ -357,7 +309,7 @@ private:
     }
 
     Role role_;
-    Mqd tx_, rx_;
+    Fd tx_, rx_;
     Limits limits_;
     pid_t peer_;
     std::string name_;
@@ -372,11 +324,11 @@ private:
     bool send_aborted_ = false;
 };
 
-Mqd open_client_queue(const std::string& queue, int oflag) {
+Fd open_client_queue(const std::string& queue, int oflag) {
     for (;;) {
         mqd_t d = ::mq_open(queue.c_str(), oflag);
         if (d != mqd_t(-1)) {
-            Mqd owned(d);
+            Fd owned(d);
             struct stat st {};
             check(::fstat(owned.get(), &st), "fstat mq");
             if (st.st_uid != ::geteuid() || (st.st_mode & 0777) != 0600)
@@ -400,8 +352,8 @@ public:
     std::string peer() const override { return "pid " + std::to_string(pid_); }
 
     std::unique_ptr<Channel> open(const Limits& limits) override {
-        Mqd rx = open_client_queue(session_queue(name_, pid_, serial_, "c2s"), O_RDONLY);
-        Mqd tx = open_client_queue(session_queue(name_, pid_, serial_, "s2c"), O_WRONLY);
+        Fd rx = open_client_queue(session_queue(name_, pid_, serial_, "c2s"), O_RDONLY);
+        Fd tx = open_client_queue(session_queue(name_, pid_, serial_, "s2c"), O_WRONLY);
         auto ch = std::make_unique<PosixMqChannel>(Role::server, std::move(tx), std::move(rx),
                                                    limits, pid_, name_, serial_);
         ch->send_welcome();
@@ -417,7 +369,7 @@ private:
 class PosixMqListener final : public Listener {
 public:
     PosixMqListener(InstanceLock lock, std::string name, std::string queue, OwnedQueue owned,
-                    Mqd mqd)
+                    Fd mqd)
         : lock_(std::move(lock)),
           name_(std::move(name)),
           queue_name_(std::move(queue)),
@@ -444,8 +396,8 @@ public:
         Hello h = decode_hello(std::span<const std::byte>(buf_.data(), static_cast<std::size_t>(got)));
         if (!process_alive(h.pid)) {
             // The client died before we got to it; its queues are orphans.
-            unlink_queue(session_queue(name_, h.pid, {h.id_a, h.id_b}, "c2s"));
-            unlink_queue(session_queue(name_, h.pid, {h.id_a, h.id_b}, "s2c"));
+            remove_quietly(remove_queue, session_queue(name_, h.pid, {h.id_a, h.id_b}, "c2s"));
+            remove_quietly(remove_queue, session_queue(name_, h.pid, {h.id_a, h.id_b}, "s2c"));
             throw ProtocolError("hello from pid " + std::to_string(h.pid) +
                                 ", which is not running");
         }
@@ -453,7 +405,7 @@ public:
     }
 
     std::function<void()> orphan_sweep() const override {
-        return [name = name_] { reclaim_orphans(kTransport, name); };
+        return orphan_sweeper(kTransport, name_);
     }
 
     void close_in_child() noexcept override {
@@ -466,7 +418,7 @@ private:
     std::string name_;
     std::string queue_name_;
     OwnedQueue owned_;
-    Mqd mqd_;
+    Fd mqd_;
     std::vector<std::byte> buf_;
 };
 
@@ -484,7 +436,7 @@ std::unique_ptr<Listener> listen_posix_mq(const Endpoint& ep, const Limits&) {
     // process of this user: when that is full, wait a while for sessions
     // to end, as a client does, before failing.
     constexpr int kBudgetWaitMs = 5000;
-    Mqd mqd = create_queue(queue, O_RDONLY | O_NONBLOCK, k.maxmsg,
+    Fd mqd = create_queue(queue, O_RDONLY | O_NONBLOCK, k.maxmsg,
                            static_cast<long>(kHelloSize), kBudgetWaitMs);
     if (!mqd) throw std::runtime_error(queue + " was created again meanwhile; is another server starting?");
     OwnedQueue owned(queue);
@@ -495,11 +447,11 @@ std::unique_ptr<Listener> listen_posix_mq(const Endpoint& ep, const Limits&) {
 std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limits) {
     check_name(ep.name);
     std::string well_known = base_queue(ep.name);
-    Mqd server;
+    Fd server;
     for (;;) {
         mqd_t d = ::mq_open(well_known.c_str(), O_WRONLY);
         if (d != mqd_t(-1)) {
-            server = Mqd(d);
+            server = Fd(d);
             // Queue names are global: a queue under our name that another user
             // made would collect our hellos.
             struct stat st {};
@@ -517,7 +469,7 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
                                      well_known + " does not exist)");
         throw_errno("mq_open " + well_known);
     }
-    pid_t server_pid = server_pid_from_lock(kTransport, ep.name);
+    pid_t server_pid = recorded_server_pid(kTransport, ep.name);
     if (server_pid > 0 && !process_alive(server_pid))
         throw std::runtime_error("no posix-mq server named '" + ep.name + "' (pid " +
                                  std::to_string(server_pid) + " left a stale queue)");
@@ -525,7 +477,7 @@ std::unique_ptr<Channel> connect_posix_mq(const Endpoint& ep, const Limits& limi
     Kernel k = kernel_limits();
     pid_t me = ::getpid();
     SessionId serial;
-    Mqd c2s, s2c;
+    Fd c2s, s2c;
     OwnedQueue c2s_owned, s2c_owned;
     for (int attempt = 0; !s2c; ++attempt) {
         if (attempt == kNameAttempts)
@@ -557,57 +509,32 @@ namespace {
 
 // What a queue name says: "/ipclab-UID-TAG-NAME" (a server's) or
 // "/ipclab-UID-TAG-NAME@PID.R.DIR" (a client's session queue).
-void describe_queue(const std::string& queue, ObjectInfo& info) {
+ObjectInfo describe_queue(const std::string& queue) {
+    auto remove = [queue] { remove_queue(queue); };
     auto global = parse_global_name(queue.substr(1));
-    if (!global) {
-        info.unknown = true;
-        return;
-    }
+    if (!global) return foreign_object(kTransport, "", queue, false, 0, remove);
     auto at = global->rest.find('@');
-    info.name = global->rest.substr(0, at);
-    info.unknown = !global->ours();
-    if (at == std::string::npos) {
-        if (!info.unknown) info.owner = server_pid_from_lock(kTransport, info.name);
-    } else {
-        info.session = true;
-        info.owner = static_cast<pid_t>(std::strtol(global->rest.c_str() + at + 1, nullptr, 10));
-    }
-    info.stale = !info.unknown && !process_alive(info.owner);
+    std::string name = global->rest.substr(0, at);
+    bool session = at != std::string::npos;
+    pid_t creator =
+        session ? static_cast<pid_t>(std::strtol(global->rest.c_str() + at + 1, nullptr, 10)) : 0;
+    if (!global->ours()) return foreign_object(kTransport, name, queue, session, creator, remove);
+    if (!session) return server_object(kTransport, name, queue, remove);
+    return session_object(kTransport, name, queue, creator, remove);
 }
 
 }  // namespace
 
 std::vector<ObjectInfo> list_posix_mq_objects() {
-    namespace fs = std::filesystem;
     std::set<std::string> queues;
-    std::error_code ec;
-    std::string dir = existing_private_dir();
-    std::string suffix = kMarkerSuffix;
-    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-        std::string f = it->path().filename().string();
-        if (f.size() > suffix.size() && f.compare(f.size() - suffix.size(), suffix.size(), suffix) == 0)
-            queues.insert("/" + f.substr(0, f.size() - suffix.size()));
-    }
+    for (const auto& stem : stems_with_suffix(existing_private_dir(), kMarkerSuffix))
+        queues.insert("/" + stem);
     // Queues without a marker are visible only through a mounted mqueue fs.
     std::string prefix = global_prefix("");
-    for (auto it = fs::directory_iterator("/dev/mqueue", ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-        std::string f = it->path().filename().string();
-        if (f.rfind(prefix, 0) == 0) queues.insert("/" + f);
-    }
+    for (const auto& entry : directory_entries("/dev/mqueue"))
+        if (entry.rfind(prefix, 0) == 0) queues.insert("/" + entry);
     std::vector<ObjectInfo> out;
-    for (const auto& q : queues) {
-        ObjectInfo info;
-        info.transport = kTransport;
-        info.what = q;
-        describe_queue(q, info);
-        info.remove = [q] {
-            if (::mq_unlink(q.c_str()) != 0 && errno != ENOENT) throw_errno("mq_unlink " + q);
-            remove_file(marker_for(q));
-        };
-        out.push_back(std::move(info));
-    }
+    for (const auto& q : queues) out.push_back(describe_queue(q));
     return out;
 }
 

@@ -1,6 +1,7 @@
 // POSIX shared memory: two SPSC byte rings in a segment the client creates,
-// a doorbell FIFO for the rendezvous, futex doorbells for waiting (see
-// ipc/shm_layout.hpp for the layout, ipc/shm_futex.hpp for the protocol).
+// a well-known FIFO for the rendezvous (ipc/fifo_rendezvous.hpp, shared with
+// the fifo transport), futex rendezvouss for waiting (see ipc/shm_layout.hpp
+// for the layout, ipc/shm_futex.hpp for the protocol).
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -11,13 +12,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <new>
 #include <string>
 
 #include "ipc/error.hpp"
+#include "ipc/fifo_rendezvous.hpp"
 #include "ipc/io.hpp"
+#include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/random.hpp"
 #include "ipc/shm_futex.hpp"
@@ -81,6 +82,8 @@ namespace {
 
 using namespace shm;
 
+constexpr const char* kTransport = "shm";
+
 std::atomic<std::uint64_t> g_total_immediate{0}, g_total_spun{0}, g_total_slept{0};
 
 // Thrown inside send() when the server stopped reading but left a reply
@@ -126,9 +129,7 @@ public:
         }
         // The creator (client) unlinks through owned_; a server whose client died
         // removes the orphan, since nobody else will.
-        if (!is_client_ && !process_alive(peer_)) {
-            ShmName orphan(segment_);
-        }
+        if (!is_client_ && !process_alive(peer_)) remove_quietly(remove_shm_name, segment_);
         g_total_immediate.fetch_add(local_.immediate, std::memory_order_relaxed);
         g_total_spun.fetch_add(local_.spun, std::memory_order_relaxed);
         g_total_slept.fetch_add(local_.slept, std::memory_order_relaxed);
@@ -294,20 +295,8 @@ void remove_orphan(const std::string& segment) {
     Fd fd(::shm_open(segment.c_str(), O_RDONLY, 0));
     if (!fd) return;
     struct stat st {};
-    if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid()) {
-        ShmName orphan(segment);
-    }
-}
-
-// Removes this name's segments left by dead clients (both ends SIGKILLed).
-void reclaim_stale_segments(const std::string& name) {
-    std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-        auto e = parse_segment_entry(it->path().filename().string());
-        if (e && e->tag == dir_tag() && e->name == name && !process_alive(e->pid))
-            remove_orphan("/" + it->path().filename().string());
-    }
+    if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid())
+        remove_quietly(remove_shm_name, segment);
 }
 
 class ShmPending final : public PendingSession {
@@ -336,67 +325,18 @@ private:
     WaitMode mode_;
 };
 
-class ShmListener final : public Listener {
+class ShmListener final : public HelloListener {
 public:
-    ShmListener(std::string name, WaitMode mode, InstanceLock lock, OwnedPath fifo, Fd read_end,
-                Fd keep_open)
-        : name_(std::move(name)),
-          mode_(mode),
-          lock_(std::move(lock)),
-          fifo_(std::move(fifo)),
-          read_end_(std::move(read_end)),
-          keep_open_(std::move(keep_open)) {}
-
-    std::string describe() const override { return "shm " + fifo_.path(); }
-
-    std::unique_ptr<PendingSession> accept(int wake_fd) override {
-        struct pollfd p[2] = {{read_end_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-        if (::poll(p, wake_fd >= 0 ? 2 : 1, -1) < 0) {
-            if (errno == EINTR) return nullptr;
-            throw_errno("poll shm doorbell");
-        }
-        if (!(p[0].revents & POLLIN)) return nullptr;
-        HelloBytes buf{};
-        ssize_t n = ::read(read_end_.get(), buf.data(), buf.size());
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) return nullptr;
-            throw_errno("read shm doorbell");
-        }
-        if (n == 0) return nullptr;  // cannot happen while we hold keep_open_
-        if (static_cast<std::size_t>(n) != kHelloSize) {
-            drain();
-            throw ProtocolError("shm hello of " + std::to_string(n) + " bytes, expected " +
-                                std::to_string(kHelloSize));
-        }
-        Hello h = decode_hello(buf);
-        if (h.magic != kHelloMagic || h.version != kVersion) {
-            drain();  // records are fixed-size: a stray write would misalign the rest
-            throw ProtocolError("malformed shm hello (bad magic or version)");
-        }
-        return validate(h);
-    }
-
-    std::function<void()> orphan_sweep() const override {
-        return [name = name_] { reclaim_orphans("shm", name); };
-    }
-
-    void close_in_child() noexcept override {
-        read_end_.reset();
-        keep_open_.reset();
-        lock_.close_in_child();
-    }
+    ShmListener(const std::string& name, WaitMode mode)
+        : HelloListener(kTransport, name, fifo_path(name)), mode_(mode) {}
 
 private:
-    void drain() {
-        std::array<std::byte, 4096> junk;
-        while (::read(read_end_.get(), junk.data(), junk.size()) > 0) {
-        }
-    }
-
-    std::unique_ptr<PendingSession> validate(const Hello& h) {
+    // Validates the client's segment and claims it.
+    std::unique_ptr<PendingSession> session(const fifo::Hello& h) override {
         auto pid = static_cast<pid_t>(h.pid);
-        if (pid <= 0 || h.pid > 0x7fffffffu) throw ProtocolError("shm hello with pid 0");
-        std::string segment = segment_name(name_, pid, h.session);
+        if (pid <= 0 || h.pid > 0x7fffffffu)
+            throw ProtocolError("shm hello names an impossible pid " + std::to_string(h.pid));
+        std::string segment = segment_name(name(), pid, h.serial);
         std::string who = "shm hello from pid " + std::to_string(pid) + " (" + segment + "): ";
         if (!process_alive(pid)) {
             remove_orphan(segment);
@@ -415,26 +355,12 @@ private:
             throw ProtocolError(who + "size " + std::to_string(st.st_size) + ", expected " +
                                 std::to_string(kSegmentSize));
         Mapping map = map_shared(fd.get(), kSegmentSize, "shm segment");
-        claim_segment(*reinterpret_cast<SegmentHeader*>(map.get()), pid, h.session, who);
+        claim_segment(*reinterpret_cast<SegmentHeader*>(map.get()), pid, h.serial, who);
         return std::make_unique<ShmPending>(std::move(map), std::move(segment), pid, mode_);
     }
 
-    std::string name_;
     WaitMode mode_;
-    InstanceLock lock_;
-    OwnedPath fifo_;
-    Fd read_end_;
-    Fd keep_open_;
 };
-
-Fd open_fifo(const std::string& path, int flags) {
-    for (;;) {
-        int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd >= 0) return Fd(fd);
-        if (errno != EINTR) return Fd();
-        on_eintr();
-    }
-}
 
 // Waits for the server's session child to attach to our segment.
 pid_t wait_attached(SegmentHeader* h, int fifo_fd, int timeout_ms, const std::string& name) {
@@ -450,7 +376,7 @@ pid_t wait_attached(SegmentHeader* h, int fifo_fd, int timeout_ms, const std::st
         if (futex_wait(h->attach, v, left < 0 ? kSliceMs : std::min(left, kSliceMs)) ||
             h->attach.load() != kWaiting)
             continue;
-        // Nobody reads the doorbell any more: the server is gone before taking us.
+        // Nobody reads the rendezvous FIFO any more: the server is gone before taking us.
         struct pollfd p {fifo_fd, POLLOUT, 0};
         if (::poll(&p, 1, 0) > 0 && (p.revents & POLLERR))
             throw PeerGone("shm server '" + name + "' went away before taking the session");
@@ -464,39 +390,14 @@ pid_t wait_attached(SegmentHeader* h, int fifo_fd, int timeout_ms, const std::st
 
 std::unique_ptr<Listener> listen_shm(const Endpoint& ep, const Limits&) {
     check_name(ep.name);
-    InstanceLock lock("shm", ep.name);
-    std::string path = fifo_path(ep.name);
-    // We hold the lock, so a doorbell already there is a dead server's.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink stale " + path);
-    reclaim_stale_segments(ep.name);
-    check(::mkfifo(path.c_str(), 0600), ("mkfifo " + path).c_str());
-    OwnedPath owned(path);
-    check(::chmod(path.c_str(), 0600), ("chmod " + path).c_str());  // whatever the umask
-    Fd read_end = open_fifo(path, O_RDONLY);
-    if (!read_end) throw_errno("open " + path + " for reading");
-    // Our own writer: the doorbell never reads EOF when the last client leaves.
-    Fd keep_open = open_fifo(path, O_WRONLY);
-    if (!keep_open) throw_errno("open " + path + " for writing");
-    return std::make_unique<ShmListener>(ep.name, ep.wait, std::move(lock), std::move(owned),
-                                         std::move(read_end), std::move(keep_open));
+    return std::make_unique<ShmListener>(ep.name, ep.wait);
 }
 
 std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
     check_name(ep.name);
     std::string path = fifo_path(ep.name);
-    Fd doorbell = open_fifo(path, O_WRONLY);
-    if (!doorbell) {
-        int err = errno;
-        if (err == ENOENT || err == ENXIO) {
-            throw std::runtime_error("no shm server named '" + ep.name + "' (" + path + ": " +
-                                     std::strerror(err) + ")");
-        }
-        throw_errno("open " + path, err);
-    }
-    struct stat st {};
-    check(::fstat(doorbell.get(), &st), "fstat shm doorbell");
-    if (!S_ISFIFO(st.st_mode) || st.st_uid != ::geteuid())
-        throw std::runtime_error(path + " is not a FIFO of ours; refusing to use it");
+    Fd rendezvous = open_hello_fifo(path, kTransport, ep.name);
+    Deadline deadline(limits.timeout_ms > 0 ? limits.timeout_ms : -1);
 
     const pid_t self = ::getpid();
     // The session number is random: a name another user can predict could
@@ -526,15 +427,11 @@ std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
     h->session = session;
     h->magic.store(kSegmentMagic, std::memory_order_release);
 
-    Hello hello;
-    hello.pid = static_cast<std::uint32_t>(self);
-    hello.session = session;
-    HelloBytes bytes = encode_hello(hello);
-    write_all(doorbell.get(), bytes, false, limits.timeout_ms > 0 ? limits.timeout_ms : -1,
-              "shm hello");
+    fifo::Hello hello{static_cast<std::uint32_t>(self), session};
+    send_hello(rendezvous, path, kTransport, ep.name, hello, deadline);
     pid_t server;
     try {
-        server = wait_attached(h, doorbell.get(), limits.timeout_ms, ep.name);
+        server = wait_attached(h, rendezvous.get(), limits.timeout_ms, ep.name);
     } catch (...) {
         // A server child that attaches after we gave up sees EOF at once
         // instead of waiting out its idle timeout on a segment nobody uses.
@@ -548,46 +445,19 @@ std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
 
 std::vector<ObjectInfo> list_shm_objects() {
     std::vector<ObjectInfo> out;
-    std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator("/dev/shm", ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-        std::string entry = it->path().filename().string();
+    for (const auto& entry : directory_entries("/dev/shm")) {
         auto e = parse_segment_entry(entry);
         if (!e) continue;
-        ObjectInfo info;
-        info.transport = "shm";
-        info.what = "/dev/shm/" + entry;
-        info.name = e->name;
-        info.owner = e->pid;
-        info.session = true;
-        info.unknown = e->tag != dir_tag();
-        info.stale = !info.unknown && !process_alive(e->pid);
-        info.remove = [name = "/" + entry] {
-            if (::shm_unlink(name.c_str()) != 0 && errno != ENOENT) throw_errno("shm_unlink " + name);
-        };
-        out.push_back(std::move(info));
+        std::string what = "/dev/shm/" + entry;
+        auto remove = [name = "/" + entry] { remove_shm_name(name); };
+        out.push_back(e->tag == dir_tag()
+                          ? session_object(kTransport, e->name, what, e->pid, remove)
+                          : foreign_object(kTransport, e->name, what, true, e->pid, remove));
     }
     std::string dir = existing_private_dir();
-    for (auto it = std::filesystem::directory_iterator(dir, ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-        std::string entry = it->path().filename().string();
-        if (entry.size() <= 4 || entry.compare(entry.size() - 4, 4, ".shm") != 0) continue;
-        struct stat st {};
-        if (::lstat(it->path().c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
-        // The server's pid is in its instance lock file (see InstanceLock).
-        std::ifstream lock(it->path().string() + ".lock");
-        long pid = 0;
-        lock >> pid;
-        ObjectInfo info;
-        info.transport = "shm";
-        info.what = it->path().string();
-        info.name = entry.substr(0, entry.size() - 4);
-        info.owner = static_cast<pid_t>(pid);
-        info.stale = !process_alive(info.owner);
-        info.remove = [path = it->path().string()] {
-            if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_errno("unlink " + path);
-        };
-        out.push_back(std::move(info));
+    for (const auto& name : stems_with_suffix(dir, ".shm")) {
+        std::string path = dir + "/" + name + ".shm";
+        if (is_fifo(path)) out.push_back(server_object(kTransport, name, path, file_remover(path)));
     }
     return out;
 }

@@ -88,7 +88,9 @@ struct WaitCounts {
 
 struct WaitPolicy {
     WaitMode mode = WaitMode::block;
-    int spin_iterations = 1024;  // spin mode only; see kSpinIterations
+    // Spin mode only. Channels pass their own adaptive budget (at most
+    // kSpinIterations, 8192); this default serves direct callers such as tests.
+    int spin_iterations = 1024;
     int timeout_ms = 30000;  // <= 0: forever
     pid_t peer = 0;          // checked between sleep slices; 0: not checked
     const char* what = "the peer";

@@ -1,7 +1,7 @@
 // The shm transport's shared segment and rendezvous record.
 //
-// Segment "/ipclab-UID-NAME.PID.N" (PID: the client that creates it, N: its
-// session counter), mode 0600, kSegmentSize bytes:
+// Segment "/ipclab-UID-TAG-NAME.PID.N" (PID: the client that creates it, N: a
+// random session number), mode 0600, kSegmentSize bytes:
 //   [0, 4096)                        SegmentHeader (below)
 //   [4096, 4096 + kRingCapacity)     client -> server ring data
 //   [.., + kRingCapacity)            server -> client ring data
@@ -12,13 +12,12 @@
 // ring's start; see kRestartAfter.
 //
 // Rendezvous: the server owns a FIFO, private_dir()/NAME.shm; a client writes
-// one Hello (16 bytes < PIPE_BUF, so atomic) naming its segment, then sleeps
-// on SegmentHeader::attach until the server's session child has attached.
+// one hello (ipc/fifo_hello.hpp: its pid and N) naming its segment, then
+// sleeps on SegmentHeader::attach until the server's session child has attached.
 #pragma once
 
 #include <sys/types.h>
 
-#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +31,6 @@
 namespace ipclab::shm {
 
 inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
-inline constexpr std::uint32_t kHelloMagic = 0x49504348;    // "IPCH"
 inline constexpr std::uint32_t kVersion = 2;  // 2: pad frames
 
 // 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
@@ -89,31 +87,6 @@ struct SegmentHeader {
 static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "header must fit before the ring data");
 static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 static_assert(kHeaderBytes % kCacheLine == 0 && is_power_of_two(kRingCapacity));
-
-struct Hello {
-    std::uint32_t magic = kHelloMagic;
-    std::uint32_t version = kVersion;
-    std::uint32_t pid = 0;
-    std::uint32_t session = 0;
-};
-
-inline constexpr std::size_t kHelloSize = 16;
-using HelloBytes = std::array<std::byte, kHelloSize>;
-static_assert(kHelloSize <= 512, "a FIFO write of at most PIPE_BUF bytes is atomic");
-
-inline HelloBytes encode_hello(const Hello& h) {
-    HelloBytes b{};
-    put_u32(b.data(), h.magic);
-    put_u32(b.data() + 4, h.version);
-    put_u32(b.data() + 8, h.pid);
-    put_u32(b.data() + 12, h.session);
-    return b;
-}
-
-inline Hello decode_hello(const HelloBytes& b) {
-    return {get_u32(b.data()), get_u32(b.data() + 4), get_u32(b.data() + 8),
-            get_u32(b.data() + 12)};
-}
 
 inline std::string segment_name(const std::string& name, pid_t pid, std::uint32_t session) {
     return "/" + global_prefix(name) + "." + std::to_string(pid) + "." + std::to_string(session);

@@ -9,8 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "ipc/fd.hpp"
-#include "ipc/private_dir.hpp"
+#include "ipc/owned.hpp"
 
 namespace ipclab {
 
@@ -28,8 +27,11 @@ Mapping map_shared(int fd, std::size_t size, const char* what);
 // Anonymous shared memory: survives fork() into both processes (tests).
 Mapping map_anonymous_shared(std::size_t size);
 
-// A shared-memory object name (shm_open) that only the process that
-// created the owner unlinks (a forked child that inherits it never does).
-using ShmName = OwnedName<::shm_unlink>;
+// shm_unlink; a name already gone is fine, any other failure throws.
+void remove_shm_name(const std::string& name);
+
+// A shared-memory object name (shm_open) that only its creating process
+// unlinks (a forked child that inherits it never does).
+using ShmName = Owned<std::string, remove_shm_name>;
 
 }  // namespace ipclab

@@ -9,7 +9,7 @@
 
 #include "ipc/channel.hpp"
 #include "ipc/fd.hpp"
-#include "ipc/queue_util.hpp"
+#include "ipc/tick_timer.hpp"
 
 namespace ipclab {
 

@@ -36,7 +36,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -48,6 +47,7 @@
 #include "ipc/chunking.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
 #include "ipc/random.hpp"
@@ -100,27 +100,22 @@ private:
     std::vector<long> words_;
 };
 
-// A queue this process created: removed (with its marker) only by the creator.
-class OwnedMsq {
-public:
-    OwnedMsq() = default;
-    OwnedMsq(int id, std::string marker) : id_(id), marker_(std::move(marker)), owner_(::getpid()) {}
-    OwnedMsq(OwnedMsq&& o) noexcept
-        : id_(std::exchange(o.id_, -1)), marker_(std::move(o.marker_)), owner_(o.owner_) {}
-    OwnedMsq& operator=(OwnedMsq&&) = delete;
-    ~OwnedMsq() {
-        if (id_ < 0 || ::getpid() != owner_) return;
-        // The marker goes only with the queue: it is how a leftover is found.
-        bool gone = ::msgctl(id_, IPC_RMID, nullptr) == 0 || errno == EINVAL || errno == EIDRM;
-        if (gone && !marker_.empty()) ::unlink(marker_.c_str());
-    }
-    int id() const { return id_; }
-
-private:
-    int id_ = -1;
-    std::string marker_;
-    pid_t owner_ = 0;
+// A queue and the marker file that vouches for it (none for the server's).
+struct MsqName {
+    int id = -1;
+    std::string marker;
 };
+
+// IPC_RMID, then the marker: only with the queue, since it is how a
+// leftover is found. A queue already gone is fine.
+void remove_msq(const MsqName& q) {
+    if (q.id >= 0 && ::msgctl(q.id, IPC_RMID, nullptr) != 0 && errno != EINVAL && errno != EIDRM)
+        throw_errno("msgctl(IPC_RMID) msqid " + std::to_string(q.id));
+    if (!q.marker.empty()) remove_file(q.marker);
+}
+
+// A queue this process created: removed (with its marker) only by the creator.
+using OwnedMsq = Owned<MsqName, remove_msq>;
 
 // Throws ProtocolError unless msqid is a queue of our uid with mode 0600;
 // returns its key.
@@ -151,9 +146,7 @@ void remove_orphans(const std::string& name, pid_t pid, int a, int b) noexcept {
             struct msqid_ds ds {};
             if (::msgctl(id, IPC_STAT, &ds) != 0) continue;
             std::string marker = marker_for(name, pid, ds.msg_perm.__key);
-            if (!file_exists(marker)) continue;
-            ::msgctl(id, IPC_RMID, nullptr);
-            ::unlink(marker.c_str());
+            if (file_exists(marker)) remove_quietly(remove_msq, MsqName{id, marker});
         }
     } catch (...) {  // an unusable private directory: nothing to remove then
     }
@@ -340,7 +333,7 @@ public:
           timer_(kListenerTickMs) {}
 
     std::string describe() const override {
-        return "sysv-mq msqid " + std::to_string(queue_.id()) + " (" + key_.path() + ")";
+        return "sysv-mq msqid " + std::to_string(queue_.name().id) + " (" + key_.name() + ")";
     }
 
     std::unique_ptr<PendingSession> accept(int wake_fd) override {
@@ -350,14 +343,14 @@ public:
             if (n > 0 || (n < 0 && errno == EINTR)) return nullptr;
             if (n < 0) throw_errno("poll wake_fd");
         }
-        ssize_t got = ::msgrcv(queue_.id(), buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT);
+        ssize_t got = ::msgrcv(queue_.name().id, buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT);
         if (got < 0 && errno == ENOMSG)  // nothing yet: block until a hello, signal or tick
-            got = ::msgrcv(queue_.id(), buf_.raw(), buf_.capacity(), 0, 0);
+            got = ::msgrcv(queue_.name().id, buf_.raw(), buf_.capacity(), 0, 0);
         if (got < 0) {
             if (errno == EINTR) return nullptr;
             if (errno == E2BIG) {
                 // Discard the oversized message, or it blocks the queue forever.
-                ::msgrcv(queue_.id(), buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT | MSG_NOERROR);
+                ::msgrcv(queue_.name().id, buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT | MSG_NOERROR);
                 throw ProtocolError("oversized message on the well-known queue");
             }
             throw_errno("msgrcv well-known queue");
@@ -382,7 +375,7 @@ public:
     }
 
     std::function<void()> orphan_sweep() const override {
-        return [name = name_] { reclaim_orphans(kTransport, name); };
+        return orphan_sweeper(kTransport, name_);
     }
 
     void close_in_child() noexcept override { lock_.close_in_child(); }
@@ -471,7 +464,7 @@ std::unique_ptr<Listener> listen_sysv_mq(const Endpoint& ep, const Limits&) {
     key_t key = 0;
     auto nothing = [](key_t) {};
     int id = create_queue_under_random_key(nothing, nothing, Deadline(0), key);
-    OwnedMsq queue(id, "");
+    OwnedMsq queue(MsqName{id, ""});
     OwnedPath key_owned(path);  // before writing: a failed write (a full disk) leaves no file
     write_key(path, key);
     return std::make_unique<SysvMqListener>(std::move(lock), ep.name, std::move(key_owned),
@@ -493,7 +486,7 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
     if (ds.msg_perm.uid != ::geteuid() || (ds.msg_perm.mode & 0077) != 0)
         throw std::runtime_error("the sysv-mq queue of '" + ep.name +
                                  "' is not ours with mode 0600; refusing it");
-    pid_t server_pid = server_pid_from_lock(kTransport, ep.name);
+    pid_t server_pid = recorded_server_pid(kTransport, ep.name);
     if (server_pid > 0 && !process_alive(server_pid))
         throw std::runtime_error("no sysv-mq server named '" + ep.name + "' (pid " +
                                  std::to_string(server_pid) + " left a stale queue)");
@@ -504,9 +497,9 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
     auto unmark = [&](key_t k) { remove_file(marker_for(ep.name, me, k)); };
     key_t key = 0;
     int c2s_id = create_queue_under_random_key(mark, unmark, deadline, key);
-    OwnedMsq c2s(c2s_id, marker_for(ep.name, me, key));
+    OwnedMsq c2s(MsqName{c2s_id, marker_for(ep.name, me, key)});
     int s2c_id = create_queue_under_random_key(mark, unmark, deadline, key);
-    OwnedMsq s2c(s2c_id, marker_for(ep.name, me, key));
+    OwnedMsq s2c(MsqName{s2c_id, marker_for(ep.name, me, key)});
     auto ch = std::make_unique<SysvMqChannel>(Role::client, c2s_id, s2c_id, limits, server_pid,
                                               ep.name);
     ch->own(std::move(c2s), std::move(s2c));
@@ -515,14 +508,14 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
     return ch;
 }
 
-std::vector<ObjectInfo> list_sysv_mq_objects() {
-    namespace fs = std::filesystem;
-    struct Row {
-        key_t key;
-        uid_t uid;
-    };
-    std::map<int, Row> rows;
-    {
+namespace {
+
+// The msqid of a queue under key that exists and belongs to our uid (a
+// /proc/sysvipc/msg row); -1 otherwise. Keys are global: another user's
+// queue under a key in our file is not ours to show or remove.
+class QueueTable {
+public:
+    QueueTable() {
         std::ifstream in("/proc/sysvipc/msg");
         std::string line;
         std::getline(in, line);  // header
@@ -531,59 +524,57 @@ std::vector<ObjectInfo> list_sysv_mq_objects() {
             long long key = 0, perms = 0, cbytes = 0, qnum = 0, lspid = 0, lrpid = 0, uid = 0;
             int id = 0;
             if (f >> key >> id >> perms >> cbytes >> qnum >> lspid >> lrpid >> uid)
-                rows[id] = Row{static_cast<key_t>(key), static_cast<uid_t>(uid)};
+                uid_of_[id] = static_cast<uid_t>(uid);
         }
     }
+
+    int ours(key_t key) const {
+        int id = ::msgget(key, 0);
+        auto row = uid_of_.find(id);
+        return id >= 0 && row != uid_of_.end() && row->second == ::geteuid() ? id : -1;
+    }
+
+private:
+    std::map<int, uid_t> uid_of_;
+};
+
+// The key in a marker's name, "NAME@PID.kKEY" (stem); nullopt if malformed.
+std::optional<key_t> marker_key(const std::string& rest) {
+    auto k = rest.find(".k");
+    if (k == std::string::npos || rest.size() != k + 2 + 8) return std::nullopt;
+    std::string hex = rest.substr(k + 2);
+    if (hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) return std::nullopt;
+    return static_cast<key_t>(std::stoul(hex, nullptr, 16));
+}
+
+}  // namespace
+
+std::vector<ObjectInfo> list_sysv_mq_objects() {
+    QueueTable table;
     std::vector<ObjectInfo> out;
     std::string dir = existing_private_dir();
-    std::error_code ec;
-    auto ends_with = [](const std::string& s, const std::string& suf) {
-        return s.size() > suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-    };
-    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-        std::string f = it->path().filename().string();
-        std::string full = it->path().string();
-        ObjectInfo info;
-        info.transport = kTransport;
+    for (const auto& name : stems_with_suffix(dir, ".sysv-mq.key")) {
+        std::string path = dir + "/" + name + ".sysv-mq.key";
         int msqid = -1;
-        auto ours = [&](key_t key) {
-            int id = ::msgget(key, 0);
-            auto row = rows.find(id);
-            return id >= 0 && row != rows.end() && row->second.uid == ::geteuid() ? id : -1;
-        };
-        if (ends_with(f, ".sysv-mq.key")) {
-            std::string name = f.substr(0, f.size() - std::string(".sysv-mq.key").size());
-            info.name = name;
-            info.owner = server_pid_from_lock(kTransport, name);
-            if (auto key = read_key(full)) msqid = ours(*key);
-            info.what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (server '" + name + "')"
-                                   : full;
-        } else if (ends_with(f, ".smq")) {
-            // NAME@PID.kKEY.smq
-            auto at = f.rfind('@');
-            if (at == std::string::npos) continue;
-            info.name = f.substr(0, at);
-            info.session = true;
-            std::string rest = f.substr(at + 1);
-            info.owner = static_cast<pid_t>(std::strtol(rest.c_str(), nullptr, 10));
-            auto k = rest.find(".k");
-            if (k != std::string::npos && rest.size() == k + 2 + 8 + 4)
-                msqid = ours(static_cast<key_t>(std::stoul(rest.substr(k + 2, 8), nullptr, 16)));
-            info.what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (client pid " +
-                                         std::to_string(info.owner) + ")"
-                                   : full;
-        } else {
-            continue;
-        }
-        info.stale = !process_alive(info.owner);
-        info.remove = [msqid, full] {
-            if (msqid >= 0 && ::msgctl(msqid, IPC_RMID, nullptr) != 0 && errno != EINVAL &&
-                errno != EIDRM)
-                throw_errno("msgctl(IPC_RMID) msqid " + std::to_string(msqid));
-            remove_file(full);
-        };
-        out.push_back(std::move(info));
+        if (auto key = read_key(path)) msqid = table.ours(*key);
+        std::string what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (server '" + name + "')"
+                                      : path;
+        out.push_back(server_object(kTransport, name, what,
+                                    [q = MsqName{msqid, path}] { remove_msq(q); }));
+    }
+    for (const auto& stem : stems_with_suffix(dir, ".smq")) {
+        auto at = stem.rfind('@');
+        if (at == std::string::npos) continue;
+        std::string path = dir + "/" + stem + ".smq";
+        std::string rest = stem.substr(at + 1);
+        auto creator = static_cast<pid_t>(std::strtol(rest.c_str(), nullptr, 10));
+        int msqid = -1;
+        if (auto key = marker_key(rest)) msqid = table.ours(*key);
+        std::string what = msqid >= 0 ? "msqid " + std::to_string(msqid) + " (client pid " +
+                                            std::to_string(creator) + ")"
+                                      : path;
+        out.push_back(session_object(kTransport, stem.substr(0, at), what, creator,
+                                     [q = MsqName{msqid, path}] { remove_msq(q); }));
     }
     return out;
 }

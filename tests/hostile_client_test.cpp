@@ -251,7 +251,7 @@ TEST_P(Dribbler, OneByteASecondDoesNotStallOthers) {
             if (!ok) throw std::runtime_error("write refused");
             if (text_mode) {
                 std::vector<std::byte> reply(3);
-                bool got = read_exact(s.socket(), reply, true, 10000, "echo");
+                bool got = read_exactly(s.socket(), reply, 10000);
                 outcome = got && reply == msg ? "ok" : "no echo of the line";
             } else {
                 Message m;

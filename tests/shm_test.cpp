@@ -16,6 +16,7 @@
 #include "client/session.hpp"
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
+#include "ipc/fifo_hello.hpp"
 #include "ipc/shm_layout.hpp"
 #include "ipc/shm_mapping.hpp"
 #include "ipc/shm_stats.hpp"
@@ -248,20 +249,17 @@ TEST_P(ShmTest, RejectsForgedHellosAndKeepsServing) {
             return count >= n;
         });
     };
-    auto send_hello = [&](const shm::Hello& h) {
-        auto b = shm::encode_hello(h);
+    auto send_bytes = [&](const fifo::HelloBytes& b) {
         ASSERT_EQ(::write(bell.get(), b.data(), b.size()), static_cast<ssize_t>(b.size()));
     };
-    shm::Hello bad_magic;
-    bad_magic.magic = 0xdeadbeef;
-    send_hello(bad_magic);
+    auto send_hello = [&](const fifo::Hello& h) { send_bytes(fifo::encode_hello(h)); };
+    fifo::HelloBytes bad_magic = fifo::encode_hello({static_cast<std::uint32_t>(::getpid()), 1});
+    put_u32(bad_magic.data(), 0xdeadbeef);
+    send_bytes(bad_magic);
     ASSERT_TRUE(rejected(1));
     ASSERT_EQ(::write(bell.get(), "short", 5), 5);
     ASSERT_TRUE(rejected(2));
-    shm::Hello no_segment;
-    no_segment.pid = static_cast<std::uint32_t>(::getpid());
-    no_segment.session = 999999;
-    send_hello(no_segment);
+    send_hello({static_cast<std::uint32_t>(::getpid()), 999999});  // no such segment
     ASSERT_TRUE(rejected(3));
     // Segments that exist under the right name but are not acceptable.
     auto forge = [&](std::uint32_t session, mode_t mode, std::size_t size, bool header) {
@@ -287,10 +285,7 @@ TEST_P(ShmTest, RejectsForgedHellosAndKeepsServing) {
                                       std::tuple{mode_t{0600}, shm::kSegmentSize, true}}) {
         std::uint32_t session = 1000000 + n;
         ShmName owned = forge(session, mode, size, header);
-        shm::Hello hello;
-        hello.pid = static_cast<std::uint32_t>(::getpid());
-        hello.session = session;
-        send_hello(hello);
+        send_hello({static_cast<std::uint32_t>(::getpid()), session});
         ASSERT_TRUE(rejected(n)) << "forgery " << n;
         ++n;
     }

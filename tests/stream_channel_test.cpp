@@ -66,7 +66,7 @@ TEST(ReadWrite, ShortReadsAreReassembled) {
               reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
     pid_t pid = trickle(p.b, data);
     std::vector<std::byte> got(300);
-    EXPECT_TRUE(read_exact(p.a.get(), got, true, 5000, "test"));
+    EXPECT_TRUE(StreamReader(p.a.get(), true, 5000).read_exact(got, "test"));
     EXPECT_EQ(got, data);
     EXPECT_EQ(test::wait_or_kill(pid, 5000), 0);
 }
@@ -75,18 +75,18 @@ TEST(ReadWrite, EofBeforeAndInsideAMessage) {
     Pair p;
     std::byte buf[4];
     p.b.reset();
-    EXPECT_FALSE(read_exact(p.a.get(), buf, true, 1000, "test"));
+    EXPECT_FALSE(StreamReader(p.a.get(), true, 1000).read_exact(buf, "test"));
     Pair q;
     std::byte two[2]{};
     write_all(q.b.get(), two, true, 1000, "test");
     q.b.reset();
-    EXPECT_THROW(read_exact(q.a.get(), buf, true, 1000, "test"), PeerGone);
+    EXPECT_THROW(StreamReader(q.a.get(), true, 1000).read_exact(buf, "test"), PeerGone);
 }
 
 TEST(ReadWrite, ReadTimesOut) {
     Pair p;
     std::byte buf[1];
-    EXPECT_THROW(read_exact(p.a.get(), buf, true, 50, "test"), TimeoutError);
+    EXPECT_THROW(StreamReader(p.a.get(), true, 50).read_exact(buf, "test"), TimeoutError);
 }
 
 TEST(ReadWrite, WritingToAClosedPeerIsPeerGoneNotSigpipe) {

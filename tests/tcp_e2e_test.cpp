@@ -95,7 +95,7 @@ TEST_F(TcpServer, NetcatStyleLinesGetOneReplyEach) {
     write_all(fd.get(), as_bytes("one\ntwo\nthree\n"), true, 2000, "lines");
     std::string want = std::string(kAck) + kAck + kAck;
     std::vector<std::byte> got(want.size());
-    ASSERT_TRUE(read_exact(fd.get(), got, true, 5000, "replies"));
+    ASSERT_TRUE(read_exactly(fd.get(), got, 5000));
     EXPECT_EQ(std::string(reinterpret_cast<char*>(got.data()), got.size()), want);
 }
 
@@ -263,7 +263,7 @@ TEST_F(TcpServer, MaxClientsHoldsBackTheRest) {
     EXPECT_EQ(children_of(server_->pid()).size(), 2u);
     a.reset();  // a slot frees up; the third session is served
     std::vector<std::byte> reply(18);
-    EXPECT_TRUE(read_exact(c.get(), reply, true, 5000, "third reply"));
+    EXPECT_TRUE(read_exactly(c.get(), reply, 5000));
 }
 
 // The seed's one-shot server: accept once, read once, reply, exit.

@@ -99,22 +99,45 @@ int sysv_server_queue(const std::string& name) {
 
 Fd raw_stream(const Endpoint& ep, int timeout_ms) { return connect_stream(ep, timeout_ms); }
 
+namespace {
+
+// One read(2) once fd is readable before the deadline: bytes read, 0 at EOF,
+// -1 on an error or the timeout.
+ssize_t read_within(int fd, void* buf, std::size_t len, const Deadline& deadline) {
+    for (;;) {
+        struct pollfd p {fd, POLLIN, 0};
+        int left = deadline.remaining_ms();
+        if (left == 0) return -1;
+        int n = ::poll(&p, 1, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        ssize_t got = ::read(fd, buf, len);
+        if (got < 0 && errno == EINTR) continue;
+        return got;
+    }
+}
+
+}  // namespace
+
 std::string read_until_eof(int fd, int timeout_ms) {
     std::string out;
     Deadline deadline(timeout_ms);
     char buf[4096];
     for (;;) {
-        struct pollfd p {fd, POLLIN, 0};
-        int left = deadline.remaining_ms();
-        if (left == 0) return out;
-        int n = ::poll(&p, 1, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return out;
-        ssize_t got = ::read(fd, buf, sizeof buf);
-        if (got < 0 && errno == EINTR) continue;
+        ssize_t got = read_within(fd, buf, sizeof buf, deadline);
         if (got <= 0) return out;
         out.append(buf, static_cast<std::size_t>(got));
     }
+}
+
+bool read_exactly(int fd, std::span<std::byte> buf, int timeout_ms) {
+    Deadline deadline(timeout_ms);
+    for (std::size_t got = 0; got < buf.size();) {
+        ssize_t n = read_within(fd, buf.data() + got, buf.size() - got, deadline);
+        if (n <= 0) return false;
+        got += static_cast<std::size_t>(n);
+    }
+    return true;
 }
 
 bool write_raw(int fd, const std::vector<std::byte>& bytes) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,10 @@ Fd raw_stream(const Endpoint& ep, int timeout_ms = 5000);
 
 // Reads until EOF, error or timeout_ms; returns what arrived.
 std::string read_until_eof(int fd, int timeout_ms);
+
+// Reads exactly buf.size() bytes within timeout_ms; false when EOF, an
+// error or the timeout came first.
+bool read_exactly(int fd, std::span<std::byte> buf, int timeout_ms);
 
 // Writes bytes through a raw descriptor; false when the peer refused them.
 bool write_raw(int fd, const std::vector<std::byte>& bytes);

@@ -1,0 +1,46 @@
+#include "ipc/tick_timer.hpp"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ipc/error.hpp"
+
+namespace ipclab {
+
+namespace {
+
+void on_tick(int) {}  // only there to make blocked calls return EINTR
+
+void install_tick_handler(int signo, void (*handler)(int)) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: msgsnd/msgrcv must return EINTR
+    check(::sigaction(signo, &sa, nullptr), "sigaction(tick)");
+}
+
+}  // namespace
+
+TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : owner_(::getpid()) {
+    install_tick_handler(signo, handler != nullptr ? handler : on_tick);
+    struct sigevent sev {};
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = signo;
+    sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    check(::timer_create(CLOCK_MONOTONIC, &sev, &id_), "timer_create");
+    struct itimerspec it {};
+    it.it_interval.tv_sec = period_ms / 1000;
+    it.it_interval.tv_nsec = static_cast<long>(period_ms % 1000) * 1000000L;
+    it.it_value = it.it_interval;
+    if (::timer_settime(id_, 0, &it, nullptr) != 0) {
+        int err = errno;
+        ::timer_delete(id_);
+        throw_errno("timer_settime", err);
+    }
+}
+
+TickTimer::~TickTimer() {
+    if (::getpid() == owner_) ::timer_delete(id_);
+}
+
+}  // namespace ipclab
