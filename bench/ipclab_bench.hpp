@@ -1,4 +1,4 @@
-// Registration of the ipclab benchmarks (names as in INTERFACE.md):
+// Registration of the ipclab benchmarks (names as in the interface contract):
 //   RoundTrip/<transport>/<bytes>  echo server, one request and its reply per iteration
 //   Stream/<transport>/<bytes>     sink server, one one-way message per iteration
 //   Connect/<transport>            ack server, open + one exchange + close per iteration

@@ -51,7 +51,7 @@ std::vector<std::string> split(const std::string& s) {
 
 // Google Benchmark appends "/real_time" to the name of every UseRealTime()
 // benchmark; the names users filter and compare on are the plain ones of
-// INTERFACE.md (every benchmark here uses wall-clock time).
+// interface contract (every benchmark here uses wall-clock time).
 template <typename Base>
 class PlainNames : public Base {
 public:

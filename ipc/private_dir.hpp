@@ -12,10 +12,6 @@
 #include <optional>
 #include <string>
 
-// InstanceLock, OwnedPath and process_alive, which users of this header
-// (ipc/socket_util.hpp) still expect to find here.
-#include "ipc/objects.hpp"
-
 namespace ipclab {
 
 // Creates the directory if needed; refuses one that is not ours, not a

@@ -7,9 +7,6 @@
 
 #include <string>
 
-// Not used here: server/server_loop.cpp still takes TickTimer from this header.
-#include "ipc/tick_timer.hpp"
-
 namespace ipclab {
 
 // How often a blocked queue call wakes to check the deadline and whether the

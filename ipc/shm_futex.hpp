@@ -27,6 +27,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
 
 namespace ipclab {

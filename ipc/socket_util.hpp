@@ -10,7 +10,7 @@
 
 #include "ipc/channel.hpp"
 #include "ipc/fd.hpp"
-#include "ipc/private_dir.hpp"
+#include "ipc/objects.hpp"
 
 namespace ipclab {
 

@@ -51,6 +51,7 @@
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
 #include "ipc/random.hpp"
+#include "ipc/tick_timer.hpp"
 #include "ipc/transports.hpp"
 
 namespace ipclab {

@@ -16,7 +16,7 @@
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
-#include "ipc/queue_util.hpp"
+#include "ipc/tick_timer.hpp"
 #include "server/session.hpp"
 
 namespace ipclab {

@@ -10,6 +10,7 @@
 
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
+#include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/transports.hpp"
 #include "tests/support/proc_inspect.hpp"

@@ -14,7 +14,7 @@
 // Contract: RingReader/RingWriter throw ProtocolError for an index out of
 // range and never touch bytes outside their data area; readable() and
 // space() stay within the capacity; take()/stage() move at most what was
-// asked. decode_hello is lossless. parse_segment_entry never throws.
+// asked. decode_hello refuses a wrong magic or version and is lossless otherwise. parse_segment_entry never throws.
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "ipc/error.hpp"
+#include "ipc/fifo_hello.hpp"
 #include "ipc/shm_layout.hpp"
 #include "ipc/shm_ring.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
@@ -74,10 +75,16 @@ Block block(std::size_t n) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     Input in{data, size};
 
-    HelloBytes hb;
+    // shm shares fifo's hello (ipc/fifo_hello.hpp): a malformed one is refused, a valid one round-trips.
+    fifo::HelloBytes hb;
     in.take(hb.data(), hb.size());
-    Hello hello = decode_hello(hb);
-    require(encode_hello(hello) == hb, "shm hello round trip");
+    fifo::Hello hello;
+    try {
+        hello = fifo::decode_hello(hb);
+        require(fifo::encode_hello(hello) == hb, "hello round trip");
+    } catch (const ProtocolError&) {
+        hello = fifo::Hello{get_u32(hb.data() + 8), get_u32(hb.data() + 12)};  // the segment check still runs
+    }
 
     std::uint8_t name_len = 0;
     std::byte fields[kHeaderFields];
@@ -95,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto* seg = new (header_block.get()) SegmentHeader{};
     static_assert(kHeaderFields <= offsetof(SegmentHeader, client_counts));
     std::memcpy(static_cast<void*>(seg), fields, sizeof fields);
-    (void)segment_header_valid(*seg, static_cast<pid_t>(hello.pid), hello.session);
+    (void)segment_header_valid(*seg, static_cast<pid_t>(hello.pid), hello.serial);
 
     // After validation the peer can still scribble: ring indices are never trusted.
     Block to_server = block(kRing), to_client = block(kRing);
