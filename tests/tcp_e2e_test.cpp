@@ -295,6 +295,18 @@ TEST(SeedServer, ClientWorksAgainstIt) {
     EXPECT_EQ(wait_or_kill(pid, 5000), 0);
 }
 
+// A usage error: exit 2, a pointer to --help, and `says` (if not empty) on stderr.
+void expect_usage_error(const std::vector<std::string>& argv, const std::string& says) {
+    auto r = run_program(argv, "", 10000);
+    std::string cmd;
+    for (const auto& a : argv) cmd += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("--help"), std::string::npos) << cmd << ": " << r.err;
+    if (!says.empty()) {
+        EXPECT_NE(r.err.find(says), std::string::npos) << cmd << ": " << r.err;
+    }
+}
+
 TEST(CommandLine, BadFlagsExitTwoWithAPointerToHelp) {
     for (const auto& argv : std::vector<std::vector<std::string>>{
              {bin("server"), "--bogus", "1"},
@@ -342,13 +354,7 @@ TEST(CommandLine, NonFiniteOrOutOfRangeNumbersAndBadNamesExitTwo) {
         bad.push_back({bin("server"), "--transport", "fifo", "--name", name});
         bad.push_back({bin("client"), "--transport", "unix", "--name", name, "-m", "x"});
     }
-    for (const auto& argv : bad) {
-        auto r = run_program(argv, "", 10000);
-        std::string cmd;
-        for (const auto& a : argv) cmd += a + " ";
-        EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
-        EXPECT_NE(r.err.find("--help"), std::string::npos) << cmd << ": " << r.err;
-    }
+    for (const auto& argv : bad) expect_usage_error(argv, "");
 }
 
 TEST(CommandLine, RuntimeFailuresExitOneWithOneClearLine) {
@@ -420,14 +426,7 @@ TEST(CommandLine, FlagsThatDoNotApplyToTheTransportExitTwo) {
     };
     if (!spin_less.empty() && spin_less != host_port)
         bad.push_back({bin("server"), "--transport", spin_less, "--wait", "spin"});
-    for (const auto& argv : bad) {
-        auto r = run_program(argv, "", 10000);
-        std::string cmd;
-        for (const auto& a : argv) cmd += a + " ";
-        EXPECT_EQ(r.exit_code, 2) << cmd << ": " << r.err;
-        EXPECT_NE(r.err.find("not apply to --transport"), std::string::npos) << cmd << ": " << r.err;
-        EXPECT_NE(r.err.find("--help"), std::string::npos) << cmd << ": " << r.err;
-    }
+    for (const auto& argv : bad) expect_usage_error(argv, "not apply to --transport");
     // Where it applies the flag is accepted: no server there is a run-time failure (1), not a usage error.
     auto ok = run_program({bin("client"), "--transport", with_wait, "--wait", "spin", "--name",
                            fresh_name("nobody"), "-m", "x", "--timeout", "1"});
