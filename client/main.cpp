@@ -132,6 +132,8 @@ int main(int argc, char** argv) {
         std::string where = host_port ? ep.host + " port " + ep.port : ep.transport + " '" + ep.name + "'";
         // Name the endpoint once: a connect error already says where it went.
         std::string what = e.what();
+        // The library states the limit; the flag that raises it is ours to name.
+        if (dynamic_cast<const OversizeError*>(&e)) what += "; --max-message raises it";
         if (what.find(host_port ? where : "'" + ep.name + "'") == std::string::npos) what += " (" + where + ")";
         std::fprintf(stderr, "client: %s\n", what.c_str());
         return 1;

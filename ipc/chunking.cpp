@@ -104,8 +104,8 @@ ChunkAssembler::Result ChunkAssembler::feed(std::span<const std::byte> chunk, Me
             throw ProtocolError("malformed chunk: a message starts with a chunk at offset " +
                                 n(h.offset) + (h.flags & kChunkFirst ? "" : " not flagged first"));
         if (h.total > max_message_)
-            throw OversizeError("message of " + n(h.total) + " bytes exceeds the limit of " +
-                                n(max_message_) + " bytes (--max-message)");
+            throw OversizeError("message of " + n(h.total) + " bytes exceeds the receiver's limit of " +
+                                n(max_message_) + " bytes");
         msg.type = h.type;
         msg.payload.clear();
         msg.payload.reserve(h.total);

@@ -22,7 +22,7 @@ struct ProtocolError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// A message larger than the receiver's --max-message.
+// A message larger than the receiver's limit (Limits::max_message).
 struct OversizeError : ProtocolError {
     using ProtocolError::ProtocolError;
 };

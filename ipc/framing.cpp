@@ -49,8 +49,8 @@ FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
     std::uint32_t length = get_u32(bytes.data() + 1);
     if (length > max_message)
         throw OversizeError("message of " + std::to_string(length) +
-                            " bytes exceeds the limit of " + std::to_string(max_message) +
-                            " bytes (--max-message)");
+                            " bytes exceeds the receiver's limit of " + std::to_string(max_message) +
+                            " bytes");
     return {static_cast<FrameType>(type), length};
 }
 

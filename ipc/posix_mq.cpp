@@ -282,7 +282,7 @@ public:
                 continue;
             }
             if (errno != ETIMEDOUT) throw_errno("mq_timedreceive");
-            check_peer();
+            check_peer_before_receive();
             if (deadline.expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms waiting for the peer");
@@ -293,6 +293,14 @@ private:
     bool reply_pending() const {
         struct mq_attr attr {};
         return ::mq_getattr(rx_.get(), &attr) == 0 && attr.mq_curmsgs > 0;
+    }
+
+    // A peer that sent its last message (or the end of the session) and
+    // exited while we slept is gone only once that message is read: liveness
+    // first, then the queue, so nothing it sent before dying is missed.
+    void check_peer_before_receive() {
+        if (peer_ <= 0 || process_alive(peer_) || reply_pending()) return;
+        check_peer();
     }
 
     void check_peer() {

@@ -204,7 +204,7 @@ private:
     void check_size(std::size_t len) const {
         if (len > limits_.max_message + 1)  // +1: the terminator is not payload
             throw OversizeError("line of more than " + std::to_string(limits_.max_message) +
-                                " bytes exceeds the limit (--max-message)");
+                                " bytes exceeds the receiver's limit");
     }
 
     Fd socket_;

@@ -267,7 +267,7 @@ private:
                                     std::to_string(rxbuf_.capacity()) + " bytes)");
             if (errno != EINTR) throw_errno("msgrcv");
             on_eintr();
-            check_peer();
+            check_peer_before_receive();
             if (deadline.expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms waiting for the peer");
@@ -277,6 +277,13 @@ private:
     bool reply_pending() const {
         struct msqid_ds ds {};
         return ::msgctl(rx_, IPC_STAT, &ds) == 0 && ds.msg_qnum > 0;
+    }
+
+    // A peer that sent its last message and exited while we slept is gone
+    // only once that message is read: liveness first, then the queue.
+    void check_peer_before_receive() {
+        if (peer_ <= 0 || process_alive(peer_) || reply_pending()) return;
+        check_peer();
     }
 
     void check_peer() {

@@ -15,6 +15,7 @@ Which benchmark gives which figure:
                          registry.host_stream())
 """
 import json
+import re
 
 import stats
 
@@ -37,9 +38,19 @@ UNITS = {m[0]: m[1] for m in SIZE_METRICS}
 UNITS.update({"connect_rate": "sessions/s", "baseline_connect_rate": "sessions/s"})
 
 
+# Google Benchmark appends this to every UseRealTime() benchmark's name; the
+# names users see, filter and compare on are the plain ones. Handled here only.
+_REAL_TIME = "/real_time"
+
+
 def base_name(name):
     """'RoundTrip/<t>/64/real_time' -> 'RoundTrip/<t>/64'."""
-    return name.strip().removesuffix("/real_time")
+    return name.strip().removesuffix(_REAL_TIME)
+
+
+def name_filter(names):
+    """A Google Benchmark filter (POSIX regex) matching exactly these plain names."""
+    return "^(" + "|".join(re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", n) for n in names) + ")(" + _REAL_TIME + ")?$"
 
 
 def run_transports(report):

@@ -15,7 +15,7 @@ import time
 
 import registry
 import stats
-from benchjson import figure
+from benchjson import figure, name_filter
 from report import fmt, human_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -138,7 +138,7 @@ def ipclab_sample(bench, pin, name, seconds, workdir, k):
     out = os.path.join(workdir, f"ipclab-{k}.json")
     _, transport, size = name.split("/")
     argv = [bench, f"--transports={transport}", f"--sizes={size}",
-            f"--benchmark_filter=^{name}(/real_time)?$", f"--benchmark_min_time={seconds}",
+            f"--benchmark_filter={name_filter([name])}", f"--benchmark_min_time={seconds}",
             f"--benchmark_out={out}", "--benchmark_out_format=json"] + ([f"--pin={pin}"] if pin else [])
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds * 10 + 60)
     try:

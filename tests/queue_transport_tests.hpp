@@ -171,7 +171,7 @@ TEST_F(QueueTransport, OversizedMessageIsRefusedAndServingContinues) {
         Message reply;
         ASSERT_TRUE(ch->receive(reply));
         EXPECT_EQ(reply.type, FrameType::error);
-        EXPECT_NE(as_text(reply.payload).find("exceeds the limit"), std::string::npos)
+        EXPECT_NE(as_text(reply.payload).find("exceeds the receiver's limit"), std::string::npos)
             << as_text(reply.payload);
         EXPECT_FALSE(ch->receive(reply));  // the server ended that session
     }
