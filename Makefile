@@ -34,11 +34,11 @@ check-sanitize: deps
 	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-asan/bin >/dev/null
 	cmake --build build-asan -j $(NPROC)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    ctest --output-on-failure --timeout 400
+	    ctest --output-on-failure --timeout 400 -j $$(( $(NPROC) * 2 ))
 	cmake -S . -B build-tsan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DIPCLAB_SANITIZE=thread \
 	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-tsan/bin >/dev/null
 	cmake --build build-tsan -j $(NPROC)
-	cd build-tsan && ctest --output-on-failure --timeout 400
+	cd build-tsan && ctest --output-on-failure --timeout 400 -j $$(( $(NPROC) * 2 ))
 
 # libFuzzer harnesses (tests/fuzz), each run for FUZZ_SECONDS one after another at
 # nice 19; clang with ASan+UBSan in its own tree. Non-zero if any finds a crash.
