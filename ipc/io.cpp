@@ -110,8 +110,25 @@ bool wait_fd(int fd, short events, int timeout_ms, const char* what) {
     }
 }
 
+namespace {
+
+// The socket's SO_RCVTIMEO in ms; -1 when none (or not a socket).
+int receive_timeout_ms(int fd) {
+    struct timeval tv {};
+    socklen_t len = sizeof tv;
+    if (::getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) != 0) return -1;
+    long ms = tv.tv_sec * 1000L + tv.tv_usec / 1000L;
+    return ms > 0 ? static_cast<int>(ms) : -1;
+}
+
+}  // namespace
+
 std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
     wait_within_cap(fd, POLLIN, what);
+    // SO_RCVTIMEO starts again from zero after every signal, so a periodic
+    // one (the iterative server's grace tick) would keep a silent peer
+    // forever: from the first interruption on, the time is counted here.
+    std::optional<Deadline> since_interrupted;
     for (;;) {
         // A signal that landed between system calls left no EINTR to see.
         if (stop_requested()) throw Interrupted();
@@ -119,6 +136,11 @@ std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
         if (n >= 0) return static_cast<std::size_t>(n);
         if (errno == EINTR) {
             on_eintr();
+            if (!since_interrupted) {
+                since_interrupted.emplace(receive_timeout_ms(fd));
+            } else if (since_interrupted->expired()) {
+                throw TimeoutError(std::string("timed out reading ") + what);
+            }
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)

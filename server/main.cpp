@@ -51,6 +51,12 @@ int main(int argc, char** argv) {
                        wait_mode_transports())
         ->check(CLI::IsMember({"block", "spin"}))
         ->capture_default_str();
+    std::string model = "fork";
+    app.add_option("--model", model,
+                   "fork: a child per session (the default); iterative: one session at a time in the server "
+                   "process itself")
+        ->check(CLI::IsMember({"fork", "iterative"}))
+        ->capture_default_str();
     app.add_option("--max-clients", opt.max_clients, "Live sessions at most; more wait")
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
@@ -96,6 +102,11 @@ int main(int argc, char** argv) {
             if (info.host_port && port < 0)
                 throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
             check_applies(app, info);
+            if (model == "iterative")
+                for (const char* flag : {"--max-clients", "--no-reap"})
+                    if (app.count(flag))
+                        throw CLI::ValidationError(flag, "does not apply to --model iterative: it serves one "
+                                                         "session at a time, in its own process");
         }
         if (!info.host_port && port >= 0)
             throw CLI::ValidationError("PORT", "does not apply to --transport " + ep.transport + "; use --name");
@@ -116,6 +127,7 @@ int main(int argc, char** argv) {
         }
     }
 
+    opt.model = model == "iterative" ? ServerModel::iterative : ServerModel::fork;
     opt.reply = reply == "echo" ? ReplyMode::echo : reply == "sink" ? ReplyMode::sink : ReplyMode::ack;
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;

@@ -9,11 +9,17 @@ namespace ipclab {
 // point so one-way (stream) transfers know everything before it arrived.
 enum class ReplyMode { ack, echo, sink };
 
+// How the server serves its sessions (UNP vol. 1 ch. 30's designs).
+// fork: one child per session (the lecture's design, the default);
+// iterative: one session at a time in the server process itself.
+enum class ServerModel { fork, iterative };
+
 struct ServerOptions {
     ReplyMode reply = ReplyMode::ack;
+    ServerModel model = ServerModel::fork;
     bool quiet = false;          // no "Here is the message" lines
     bool once = false;           // serve one session, then exit
-    unsigned max_clients = 64;   // live children at most
+    unsigned max_clients = 64;   // live children at most (fork); iterative serves one
     double grace_seconds = 5;    // on SIGINT/SIGTERM, before children are ended
     // The listening line, one stderr line per ended session and the stop
     // line (--no-log turns them off; errors still print).

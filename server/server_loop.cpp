@@ -4,10 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <set>
@@ -45,14 +48,46 @@ void on_child(int) {
     errno = saved;
 }
 
+// The iterative server serves sessions in its own process, so a stop must
+// reach the session in progress: the first SIGINT/SIGTERM sets the end of
+// the grace period, the grace tick (or a second signal) requests the stop
+// that the session's next wait turns into Interrupted.
+std::atomic<std::int64_t> g_stop_at_ns{0};  // 0: no stop signal yet
+std::int64_t g_grace_ns = 0;
+bool g_serving_here = false;
+static_assert(std::atomic<std::int64_t>::is_always_lock_free, "used from signal handlers");
+
+std::int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 void on_stop(int signo) {
     int saved = errno;
     Record r{0, signo};
     [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
+    if (g_serving_here) {
+        if (g_stop_at_ns.load() != 0 || g_grace_ns == 0)
+            request_stop();
+        else
+            g_stop_at_ns.store(monotonic_ns() + g_grace_ns);
+    }
     errno = saved;
 }
 
+void on_grace_tick(int) {
+    std::int64_t at = g_stop_at_ns.load();
+    if (at != 0 && monotonic_ns() >= at) request_stop();
+}
+
+// One sweep record at a time: while an iterative server is inside a long
+// session nobody drains the pipe, and ticks must not fill it and crowd out
+// a stop record.
+std::atomic<bool> g_sweep_pending{false};
+
 void on_sweep_tick(int) {
+    if (g_sweep_pending.exchange(true)) return;
     int saved = errno;
     Record r{-1, 0};
     [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
@@ -67,6 +102,10 @@ constexpr int kSweepMs = 1000;
 // The tick's signal: real-time, so it never meets the transports' SIGALRM.
 // Timers are not inherited by fork, so children never receive it.
 const int kSweepSignal = SIGRTMIN + 1;
+// The iterative server's grace tick, while it serves a session: how late
+// after the grace period the session in progress is ended, at most.
+constexpr int kGraceTickMs = 100;
+const int kGraceSignal = SIGRTMIN + 2;
 
 void set_handler(int signo, void (*handler)(int)) {
     struct sigaction sa {};
@@ -108,6 +147,9 @@ public:
         } else {
             set_handler(SIGCHLD, on_child);
         }
+        g_serving_here = options_.model == ServerModel::iterative;
+        g_grace_ns = static_cast<std::int64_t>(options_.grace_seconds * 1e9);
+        g_stop_at_ns.store(0);
         set_handler(SIGINT, on_stop);
         set_handler(SIGTERM, on_stop);
         unblock_signals({SIGCHLD, SIGINT, SIGTERM, kSweepSignal});
@@ -121,6 +163,7 @@ public:
         tick_.reset();
         for (auto& [s, old] : saved_) ::sigaction(s, &old, nullptr);
         g_wake_write = -1;
+        g_serving_here = false;
     }
 
     int run() {
@@ -154,13 +197,33 @@ public:
                 wait_wake(100);  // e.g. EMFILE: back off instead of spinning
             }
             drain();
-            if (pending && !stopping_) spawn(*pending);
+            if (pending && !stopping_) {
+                if (options_.model == ServerModel::iterative)
+                    serve_here(*pending);
+                else
+                    spawn(*pending);
+            }
         }
         shut_down();
         return 0;
     }
 
 private:
+    // The iterative design: the session runs to its end in this process;
+    // other clients wait in the listener's backlog (or hello FIFO, or queue).
+    void serve_here(PendingSession& pending) {
+        ++started_;
+        SessionReport report;
+        {
+            TickTimer grace(kGraceTickMs, kGraceSignal, on_grace_tick);
+            report = run_session(pending, options_);
+        }
+        // A stop that ended the session is in the self-pipe too (drain sees
+        // it); cleared here, it no longer interrupts the log line below.
+        clear_stop();
+        if (options_.log_sessions) log_line(format_report(report, ::getpid()));
+    }
+
     void spawn(PendingSession& pending) {
         pid_t pid = ::fork();
         if (pid < 0) {
@@ -208,6 +271,7 @@ private:
             for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(Record); ++i) {
                 const Record& r = recs[i];
                 if (r.pid < 0) {
+                    g_sweep_pending.store(false);
                     sweep_due_ = true;
                     continue;
                 }

@@ -2,6 +2,7 @@
 // private directory (IPCLAB_DIR) of its own.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include "ipc/io.hpp"
 #include "tests/support/proc_inspect.hpp"
@@ -16,6 +17,9 @@ int main(int argc, char** argv) {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ipclab::test::make_posix_queues_visible();
     ipclab::test::use_test_private_dir();  // leftover checks count only this run's objects
+    // Scripts under test (compare, two-hosts) use the binaries of this build
+    // tree: the sanitizer builds keep theirs in build-*/bin, not bin/.
+    ::setenv("IPCLAB_BIN", IPCLAB_BIN_DIR, 1);
     // Forked children of death tests and of our fixtures must not rerun tests.
     ::testing::FLAGS_gtest_death_test_style = "threadsafe";
     int rc = RUN_ALL_TESTS();
