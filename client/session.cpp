@@ -115,7 +115,8 @@ void round_trip(Channel& channel, std::span<const std::byte> payload, Message& r
         channel.send(FrameType::data, payload);
         if (!channel.receive(reply))
             throw PeerGone("the server ended the session after " + std::to_string(index) +
-                           " of " + std::to_string(options.count) + " messages");
+                           (options.duration_s > 0 ? std::string() : " of " + std::to_string(options.count)) +
+                           " messages");
     } catch (const TimeoutError&) {
         throw TimeoutError("no complete reply to message " + std::to_string(index) + " within " +
                            std::to_string(options.limits.timeout_ms) + " ms");
