@@ -29,7 +29,10 @@ struct Key {
     std::string transport;
     ReplyMode reply;
     int cpu;
-    bool operator==(const Key& o) const { return transport == o.transport && reply == o.reply && cpu == o.cpu; }
+    ServerModel model;
+    bool operator==(const Key& o) const {
+        return transport == o.transport && reply == o.reply && cpu == o.cpu && model == o.model;
+    }
 };
 struct Slot {
     Key key;
@@ -70,10 +73,11 @@ std::string read_ready_line(int fd, int timeout_ms) {
 
 }  // namespace
 
-BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu) {
+BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model) {
     Endpoint ep = variant_endpoint(transport_variant(bench_transport), unique_name());
     ServerOptions options;
     options.reply = reply;
+    options.model = model;
     options.quiet = true;
     options.log_sessions = false;
     options.grace_seconds = 1;
@@ -114,17 +118,17 @@ BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, in
     client_ep_ = reach(ep, line.substr(3, line.find('\n') - 3));
 }
 
-BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu) {
-    Key key{bench_transport, reply, cpu};
+BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model) {
+    Key key{bench_transport, reply, cpu, model};
     auto& all = slots();
     for (auto& s : all)
         if (s.key == key) {
             // A server that died (killed, or failed) is replaced, not reused.
             if (::kill(s.server->pid(), 0) == 0) return *s.server;
-            s.server = std::make_unique<BenchServer>(bench_transport, reply, cpu);
+            s.server = std::make_unique<BenchServer>(bench_transport, reply, cpu, model);
             return *s.server;
         }
-    all.push_back(Slot{key, std::make_unique<BenchServer>(bench_transport, reply, cpu)});
+    all.push_back(Slot{key, std::make_unique<BenchServer>(bench_transport, reply, cpu, model)});
     return *all.back().server;
 }
 

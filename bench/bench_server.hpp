@@ -18,7 +18,7 @@ class BenchServer {
 public:
     // bench_transport: a transport variant of the registry (transport_variants()).
     // Throws std::runtime_error with the server's own error if it cannot start.
-    BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu);
+    BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model = ServerModel::fork);
     BenchServer(const BenchServer&) = delete;
     BenchServer& operator=(const BenchServer&) = delete;
     ~BenchServer() = default;  // child_ sends SIGTERM, waits (bounded), reaps
@@ -31,10 +31,11 @@ private:
     Child child_;
 };
 
-// The server for this transport, reply mode and CPU, started on first use
+// The server for this transport, reply mode, CPU and design, started on first use
 // and kept until stop_servers() (or replaced if it died). Throws like
 // BenchServer.
-BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu);
+BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu,
+                        ServerModel model = ServerModel::fork);
 void stop_servers();
 
 }  // namespace ipclab::bench

@@ -151,10 +151,10 @@ void stream(benchmark::State& state, const std::string& transport, std::size_t s
 
 // Per iteration: open a session (the server forks a child for it), one
 // exchange, close.
-void connect_once(benchmark::State& state, const std::string& transport, int server_cpu) {
+void connect_once(benchmark::State& state, const std::string& transport, int server_cpu, ServerModel model) {
     if (!begin_run(state)) return;
     try {
-        BenchServer& server = server_for(transport, ReplyMode::ack, server_cpu);
+        BenchServer& server = server_for(transport, ReplyMode::ack, server_cpu, model);
         const Endpoint& ep = server.client_endpoint();
         std::vector<std::byte> payload;
         fill_payload(payload, 1, 64);
@@ -196,11 +196,13 @@ benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const st
     })->UseRealTime();
 }
 
-benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport) {
-    std::string name = "Connect/" + transport;
+benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport,
+                                                        ServerModel model) {
+    // No suffix for the default design: Connect/<t> is fork per session.
+    std::string name = "Connect/" + transport + (model == ServerModel::iterative ? "/iterative" : "");
     int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        connect_once(s, transport, cpu);
+        connect_once(s, transport, cpu, model);
     })->UseRealTime();
 }
 

@@ -8,11 +8,14 @@
 #include <string>
 
 #include "bench/bench_util.hpp"
+#include "server/options.hpp"
 
 namespace ipclab::bench {
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size);
 benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const std::string& transport, std::size_t size);
-benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport);
+// Connect/<t> (fork per session, the default design) or Connect/<t>/iterative.
+benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport,
+                                                        ServerModel model = ServerModel::fork);
 
 }  // namespace ipclab::bench

@@ -210,6 +210,7 @@ void register_all(const Config& c) {
             if (has_baseline_stream(t)) register_baseline_stream(c, t, s);
         }
         register_ipclab_connect(c, t);
+        register_ipclab_connect(c, t, ServerModel::iterative);
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
             register_baseline_connect_socat(c);
