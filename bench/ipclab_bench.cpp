@@ -199,7 +199,9 @@ benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const st
 benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport,
                                                         ServerModel model) {
     // No suffix for the default design: Connect/<t> is fork per session.
-    std::string name = "Connect/" + transport + (model == ServerModel::iterative ? "/iterative" : "");
+    std::string name = "Connect/" + transport + (model == ServerModel::iterative ? "/iterative"
+                                                 : model == ServerModel::prefork ? "/prefork"
+                                                                                 : "");
     int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         connect_once(s, transport, cpu, model);

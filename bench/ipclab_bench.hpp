@@ -14,7 +14,7 @@ namespace ipclab::bench {
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size);
 benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const std::string& transport, std::size_t size);
-// Connect/<t> (fork per session, the default design) or Connect/<t>/iterative.
+// Connect/<t> (fork per session, the default design), Connect/<t>/iterative or Connect/<t>/prefork.
 benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport,
                                                         ServerModel model = ServerModel::fork);
 

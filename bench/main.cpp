@@ -211,6 +211,7 @@ void register_all(const Config& c) {
         }
         register_ipclab_connect(c, t);
         register_ipclab_connect(c, t, ServerModel::iterative);
+        if (transport_variant(t).transport->shared_rendezvous) register_ipclab_connect(c, t, ServerModel::prefork);
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
             register_baseline_connect_socat(c);

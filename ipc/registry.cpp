@@ -13,19 +13,21 @@ constexpr std::string_view kSpinSuffix = "-spin";
 
 std::vector<TransportInfo> make_table() {
     std::vector<TransportInfo> t;
-    // name, waits, host_port, byte_stream, wait_modes, spin_waits, listen, connect, connect_stream, list_objects
-    t.push_back({"tcp", "sleeps in kernel", true, true, false, {}, listen_tcp, connect_tcp, connect_tcp_socket,
-                 nullptr});
-    t.push_back({"unix", "sleeps in kernel", false, true, false, {}, listen_unix, connect_unix,
+    // name, waits, host_port, byte_stream, shared_rendezvous, wait_modes, spin_waits, listen, connect,
+    // connect_stream, list_objects. fifo and shm: one reader takes the hello FIFO's hellos in batches,
+    // so they are not shared by a prefork pool.
+    t.push_back({"tcp", "sleeps in kernel", true, true, true, false, {}, listen_tcp, connect_tcp,
+                 connect_tcp_socket, nullptr});
+    t.push_back({"unix", "sleeps in kernel", false, true, true, false, {}, listen_unix, connect_unix,
                  connect_unix_socket, list_unix_objects});
-    t.push_back({"fifo", "sleeps in kernel", false, true, false, {}, listen_fifo, connect_fifo, nullptr,
+    t.push_back({"fifo", "sleeps in kernel", false, true, false, false, {}, listen_fifo, connect_fifo, nullptr,
                  list_fifo_objects});
-    t.push_back({"posix-mq", "sleeps in kernel", false, false, false, {}, listen_posix_mq, connect_posix_mq,
-                 nullptr, list_posix_mq_objects});
-    t.push_back({"sysv-mq", "sleeps in kernel", false, false, false, {}, listen_sysv_mq, connect_sysv_mq,
+    t.push_back({"posix-mq", "sleeps in kernel", false, false, true, false, {}, listen_posix_mq,
+                 connect_posix_mq, nullptr, list_posix_mq_objects});
+    t.push_back({"sysv-mq", "sleeps in kernel", false, false, true, false, {}, listen_sysv_mq, connect_sysv_mq,
                  nullptr, list_sysv_mq_objects});
-    t.push_back({"shm", "sleeps on futex", false, false, true, "spins, then futex", listen_shm, connect_shm,
-                 nullptr, list_shm_objects});
+    t.push_back({"shm", "sleeps on futex", false, false, false, true, "spins, then futex", listen_shm,
+                 connect_shm, nullptr, list_shm_objects});
     return t;
 }
 

@@ -25,6 +25,10 @@ struct TransportInfo {
     // Carries bytes, not messages: a zero-byte write cannot be read back as a
     // message, and the raw baselines stream over it.
     bool byte_stream = false;
+    // Several processes can take sessions from one listener, one session
+    // each (a socket's accept queue, a queue's atomic hellos): server
+    // --model prefork applies.
+    bool shared_rendezvous = false;
     // Takes --wait block|spin; how it waits then.
     bool wait_modes = false;
     std::string_view spin_waits;

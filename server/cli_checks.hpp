@@ -55,6 +55,14 @@ inline std::string wait_mode_transports() {
     return out;
 }
 
+// Why a prefork pool needs a shared rendezvous, naming the transports that have one.
+inline std::string shared_rendezvous_note() {
+    std::string out;
+    for (const auto& t : transports())
+        if (t.shared_rendezvous) out += (out.empty() ? "" : ", ") + std::string(t.name);
+    return "its workers must each take whole sessions from one listener (" + out + ")";
+}
+
 // A flag given for a transport it does not apply to is a usage error, the
 // same on server and client: silently ignoring `--wait spin` over tcp would
 // let a user believe they measured spinning.

@@ -54,8 +54,12 @@ int main(int argc, char** argv) {
     std::string model = "fork";
     app.add_option("--model", model,
                    "fork: a child per session (the default); iterative: one session at a time in the server "
-                   "process itself")
-        ->check(CLI::IsMember({"fork", "iterative"}))
+                   "process itself; prefork: --workers children made up front, each serving one session at a "
+                   "time from the shared listener")
+        ->check(CLI::IsMember({"fork", "iterative", "prefork"}))
+        ->capture_default_str();
+    app.add_option("--workers", opt.workers, "prefork: children made up front, so sessions served at once")
+        ->check(CLI::Range(1u, 1024u))
         ->capture_default_str();
     app.add_option("--max-clients", opt.max_clients, "Live sessions at most; more wait")
         ->check(CLI::Range(1u, 100000u))
@@ -102,11 +106,16 @@ int main(int argc, char** argv) {
             if (info.host_port && port < 0)
                 throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
             check_applies(app, info);
-            if (model == "iterative")
+            if (model != "fork")
                 for (const char* flag : {"--max-clients", "--no-reap"})
                     if (app.count(flag))
-                        throw CLI::ValidationError(flag, "does not apply to --model iterative: it serves one "
-                                                         "session at a time, in its own process");
+                        throw CLI::ValidationError(flag, "does not apply to --model " + model +
+                                                             ": its processes serve one session at a time each");
+            if (model != "prefork" && app.count("--workers"))
+                throw CLI::ValidationError("--workers", "applies to --model prefork only");
+            if (model == "prefork" && !info.shared_rendezvous)
+                throw CLI::ValidationError("--model", "prefork does not apply to --transport " + ep.transport +
+                                                          ": " + shared_rendezvous_note());
         }
         if (!info.host_port && port >= 0)
             throw CLI::ValidationError("PORT", "does not apply to --transport " + ep.transport + "; use --name");
@@ -127,7 +136,9 @@ int main(int argc, char** argv) {
         }
     }
 
-    opt.model = model == "iterative" ? ServerModel::iterative : ServerModel::fork;
+    opt.model = model == "iterative" ? ServerModel::iterative
+                : model == "prefork"     ? ServerModel::prefork
+                                         : ServerModel::fork;
     opt.reply = reply == "echo" ? ReplyMode::echo : reply == "sink" ? ReplyMode::sink : ReplyMode::ack;
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;

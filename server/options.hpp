@@ -11,8 +11,10 @@ enum class ReplyMode { ack, echo, sink };
 
 // How the server serves its sessions (UNP vol. 1 ch. 30's designs).
 // fork: one child per session (the lecture's design, the default);
-// iterative: one session at a time in the server process itself.
-enum class ServerModel { fork, iterative };
+// iterative: one session at a time in the server process itself;
+// prefork: `workers` children made up front, each an iterative server on
+// the shared listener (no accept lock: all wake, one wins).
+enum class ServerModel { fork, iterative, prefork };
 
 struct ServerOptions {
     ReplyMode reply = ReplyMode::ack;
@@ -20,6 +22,10 @@ struct ServerOptions {
     bool quiet = false;          // no "Here is the message" lines
     bool once = false;           // serve one session, then exit
     unsigned max_clients = 64;   // live children at most (fork); iterative serves one
+    unsigned workers = 4;        // prefork: the pool's size, so its sessions at once
+    // Internal: this process is one prefork worker (no listening or stopped
+    // lines; the supervisor owns the listener's names and sweeps).
+    bool pool_worker = false;
     double grace_seconds = 5;    // on SIGINT/SIGTERM, before children are ended
     // The listening line, one stderr line per ended session and the stop
     // line (--no-log turns them off; errors still print).

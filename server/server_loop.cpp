@@ -128,6 +128,20 @@ std::string describe_status(int status) {
     return "status " + std::to_string(status);
 }
 
+// A prefork worker's view of the supervisor's listener: it takes sessions
+// from it but owns nothing (no names removed, no orphan sweep of its own).
+class BorrowedListener final : public Listener {
+public:
+    explicit BorrowedListener(Listener& l) : l_(l) {}
+    std::string describe() const override { return l_.describe(); }
+    std::string bound_port() const override { return l_.bound_port(); }
+    std::unique_ptr<PendingSession> accept(int wake_fd) override { return l_.accept(wake_fd); }
+    void close_in_child() noexcept override { l_.close_in_child(); }
+
+private:
+    Listener& l_;
+};
+
 class Parent {
 public:
     Parent(std::unique_ptr<Listener> listener, const ServerOptions& options)
@@ -147,10 +161,12 @@ public:
         } else {
             set_handler(SIGCHLD, on_child);
         }
-        g_serving_here = options_.model == ServerModel::iterative;
+        g_serving_here = options_.model == ServerModel::iterative;  // a prefork worker is iterative
         g_grace_ns = static_cast<std::int64_t>(options_.grace_seconds * 1e9);
         g_stop_at_ns.store(0);
-        set_handler(SIGINT, on_stop);
+        // Ctrl-C reaches the whole process group: a prefork worker leaves it
+        // to the supervisor, whose SIGTERM starts the worker's grace period.
+        set_handler(SIGINT, options_.pool_worker ? SIG_IGN : on_stop);
         set_handler(SIGTERM, on_stop);
         unblock_signals({SIGCHLD, SIGINT, SIGTERM, kSweepSignal});
         sweep_ = listener_->orphan_sweep();
@@ -167,9 +183,10 @@ public:
     }
 
     int run() {
-        if (options_.log_sessions)
+        if (options_.log_sessions && !options_.pool_worker)
             log_line("server: listening on " + listener_->describe() + " (pid " +
                      std::to_string(::getpid()) + ")\n");
+        if (options_.model == ServerModel::prefork) return supervise();
         if (options_.no_reap)
             log_line("server: --no-reap (teaching mode): ended sessions stay zombies until the "
                      "server exits; --max-clients is not enforced\n");
@@ -209,6 +226,55 @@ public:
     }
 
 private:
+    // The prefork design: keep `workers` children, each an iterative server
+    // on the shared listener; replace one that dies. On a stop, every worker
+    // is told at once (it stops taking sessions and gives its session in
+    // progress the grace period), then shut_down waits as for fork.
+    int supervise() {
+        if (options_.log_sessions)
+            log_line("server: prefork, " + std::to_string(options_.workers) + " workers\n");
+        while (!stopping_) {
+            while (!stopping_ && live_.size() < options_.workers) start_worker();
+            if (sweep_due_) {
+                sweep_due_ = false;
+                sweep_();
+            }
+            wait_wake(-1);  // a worker's end, a sweep tick or a stop
+        }
+        signal_children(SIGTERM);
+        shut_down();
+        return 0;
+    }
+
+    void start_worker() {
+        pid_t pid = ::fork();
+        if (pid < 0) {
+            log_line(std::string("server: fork of a worker failed: ") + std::strerror(errno) + "\n");
+            wait_wake(1000);  // back off; the loop tries again
+            return;
+        }
+        if (pid == 0) worker();
+        live_.insert(pid);
+        ++started_;
+    }
+
+    [[noreturn]] void worker() {
+        wake_read_.reset();
+        wake_write_.reset();
+        ServerOptions o = options_;
+        o.model = ServerModel::iterative;
+        o.pool_worker = true;
+        int rc = 1;
+        try {
+            Parent w(std::make_unique<BorrowedListener>(*listener_), o);
+            rc = w.run();
+        } catch (const std::exception& e) {
+            log_line(std::string("server: worker ") + std::to_string(::getpid()) + ": " + e.what() + "\n");
+        }
+        listener_->close_in_child();
+        ::_exit(rc);
+    }
+
     // The iterative design: the session runs to its end in this process;
     // other clients wait in the listener's backlog (or hello FIFO, or queue).
     void serve_here(PendingSession& pending) {
@@ -335,7 +401,7 @@ private:
         // Every child has ended: what clients killed while connecting left
         // behind is nobody's now. Objects of live clients stay theirs.
         if (sweep_) sweep_();
-        if (options_.log_sessions) log_line("server: stopped\n");
+        if (options_.log_sessions && !options_.pool_worker) log_line("server: stopped\n");
     }
 
     std::unique_ptr<Listener> listener_;

@@ -126,6 +126,7 @@ std::vector<std::string> expected_names() {
         }
         names.push_back("Connect/" + t);
         names.push_back("Connect/" + t + "/iterative");
+        if (t == "tcp" || t == "unix" || t == "posix-mq" || t == "sysv-mq") names.push_back("Connect/" + t + "/prefork");
     }
     names.push_back("Baseline/connect-fork");
     names.push_back("Baseline/connect-socat");  // make test installs socat

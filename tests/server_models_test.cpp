@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -132,6 +133,92 @@ TEST_P(Iterative, AnIdleSessionEndsAtTheIdleTimeoutAndTheNextIsServed) {
 
 INSTANTIATE_TEST_SUITE_P(Transports, Iterative, ::testing::ValuesIn(transport_names()), transport_test_name);
 
+// The transports a prefork pool can share (their listener hands out whole sessions).
+std::vector<std::string> shared_rendezvous_transports() {
+    std::vector<std::string> out;
+    for (const auto& t : transports())
+        if (t.shared_rendezvous) out.emplace_back(t.name);
+    return out;
+}
+
+class Prefork : public Iterative {
+protected:
+    static ServerOptions pool(unsigned workers, double grace = 5) {
+        ServerOptions o = echo_server();
+        o.model = ServerModel::prefork;
+        o.workers = workers;
+        o.grace_seconds = grace;
+        return o;
+    }
+    // The pool's workers, once there are n of them.
+    std::vector<pid_t> workers(std::size_t n) {
+        std::vector<pid_t> w;
+        eventually([&] { return (w = children_of(server_->pid())).size() == n; }, 10000);
+        return w;
+    }
+    std::string exchange(Channel& ch, const std::string& text) {
+        try {
+            ch.send(FrameType::data, as_bytes(text));
+            Message reply;
+            if (!ch.receive(reply)) return "ended";
+            return std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size());
+        } catch (const std::exception& e) {
+            return std::string("failed: ") + e.what();
+        }
+    }
+};
+
+TEST_P(Prefork, ItsWorkersServeSessionsAtOnce) {
+    start(pool(3));
+    EXPECT_EQ(workers(3).size(), 3u);
+    // Three sessions open together, each served by its own worker.
+    std::vector<std::unique_ptr<Channel>> open_sessions;
+    for (int i = 0; i < 3; ++i) open_sessions.push_back(open());
+    for (int round = 0; round < 3; ++round)
+        for (std::size_t i = 0; i < open_sessions.size(); ++i) {
+            std::string text = "session " + std::to_string(i) + " round " + std::to_string(round);
+            EXPECT_EQ(exchange(*open_sessions[i], text), text);
+        }
+    open_sessions.clear();
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(echo_once(server_->client_endpoint(), 4096), "") << i;
+    EXPECT_EQ(workers(3).size(), 3u) << "the pool stays the same size";
+    EXPECT_EQ(server_->stop(SIGTERM), 0);
+}
+
+TEST_P(Prefork, AKilledWorkerIsReplacedAndLosesNoOtherSession) {
+    start(pool(3));
+    auto before = workers(3);
+    ASSERT_EQ(before.size(), 3u);
+    auto a = open(), b = open();
+    ASSERT_EQ(exchange(*a, "a"), "a");
+    ASSERT_EQ(exchange(*b, "b"), "b");
+    ASSERT_EQ(::kill(before[0], SIGKILL), 0);
+    // At most the killed worker's own session is lost; the other goes on.
+    std::string ra = exchange(*a, "a again"), rb = exchange(*b, "b again");
+    EXPECT_TRUE(ra == "a again" || rb == "b again") << ra << " / " << rb;
+    // The pool is whole again, without the dead worker, and serves.
+    std::vector<pid_t> after;
+    EXPECT_TRUE(eventually([&] {
+        after = children_of(server_->pid());
+        return after.size() == 3 && std::find(after.begin(), after.end(), before[0]) == after.end();
+    }, 10000));
+    a.reset();
+    b.reset();
+    EXPECT_EQ(echo_once(server_->client_endpoint(), 100), "");
+    EXPECT_EQ(server_->stop(SIGTERM), 0);
+}
+
+TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
+    start(pool(2, 0.5));
+    auto ch = open();
+    ASSERT_EQ(exchange(*ch, "before"), "before");
+    int status = server_->stop(SIGTERM, 15000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, Prefork, ::testing::ValuesIn(shared_rendezvous_transports()),
+                         transport_test_name);
+
 TEST(ServerModel, RealBinaryServesTheSeedsExchangeIteratively) {
     RunningProgram server({bin("server"), "--model", "iterative", "--bind", "127.0.0.1", "0"});
     std::string port = server.listening_port();
@@ -153,6 +240,13 @@ TEST(ServerModel, FlagsOfOtherDesignsAreUsageErrors) {
         EXPECT_NE(r.err.find("does not apply to --model iterative"), std::string::npos) << r.err;
     }
     EXPECT_EQ(run_program({bin("server"), "--model", "carrier-pigeon", "51718"}).exit_code, 2);
+    EXPECT_EQ(run_program({bin("server"), "--workers", "3", "51718"}).exit_code, 2) << "--workers without prefork";
+    for (const auto& t : transports())
+        if (!t.shared_rendezvous) {
+            auto r = run_program({bin("server"), "--model", "prefork", "--transport", std::string(t.name)});
+            EXPECT_EQ(r.exit_code, 2) << t.name << ": " << r.err;
+            EXPECT_NE(r.err.find("prefork does not apply to --transport"), std::string::npos) << r.err;
+        }
 }
 
 }  // namespace
