@@ -49,8 +49,7 @@ int main(int argc, char** argv) {
     app.add_option("-t,--transport", ep.transport, transport_choices())
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
-    bool list_transports = false;
-    app.add_flag("--list-transports", list_transports, "Print the transports, one per line, and exit");
+    add_list_transports_flag(app);
     app.add_option("--name", ep.name, "Endpoint name for the transports not addressed by HOST PORT")
         ->check(endpoint_name())
         ->capture_default_str();
@@ -86,10 +85,6 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-        if (list_transports) {
-            for (const auto& t : transport_names()) std::cout << t << "\n";
-            return 0;
-        }
         const TransportInfo& info = transport_info(ep.transport);
         if (info.host_port && (ep.host.empty() || port < 0))
             throw CLI::ValidationError("HOST PORT", "are required for --transport " + ep.transport);

@@ -74,6 +74,13 @@ std::string transport_choices() {
     return out;
 }
 
+std::string transport_names_where(bool (*which)(const TransportInfo&)) {
+    std::string out;
+    for (const auto& t : transports())
+        if (which(t)) out += (out.empty() ? "" : ", ") + std::string(t.name);
+    return out;
+}
+
 const std::vector<TransportVariant>& transport_variants() {
     static const std::vector<TransportVariant> all = make_variants();
     return all;
@@ -119,9 +126,7 @@ std::unique_ptr<Channel> connect(const Endpoint& ep, const Limits& limits) {
 Fd connect_stream(const Endpoint& ep, int timeout_ms) {
     const auto& t = transport_info(ep.transport);
     if (!t.connect_stream) {
-        std::string streams;
-        for (const auto& s : transports())
-            if (s.connect_stream) streams += (streams.empty() ? "" : " or ") + std::string(s.name);
+        std::string streams = transport_names_where([](const TransportInfo& s) { return s.connect_stream != nullptr; });
         throw std::invalid_argument("line mode needs a stream socket (" + streams + "), not " + ep.transport);
     }
     return t.connect_stream(ep, timeout_ms);

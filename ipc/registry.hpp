@@ -48,6 +48,9 @@ const TransportInfo& transport_info(std::string_view name);
 std::vector<std::string> transport_names();
 // "tcp, unix, ... or shm", for help texts.
 std::string transport_choices();
+// The names of the transports `which` holds for, joined with ", " (help
+// texts and errors that say where something applies).
+std::string transport_names_where(bool (*which)(const TransportInfo&));
 
 // What the benchmarks and scripts measure: every transport, and for those
 // with wait modes also "<name>-spin" (both sides spin before they sleep).

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <string>
 
 #include "ipc/private_dir.hpp"
@@ -49,18 +50,25 @@ inline CLI::Validator endpoint_name() {
 
 // The transports that take --wait, for help texts.
 inline std::string wait_mode_transports() {
-    std::string out;
-    for (const auto& t : transports())
-        if (t.wait_modes) out += (out.empty() ? "" : ", ") + std::string(t.name);
-    return out;
+    return transport_names_where([](const TransportInfo& t) { return t.wait_modes; });
 }
 
 // Why a prefork pool needs a shared rendezvous, naming the transports that have one.
 inline std::string shared_rendezvous_note() {
-    std::string out;
-    for (const auto& t : transports())
-        if (t.shared_rendezvous) out += (out.empty() ? "" : ", ") + std::string(t.name);
-    return "its workers must each take whole sessions from one listener (" + out + ")";
+    return "its workers must each take whole sessions from one listener (" +
+           transport_names_where([](const TransportInfo& t) { return t.shared_rendezvous; }) + ")";
+}
+
+// --list-transports, the same on server and client: the registry's names,
+// one a line, then exit 0 (CLI::Success) before any other check runs.
+inline void add_list_transports_flag(CLI::App& app) {
+    app.add_flag_callback(
+        "--list-transports",
+        [] {
+            for (const auto& t : transport_names()) std::cout << t << "\n";
+            throw CLI::Success();
+        },
+        "Print the transports, one per line, and exit");
 }
 
 // A flag given for a transport it does not apply to is a usage error, the

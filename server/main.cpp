@@ -34,8 +34,7 @@ int main(int argc, char** argv) {
     app.add_option("-t,--transport", ep.transport, transport_choices())
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();
-    bool list_transports = false;
-    app.add_flag("--list-transports", list_transports, "Print the transports, one per line, and exit");
+    add_list_transports_flag(app);
     app.add_option("--name", ep.name, "Endpoint name for the transports not addressed by PORT")
         ->check(endpoint_name())
         ->capture_default_str();
@@ -97,10 +96,6 @@ int main(int argc, char** argv) {
 
     try {
         app.parse(argc, argv);
-        if (list_transports) {
-            for (const auto& t : transport_names()) std::cout << t << "\n";
-            return 0;
-        }
         const TransportInfo& info = transport_info(ep.transport);
         if (!list && !cleanup) {  // maintenance commands take --transport and --name as filters
             if (info.host_port && port < 0)
