@@ -199,9 +199,7 @@ benchmark::internal::Benchmark* register_ipclab_stream(const Config& c, const st
 benchmark::internal::Benchmark* register_ipclab_connect(const Config& c, const std::string& transport,
                                                         ServerModel model) {
     // No suffix for the default design: Connect/<t> is fork per session.
-    std::string name = "Connect/" + transport + (model == ServerModel::iterative ? "/iterative"
-                                                 : model == ServerModel::prefork ? "/prefork"
-                                                                                 : "");
+    std::string name = "Connect/" + transport + (model == ServerModel::fork ? "" : std::string("/") + model_name(model));
     int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         connect_once(s, transport, cpu, model);

@@ -14,6 +14,16 @@
 
 using namespace ipclab;
 
+namespace {
+
+std::vector<std::string> model_names() {
+    std::vector<std::string> names;
+    for (ServerModel m : kServerModels) names.emplace_back(model_name(m));
+    return names;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     CLI::App app{
         "ipclab server: answers each message of a session, forking one child per session.\n"
@@ -55,7 +65,7 @@ int main(int argc, char** argv) {
                    "fork: a child per session (the default); iterative: one session at a time in the server "
                    "process itself; prefork: --workers children made up front, each serving one session at a "
                    "time from the shared listener")
-        ->check(CLI::IsMember({"fork", "iterative", "prefork"}))
+        ->check(CLI::IsMember(model_names()))
         ->capture_default_str();
     app.add_option("--workers", opt.workers, "prefork: children made up front, so sessions served at once")
         ->check(CLI::Range(1u, 1024u))
@@ -131,9 +141,8 @@ int main(int argc, char** argv) {
         }
     }
 
-    opt.model = model == "iterative" ? ServerModel::iterative
-                : model == "prefork"     ? ServerModel::prefork
-                                         : ServerModel::fork;
+    for (ServerModel m : kServerModels)
+        if (model == model_name(m)) opt.model = m;
     opt.reply = reply == "echo" ? ReplyMode::echo : reply == "sink" ? ReplyMode::sink : ReplyMode::ack;
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;

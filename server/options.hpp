@@ -15,6 +15,17 @@ enum class ReplyMode { ack, echo, sink };
 // prefork: `workers` children made up front, each an iterative server on
 // the shared listener (no accept lock: all wake, one wins).
 enum class ServerModel { fork, iterative, prefork };
+inline constexpr ServerModel kServerModels[] = {ServerModel::fork, ServerModel::iterative, ServerModel::prefork};
+
+// The name `server --model` takes and the benchmarks print.
+inline const char* model_name(ServerModel m) {
+    switch (m) {
+        case ServerModel::iterative: return "iterative";
+        case ServerModel::prefork: return "prefork";
+        case ServerModel::fork: break;
+    }
+    return "fork";
+}
 
 struct ServerOptions {
     ReplyMode reply = ReplyMode::ack;
