@@ -64,13 +64,15 @@ int main(int argc, char** argv) {
     app.add_option("--model", model,
                    "fork: a child per session (the default); iterative: one session at a time in the server "
                    "process itself; prefork: --workers children made up front, each serving one session at a "
-                   "time from the shared listener")
+                   "time from the shared listener; thread: a thread per session; prethread: --workers threads "
+                   "made up front, taking turns to accept")
         ->check(CLI::IsMember(model_names()))
         ->capture_default_str();
-    app.add_option("--workers", opt.workers, "prefork: children made up front, so sessions served at once")
+    app.add_option("--workers", opt.workers,
+                   "prefork, prethread: children or threads made up front, so sessions served at once")
         ->check(CLI::Range(1u, 1024u))
         ->capture_default_str();
-    app.add_option("--max-clients", opt.max_clients, "Live sessions at most; more wait")
+    app.add_option("--max-clients", opt.max_clients, "Live sessions at most (fork, thread); more wait")
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
     app.add_option("--idle-timeout", idle_timeout, "Seconds of silence that end a session (0: never)")
@@ -111,13 +113,16 @@ int main(int argc, char** argv) {
             if (info.host_port && port < 0)
                 throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
             check_applies(app, info);
-            if (model != "fork")
-                for (const char* flag : {"--max-clients", "--no-reap"})
-                    if (app.count(flag))
-                        throw CLI::ValidationError(flag, "does not apply to --model " + model +
-                                                             ": its processes serve one session at a time each");
-            if (model != "prefork" && app.count("--workers"))
-                throw CLI::ValidationError("--workers", "applies to --model prefork only");
+            if (model != "fork" && app.count("--no-reap"))
+                throw CLI::ValidationError("--no-reap", "does not apply to --model " + model +
+                                                            ": only fork has a child per session to leave unreaped");
+            if (model != "fork" && model != "thread" && app.count("--max-clients"))
+                throw CLI::ValidationError("--max-clients", "does not apply to --model " + model +
+                                                                ": it serves one session per process or "
+                                                                "thread it has (iterative: one; pools: --workers)");
+            bool pool = model == "prefork" || model == "prethread";
+            if (!pool && app.count("--workers"))
+                throw CLI::ValidationError("--workers", "applies to --model prefork and prethread only");
             if (model == "prefork" && !info.shared_rendezvous)
                 throw CLI::ValidationError("--model", "prefork does not apply to --transport " + ep.transport +
                                                           ": " + shared_rendezvous_note());

@@ -13,15 +13,21 @@ enum class ReplyMode { ack, echo, sink };
 // fork: one child per session (the lecture's design, the default);
 // iterative: one session at a time in the server process itself;
 // prefork: `workers` children made up front, each an iterative server on
-// the shared listener (no accept lock: all wake, one wins).
-enum class ServerModel { fork, iterative, prefork };
-inline constexpr ServerModel kServerModels[] = {ServerModel::fork, ServerModel::iterative, ServerModel::prefork};
+// the shared listener (no accept lock: all wake, one wins);
+// thread: one thread per session in the server process;
+// prethread: `workers` threads made up front, taking turns (a mutex) to
+// accept from the listener, each then serving its session.
+enum class ServerModel { fork, iterative, prefork, thread, prethread };
+inline constexpr ServerModel kServerModels[] = {ServerModel::fork, ServerModel::iterative, ServerModel::prefork,
+                                                ServerModel::thread, ServerModel::prethread};
 
 // The name `server --model` takes and the benchmarks print.
 inline const char* model_name(ServerModel m) {
     switch (m) {
         case ServerModel::iterative: return "iterative";
         case ServerModel::prefork: return "prefork";
+        case ServerModel::thread: return "thread";
+        case ServerModel::prethread: return "prethread";
         case ServerModel::fork: break;
     }
     return "fork";
@@ -32,8 +38,8 @@ struct ServerOptions {
     ServerModel model = ServerModel::fork;
     bool quiet = false;          // no "Here is the message" lines
     bool once = false;           // serve one session, then exit
-    unsigned max_clients = 64;   // live children at most (fork); iterative serves one
-    unsigned workers = 4;        // prefork: the pool's size, so its sessions at once
+    unsigned max_clients = 64;   // live children (fork) or threads (thread) at most
+    unsigned workers = 4;        // prefork, prethread: the pool's size, so its sessions at once
     // Internal: this process is one prefork worker (no listening or stopped
     // lines; the supervisor owns the listener's names and sweeps).
     bool pool_worker = false;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -21,18 +22,22 @@
 #include "ipc/io.hpp"
 #include "ipc/tick_timer.hpp"
 #include "server/session.hpp"
+#include "server/session_threads.hpp"
 
 namespace ipclab {
 
 namespace {
 
 // Records written by the signal handlers into the self-pipe: a reaped child
-// (pid > 0, its wait status), a stop signal (pid = 0, status = signo) or the
-// orphan sweep's tick (pid = -1).
+// (pid > 0, its wait status), a stop signal (pid = 0, status = signo), the
+// orphan sweep's tick (pid = -1) or a session thread's end (pid = -2,
+// status = its id; written by that thread).
 struct Record {
     pid_t pid;
     int status;
 };
+constexpr pid_t kSweepRecord = -1;
+constexpr pid_t kThreadRecord = -2;
 static_assert(sizeof(Record) <= PIPE_BUF, "records must be written atomically");
 
 int g_wake_write = -1;
@@ -89,7 +94,7 @@ std::atomic<bool> g_sweep_pending{false};
 void on_sweep_tick(int) {
     if (g_sweep_pending.exchange(true)) return;
     int saved = errno;
-    Record r{-1, 0};
+    Record r{kSweepRecord, 0};
     [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
     errno = saved;
 }
@@ -105,6 +110,9 @@ const int kSweepSignal = SIGRTMIN + 1;
 // The iterative server's grace tick, while it serves a session: how late
 // after the grace period the session in progress is ended, at most.
 constexpr int kGraceTickMs = 100;
+// How often session threads are woken while the server waits for them to
+// leave accept (prethread) or unwind after the grace period.
+constexpr int kThreadWakeMs = 100;
 const int kGraceSignal = SIGRTMIN + 2;
 
 void set_handler(int signo, void (*handler)(int)) {
@@ -169,6 +177,12 @@ public:
         set_handler(SIGINT, options_.pool_worker ? SIG_IGN : on_stop);
         set_handler(SIGTERM, on_stop);
         unblock_signals({SIGCHLD, SIGINT, SIGTERM, kSweepSignal});
+        if (threaded()) {
+            threads_ = std::make_unique<SessionThreads>([fd = wake_write_.get()](int id) {
+                Record r{kThreadRecord, id};
+                [[maybe_unused]] ssize_t n = ::write(fd, &r, sizeof r);
+            });
+        }
         sweep_ = listener_->orphan_sweep();
         // The tick wakes any wait (accept's poll, msgrcv, wait_wake) through
         // the self-pipe, so sweeps happen while idle and while at --max-clients.
@@ -187,16 +201,17 @@ public:
             log_line("server: listening on " + listener_->describe() + " (pid " +
                      std::to_string(::getpid()) + ")\n");
         if (options_.model == ServerModel::prefork) return supervise();
+        if (options_.model == ServerModel::prethread) return supervise_threads();
         if (options_.no_reap)
             log_line("server: --no-reap (teaching mode): ended sessions stay zombies until the "
                      "server exits; --max-clients is not enforced\n");
         while (!stopping_) {
             if (options_.once && started_ > 0) {
-                if (live_.empty()) break;
+                if (live() == 0) break;
                 wait_wake(-1);
                 continue;
             }
-            if (live_.size() >= options_.max_clients) {
+            if (live() >= options_.max_clients) {
                 wait_wake(-1);  // a child's end (or a stop) wakes us
                 continue;
             }
@@ -217,6 +232,8 @@ public:
             if (pending && !stopping_) {
                 if (options_.model == ServerModel::iterative)
                     serve_here(*pending);
+                else if (options_.model == ServerModel::thread)
+                    spawn_thread(std::move(pending));
                 else
                     spawn(*pending);
             }
@@ -273,6 +290,102 @@ private:
         }
         listener_->close_in_child();
         ::_exit(rc);
+    }
+
+    bool threaded() const {
+        return options_.model == ServerModel::thread || options_.model == ServerModel::prethread;
+    }
+
+    // The thread design: a thread per session, which owns the pending session.
+    void spawn_thread(std::unique_ptr<PendingSession> pending) {
+        std::shared_ptr<PendingSession> owned(std::move(pending));
+        try {
+            threads_->start([this, owned] { serve_in_thread(*owned); });
+            ++started_;
+        } catch (const std::exception& e) {
+            log_line(std::string("server: ") + e.what() + "; dropped the session from " + owned->peer() + "\n");
+        }
+    }
+
+    void serve_in_thread(PendingSession& pending) {
+        SessionReport report = run_session(pending, options_);
+        if (options_.log_sessions) log_line(format_report(report, ::getpid()));
+    }
+
+    // The prethread design: `workers` threads, each accepting (one at a time,
+    // under accept_mu_) and serving what it accepted; the main thread only
+    // keeps the pool full, sweeps, and stops it.
+    int supervise_threads() {
+        if (options_.log_sessions)
+            log_line("server: prethread, " + std::to_string(options_.workers) + " threads\n");
+        int fds[2];
+        check(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), "pipe2");
+        stop_read_.reset(fds[0]);
+        stop_write_.reset(fds[1]);
+        while (!stopping_) {
+            while (!stopping_ && threads_->size() < options_.workers) {
+                try {
+                    threads_->start([this] { pool_thread(); });
+                    ++started_;
+                } catch (const std::exception& e) {
+                    log_line(std::string("server: ") + e.what() + "\n");
+                    wait_wake(1000);  // back off; the loop tries again
+                }
+            }
+            if (sweep_due_) {
+                sweep_due_ = false;
+                sweep_();
+            }
+            wait_wake(-1);  // a thread's end, a sweep tick or a stop
+        }
+        stop_pool();
+        shut_down();
+        return 0;
+    }
+
+    void pool_thread() {
+        while (!pool_stop_.load()) {
+            std::unique_ptr<PendingSession> pending;
+            bool back_off = false;
+            {
+                std::lock_guard<std::mutex> lock(accept_mu_);
+                if (pool_stop_.load()) break;
+                try {
+                    pending = listener_->accept(stop_read_.get());
+                } catch (const ProtocolError& e) {
+                    log_line(std::string("server: rejected a session: ") + e.what() + "\n");
+                } catch (const Interrupted&) {
+                    break;
+                } catch (const std::exception& e) {
+                    log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
+                    back_off = true;  // e.g. EMFILE: not while holding the lock
+                }
+            }
+            if (back_off) ::usleep(100000);
+            if (pending) serve_in_thread(*pending);
+        }
+    }
+
+    // Stops the pool taking sessions, then drops the listener (refusing new
+    // sessions, removing its names) once no thread is inside accept: the
+    // accepting thread wakes from the stop pipe (poll-based listeners) or
+    // from a wake signal (the queue and FIFO waits), repeated until it is out.
+    void stop_pool() {
+        pool_stop_.store(true);
+        char b = 1;
+        [[maybe_unused]] ssize_t n = ::write(stop_write_.get(), &b, 1);
+        Deadline give_up(10000);
+        while (!accept_mu_.try_lock()) {
+            if (give_up.expired()) {  // every accept returns on EINTR; this would be a bug
+                log_line("server: a pool thread did not leave accept; exiting\n");
+                ::_exit(1);
+            }
+            threads_->wake_all();
+            wait_wake(kThreadWakeMs);
+        }
+        tick_.reset();
+        listener_.reset();
+        accept_mu_.unlock();
     }
 
     // The iterative design: the session runs to its end in this process;
@@ -336,9 +449,13 @@ private:
             }
             for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(Record); ++i) {
                 const Record& r = recs[i];
-                if (r.pid < 0) {
+                if (r.pid == kSweepRecord) {
                     g_sweep_pending.store(false);
                     sweep_due_ = true;
+                    continue;
+                }
+                if (r.pid == kThreadRecord) {
+                    if (threads_) threads_->join(r.status);
                     continue;
                 }
                 if (r.pid == 0) {
@@ -363,12 +480,20 @@ private:
 
     void wait_children(int timeout_ms) {
         Deadline deadline(timeout_ms);
-        while (!live_.empty() && !hurry_) {
+        while (live() > 0 && !hurry_) {
             int left = deadline.remaining_ms();
             if (left == 0) return;
+            if (threads_ && stop_requested()) {
+                // A wake can land just before a thread blocks: repeat it.
+                threads_->wake_all();
+                left = left < 0 ? kThreadWakeMs : std::min(left, kThreadWakeMs);
+            }
             wait_wake(left);
         }
     }
+
+    // Children and session threads still running.
+    std::size_t live() const { return live_.size() + (threads_ ? threads_->size() : 0); }
 
     void signal_children(int signo) {
         for (pid_t pid : live_) ::kill(pid, signo);
@@ -382,19 +507,22 @@ private:
         }
         tick_.reset();
         listener_.reset();  // new sessions are refused from here on; names removed
-        if (!live_.empty()) {
+        if (live() > 0) {
             wait_children(static_cast<int>(options_.grace_seconds * 1000));
-            if (!live_.empty()) {
+            if (live() > 0) {
                 if (options_.log_sessions)
-                    log_line("server: ending " + std::to_string(live_.size()) +
+                    log_line("server: ending " + std::to_string(live()) +
                              " session(s) still running after the grace period\n");
                 hurry_ = false;
                 signal_children(SIGTERM);
+                if (threads_) request_stop();  // a thread's next EINTR unwinds its session
                 wait_children(2000);
-                if (!live_.empty()) {
+                if (live() > 0) {
                     signal_children(SIGKILL);
                     hurry_ = false;
-                    wait_children(-1);
+                    // Threads cannot be killed; woken with the stop requested they end
+                    // within a wake or two. ~SessionThreads bounds the rest.
+                    wait_children(threads_ ? 30000 : -1);
                 }
             }
         }
@@ -411,6 +539,10 @@ private:
     std::set<pid_t> live_;
     std::function<void()> sweep_;
     std::unique_ptr<TickTimer> tick_;
+    std::unique_ptr<SessionThreads> threads_;  // thread, prethread
+    std::mutex accept_mu_;                     // prethread: one thread accepts at a time
+    std::atomic<bool> pool_stop_{false};       // prethread: take no more sessions
+    Fd stop_read_, stop_write_;                // prethread: readable once stopping (wakes polls)
     bool sweep_due_ = false;
     unsigned long started_ = 0;
     bool stopping_ = false;

@@ -40,8 +40,10 @@ protected:
         EXPECT_TRUE(eventually([&] { return leftover_objects(before_, name_).empty(); }))
             << "objects left behind";
     }
+    // The transport under test (a subclass may carry more in its parameter).
+    virtual std::string transport() const { return GetParam(); }
     void start(const ServerOptions& o) {
-        server_ = std::make_unique<ServerProcess>(endpoint_for(GetParam(), name_), o);
+        server_ = std::make_unique<ServerProcess>(endpoint_for(transport(), name_), o);
     }
     std::unique_ptr<Channel> open() { return connect(server_->client_endpoint(), client_limits()); }
 
@@ -219,6 +221,115 @@ TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
 INSTANTIATE_TEST_SUITE_P(Transports, Prefork, ::testing::ValuesIn(shared_rendezvous_transports()),
                          transport_test_name);
 
+// The thread designs, on every transport (one process: its listener is
+// shared in memory, so even the FIFO and shared-memory hellos, read in
+// batches, are safe to take turns on). Parameter: "MODEL/TRANSPORT".
+class Threaded : public Prefork {
+protected:
+    std::string transport() const override { return GetParam().substr(GetParam().find('/') + 1); }
+    bool prethread() const { return GetParam().rfind("prethread/", 0) == 0; }
+    ServerOptions threaded(double grace = 5) const {
+        ServerOptions o = echo_server();
+        o.model = prethread() ? ServerModel::prethread : ServerModel::thread;
+        o.workers = 3;
+        o.grace_seconds = grace;
+        return o;
+    }
+    // Threads the server has with no session open: main (+ the pool).
+    int idle_threads() const { return prethread() ? 4 : 1; }
+};
+
+TEST_P(Threaded, ServesSessionsAtOnceInOneProcessAndLeaksNoThreadOrDescriptor) {
+    start(threaded());
+    const pid_t pid = server_->pid();
+    // Sessions logged as ended: their descriptors are closed by then.
+    auto ended = [&] {
+        std::string log = server_->stderr_text();
+        std::size_t n = 0;
+        for (auto at = log.find("session ended"); at != std::string::npos; at = log.find("session ended", at + 1)) ++n;
+        return n;
+    };
+    // One session first: the server is then past its start-up (a thread
+    // count of 1 is also true of a server still setting up).
+    ASSERT_EQ(echo_once(server_->client_endpoint(), 100), "");
+    EXPECT_TRUE(eventually([&] { return ended() == 1 && thread_count(pid) == idle_threads(); }, 10000));
+    const int fds = open_fd_count(pid);
+    std::vector<std::unique_ptr<Channel>> open_sessions;
+    for (int i = 0; i < 3; ++i) open_sessions.push_back(open());
+    for (int round = 0; round < 3; ++round)
+        for (std::size_t i = 0; i < open_sessions.size(); ++i) {
+            std::string text = "session " + std::to_string(i) + " round " + std::to_string(round);
+            EXPECT_EQ(exchange(*open_sessions[i], text), text);
+        }
+    EXPECT_TRUE(children_of(pid).empty()) << "a thread design forks no child";
+    EXPECT_EQ(thread_count(pid), 4) << "main + three sessions (or the three pool threads)";
+    open_sessions.clear();
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(echo_once(server_->client_endpoint(), 4096), "") << i;
+    EXPECT_TRUE(eventually([&] {
+        return ended() == 14 && thread_count(pid) == idle_threads() && open_fd_count(pid) == fds;
+    }, 10000))
+        << thread_count(pid) << " threads, " << open_fd_count(pid) << " descriptors (" << fds << " before)";
+    EXPECT_EQ(server_->stop(SIGTERM), 0);
+}
+
+TEST_P(Threaded, AStopGivesTheSessionTheGracePeriodThenEndsIt) {
+    start(threaded(0.5));
+    auto ch = open();
+    ASSERT_EQ(exchange(*ch, "before"), "before");
+    ::kill(server_->pid(), SIGTERM);
+    EXPECT_EQ(exchange(*ch, "in the grace period"), "in the grace period");
+    // No second signal: the grace period runs out, the server ends the
+    // session itself, and exits 0 with its names removed (TearDown).
+    int status = server_->stop(0, 15000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_NE(server_->stderr_text().find("still running after the grace period"), std::string::npos)
+        << server_->stderr_text();
+}
+
+TEST_P(Threaded, AnIdleSessionTimesOutWhileOthersAreServed) {
+    ServerOptions o = threaded();
+    o.limits.timeout_ms = 300;
+    start(o);
+    auto idle = open();
+    EXPECT_EQ(echo_once(server_->client_endpoint(), 100, 20000), "");
+    EXPECT_TRUE(eventually([&] {
+        return server_->stderr_text().find("idle timeout") != std::string::npos;
+    }, 10000)) << server_->stderr_text();
+    EXPECT_EQ(server_->stop(SIGTERM), 0);
+}
+
+std::vector<std::string> threaded_cases() {
+    std::vector<std::string> out;
+    for (const char* model : {"thread", "prethread"})
+        for (const auto& t : transports()) out.push_back(std::string(model) + "/" + std::string(t.name));
+    return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(ModelsAndTransports, Threaded, ::testing::ValuesIn(threaded_cases()), transport_test_name);
+
+TEST(ServerModel, ThreadModelHonoursMaxClients) {
+    std::string name = fresh_name("mc");
+    ServerOptions o = echo_server();
+    o.model = ServerModel::thread;
+    o.max_clients = 1;
+    ServerProcess server(endpoint_for("unix", name), o);
+    auto first = connect(server.client_endpoint(), client_limits());
+    first->send(FrameType::data, as_bytes("first"));
+    Message reply;
+    ASSERT_TRUE(first->receive(reply));
+    std::atomic<bool> done{false};
+    auto second = std::async(std::launch::async, [&] {
+        std::string r = echo_once(server.client_endpoint(), 64, 20000);
+        done = true;
+        return r;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(done) << "a second session was served beside the first at --max-clients 1";
+    first.reset();
+    EXPECT_EQ(second.get(), "");
+    EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 TEST(ServerModel, RealBinaryServesTheSeedsExchangeIteratively) {
     RunningProgram server({bin("server"), "--model", "iterative", "--bind", "127.0.0.1", "0"});
     std::string port = server.listening_port();
@@ -233,14 +344,18 @@ TEST(ServerModel, RealBinaryServesTheSeedsExchangeIteratively) {
 }
 
 TEST(ServerModel, FlagsOfOtherDesignsAreUsageErrors) {
-    for (std::vector<std::string> argv : {std::vector<std::string>{"--max-clients", "3"}, {"--no-reap"}}) {
-        argv.insert(argv.begin(), {bin("server"), "--model", "iterative", "51718"});
-        auto r = run_program(argv);
-        EXPECT_EQ(r.exit_code, 2) << r.err;
-        EXPECT_NE(r.err.find("does not apply to --model iterative"), std::string::npos) << r.err;
-    }
+    for (const char* model : {"iterative", "prefork", "prethread"})
+        for (std::vector<std::string> argv : {std::vector<std::string>{"--max-clients", "3"}, {"--no-reap"}}) {
+            argv.insert(argv.begin(), {bin("server"), "--model", model, "51718"});
+            auto r = run_program(argv);
+            EXPECT_EQ(r.exit_code, 2) << r.err;
+            EXPECT_NE(r.err.find(std::string("does not apply to --model ") + model), std::string::npos) << r.err;
+        }
+    EXPECT_EQ(run_program({bin("server"), "--model", "thread", "--no-reap", "51718"}).exit_code, 2);
     EXPECT_EQ(run_program({bin("server"), "--model", "carrier-pigeon", "51718"}).exit_code, 2);
-    EXPECT_EQ(run_program({bin("server"), "--workers", "3", "51718"}).exit_code, 2) << "--workers without prefork";
+    for (const char* model : {"fork", "iterative", "thread"})
+        EXPECT_EQ(run_program({bin("server"), "--model", model, "--workers", "3", "51718"}).exit_code, 2)
+            << "--workers with --model " << model;
     for (const auto& t : transports())
         if (!t.shared_rendezvous) {
             auto r = run_program({bin("server"), "--model", "prefork", "--transport", std::string(t.name)});

@@ -87,7 +87,7 @@ std::string echo_once(const Endpoint& ep, std::size_t size, int timeout_ms) {
 std::string transport_test_name(const ::testing::TestParamInfo<std::string>& info) {
     std::string n = info.param;
     for (char& c : n)
-        if (c == '-') c = '_';
+        if (c == '-' || c == '/') c = '_';  // "prethread/posix-mq" -> prethread_posix_mq
     return n;
 }
 

@@ -58,14 +58,18 @@ std::vector<pid_t> zombie_children_of(pid_t pid) {
     return out;
 }
 
-int open_fd_count(pid_t pid) {
+namespace {
+int entries_of(const std::string& dir) {
     int n = 0;
     std::error_code ec;
-    for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
-         !ec && it != fs::directory_iterator(); it.increment(ec))
-        ++n;
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
     return n;
 }
+}  // namespace
+
+int open_fd_count(pid_t pid) { return entries_of("/proc/" + std::to_string(pid) + "/fd"); }
+
+int thread_count(pid_t pid) { return entries_of("/proc/" + std::to_string(pid) + "/task"); }
 
 bool make_posix_queues_visible() {
     if (!g_mqueue_dir.empty()) return true;

@@ -16,6 +16,8 @@ std::vector<pid_t> zombie_children_of(pid_t pid);
 
 // Open descriptors of pid (entries of /proc/PID/fd).
 int open_fd_count(pid_t pid);
+// Threads of pid, the main thread included (entries of /proc/PID/task).
+int thread_count(pid_t pid);
 
 // Gives this test process a private directory of its own (a fresh
 // /tmp/ipclab-tUID-XXXXXX, set as IPCLAB_DIR, inherited by every server and
