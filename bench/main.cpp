@@ -209,9 +209,10 @@ void register_all(const Config& c) {
             register_ipclab_stream(c, t, s);
             if (has_baseline_stream(t)) register_baseline_stream(c, t, s);
         }
-        register_ipclab_connect(c, t);
-        register_ipclab_connect(c, t, ServerModel::iterative);
-        if (transport_variant(t).transport->shared_rendezvous) register_ipclab_connect(c, t, ServerModel::prefork);
+        // Every server design the transport takes (prefork needs a shared rendezvous).
+        for (ServerModel m : kServerModels)
+            if (m != ServerModel::prefork || transport_variant(t).transport->shared_rendezvous)
+                register_ipclab_connect(c, t, m);
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
             register_baseline_connect_socat(c);
