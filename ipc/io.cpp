@@ -7,6 +7,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <optional>
 #include <string>
@@ -16,7 +17,11 @@
 namespace ipclab {
 
 namespace {
-volatile std::sig_atomic_t g_stop = 0;
+// Atomic, not just volatile sig_atomic_t: the thread servers request a
+// stop from the main thread while session threads read it. Lock-free, so
+// still async-signal-safe.
+std::atomic<int> g_stop{0};
+static_assert(std::atomic<int>::is_always_lock_free, "set from signal handlers");
 
 // The running WaitCap of this thread (see io.hpp).
 struct Cap {
@@ -54,11 +59,11 @@ WaitCap::~WaitCap() { g_cap.on = false; }
 
 bool WaitCap::expired() const { return g_cap.on && std::chrono::steady_clock::now() >= g_cap.at; }
 
-void request_stop() noexcept { g_stop = 1; }
-bool stop_requested() noexcept { return g_stop != 0; }
+void request_stop() noexcept { g_stop.store(1); }
+bool stop_requested() noexcept { return g_stop.load() != 0; }
 // Read first: in a freshly forked child the store would cost a copy-on-write fault.
 void clear_stop() noexcept {
-    if (g_stop != 0) g_stop = 0;
+    if (g_stop.load() != 0) g_stop.store(0);
 }
 
 void on_eintr() {

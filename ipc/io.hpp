@@ -15,7 +15,7 @@
 
 namespace ipclab {
 
-// Async-signal-safe: only stores to a volatile sig_atomic_t.
+// Async-signal-safe: only stores to a lock-free atomic.
 void request_stop() noexcept;
 bool stop_requested() noexcept;
 void clear_stop() noexcept;

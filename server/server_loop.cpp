@@ -300,7 +300,7 @@ private:
     void spawn_thread(std::unique_ptr<PendingSession> pending) {
         std::shared_ptr<PendingSession> owned(std::move(pending));
         try {
-            threads_->start([this, owned] { serve_in_thread(*owned); });
+            threads_->start(kSessionThreadName, [this, owned] { serve_in_thread(*owned); });
             ++started_;
         } catch (const std::exception& e) {
             log_line(std::string("server: ") + e.what() + "; dropped the session from " + owned->peer() + "\n");
@@ -325,7 +325,7 @@ private:
         while (!stopping_) {
             while (!stopping_ && threads_->size() < options_.workers) {
                 try {
-                    threads_->start([this] { pool_thread(); });
+                    threads_->start(kPoolThreadName, [this] { pool_thread(); });
                     ++started_;
                 } catch (const std::exception& e) {
                     log_line(std::string("server: ") + e.what() + "\n");

@@ -81,13 +81,14 @@ SessionThreads::~SessionThreads() {
     }
 }
 
-int SessionThreads::start(std::function<void()> body) {
+int SessionThreads::start(const char* name, std::function<void()> body) {
     std::lock_guard<std::mutex> lock(mu_);
     int id = next_id_++;
     auto done = std::make_shared<std::atomic<bool>>(false);
     BlockProcessSignals blocked;
     try {
-        std::thread t([this, id, done, body = std::move(body)] {
+        std::thread t([this, id, done, name, body = std::move(body)] {
+            ::pthread_setname_np(::pthread_self(), name);  // a name only: failing is harmless
             body();
             done->store(true);
             ended_(id);

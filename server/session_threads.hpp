@@ -24,6 +24,10 @@
 
 namespace ipclab {
 
+// The threads' names, as `top -H` and the tests see them.
+inline constexpr const char* kSessionThreadName = "ipclab-session";  // thread: one per session
+inline constexpr const char* kPoolThreadName = "ipclab-pool";        // prethread: the pool
+
 class SessionThreads {
 public:
     // ended(id) is called by each thread as its last act (async: from that
@@ -35,9 +39,10 @@ public:
     // never abandoned (std::thread would terminate the process).
     ~SessionThreads();
 
-    // Starts body on a new thread with the process's signals blocked.
-    // Returns its id. Throws SystemError when no thread can be made.
-    int start(std::function<void()> body);
+    // Starts body on a new thread named `name` (at most 15 characters: what
+    // `top -H` and /proc/PID/task/*/comm show) with the process's signals
+    // blocked. Returns its id. Throws SystemError when no thread can be made.
+    int start(const char* name, std::function<void()> body);
     // Joins thread id, which has reported its end. Unknown ids are ignored.
     void join(int id);
     // Sends the wake signal to every live thread (see above).

@@ -69,7 +69,17 @@ int entries_of(const std::string& dir) {
 
 int open_fd_count(pid_t pid) { return entries_of("/proc/" + std::to_string(pid) + "/fd"); }
 
-int thread_count(pid_t pid) { return entries_of("/proc/" + std::to_string(pid) + "/task"); }
+int threads_named(pid_t pid, const std::string& comm) {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        std::ifstream in(it->path() / "comm");
+        std::string name;
+        if (std::getline(in, name) && name == comm) ++n;
+    }
+    return n;
+}
 
 bool make_posix_queues_visible() {
     if (!g_mqueue_dir.empty()) return true;

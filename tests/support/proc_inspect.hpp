@@ -16,8 +16,9 @@ std::vector<pid_t> zombie_children_of(pid_t pid);
 
 // Open descriptors of pid (entries of /proc/PID/fd).
 int open_fd_count(pid_t pid);
-// Threads of pid, the main thread included (entries of /proc/PID/task).
-int thread_count(pid_t pid);
+// Threads of pid named comm (/proc/PID/task/*/comm): counts a program's
+// own threads and not those a sanitizer's runtime adds.
+int threads_named(pid_t pid, const std::string& comm);
 
 // Gives this test process a private directory of its own (a fresh
 // /tmp/ipclab-tUID-XXXXXX, set as IPCLAB_DIR, inherited by every server and
