@@ -16,6 +16,12 @@ using namespace ipclab;
 
 namespace {
 
+std::vector<std::string> accept_lock_names() {
+    std::vector<std::string> names;
+    for (AcceptLockKind k : kAcceptLockKinds) names.emplace_back(accept_lock_name(k));
+    return names;
+}
+
 std::vector<std::string> model_names() {
     std::vector<std::string> names;
     for (ServerModel m : kServerModels) names.emplace_back(model_name(m));
@@ -72,6 +78,13 @@ int main(int argc, char** argv) {
                    "prefork, prethread: children or threads made up front, so sessions served at once")
         ->check(CLI::Range(1u, 1024u))
         ->capture_default_str();
+    std::string accept_lock = "none";
+    app.add_option("--accept-lock", accept_lock,
+                   "prefork: how the workers share the listener. none: all wait on it and all wake for each "
+                   "session (the thundering herd); flock: a file lock; mutex: a process-shared mutex. Only the "
+                   "lock's holder waits on the listener")
+        ->check(CLI::IsMember(accept_lock_names()))
+        ->capture_default_str();
     app.add_option("--max-clients", opt.max_clients, "Live sessions at most (fork, thread); more wait")
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
@@ -123,6 +136,9 @@ int main(int argc, char** argv) {
             bool pool = model == "prefork" || model == "prethread";
             if (!pool && app.count("--workers"))
                 throw CLI::ValidationError("--workers", "applies to --model prefork and prethread only");
+            if (model != "prefork" && app.count("--accept-lock"))
+                throw CLI::ValidationError("--accept-lock", "applies to --model prefork only (prethread's "
+                                                            "threads always take turns under a mutex)");
             if (model == "prefork" && !info.shared_rendezvous)
                 throw CLI::ValidationError("--model", "prefork does not apply to --transport " + ep.transport +
                                                           ": " + shared_rendezvous_note());
@@ -148,6 +164,8 @@ int main(int argc, char** argv) {
 
     for (ServerModel m : kServerModels)
         if (model == model_name(m)) opt.model = m;
+    for (AcceptLockKind k : kAcceptLockKinds)
+        if (accept_lock == accept_lock_name(k)) opt.accept_lock = k;
     opt.reply = reply == "echo" ? ReplyMode::echo : reply == "sink" ? ReplyMode::sink : ReplyMode::ack;
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ipc/channel.hpp"
+#include "server/accept_lock.hpp"
 
 namespace ipclab {
 
@@ -40,6 +41,7 @@ struct ServerOptions {
     bool once = false;           // serve one session, then exit
     unsigned max_clients = 64;   // live children (fork) or threads (thread) at most
     unsigned workers = 4;        // prefork, prethread: the pool's size, so its sessions at once
+    AcceptLockKind accept_lock = AcceptLockKind::none;  // prefork: how workers share the listener
     // Internal: this process is one prefork worker (no listening or stopped
     // lines; the supervisor owns the listener's names and sweeps).
     bool pool_worker = false;

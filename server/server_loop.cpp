@@ -137,17 +137,27 @@ std::string describe_status(int status) {
 }
 
 // A prefork worker's view of the supervisor's listener: it takes sessions
-// from it but owns nothing (no names removed, no orphan sweep of its own).
+// from it (holding the pool's accept lock, if it has one, while it waits)
+// but owns nothing (no names removed, no orphan sweep of its own).
 class BorrowedListener final : public Listener {
 public:
-    explicit BorrowedListener(Listener& l) : l_(l) {}
+    BorrowedListener(Listener& l, AcceptLock* lock) : l_(l), lock_(lock) {}
     std::string describe() const override { return l_.describe(); }
     std::string bound_port() const override { return l_.bound_port(); }
-    std::unique_ptr<PendingSession> accept(int wake_fd) override { return l_.accept(wake_fd); }
+    std::unique_ptr<PendingSession> accept(int wake_fd) override {
+        if (!lock_) return l_.accept(wake_fd);
+        if (!lock_->acquire(wake_fd)) return nullptr;  // a stop (or a signal): the loop looks why
+        struct Held {
+            AcceptLock* lock;
+            ~Held() { lock->release(); }
+        } held{lock_};
+        return l_.accept(wake_fd);
+    }
     void close_in_child() noexcept override { l_.close_in_child(); }
 
 private:
     Listener& l_;
+    AcceptLock* lock_;
 };
 
 class Parent {
@@ -225,8 +235,14 @@ public:
             } catch (const ProtocolError& e) {
                 log_line(std::string("server: rejected a session: ") + e.what() + "\n");
             } catch (const std::exception& e) {
-                log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
-                wait_wake(100);  // e.g. EMFILE: back off instead of spinning
+                // A prefork worker's listener can vanish under it as the pool
+                // stops (the supervisor removes a System V queue while its
+                // workers wait in msgrcv: EIDRM): not worth a line then.
+                drain();
+                if (!stopping_) {
+                    log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
+                    wait_wake(100);  // e.g. EMFILE: back off instead of spinning
+                }
             }
             drain();
             if (pending && !stopping_) {
@@ -249,7 +265,9 @@ private:
     // progress the grace period), then shut_down waits as for fork.
     int supervise() {
         if (options_.log_sessions)
-            log_line("server: prefork, " + std::to_string(options_.workers) + " workers\n");
+            log_line("server: prefork, " + std::to_string(options_.workers) + " workers, accept lock " +
+                     accept_lock_name(options_.accept_lock) + "\n");
+        accept_lock_ = make_accept_lock(options_.accept_lock);
         while (!stopping_) {
             while (!stopping_ && live_.size() < options_.workers) start_worker();
             if (sweep_due_) {
@@ -283,7 +301,8 @@ private:
         o.pool_worker = true;
         int rc = 1;
         try {
-            Parent w(std::make_unique<BorrowedListener>(*listener_), o);
+            if (accept_lock_) accept_lock_->enter_worker();
+            Parent w(std::make_unique<BorrowedListener>(*listener_, accept_lock_.get()), o);
             rc = w.run();
         } catch (const std::exception& e) {
             log_line(std::string("server: worker ") + std::to_string(::getpid()) + ": " + e.what() + "\n");
@@ -540,6 +559,7 @@ private:
     std::function<void()> sweep_;
     std::unique_ptr<TickTimer> tick_;
     std::unique_ptr<SessionThreads> threads_;  // thread, prethread
+    std::unique_ptr<AcceptLock> accept_lock_;  // prefork with --accept-lock
     std::mutex accept_mu_;                     // prethread: one thread accepts at a time
     std::atomic<bool> pool_stop_{false};       // prethread: take no more sessions
     Fd stop_read_, stop_write_;                // prethread: readable once stopping (wakes polls)

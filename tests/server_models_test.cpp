@@ -144,13 +144,21 @@ std::vector<std::string> shared_rendezvous_transports() {
     return out;
 }
 
+// Parameter: "LOCK/TRANSPORT", the pool's --accept-lock and the transport.
 class Prefork : public Iterative {
 protected:
-    static ServerOptions pool(unsigned workers, double grace = 5) {
+    std::string transport() const override { return GetParam().substr(GetParam().find('/') + 1); }
+    AcceptLockKind lock() const {
+        for (AcceptLockKind k : kAcceptLockKinds)
+            if (GetParam().rfind(std::string(accept_lock_name(k)) + "/", 0) == 0) return k;
+        return AcceptLockKind::none;
+    }
+    ServerOptions pool(unsigned workers, double grace = 5) const {
         ServerOptions o = echo_server();
         o.model = ServerModel::prefork;
         o.workers = workers;
         o.grace_seconds = grace;
+        o.accept_lock = lock();
         return o;
     }
     // The pool's workers, once there are n of them.
@@ -211,6 +219,26 @@ TEST_P(Prefork, AKilledWorkerIsReplacedAndLosesNoOtherSession) {
     EXPECT_EQ(server_->stop(SIGTERM), 0);
 }
 
+// A lone worker waits in accept holding the lock; SIGKILLed there, it must
+// not take the lock with it (flock: the kernel drops it; mutex: robust).
+TEST_P(Prefork, AWorkerKilledHoldingTheAcceptLockDoesNotStopThePool) {
+    start(pool(1));
+    auto before = workers(1);
+    ASSERT_EQ(before.size(), 1u);
+    ASSERT_EQ(echo_once(server_->client_endpoint(), 100), "");
+    // Back from its session, it takes the lock and waits in accept: give it
+    // that moment (the kill must land while it holds the lock to test it).
+    ASSERT_TRUE(eventually([&] { return server_->stderr_text().find("session ended") != std::string::npos; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_EQ(::kill(before[0], SIGKILL), 0);
+    EXPECT_TRUE(eventually([&] {
+        auto now = children_of(server_->pid());
+        return now.size() == 1 && now[0] != before[0];
+    }, 10000));
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(echo_once(server_->client_endpoint(), 100, 20000), "") << i;
+    EXPECT_EQ(server_->stop(SIGTERM), 0);
+}
+
 TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
     start(pool(2, 0.5));
     auto ch = open();
@@ -219,8 +247,14 @@ TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, Prefork, ::testing::ValuesIn(shared_rendezvous_transports()),
-                         transport_test_name);
+std::vector<std::string> prefork_cases() {
+    std::vector<std::string> out;
+    for (AcceptLockKind k : kAcceptLockKinds)
+        for (const auto& t : shared_rendezvous_transports()) out.push_back(std::string(accept_lock_name(k)) + "/" + t);
+    return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(LocksAndTransports, Prefork, ::testing::ValuesIn(prefork_cases()), transport_test_name);
 
 // The thread designs, on every transport (one process: its listener is
 // shared in memory, so even the FIFO and shared-memory hellos, read in
@@ -356,6 +390,10 @@ TEST(ServerModel, FlagsOfOtherDesignsAreUsageErrors) {
         }
     EXPECT_EQ(run_program({bin("server"), "--model", "thread", "--no-reap", "51718"}).exit_code, 2);
     EXPECT_EQ(run_program({bin("server"), "--model", "carrier-pigeon", "51718"}).exit_code, 2);
+    EXPECT_EQ(run_program({bin("server"), "--model", "prefork", "--accept-lock", "semaphore", "51718"}).exit_code, 2);
+    for (const char* model : {"fork", "iterative", "thread", "prethread"})
+        EXPECT_EQ(run_program({bin("server"), "--model", model, "--accept-lock", "flock", "51718"}).exit_code, 2)
+            << "--accept-lock with --model " << model;
     for (const char* model : {"fork", "iterative", "thread"})
         EXPECT_EQ(run_program({bin("server"), "--model", model, "--workers", "3", "51718"}).exit_code, 2)
             << "--workers with --model " << model;
