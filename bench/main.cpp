@@ -21,6 +21,7 @@
 #include "bench/bench_util.hpp"
 #include "bench/ipclab_bench.hpp"
 #include "bench/paired_bench.hpp"
+#include "bench/sessions_bench.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/io.hpp"
 #include "ipc/registry.hpp"
@@ -211,8 +212,10 @@ void register_all(const Config& c) {
         }
         // Every server design the transport takes (prefork needs a shared rendezvous).
         for (ServerModel m : kServerModels)
-            if (m != ServerModel::prefork || transport_variant(t).transport->shared_rendezvous)
+            if (m != ServerModel::prefork || transport_variant(t).transport->shared_rendezvous) {
                 register_ipclab_connect(c, t, m);
+                for (int clients : {1, 16}) register_ipclab_sessions(c, t, m, clients);
+            }
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
             register_baseline_connect_socat(c);
