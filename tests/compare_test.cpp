@@ -231,10 +231,50 @@ TEST(Compare, PeersArePairedAndJudgedByTheirInterval) {
     EXPECT_TRUE(fs::exists(run / "peers-sockperf-ping-pong-0.log"));
 }
 
+// --models: the server designs table (issue 16) from the Sessions benchmarks.
+TEST(Compare, ModelsRunWritesTheDesignsTable) {
+    TempDir out;
+    auto r = run_program({script("compare"), "--models", "--quick", "--transports", "unix,fifo", "--out",
+                          out.path().string(), "--bench", bin("ipc-bench")},
+                         "", 180000);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    fs::path run = fs::canonical(out.path() / "latest-quick-models");
+    std::ifstream csv(run / "designs.csv");
+    std::string line;
+    ASSERT_TRUE(std::getline(csv, line));
+    EXPECT_EQ(line, "transport,model,clients,metric,value,unit,ci_low,ci_high,stable");
+    std::set<std::string> rates;
+    while (std::getline(csv, line)) {
+        auto f = split(line, ',');
+        ASSERT_EQ(f.size(), 9u) << line;
+        if (f[3] == "sessions_per_s") {
+            EXPECT_GT(std::stod(f[4]), 0) << line;
+            EXPECT_LE(std::stod(f[6]), std::stod(f[4])) << line;
+            EXPECT_GE(std::stod(f[7]), std::stod(f[4])) << line;
+            rates.insert(f[0] + "/" + f[1] + "/" + f[2]);
+        }
+    }
+    // Every design on unix; on fifo every one but prefork (refused there).
+    for (const char* m : {"fork", "iterative", "prefork", "thread", "prethread"})
+        for (const char* c : {"1", "16"}) {
+            EXPECT_EQ(rates.count(std::string("unix/") + m + "/" + c), 1u) << m << " " << c;
+            EXPECT_EQ(rates.count(std::string("fifo/") + m + "/" + c), std::string(m) == "prefork" ? 0u : 1u)
+                << m << " " << c;
+        }
+    std::string report = slurp((run / "REPORT.md").string());
+    for (const char* heading : {"## Method", "## 1 concurrent client", "## 16 concurrent clients", "## The designs"})
+        EXPECT_NE(report.find(heading), std::string::npos) << heading;
+    EXPECT_NE(report.find("server CPU/session"), std::string::npos);
+    std::string png = slurp((run / "designs.png").string());
+    EXPECT_EQ(png.substr(0, 4), "\x89PNG") << "designs.png is not a PNG image";
+    EXPECT_NE(r.out.find("16 concurrent client(s)"), std::string::npos) << r.out;
+}
+
 TEST(Compare, HelpAndUsageErrors) {
     auto help = run_program({script("compare"), "--help"});
     EXPECT_EQ(help.exit_code, 0) << help.err;
-    for (const char* flag : {"--transports", "--sizes", "--repetitions", "--pin", "--quick", "--out", "--peers"})
+    for (const char* flag : {"--transports", "--sizes", "--repetitions", "--pin", "--quick", "--out", "--peers",
+                             "--models"})
         EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
 
     TempDir out;
@@ -242,6 +282,7 @@ TEST(Compare, HelpAndUsageErrors) {
                                          {"--sizes", "lots"},
                                          {"--repetitions", "0"},
                                          {"--pin", "zero"},
+                                         {"--models", "--sizes", "64"},
                                          {"--no-such-flag"}}) {
         std::vector<std::string> argv = {script("compare"), "--out", out.path().string()};
         argv.insert(argv.end(), bad.begin(), bad.end());
