@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -113,8 +115,16 @@ std::string leave_orphans(const std::string& transport, const std::string& name)
         struct mq_attr attr {};
         attr.mq_maxmsg = 1;
         attr.mq_msgsize = 64;
-        mqd_t d = ::mq_open(q.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600, &attr);
-        if (d == mqd_t(-1)) return "mq_open " + q;
+        // The user's queue budget (RLIMIT_MSGQUEUE, 800 KiB: about nine
+        // default-sized queues) is shared with every other process of the
+        // user; a second test run at once can hold all of it for a moment.
+        mqd_t d = mqd_t(-1);
+        for (int tries = 0; tries < 100; ++tries) {
+            d = ::mq_open(q.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600, &attr);
+            if (d != mqd_t(-1) || errno != EMFILE) break;
+            ::usleep(100000);
+        }
+        if (d == mqd_t(-1)) return "mq_open " + q + ": " + std::strerror(errno);
         ::mq_close(d);
     } else if (transport == "sysv-mq") {
         auto key = static_cast<key_t>(r | 1);
