@@ -18,7 +18,11 @@ METHOD = """\
 How the figures are obtained. Every benchmark runs as {reps} repetitions of at
 least {min_time} s each, and the repetitions of all benchmarks are run in a
 random interleaved order (Google Benchmark's random interleaving), so each
-figure samples the whole run instead of one moment of it. A figure is the
+figure samples the whole run instead of one moment of it. The repetitions are
+split over {processes} ipc-bench processes run one after another: a figure's
+level can differ from one process to the next and hold still inside each
+(buffer placement, the servers' start), and repetitions of one process alone
+would give a tight interval that the next run does not reproduce. A figure is the
 median of its repetitions (round-trip percentiles within one repetition come
 from every per-message sample). Its interval is a 95% distribution-free
 confidence interval for that median from order statistics: with {reps}
