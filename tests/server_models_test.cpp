@@ -167,6 +167,18 @@ protected:
         eventually([&] { return (w = children_of(server_->pid())).size() == n; }, 10000);
         return w;
     }
+    // Three sessions opened together, then three rounds of exchanges on each
+    // in turn: every one must be served while the others stay open.
+    std::vector<std::unique_ptr<Channel>> three_sessions_at_once() {
+        std::vector<std::unique_ptr<Channel>> sessions;
+        for (int i = 0; i < 3; ++i) sessions.push_back(open());
+        for (int round = 0; round < 3; ++round)
+            for (std::size_t i = 0; i < sessions.size(); ++i) {
+                std::string text = "session " + std::to_string(i) + " round " + std::to_string(round);
+                EXPECT_EQ(exchange(*sessions[i], text), text);
+            }
+        return sessions;
+    }
     std::string exchange(Channel& ch, const std::string& text) {
         try {
             ch.send(FrameType::data, as_bytes(text));
@@ -183,13 +195,7 @@ TEST_P(Prefork, ItsWorkersServeSessionsAtOnce) {
     start(pool(3));
     EXPECT_EQ(workers(3).size(), 3u);
     // Three sessions open together, each served by its own worker.
-    std::vector<std::unique_ptr<Channel>> open_sessions;
-    for (int i = 0; i < 3; ++i) open_sessions.push_back(open());
-    for (int round = 0; round < 3; ++round)
-        for (std::size_t i = 0; i < open_sessions.size(); ++i) {
-            std::string text = "session " + std::to_string(i) + " round " + std::to_string(round);
-            EXPECT_EQ(exchange(*open_sessions[i], text), text);
-        }
+    auto open_sessions = three_sessions_at_once();
     open_sessions.clear();
     for (int i = 0; i < 10; ++i) EXPECT_EQ(echo_once(server_->client_endpoint(), 4096), "") << i;
     EXPECT_EQ(workers(3).size(), 3u) << "the pool stays the same size";
@@ -291,13 +297,7 @@ TEST_P(Threaded, ServesSessionsAtOnceInOneProcessAndLeaksNoThreadOrDescriptor) {
     ASSERT_EQ(echo_once(server_->client_endpoint(), 100), "");
     EXPECT_TRUE(eventually([&] { return ended() == 1 && threads() == idle_threads(); }, 10000)) << threads();
     const int fds = open_fd_count(pid);
-    std::vector<std::unique_ptr<Channel>> open_sessions;
-    for (int i = 0; i < 3; ++i) open_sessions.push_back(open());
-    for (int round = 0; round < 3; ++round)
-        for (std::size_t i = 0; i < open_sessions.size(); ++i) {
-            std::string text = "session " + std::to_string(i) + " round " + std::to_string(round);
-            EXPECT_EQ(exchange(*open_sessions[i], text), text);
-        }
+    auto open_sessions = three_sessions_at_once();
     EXPECT_TRUE(children_of(pid).empty()) << "a thread design forks no child";
     EXPECT_EQ(threads(), 3) << "three sessions (or the three pool threads)";
     open_sessions.clear();
