@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/fd.hpp"
 #include "ipc/framing.hpp"
 
 namespace ipclab {
@@ -67,6 +68,11 @@ public:
     virtual std::string peer() const = 0;
     // Runs in the forked child: completes the rendezvous, yields the channel.
     virtual std::unique_ptr<Channel> open(const Limits& limits) = 0;
+    // The session's one descriptor, to hand to another process (a connected
+    // stream socket: server --accept-lock pass-fd); invalid where a session
+    // is not one descriptor (queues, FIFO pairs, shared memory). The pending
+    // session is unusable afterwards.
+    virtual Fd release_descriptor() { return Fd(); }
 };
 
 class Listener {

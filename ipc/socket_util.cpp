@@ -69,6 +69,7 @@ public:
     std::unique_ptr<Channel> open(const Limits& limits) override {
         return open_stream_session(std::move(fd_), limits);
     }
+    Fd release_descriptor() override { return std::move(fd_); }
 
 private:
     Fd fd_;
@@ -76,6 +77,10 @@ private:
 };
 
 }  // namespace
+
+std::unique_ptr<PendingSession> adopt_socket_session(Fd fd, std::string peer) {
+    return std::make_unique<SocketPending>(std::move(fd), std::move(peer));
+}
 
 std::string SocketListener::bound_port() const {
     sockaddr_storage ss{};

@@ -23,6 +23,10 @@ std::string sockaddr_to_string(const struct sockaddr* sa, socklen_t len);
 // the errno of the failure (ETIMEDOUT on timeout) so callers can try the next address.
 int connect_within(int fd, const struct sockaddr* sa, socklen_t len, int timeout_ms);
 
+// A pending session over an accepted stream socket that came from another
+// process (server --accept-lock pass-fd), described as peer.
+std::unique_ptr<PendingSession> adopt_socket_session(Fd fd, std::string peer);
+
 // A listening stream socket (TCP or UNIX) plus whatever names it owns.
 class SocketListener final : public Listener {
 public:

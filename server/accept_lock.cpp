@@ -101,6 +101,7 @@ const char* accept_lock_name(AcceptLockKind kind) {
     switch (kind) {
         case AcceptLockKind::flock: return "flock";
         case AcceptLockKind::mutex: return "mutex";
+        case AcceptLockKind::pass_fd: return "pass-fd";
         case AcceptLockKind::none: break;
     }
     return "none";
@@ -110,6 +111,7 @@ std::unique_ptr<AcceptLock> make_accept_lock(AcceptLockKind kind) {
     switch (kind) {
         case AcceptLockKind::flock: return std::make_unique<FlockLock>();
         case AcceptLockKind::mutex: return std::make_unique<MutexLock>();
+        case AcceptLockKind::pass_fd:
         case AcceptLockKind::none: break;
     }
     return nullptr;

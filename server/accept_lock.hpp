@@ -15,9 +15,12 @@
 
 namespace ipclab {
 
-enum class AcceptLockKind { none, flock, mutex };
+// pass_fd is no lock: the supervisor accepts and hands each connection's
+// descriptor to an idle worker (server/fd_passing.hpp); make_accept_lock
+// returns nullptr for it.
+enum class AcceptLockKind { none, flock, mutex, pass_fd };
 inline constexpr AcceptLockKind kAcceptLockKinds[] = {AcceptLockKind::none, AcceptLockKind::flock,
-                                                      AcceptLockKind::mutex};
+                                                      AcceptLockKind::mutex, AcceptLockKind::pass_fd};
 
 // The names `server --accept-lock` takes.
 const char* accept_lock_name(AcceptLockKind kind);

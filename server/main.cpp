@@ -81,8 +81,9 @@ int main(int argc, char** argv) {
     std::string accept_lock = "none";
     app.add_option("--accept-lock", accept_lock,
                    "prefork: how the workers share the listener. none: all wait on it and all wake for each "
-                   "session (the thundering herd); flock: a file lock; mutex: a process-shared mutex. Only the "
-                   "lock's holder waits on the listener")
+                   "session (the thundering herd); flock: a file lock; mutex: a process-shared mutex (only the "
+                   "lock's holder waits on the listener); pass-fd: the supervisor accepts and hands each "
+                   "connection to an idle worker (tcp, unix)")
         ->check(CLI::IsMember(accept_lock_names()))
         ->capture_default_str();
     app.add_option("--max-clients", opt.max_clients, "Live sessions at most (fork, thread); more wait")
@@ -136,6 +137,13 @@ int main(int argc, char** argv) {
             bool pool = model == "prefork" || model == "prethread";
             if (!pool && app.count("--workers"))
                 throw CLI::ValidationError("--workers", "applies to --model prefork and prethread only");
+            if (accept_lock == "pass-fd" && !info.connect_stream)
+                throw CLI::ValidationError("--accept-lock", "pass-fd hands a worker the session's one descriptor, "
+                                                            "which only a stream socket session is (" +
+                                                                transport_names_where([](const TransportInfo& t) {
+                                                                    return t.connect_stream != nullptr;
+                                                                }) +
+                                                                "), not --transport " + ep.transport);
             if (model != "prefork" && app.count("--accept-lock"))
                 throw CLI::ValidationError("--accept-lock", "applies to --model prefork only (prethread's "
                                                             "threads always take turns under a mutex)");

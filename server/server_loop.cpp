@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -16,11 +18,13 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
 #include "ipc/tick_timer.hpp"
+#include "server/fd_passing.hpp"
 #include "server/session.hpp"
 #include "server/session_threads.hpp"
 
@@ -274,35 +278,53 @@ private:
                 sweep_due_ = false;
                 sweep_();
             }
-            wait_wake(-1);  // a worker's end, a sweep tick or a stop
+            if (passing())
+                pass_one();
+            else
+                wait_wake(-1);  // a worker's end, a sweep tick or a stop
         }
         signal_children(SIGTERM);
         shut_down();
         return 0;
     }
 
+    bool passing() const { return options_.accept_lock == AcceptLockKind::pass_fd; }
+
     void start_worker() {
+        std::pair<Fd, Fd> pair;
+        if (passing()) pair = worker_socket_pair();
         pid_t pid = ::fork();
         if (pid < 0) {
             log_line(std::string("server: fork of a worker failed: ") + std::strerror(errno) + "\n");
             wait_wake(1000);  // back off; the loop tries again
             return;
         }
-        if (pid == 0) worker();
+        if (pid == 0) worker(std::move(pair.second));
         live_.insert(pid);
+        if (passing()) pairs_[pid] = std::move(pair.first);
         ++started_;
     }
 
-    [[noreturn]] void worker() {
+    // passed: with pass-fd, this worker's end of its pair (it never touches
+    // the listening socket); else the worker waits on the shared listener.
+    [[noreturn]] void worker(Fd passed) {
         wake_read_.reset();
         wake_write_.reset();
+        pairs_.clear();  // the other workers' pairs are the supervisor's
         ServerOptions o = options_;
         o.model = ServerModel::iterative;
         o.pool_worker = true;
         int rc = 1;
         try {
             if (accept_lock_) accept_lock_->enter_worker();
-            Parent w(std::make_unique<BorrowedListener>(*listener_, accept_lock_.get()), o);
+            std::unique_ptr<Listener> source;
+            if (passed) {
+                listener_->close_in_child();
+                source = std::make_unique<PassedListener>(std::move(passed), listener_->describe());
+            } else {
+                source = std::make_unique<BorrowedListener>(*listener_, accept_lock_.get());
+            }
+            Parent w(std::move(source), o);
             rc = w.run();
         } catch (const std::exception& e) {
             log_line(std::string("server: worker ") + std::to_string(::getpid()) + ": " + e.what() + "\n");
@@ -407,6 +429,58 @@ private:
         accept_mu_.unlock();
     }
 
+    // pass-fd: with an idle worker, accept one session; hand the session's
+    // descriptor to the oldest idle worker. A worker that died after saying
+    // it was idle is skipped (its pair fails) and the session waits, held
+    // here, for the next worker to say it is idle (a replacement will).
+    void pass_one() {
+        take_idle_announcements();
+        if (!held_ && !idle_.empty()) {
+            std::unique_ptr<PendingSession> pending;
+            try {
+                pending = listener_->accept(wake_read_.get());
+            } catch (const std::exception& e) {
+                log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
+                wait_wake(100);
+            }
+            drain();
+            if (!pending || stopping_) return;
+            held_peer_ = pending->peer();
+            held_ = pending->release_descriptor();
+        }
+        while (held_ && !idle_.empty()) {
+            pid_t pid = idle_.front();
+            idle_.erase(idle_.begin());
+            auto it = pairs_.find(pid);
+            if (it == pairs_.end()) continue;
+            try {
+                send_descriptor(it->second.get(), held_.get(), held_peer_);
+                held_.reset();  // our copy closes; the worker has its own
+            } catch (const std::exception& e) {
+                log_line(std::string("server: handing a session to worker ") + std::to_string(pid) + ": " +
+                         e.what() + "\n");
+            }
+        }
+        if (idle_.empty()) {  // wait for a worker to say it is idle (or a stop, a reaped worker)
+            std::vector<struct pollfd> p{{wake_read_.get(), POLLIN, 0}};
+            for (auto& [pid, fd] : pairs_) p.push_back({fd.get(), POLLIN, 0});
+            ::poll(p.data(), p.size(), -1);  // EINTR is fine: the loop looks again
+            drain();
+        }
+    }
+
+    // Reads the workers' "idle" bytes without blocking.
+    void take_idle_announcements() {
+        for (auto& [pid, fd] : pairs_) {
+            char b[16];
+            for (;;) {
+                ssize_t n = ::recv(fd.get(), b, sizeof b, MSG_DONTWAIT);
+                if (n <= 0) break;  // EAGAIN: nothing more; 0/error: a dead worker, reaped via SIGCHLD
+                if (std::find(idle_.begin(), idle_.end(), pid) == idle_.end()) idle_.push_back(pid);
+            }
+        }
+    }
+
     // The iterative design: the session runs to its end in this process;
     // other clients wait in the listener's backlog (or hello FIFO, or queue).
     void serve_here(PendingSession& pending) {
@@ -483,6 +557,8 @@ private:
                     continue;
                 }
                 live_.erase(r.pid);
+                pairs_.erase(r.pid);  // pass-fd: a dead worker's pair, and its word that it was idle
+                idle_.erase(std::remove(idle_.begin(), idle_.end(), r.pid), idle_.end());
                 bool normal = WIFEXITED(r.status) && WEXITSTATUS(r.status) <= 1;
                 if (!normal && options_.log_sessions)
                     log_line("server: child " + std::to_string(r.pid) + " ended abnormally (" +
@@ -560,6 +636,10 @@ private:
     std::unique_ptr<TickTimer> tick_;
     std::unique_ptr<SessionThreads> threads_;  // thread, prethread
     std::unique_ptr<AcceptLock> accept_lock_;  // prefork with --accept-lock
+    std::map<pid_t, Fd> pairs_;                // pass-fd: each worker's socket pair (our end)
+    std::vector<pid_t> idle_;                  // pass-fd: workers that said they are idle, oldest first
+    Fd held_;                                  // pass-fd: an accepted session no worker has taken yet
+    std::string held_peer_;
     std::mutex accept_mu_;                     // prethread: one thread accepts at a time
     std::atomic<bool> pool_stop_{false};       // prethread: take no more sessions
     Fd stop_read_, stop_write_;                // prethread: readable once stopping (wakes polls)

@@ -256,7 +256,10 @@ TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
 std::vector<std::string> prefork_cases() {
     std::vector<std::string> out;
     for (AcceptLockKind k : kAcceptLockKinds)
-        for (const auto& t : shared_rendezvous_transports()) out.push_back(std::string(accept_lock_name(k)) + "/" + t);
+        for (const auto& t : shared_rendezvous_transports())
+            // pass-fd hands over a session's one descriptor: stream sockets only.
+            if (k != AcceptLockKind::pass_fd || transport_info(t).connect_stream)
+                out.push_back(std::string(accept_lock_name(k)) + "/" + t);
     return out;
 }
 
@@ -391,6 +394,13 @@ TEST(ServerModel, FlagsOfOtherDesignsAreUsageErrors) {
     EXPECT_EQ(run_program({bin("server"), "--model", "thread", "--no-reap", "51718"}).exit_code, 2);
     EXPECT_EQ(run_program({bin("server"), "--model", "carrier-pigeon", "51718"}).exit_code, 2);
     EXPECT_EQ(run_program({bin("server"), "--model", "prefork", "--accept-lock", "semaphore", "51718"}).exit_code, 2);
+    for (const auto& t : transports())
+        if (!t.connect_stream) {
+            auto r = run_program({bin("server"), "--model", "prefork", "--accept-lock", "pass-fd", "--transport",
+                                  std::string(t.name)});
+            EXPECT_EQ(r.exit_code, 2) << t.name << ": " << r.err;
+            EXPECT_NE(r.err.find("only a stream socket session"), std::string::npos) << r.err;
+        }
     for (const char* model : {"fork", "iterative", "thread", "prethread"})
         EXPECT_EQ(run_program({bin("server"), "--model", model, "--accept-lock", "flock", "51718"}).exit_code, 2)
             << "--accept-lock with --model " << model;
