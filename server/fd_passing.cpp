@@ -15,6 +15,21 @@ namespace ipclab {
 namespace {
 constexpr std::size_t kMaxText = 255;
 constexpr char kIdle = 'R';
+
+// One message of text plus room for one descriptor, for sendmsg and recvmsg.
+struct DescriptorMessage {
+    DescriptorMessage(void* text, std::size_t len) : iov{text, len} {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+    DescriptorMessage(const DescriptorMessage&) = delete;
+    DescriptorMessage& operator=(const DescriptorMessage&) = delete;
+    struct iovec iov;
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    struct msghdr msg {};
+};
 }  // namespace
 
 std::pair<Fd, Fd> worker_socket_pair() {
@@ -26,20 +41,14 @@ std::pair<Fd, Fd> worker_socket_pair() {
 void send_descriptor(int sock, int fd, const std::string& text) {
     std::string body = text.substr(0, kMaxText);
     if (body.empty()) body = "?";  // a zero-length datagram would read as EOF
-    struct iovec iov {body.data(), body.size()};
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    DescriptorMessage m(body.data(), body.size());
+    struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
     for (;;) {
-        if (::sendmsg(sock, &msg, MSG_NOSIGNAL) >= 0) return;
+        if (::sendmsg(sock, &m.msg, MSG_NOSIGNAL) >= 0) return;
         if (errno != EINTR) throw_errno("sendmsg(SCM_RIGHTS) to a worker");
     }
 }
@@ -65,14 +74,8 @@ std::unique_ptr<PendingSession> PassedListener::accept(int wake_fd) {
     }
     if (!(p[0].revents & (POLLIN | POLLHUP))) return nullptr;
     char text[kMaxText + 1];
-    struct iovec iov {text, kMaxText};
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t got = ::recvmsg(sock_.get(), &msg, MSG_CMSG_CLOEXEC);
+    DescriptorMessage m(text, kMaxText);
+    ssize_t got = ::recvmsg(sock_.get(), &m.msg, MSG_CMSG_CLOEXEC);
     if (got < 0) {
         if (errno == EINTR || errno == EAGAIN) return nullptr;
         throw_errno("recvmsg(SCM_RIGHTS) from the supervisor");
@@ -81,7 +84,7 @@ std::unique_ptr<PendingSession> PassedListener::accept(int wake_fd) {
     // SIGTERM). No session is in progress here: end quietly.
     if (got == 0) ::_exit(0);
     Fd fd;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c != nullptr; c = CMSG_NXTHDR(&m.msg, c))
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
             int received;
             std::memcpy(&received, CMSG_DATA(c), sizeof(int));
