@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -293,13 +294,14 @@ private:
     void start_worker() {
         std::pair<Fd, Fd> pair;
         if (passing()) pair = worker_socket_pair();
+        const pid_t supervisor = ::getpid();
         pid_t pid = ::fork();
         if (pid < 0) {
             log_line(std::string("server: fork of a worker failed: ") + std::strerror(errno) + "\n");
             wait_wake(1000);  // back off; the loop tries again
             return;
         }
-        if (pid == 0) worker(std::move(pair.second));
+        if (pid == 0) worker(std::move(pair.second), supervisor);
         live_.insert(pid);
         if (passing()) pairs_[pid] = std::move(pair.first);
         ++started_;
@@ -307,7 +309,12 @@ private:
 
     // passed: with pass-fd, this worker's end of its pair (it never touches
     // the listening socket); else the worker waits on the shared listener.
-    [[noreturn]] void worker(Fd passed) {
+    [[noreturn]] void worker(Fd passed, pid_t supervisor) {
+        // A supervisor that is SIGKILLed cannot end its pool: without this
+        // its workers would go on accepting on the listening socket forever
+        // (seen: two orphaned workers after a killed test server).
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (::getppid() != supervisor) ::_exit(0);  // it died before the prctl
         wake_read_.reset();
         wake_write_.reset();
         pairs_.clear();  // the other workers' pairs are the supervisor's

@@ -11,9 +11,11 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include "ipc/error.hpp"
+#include "server/objects.hpp"
 #include "server/session_threads.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
@@ -243,6 +245,25 @@ TEST_P(Prefork, AWorkerKilledHoldingTheAcceptLockDoesNotStopThePool) {
     }, 10000));
     for (int i = 0; i < 3; ++i) EXPECT_EQ(echo_once(server_->client_endpoint(), 100, 20000), "") << i;
     EXPECT_EQ(server_->stop(SIGTERM), 0);
+}
+
+// Nobody is left to stop the pool when its supervisor is SIGKILLed: the
+// workers must end with it, not go on accepting on the listening socket.
+TEST_P(Prefork, WorkersEndWhenTheSupervisorIsKilled) {
+    start(pool(2));
+    auto pool_pids = workers(2);
+    ASSERT_EQ(pool_pids.size(), 2u);
+    EXPECT_EQ(server_->stop(SIGKILL), static_cast<int>(SIGKILL)) << "the supervisor's wait status";
+    for (pid_t w : pool_pids)
+        EXPECT_TRUE(eventually([&] {
+            ::waitpid(w, nullptr, WNOHANG);  // ours to reap if this process is a subreaper
+            return ::kill(w, 0) != 0 && errno == ESRCH;
+        }, 10000)) << "worker " << w;
+    // What a killed server leaves is stale once no worker holds its lock:
+    // `server --cleanup` (as a user would run it) removes it, and the
+    // leak check at teardown proves it.
+    std::ostringstream out, err;
+    EXPECT_EQ(cleanup_stale_objects(transport(), name_, false, out, err), 0) << out.str() << err.str();
 }
 
 TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
