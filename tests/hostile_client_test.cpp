@@ -184,6 +184,7 @@ std::string param_name(const ::testing::TestParamInfo<std::string>& p) {
 class SilentClient : public HostileP {};
 
 TEST_P(SilentClient, IdleTimeoutFreesTheOnlySlot) {
+    SKIP_UNLESS_SESSIONS_VISIBLE();
     start(echo_server(400, 1));
     Fd silent_socket;
     std::unique_ptr<Channel> silent_channel;
@@ -191,11 +192,11 @@ TEST_P(SilentClient, IdleTimeoutFreesTheOnlySlot) {
         silent_socket = raw_stream(ep());
     else
         silent_channel = connect(ep(), client_limits(10000));
-    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).size() == 1; }));
+    ASSERT_TRUE(eventually([&] { return in_service(*server_) == 1; }));
     // The second client waits for the slot, then is served.
     EXPECT_EQ(echo_once(ep(), 2000, 15000), "") << server_->stderr_text();
     EXPECT_TRUE(log_has(*server_, "end=\"idle timeout\"")) << server_->stderr_text();
-    EXPECT_LE(children_of(server_->pid()).size(), 1u);
+    EXPECT_LE(in_service(*server_), 1u);
     // The silent client learns its session is over instead of hanging.
     if (silent_socket) {
         EXPECT_EQ(read_until_eof(silent_socket.get(), 10000), "");
@@ -428,26 +429,27 @@ void abort_connection(const Endpoint& ep) {
 }
 
 TEST_P(ResetBeforeAccept, ManyResetsLeakNothing) {
+    SKIP_UNLESS_SESSIONS_VISIBLE();
     constexpr int kResets = 100;
     start(echo_server(20000, 2));
     expect_answering();
-    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).empty(); }));
+    ASSERT_TRUE(eventually([&] { return in_service(*server_) == 0; }));
     int fds = open_fd_count(server_->pid());
     Companion companion(ep());
     ASSERT_TRUE(companion.wait_exchanges(3)) << companion.finish();
     {
         Fd blocker = raw_stream(ep());  // the second slot: the parent stops accepting
-        ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).size() == 2; }));
+        ASSERT_TRUE(eventually([&] { return in_service(*server_) == 2; }));
         for (int i = 0; i < kResets; ++i) abort_connection(ep());
-        EXPECT_LE(children_of(server_->pid()).size(), 2u);
+        EXPECT_LE(in_service(*server_), 2u);
         EXPECT_TRUE(companion.wait_exchanges(20)) << companion.finish();
     }  // the blocker goes; the parent now meets the dead connections
     for (int i = 0; i < kResets; ++i) abort_connection(ep());  // racing accept
     expect_answering();
     EXPECT_TRUE(companion.wait_exchanges(40)) << companion.finish();
     EXPECT_EQ(companion.finish(), "");
-    EXPECT_TRUE(eventually([&] { return children_of(server_->pid()).empty(); }, 15000))
-        << children_of(server_->pid()).size() << " children left";
+    EXPECT_TRUE(eventually([&] { return in_service(*server_) == 0; }, 15000))
+        << in_service(*server_) << " sessions left";
     EXPECT_TRUE(zombie_children_of(server_->pid()).empty());
     EXPECT_EQ(open_fd_count(server_->pid()), fds);
     // Every dead connection that was accepted got its one log line.
@@ -464,6 +466,7 @@ INSTANTIATE_TEST_SUITE_P(Transports, ResetBeforeAccept, ::testing::Values("tcp",
 class Crowd : public HostileP {};
 
 TEST_P(Crowd, NeverMoreChildrenThanMaxClientsAndAllServed) {
+    SKIP_UNLESS_SESSIONS_VISIBLE();  // --max-clients: fork and thread only
     constexpr unsigned kMax = 3;
     constexpr int kClients = 8;
     start(echo_server(20000, kMax));
@@ -505,7 +508,7 @@ TEST_P(Crowd, NeverMoreChildrenThanMaxClientsAndAllServed) {
     go_r.reset();
     std::size_t most = 0;
     auto sample = [&] {
-        most = std::max(most, children_of(server_->pid()).size());
+        most = std::max(most, in_service(*server_));
         return most;
     };
     // The first kMax sessions are served and wait for us; the rest wait for a slot.
@@ -523,7 +526,7 @@ TEST_P(Crowd, NeverMoreChildrenThanMaxClientsAndAllServed) {
         sample();
         ::poll(nullptr, 0, 10);
     }
-    EXPECT_EQ(children_of(server_->pid()).size(), kMax);
+    EXPECT_EQ(in_service(*server_), kMax);
     go_w.reset();  // the rest are served as slots free up
     std::map<pid_t, int> ended;  // sampled until every client is reaped
     for (int i = 0; i < 3000 && ended.size() < kids.size(); ++i) {
@@ -541,7 +544,7 @@ TEST_P(Crowd, NeverMoreChildrenThanMaxClientsAndAllServed) {
     }
     EXPECT_LE(most, kMax) << "the server had more children than --max-clients";
     expect_answering();
-    EXPECT_TRUE(eventually([&] { return children_of(server_->pid()).empty(); }));
+    EXPECT_TRUE(eventually([&] { return in_service(*server_) == 0; }));
     EXPECT_EQ(count_of(server_->stderr_text(), "session ended"), static_cast<std::size_t>(kClients) + 1);
 }
 
@@ -593,7 +596,7 @@ TEST_F(ForgedFifoHello, NamingAnotherUsersProcess) {
     expect_answering();
     EXPECT_TRUE(companion.wait_exchanges(20)) << companion.finish();
     EXPECT_EQ(companion.finish(), "");
-    EXPECT_LE(children_of(server_->pid()).size(), 1u);
+    EXPECT_LE(in_service(*server_), 1u);
 }
 
 TEST_F(ForgedPosixHello, NamingAnotherUsersProcess) {

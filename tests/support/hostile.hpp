@@ -31,6 +31,7 @@ std::string fresh_name(const std::string& prefix);
 // A transport as a test name: "posix-mq" -> "posix_mq".
 std::string transport_test_name(const ::testing::TestParamInfo<std::string>& info);
 
+
 // An endpoint of `transport` for ServerProcess (tcp: 127.0.0.1, port 0).
 Endpoint endpoint_for(const std::string& transport, const std::string& name);
 

@@ -8,13 +8,17 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "ipc/fd.hpp"
+#include "ipc/registry.hpp"
 #include "server/server_loop.hpp"
+#include "server/session_threads.hpp"
+#include "tests/support/proc_inspect.hpp"
 
 namespace ipclab::test {
 
@@ -56,6 +60,24 @@ int wait_or_kill(pid_t pid, int timeout_ms) {
     return -1;
 }
 
+ServerModel test_model() {
+    const char* name = std::getenv("IPCLAB_TEST_MODEL");
+    if (name != nullptr)
+        for (ServerModel m : kServerModels)
+            if (std::string(name) == model_name(m)) return m;
+    return ServerModel::fork;
+}
+
+std::optional<std::size_t> sessions_in_service(pid_t server) {
+    switch (test_model()) {
+        case ServerModel::fork: return children_of(server).size();
+        case ServerModel::thread: return static_cast<std::size_t>(threads_named(server, kSessionThreadName));
+        default: return std::nullopt;
+    }
+}
+
+std::size_t in_service(const ServerProcess& server) { return sessions_in_service(server.pid()).value_or(0); }
+
 ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) : ep_(ep) {
     dir_ = make_capture_dir();
     int p[2];
@@ -80,7 +102,11 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
             std::string msg = "ok " + listener->bound_port() + "\n";
             [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
             ready_write.reset();
-            rc = run_server(std::move(listener), options);
+            ServerOptions o = options;
+            if (o.model == ServerModel::fork) o.model = test_model();
+            if (o.model == ServerModel::prefork && !transport_info(ep.transport).shared_rendezvous)
+                o.model = ServerModel::fork;
+            rc = run_server(std::move(listener), o);
         } catch (const std::exception& e) {
             std::string msg = std::string("error ") + e.what() + "\n";
             [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());

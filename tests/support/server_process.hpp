@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 
 #include "ipc/channel.hpp"
@@ -15,6 +16,29 @@
 #include "server/options.hpp"
 
 namespace ipclab::test {
+
+// The server design the suites run under: IPCLAB_TEST_MODEL (fork,
+// iterative, prefork, thread, prethread; `make check-models` sets it), fork
+// when unset. ServerProcess serves with it unless the test chose a design
+// itself (prefork only where a pool can share the listener).
+ServerModel test_model();
+
+// The sessions a server is serving, where its design lets a test see them:
+// its forked children (fork), its session threads (thread); nullopt for
+// the designs that serve inside a pool or the server itself.
+std::optional<std::size_t> sessions_in_service(pid_t server);
+
+// For a test that counts the sessions in service: skipped under a design
+// that does not show them (`make check-models`; see sessions_in_service). Expands where gtest is included.
+#define SKIP_UNLESS_SESSIONS_VISIBLE()                                                        \
+    if (!::ipclab::test::sessions_in_service(::getpid()).has_value())                           \
+    GTEST_SKIP() << "the " << ::ipclab::model_name(::ipclab::test::test_model())               \
+                 << " design does not show its sessions in service"
+
+class ServerProcess;
+// sessions_in_service of a running test server; 0 where the design hides
+// them (tests that need the count skip those designs: SKIP_UNLESS_SESSIONS_VISIBLE).
+std::size_t in_service(const ServerProcess& server);
 
 class ServerProcess {
 public:
