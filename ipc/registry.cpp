@@ -115,6 +115,10 @@ Endpoint reach(Endpoint listening, const std::string& bound_port, const std::str
     return listening;
 }
 
+std::string stream_socket_transports() {
+    return transport_names_where([](const TransportInfo& t) { return t.connect_stream != nullptr; });
+}
+
 std::unique_ptr<Listener> listen(const Endpoint& ep, const Limits& limits) {
     return transport_info(ep.transport).listen(ep, limits);
 }
@@ -126,8 +130,8 @@ std::unique_ptr<Channel> connect(const Endpoint& ep, const Limits& limits) {
 Fd connect_stream(const Endpoint& ep, int timeout_ms) {
     const auto& t = transport_info(ep.transport);
     if (!t.connect_stream) {
-        std::string streams = transport_names_where([](const TransportInfo& s) { return s.connect_stream != nullptr; });
-        throw std::invalid_argument("line mode needs a stream socket (" + streams + "), not " + ep.transport);
+        throw std::invalid_argument("line mode needs a stream socket (" + stream_socket_transports() + "), not " +
+                                    ep.transport);
     }
     return t.connect_stream(ep, timeout_ms);
 }

@@ -51,6 +51,8 @@ std::string transport_choices();
 // The names of the transports `which` holds for, joined with ", " (help
 // texts and errors that say where something applies).
 std::string transport_names_where(bool (*which)(const TransportInfo&));
+// Those whose session is one stream socket (line mode, pass-fd): "tcp, unix".
+std::string stream_socket_transports();
 
 // What the benchmarks and scripts measure: every transport, and for those
 // with wait modes also "<name>-spin" (both sides spin before they sleep).

@@ -16,16 +16,20 @@ using namespace ipclab;
 
 namespace {
 
-std::vector<std::string> accept_lock_names() {
+// The names a flag takes, from the list of its values and their names.
+template <typename Kind, std::size_t N>
+std::vector<std::string> names_of(const Kind (&kinds)[N], const char* (*name)(Kind)) {
     std::vector<std::string> names;
-    for (AcceptLockKind k : kAcceptLockKinds) names.emplace_back(accept_lock_name(k));
+    for (Kind k : kinds) names.emplace_back(name(k));
     return names;
 }
 
-std::vector<std::string> model_names() {
-    std::vector<std::string> names;
-    for (ServerModel m : kServerModels) names.emplace_back(model_name(m));
-    return names;
+// The value a flag's name stands for (the name was checked against names_of).
+template <typename Kind, std::size_t N>
+Kind named(const Kind (&kinds)[N], const char* (*name)(Kind), const std::string& text) {
+    for (Kind k : kinds)
+        if (text == name(k)) return k;
+    return kinds[0];
 }
 
 }  // namespace
@@ -72,7 +76,7 @@ int main(int argc, char** argv) {
                    "process itself; prefork: --workers children made up front, each serving one session at a "
                    "time from the shared listener; thread: a thread per session; prethread: --workers threads "
                    "made up front, taking turns to accept")
-        ->check(CLI::IsMember(model_names()))
+        ->check(CLI::IsMember(names_of(kServerModels, model_name)))
         ->capture_default_str();
     app.add_option("--workers", opt.workers,
                    "prefork, prethread: children or threads made up front, so sessions served at once")
@@ -84,7 +88,7 @@ int main(int argc, char** argv) {
                    "session (the thundering herd); flock: a file lock; mutex: a process-shared mutex (only the "
                    "lock's holder waits on the listener); pass-fd: the supervisor accepts and hands each "
                    "connection to an idle worker (tcp, unix)")
-        ->check(CLI::IsMember(accept_lock_names()))
+        ->check(CLI::IsMember(names_of(kAcceptLockKinds, accept_lock_name)))
         ->capture_default_str();
     app.add_option("--max-clients", opt.max_clients, "Live sessions at most (fork, thread); more wait")
         ->check(CLI::Range(1u, 100000u))
@@ -140,10 +144,8 @@ int main(int argc, char** argv) {
             if (accept_lock == "pass-fd" && !info.connect_stream)
                 throw CLI::ValidationError("--accept-lock", "pass-fd hands a worker the session's one descriptor, "
                                                             "which only a stream socket session is (" +
-                                                                transport_names_where([](const TransportInfo& t) {
-                                                                    return t.connect_stream != nullptr;
-                                                                }) +
-                                                                "), not --transport " + ep.transport);
+                                                                stream_socket_transports() + "), not --transport " +
+                                                                ep.transport);
             if (model != "prefork" && app.count("--accept-lock"))
                 throw CLI::ValidationError("--accept-lock", "applies to --model prefork only (prethread's "
                                                             "threads always take turns under a mutex)");
@@ -170,10 +172,8 @@ int main(int argc, char** argv) {
         }
     }
 
-    for (ServerModel m : kServerModels)
-        if (model == model_name(m)) opt.model = m;
-    for (AcceptLockKind k : kAcceptLockKinds)
-        if (accept_lock == accept_lock_name(k)) opt.accept_lock = k;
+    opt.model = named(kServerModels, model_name, model);
+    opt.accept_lock = named(kAcceptLockKinds, accept_lock_name, accept_lock);
     opt.reply = reply == "echo" ? ReplyMode::echo : reply == "sink" ? ReplyMode::sink : ReplyMode::ack;
     ep.port = std::to_string(port);
     ep.wait = wait == "spin" ? WaitMode::spin : WaitMode::block;

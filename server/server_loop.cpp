@@ -234,23 +234,8 @@ public:
                 sweep_due_ = false;
                 sweep_();
             }
-            std::unique_ptr<PendingSession> pending;
-            try {
-                pending = listener_->accept(wake_read_.get());
-            } catch (const ProtocolError& e) {
-                log_line(std::string("server: rejected a session: ") + e.what() + "\n");
-            } catch (const std::exception& e) {
-                // A prefork worker's listener can vanish under it as the pool
-                // stops (the supervisor removes a System V queue while its
-                // workers wait in msgrcv: EIDRM): not worth a line then.
-                drain();
-                if (!stopping_) {
-                    log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
-                    wait_wake(100);  // e.g. EMFILE: back off instead of spinning
-                }
-            }
-            drain();
-            if (pending && !stopping_) {
+            std::unique_ptr<PendingSession> pending = accept_one();
+            if (pending) {
                 if (options_.model == ServerModel::iterative)
                     serve_here(*pending);
                 else if (options_.model == ServerModel::thread)
@@ -290,6 +275,31 @@ private:
     }
 
     bool passing() const { return options_.accept_lock == AcceptLockKind::pass_fd; }
+
+    // One wait on the listener from this process's loop (fork, iterative,
+    // a prefork worker, the pass-fd supervisor), then what the signal
+    // handlers reported. A rejected hello is logged; a failure to wait is
+    // logged and backed off from (e.g. EMFILE), unless a stop came meanwhile:
+    // a prefork worker's listener can vanish under it as the pool stops (the
+    // supervisor removes a System V queue while its workers wait in msgrcv:
+    // EIDRM). nullptr when nothing is pending or the server is stopping.
+    std::unique_ptr<PendingSession> accept_one() {
+        std::unique_ptr<PendingSession> pending;
+        try {
+            pending = listener_->accept(wake_read_.get());
+        } catch (const ProtocolError& e) {
+            log_line(std::string("server: rejected a session: ") + e.what() + "\n");
+        } catch (const std::exception& e) {
+            drain();
+            if (!stopping_) {
+                log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
+                wait_wake(100);
+            }
+        }
+        drain();
+        if (stopping_) pending.reset();
+        return pending;
+    }
 
     void start_worker() {
         std::pair<Fd, Fd> pair;
@@ -443,15 +453,8 @@ private:
     void pass_one() {
         take_idle_announcements();
         if (!held_ && !idle_.empty()) {
-            std::unique_ptr<PendingSession> pending;
-            try {
-                pending = listener_->accept(wake_read_.get());
-            } catch (const std::exception& e) {
-                log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
-                wait_wake(100);
-            }
-            drain();
-            if (!pending || stopping_) return;
+            std::unique_ptr<PendingSession> pending = accept_one();
+            if (!pending) return;
             held_peer_ = pending->peer();
             held_ = pending->release_descriptor();
         }
