@@ -210,9 +210,9 @@ void register_all(const Config& c) {
             register_ipclab_stream(c, t, s);
             if (has_baseline_stream(t)) register_baseline_stream(c, t, s);
         }
-        // Every server design the transport takes (prefork needs a shared rendezvous).
+        // Every server design the transport takes.
         for (ServerModel m : kServerModels)
-            if (m != ServerModel::prefork || transport_variant(t).transport->shared_rendezvous) {
+            if (model_applies(m, *transport_variant(t).transport)) {
                 register_ipclab_connect(c, t, m);
                 for (int clients : {1, 16}) register_ipclab_sessions(c, t, m, clients);
             }

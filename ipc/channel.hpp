@@ -86,6 +86,12 @@ public:
     // a signal interrupts the wait (returns nullptr). Throws ProtocolError
     // for a rejected hello; the caller logs it and keeps serving.
     virtual std::unique_ptr<PendingSession> accept(int wake_fd) = 0;
+    // For an event loop (server --model epoll): the descriptor that turns
+    // readable when a session is pending, or -1 where there is none.
+    virtual int pollable_fd() const { return -1; }
+    // After pollable_fd() polled readable: the pending session, or nullptr if
+    // it went away meanwhile (a reset before accept). Never blocks.
+    virtual std::unique_ptr<PendingSession> accept_ready() { return nullptr; }
     // In a forked child: drop descriptors and mappings, remove no names.
     virtual void close_in_child() noexcept = 0;
     // What the server runs now and then while it serves, and once after its

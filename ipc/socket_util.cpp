@@ -110,6 +110,10 @@ std::unique_ptr<PendingSession> SocketListener::accept(int wake_fd) {
         throw_errno("poll listener");
     }
     if (!(p[0].revents & POLLIN)) return nullptr;
+    return accept_ready();
+}
+
+std::unique_ptr<PendingSession> SocketListener::accept_ready() {
     struct sockaddr_storage ss {};
     socklen_t len = sizeof ss;
     Fd conn(::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC));

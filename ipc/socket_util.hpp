@@ -35,6 +35,8 @@ public:
     std::string describe() const override { return description_; }
     std::string bound_port() const override;
     std::unique_ptr<PendingSession> accept(int wake_fd) override;
+    int pollable_fd() const override { return fd_.get(); }
+    std::unique_ptr<PendingSession> accept_ready() override;
     void close_in_child() noexcept override;
 
 private:

@@ -19,7 +19,7 @@ import sys
 import benchjson
 import stats
 
-MODELS = ["fork", "iterative", "prefork", "thread", "prethread"]
+MODELS = ["fork", "iterative", "prefork", "thread", "prethread", "epoll"]
 CLIENTS = [1, 16]
 DEFAULT_REPETITIONS = 5
 DEFAULT_MIN_TIME = 0.1
@@ -37,6 +37,8 @@ WHY = {
     "thread": "a thread made per session in one process: cheaper than a fork, dearer than a pool "
               "(thread creation, its stack, a cross-CPU wake-up of the new thread)",
     "prethread": "4 threads made once, taking turns to accept under a mutex",
+    "epoll": "one process, one thread, an epoll loop over every session's non-blocking socket: no process or "
+             "thread per session and no hand-over between them, so no wake-up of another task per message",
 }
 
 
@@ -176,8 +178,8 @@ def report_lines(rows, transports, facts, repetitions, min_time, seconds, plotte
     if plotted:
         out += ["![sessions per second by design](designs.png)", ""]
     out += ["## The designs", ""] + [f"- `{m}`: {WHY[m]}." for m in MODELS] + [
-        "", "prefork does not apply to fifo and shm (their hello FIFO is read in batches); the others apply "
-        "everywhere (README: server designs).", ""]
+        "", "prefork does not apply to fifo and shm (their hello FIFO is read in batches), epoll only to tcp and "
+        "unix (a session must be one pollable socket); the others apply everywhere (README: server designs).", ""]
     return out
 
 

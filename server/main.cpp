@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
                    "fork: a child per session (the default); iterative: one session at a time in the server "
                    "process itself; prefork: --workers children made up front, each serving one session at a "
                    "time from the shared listener; thread: a thread per session; prethread: --workers threads "
-                   "made up front, taking turns to accept")
+                   "made up front, taking turns to accept; epoll: one process, one thread, every session a "
+                   "non-blocking socket in an event loop (tcp, unix)")
         ->check(CLI::IsMember(names_of(kServerModels, model_name)))
         ->capture_default_str();
     app.add_option("--workers", opt.workers,
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
                    "connection to an idle worker (tcp, unix)")
         ->check(CLI::IsMember(names_of(kAcceptLockKinds, accept_lock_name)))
         ->capture_default_str();
-    app.add_option("--max-clients", opt.max_clients, "Live sessions at most (fork, thread); more wait")
+    app.add_option("--max-clients", opt.max_clients, "Live sessions at most (fork, thread, epoll); more wait")
         ->check(CLI::Range(1u, 100000u))
         ->capture_default_str();
     app.add_option("--idle-timeout", idle_timeout, "Seconds of silence that end a session (0: never)")
@@ -134,7 +135,7 @@ int main(int argc, char** argv) {
             if (model != "fork" && app.count("--no-reap"))
                 throw CLI::ValidationError("--no-reap", "does not apply to --model " + model +
                                                             ": only fork has a child per session to leave unreaped");
-            if (model != "fork" && model != "thread" && app.count("--max-clients"))
+            if (model != "fork" && model != "thread" && model != "epoll" && app.count("--max-clients"))
                 throw CLI::ValidationError("--max-clients", "does not apply to --model " + model +
                                                                 ": it serves one session per process or "
                                                                 "thread it has (iterative: one; pools: --workers)");
@@ -149,6 +150,10 @@ int main(int argc, char** argv) {
             if (model != "prefork" && app.count("--accept-lock"))
                 throw CLI::ValidationError("--accept-lock", "applies to --model prefork only (prethread's "
                                                             "threads always take turns under a mutex)");
+            if (model == "epoll" && !model_applies(ServerModel::epoll, info))
+                throw CLI::ValidationError("--model", "epoll does not apply to --transport " + ep.transport +
+                                                          ": the event loop drives sessions that are one pollable "
+                                                          "stream socket (" + stream_socket_transports() + ")");
             if (model == "prefork" && !info.shared_rendezvous)
                 throw CLI::ValidationError("--model", "prefork does not apply to --transport " + ep.transport +
                                                           ": " + shared_rendezvous_note());

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ipc/channel.hpp"
+#include "ipc/registry.hpp"
 #include "server/accept_lock.hpp"
 
 namespace ipclab {
@@ -17,10 +18,13 @@ enum class ReplyMode { ack, echo, sink };
 // the shared listener (no accept lock: all wake, one wins);
 // thread: one thread per session in the server process;
 // prethread: `workers` threads made up front, taking turns (a mutex) to
-// accept from the listener, each then serving its session.
-enum class ServerModel { fork, iterative, prefork, thread, prethread };
-inline constexpr ServerModel kServerModels[] = {ServerModel::fork, ServerModel::iterative, ServerModel::prefork,
-                                                ServerModel::thread, ServerModel::prethread};
+// accept from the listener, each then serving its session;
+// epoll: one process, one thread, every session a non-blocking stream
+// socket driven by an event loop (server/event_loop.hpp).
+enum class ServerModel { fork, iterative, prefork, thread, prethread, epoll };
+inline constexpr ServerModel kServerModels[] = {ServerModel::fork,   ServerModel::iterative,
+                                                ServerModel::prefork, ServerModel::thread,
+                                                ServerModel::prethread, ServerModel::epoll};
 
 // The name `server --model` takes and the benchmarks print.
 inline const char* model_name(ServerModel m) {
@@ -29,9 +33,21 @@ inline const char* model_name(ServerModel m) {
         case ServerModel::prefork: return "prefork";
         case ServerModel::thread: return "thread";
         case ServerModel::prethread: return "prethread";
+        case ServerModel::epoll: return "epoll";
         case ServerModel::fork: break;
     }
     return "fork";
+}
+
+// Whether a design can serve a transport's sessions: prefork needs a
+// rendezvous several processes can take whole sessions from; epoll needs a
+// session that is one pollable descriptor (a stream socket: System V queues
+// and shared memory have no pollable wait, and a FIFO or POSIX-queue
+// session's rendezvous opens its objects with blocking calls).
+inline bool model_applies(ServerModel m, const TransportInfo& t) {
+    if (m == ServerModel::prefork) return t.shared_rendezvous;
+    if (m == ServerModel::epoll) return t.connect_stream != nullptr;
+    return true;
 }
 
 struct ServerOptions {
@@ -39,7 +55,7 @@ struct ServerOptions {
     ServerModel model = ServerModel::fork;
     bool quiet = false;          // no "Here is the message" lines
     bool once = false;           // serve one session, then exit
-    unsigned max_clients = 64;   // live children (fork) or threads (thread) at most
+    unsigned max_clients = 64;   // live children (fork), threads (thread) or sessions (epoll) at most
     unsigned workers = 4;        // prefork, prethread: the pool's size, so its sessions at once
     AcceptLockKind accept_lock = AcceptLockKind::none;  // prefork: how workers share the listener
     // Internal: this process is one prefork worker (no listening or stopped

@@ -25,6 +25,7 @@
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
 #include "ipc/tick_timer.hpp"
+#include "server/event_loop.hpp"
 #include "server/fd_passing.hpp"
 #include "server/session.hpp"
 #include "server/session_threads.hpp"
@@ -128,13 +129,6 @@ void set_handler(int signo, void (*handler)(int)) {
     check(::sigaction(signo, &sa, nullptr), "sigaction");
 }
 
-void log_line(const std::string& line) {
-    try {
-        write_all(STDERR_FILENO, as_bytes(line), false, 5000, "stderr");
-    } catch (const std::exception&) {
-    }
-}
-
 std::string describe_status(int status) {
     if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return std::string("killed by signal ") + ::strsignal(WTERMSIG(status));
@@ -217,6 +211,7 @@ public:
                      std::to_string(::getpid()) + ")\n");
         if (options_.model == ServerModel::prefork) return supervise();
         if (options_.model == ServerModel::prethread) return supervise_threads();
+        if (options_.model == ServerModel::epoll) return serve_events();
         if (options_.no_reap)
             log_line("server: --no-reap (teaching mode): ended sessions stay zombies until the "
                      "server exits; --max-clients is not enforced\n");
@@ -271,6 +266,70 @@ private:
         }
         signal_children(SIGTERM);
         shut_down();
+        return 0;
+    }
+
+    // The epoll design: this thread serves every session (EventLoop) and
+    // takes new ones while under --max-clients. A stop refuses new sessions
+    // at once and gives those in progress the grace period, as fork does.
+    int serve_events() {
+        if (options_.log_sessions) log_line("server: event loop (epoll), one process, one thread\n");
+        EventLoop loop(options_);
+        loop.watch(wake_read_.get());
+        const int listen_fd = listener_->pollable_fd();
+        if (listen_fd < 0) throw std::logic_error("--model epoll needs a pollable listener");
+        bool listening = false;
+        auto listen = [&](bool on) {
+            if (on == listening) return;
+            on ? loop.watch(listen_fd) : loop.unwatch(listen_fd);
+            listening = on;
+        };
+        Deadline paused(0);  // after a failed accept (e.g. EMFILE): not listening until it expires
+        while (!stopping_) {
+            bool done_once = options_.once && started_ > 0;
+            if (done_once && loop.sessions() == 0) break;
+            listen(!done_once && paused.expired() && loop.sessions() < options_.max_clients);
+            if (sweep_due_) {
+                sweep_due_ = false;
+                sweep_();
+            }
+            for (int fd : loop.run_once(listening || paused.expired() ? -1 : paused.remaining_ms())) {
+                if (fd == wake_read_.get()) {
+                    drain();
+                    continue;
+                }
+                // Every pending session up to --max-clients, so a burst costs one wake-up.
+                while (!stopping_ && loop.sessions() < options_.max_clients && !(options_.once && started_ > 0)) {
+                    std::unique_ptr<PendingSession> pending;
+                    try {
+                        pending = listener_->accept_ready();
+                    } catch (const std::exception& e) {
+                        log_line(std::string("server: waiting for sessions: ") + e.what() + "\n");
+                        listen(false);
+                        paused = Deadline(100);
+                    }
+                    if (!pending) break;
+                    std::string peer = pending->peer();
+                    loop.add_session(pending->release_descriptor(), std::move(peer));
+                    ++started_;
+                }
+            }
+        }
+        listen(false);
+        tick_.reset();
+        listener_.reset();  // new sessions are refused from here on; names removed
+        Deadline grace(static_cast<int>(options_.grace_seconds * 1000));
+        while (loop.sessions() > 0 && !hurry_ && !grace.expired())
+            for (int fd : loop.run_once(grace.remaining_ms()))
+                if (fd == wake_read_.get()) drain();
+        if (loop.sessions() > 0) {
+            if (options_.log_sessions)
+                log_line("server: ending " + std::to_string(loop.sessions()) +
+                         " session(s) still running after the grace period\n");
+            loop.end_all("ended by server shutdown");
+        }
+        if (sweep_) sweep_();
+        if (options_.log_sessions) log_line("server: stopped\n");
         return 0;
     }
 

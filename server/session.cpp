@@ -22,15 +22,27 @@ bool printable(std::span<const std::byte> bytes) {
     return true;
 }
 
-void print_quietly_failing(const std::string& line, int fd) {
+void write_quietly_failing(const std::string& line, int fd, const char* what) {
     try {
-        write_all(fd, as_bytes(line), false, 5000, "stdout");
+        write_all(fd, as_bytes(line), false, 5000, what);
     } catch (const std::exception&) {
-        // A closed or full stdout must not end the session: the reply matters more.
     }
 }
 
 }  // namespace
+
+void print_message_line(std::span<const std::byte> payload) {
+    write_quietly_failing(format_message_line(payload), STDOUT_FILENO, "stdout");
+}
+
+void log_line(const std::string& line) { write_quietly_failing(line, STDERR_FILENO, "stderr"); }
+
+bool choose_reply(const ServerOptions& options, std::span<const std::byte> payload,
+                  std::span<const std::byte>& reply) {
+    if (options.reply == ReplyMode::sink && !payload.empty()) return false;
+    reply = options.reply == ReplyMode::echo ? payload : as_bytes(kAckText);
+    return true;
+}
 
 std::string format_message_line(std::span<const std::byte> payload) {
     std::string line = "Here is the message: ";
@@ -46,7 +58,6 @@ std::string format_message_line(std::span<const std::byte> payload) {
 }
 
 void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report) {
-    const auto ack = as_bytes(kAckText);
     Message msg;
     while (channel.receive(msg)) {
         ++report.messages;
@@ -56,9 +67,9 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
             report.clean = false;
             return;
         }
-        if (!options.quiet) print_quietly_failing(format_message_line(msg.payload), STDOUT_FILENO);
-        if (options.reply == ReplyMode::sink && !msg.payload.empty()) continue;
-        auto reply = options.reply == ReplyMode::echo ? std::span<const std::byte>(msg.payload) : ack;
+        if (!options.quiet) print_message_line(msg.payload);
+        std::span<const std::byte> reply;
+        if (!choose_reply(options, msg.payload, reply)) continue;
         channel.send(FrameType::data, reply);
         report.bytes_out += reply.size();
     }

@@ -32,4 +32,16 @@ std::string format_report(const SessionReport& report, long pid);
 // The line printed for each message ("Here is the message: ..."), with '\n'.
 std::string format_message_line(std::span<const std::byte> payload);
 
+// Prints that line on stdout; a closed or full stdout does not end the
+// session (the reply matters more).
+void print_message_line(std::span<const std::byte> payload);
+
+// The reply to a message under options.reply: true and `reply` set (the
+// payload itself or the seed's ack), or false for none (sink).
+bool choose_reply(const ServerOptions& options, std::span<const std::byte> payload,
+                  std::span<const std::byte>& reply);
+
+// One line on stderr (session reports, the server's own lines); never throws.
+void log_line(const std::string& line);
+
 }  // namespace ipclab

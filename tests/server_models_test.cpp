@@ -368,10 +368,12 @@ std::vector<std::string> threaded_cases() {
 
 INSTANTIATE_TEST_SUITE_P(ModelsAndTransports, Threaded, ::testing::ValuesIn(threaded_cases()), transport_test_name);
 
-TEST(ServerModel, ThreadModelHonoursMaxClients) {
+class MaxClients : public ::testing::TestWithParam<ServerModel> {};
+
+TEST_P(MaxClients, ASecondSessionWaitsForTheFirstAtMaxClientsOne) {
     std::string name = fresh_name("mc");
     ServerOptions o = echo_server();
-    o.model = ServerModel::thread;
+    o.model = GetParam();
     o.max_clients = 1;
     ServerProcess server(endpoint_for("unix", name), o);
     auto first = connect(server.client_endpoint(), client_limits());
@@ -390,6 +392,10 @@ TEST(ServerModel, ThreadModelHonoursMaxClients) {
     EXPECT_EQ(second.get(), "");
     EXPECT_EQ(server.stop(SIGTERM), 0);
 }
+
+// The designs that take --max-clients besides fork (whose Crowd test is in the hostile suite).
+INSTANTIATE_TEST_SUITE_P(Designs, MaxClients, ::testing::Values(ServerModel::thread, ServerModel::epoll),
+                         [](const ::testing::TestParamInfo<ServerModel>& p) { return std::string(model_name(p.param)); });
 
 TEST(ServerModel, RealBinaryServesTheSeedsExchangeIteratively) {
     RunningProgram server({bin("server"), "--model", "iterative", "--bind", "127.0.0.1", "0"});

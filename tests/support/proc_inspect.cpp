@@ -69,6 +69,17 @@ int entries_of(const std::string& dir) {
 
 int open_fd_count(pid_t pid) { return entries_of("/proc/" + std::to_string(pid) + "/fd"); }
 
+int socket_fd_count(pid_t pid) {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        std::error_code link_ec;
+        if (fs::read_symlink(it->path(), link_ec).string().rfind("socket:", 0) == 0) ++n;
+    }
+    return n;
+}
+
 int threads_named(pid_t pid, const std::string& comm) {
     int n = 0;
     std::error_code ec;

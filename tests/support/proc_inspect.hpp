@@ -16,6 +16,8 @@ std::vector<pid_t> zombie_children_of(pid_t pid);
 
 // Open descriptors of pid (entries of /proc/PID/fd).
 int open_fd_count(pid_t pid);
+// Those of them that are sockets.
+int socket_fd_count(pid_t pid);
 // Threads of pid named comm (/proc/PID/task/*/comm): counts a program's
 // own threads and not those a sanitizer's runtime adds.
 int threads_named(pid_t pid, const std::string& comm);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -72,6 +73,10 @@ std::optional<std::size_t> sessions_in_service(pid_t server) {
     switch (test_model()) {
         case ServerModel::fork: return children_of(server).size();
         case ServerModel::thread: return static_cast<std::size_t>(threads_named(server, kSessionThreadName));
+        // Its sessions are its sockets but the listener; children: where it
+        // does not apply, the test server falls back to fork.
+        case ServerModel::epoll:
+            return children_of(server).size() + static_cast<std::size_t>(std::max(0, socket_fd_count(server) - 1));
         default: return std::nullopt;
     }
 }
@@ -104,8 +109,7 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
             ready_write.reset();
             ServerOptions o = options;
             if (o.model == ServerModel::fork) o.model = test_model();
-            if (o.model == ServerModel::prefork && !transport_info(ep.transport).shared_rendezvous)
-                o.model = ServerModel::fork;
+            if (!model_applies(o.model, transport_info(ep.transport))) o.model = ServerModel::fork;
             rc = run_server(std::move(listener), o);
         } catch (const std::exception& e) {
             std::string msg = std::string("error ") + e.what() + "\n";

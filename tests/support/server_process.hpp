@@ -18,14 +18,15 @@
 namespace ipclab::test {
 
 // The server design the suites run under: IPCLAB_TEST_MODEL (fork,
-// iterative, prefork, thread, prethread; `make check-models` sets it), fork
+// iterative, prefork, thread, prethread, epoll; `make check-models` sets it), fork
 // when unset. ServerProcess serves with it unless the test chose a design
 // itself (prefork only where a pool can share the listener).
 ServerModel test_model();
 
 // The sessions a server is serving, where its design lets a test see them:
-// its forked children (fork), its session threads (thread); nullopt for
-// the designs that serve inside a pool or the server itself.
+// its forked children (fork), its session threads (thread), its connected
+// sockets (epoll); nullopt for the designs that serve inside a pool or the
+// server itself.
 std::optional<std::size_t> sessions_in_service(pid_t server);
 
 // For a test that counts the sessions in service: skipped under a design
