@@ -109,6 +109,9 @@ public:
         }
     }
 
+    // Readable once the process has exited; -1 on kernels without pidfds.
+    int fd() const { return pidfd_.get(); }
+
 private:
     pid_t pid_ = 0;
     Fd pidfd_;
@@ -165,6 +168,9 @@ public:
         remove_stale_fifo(paths_.c2s, &c2s_);
         remove_stale_fifo(paths_.s2c, &s2c_);
     }
+
+    // Readable once the session's client has exited (or -1).
+    int client_watch_fd() const { return watch_.fd(); }
 
 private:
     static bool still_there(const std::string& path, const FileId& id) noexcept {
@@ -230,9 +236,7 @@ public:
     bool receive(Message& msg) override {
         stop_point();
         if (!writer_seen_) {
-            if (!wait_fd(read_fd_, POLLIN, timeout_ms_ > 0 ? timeout_ms_ : -1, "fifo"))
-                throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
-                                   " ms waiting for the peer");
+            wait_for_writer();
             writer_seen_ = true;
         }
         try {
@@ -246,6 +250,18 @@ public:
     }
 
 private:
+    // Until the peer first opens its end, a read would see EOF. The server
+    // also watches the client's process: one killed between its hello and
+    // opening its FIFO would otherwise hold the session (and an iterative
+    // server, every session) until the idle timeout.
+    void wait_for_writer() {
+        struct pollfd p[2] = {{read_fd_, POLLIN, 0},
+                              {server_names_ ? server_names_->client_watch_fd() : -1, POLLIN, 0}};
+        int n = wait_fds(p, p[1].fd >= 0 ? 2 : 1, timeout_ms_ > 0 ? timeout_ms_ : -1, "fifo");
+        if (n == 0) throw TimeoutError("timed out after " + std::to_string(timeout_ms_) + " ms waiting for the peer");
+        if (p[0].revents == 0) throw PeerGone("the client exited before it opened its FIFO");
+    }
+
     // A stop signal that lands between system calls causes no EINTR; a busy
     // session would never notice it, so each message looks at the flag.
     static void stop_point() {

@@ -103,13 +103,16 @@ int Deadline::remaining_ms() const {
 }
 
 bool wait_fd(int fd, short events, int timeout_ms, const char* what) {
+    struct pollfd p {fd, events, 0};
+    return wait_fds(&p, 1, timeout_ms, what) > 0;
+}
+
+int wait_fds(struct pollfd* fds, nfds_t n, int timeout_ms, const char* what) {
     Deadline deadline(timeout_ms);
     for (;;) {
         if (stop_requested()) throw Interrupted();
-        struct pollfd p {fd, events, 0};
-        int n = ::poll(&p, 1, deadline.remaining_ms());
-        if (n > 0) return true;
-        if (n == 0) return false;
+        int ready = ::poll(fds, n, deadline.remaining_ms());
+        if (ready >= 0) return ready;
         if (errno != EINTR) throw_errno(std::string("poll ") + what);
         on_eintr();
     }

@@ -6,6 +6,7 @@
 // their RAII owners remove what they created.
 #pragma once
 
+#include <poll.h>
 #include <sys/uio.h>
 
 #include <chrono>
@@ -34,6 +35,8 @@ void unblock_signals(std::initializer_list<int> signals);
 
 // Poll one descriptor for `events`; returns false on timeout. Retries EINTR.
 bool wait_fd(int fd, short events, int timeout_ms, const char* what);
+// The same over several descriptors: how many are ready (0: the timeout).
+int wait_fds(struct pollfd* fds, nfds_t n, int timeout_ms, const char* what);
 
 // A point in time after which an operation has failed. Negative ms: never.
 class Deadline {

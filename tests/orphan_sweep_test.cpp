@@ -80,7 +80,7 @@ TEST_P(KilledEarly, NothingIsLeftAfterASweepNorAfterExit) {
     }
     RecordProperty("killed", killed);
     RecordProperty("completed", completed);
-    EXPECT_GE(completed, kSessions - killed) << "clients that were not killed must succeed";
+    EXPECT_GE(completed, kSessions - killed) << "clients that were not killed must succeed" << server_->stderr_text();
     // While the server still serves: its sweep reclaims what the killed left.
     std::vector<std::string> left;
     EXPECT_TRUE(eventually([&] { return (left = session_objects()).empty(); }, kSweepWaitMs))
