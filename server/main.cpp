@@ -132,14 +132,17 @@ int main(int argc, char** argv) {
             if (info.host_port && port < 0)
                 throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
             check_applies(app, info);
-            if (model != "fork" && app.count("--no-reap"))
+            // The names were checked by CLI11; the rules below read the design itself.
+            const ServerModel m = named(kServerModels, model_name, model);
+            const bool pool = m == ServerModel::prefork || m == ServerModel::prethread;
+            if (m != ServerModel::fork && app.count("--no-reap"))
                 throw CLI::ValidationError("--no-reap", "does not apply to --model " + model +
                                                             ": only fork has a child per session to leave unreaped");
-            if (model != "fork" && model != "thread" && model != "epoll" && app.count("--max-clients"))
+            if (m != ServerModel::fork && m != ServerModel::thread && m != ServerModel::epoll &&
+                app.count("--max-clients"))
                 throw CLI::ValidationError("--max-clients", "does not apply to --model " + model +
                                                                 ": it serves one session per process or "
                                                                 "thread it has (iterative: one; pools: --workers)");
-            bool pool = model == "prefork" || model == "prethread";
             if (!pool && app.count("--workers"))
                 throw CLI::ValidationError("--workers", "applies to --model prefork and prethread only");
             if (accept_lock == "pass-fd" && !info.connect_stream)
@@ -147,14 +150,14 @@ int main(int argc, char** argv) {
                                                             "which only a stream socket session is (" +
                                                                 stream_socket_transports() + "), not --transport " +
                                                                 ep.transport);
-            if (model != "prefork" && app.count("--accept-lock"))
+            if (m != ServerModel::prefork && app.count("--accept-lock"))
                 throw CLI::ValidationError("--accept-lock", "applies to --model prefork only (prethread's "
                                                             "threads always take turns under a mutex)");
-            if (model == "epoll" && !model_applies(ServerModel::epoll, info))
+            if (m == ServerModel::epoll && !model_applies(m, info))
                 throw CLI::ValidationError("--model", "epoll does not apply to --transport " + ep.transport +
                                                           ": the event loop drives sessions that are one pollable "
                                                           "stream socket (" + stream_socket_transports() + ")");
-            if (model == "prefork" && !info.shared_rendezvous)
+            if (m == ServerModel::prefork && !model_applies(m, info))
                 throw CLI::ValidationError("--model", "prefork does not apply to --transport " + ep.transport +
                                                           ": " + shared_rendezvous_note());
         }
