@@ -31,33 +31,20 @@ long rss_kib(pid_t pid) {
     return -1;
 }
 
-class EventLoopServer : public ::testing::TestWithParam<std::string> {
+class EventLoopServer : public DesignTest {
 protected:
-    void SetUp() override {
-        before_ = ipc_object_snapshot();
-        name_ = fresh_name("ev");
-    }
-    void TearDown() override {
-        server_.reset();
-        EXPECT_TRUE(eventually([&] { return leftover_objects(before_, name_).empty(); }))
-            << "objects left behind";
-    }
-    void start(int idle_ms = 20000, double grace = 5) {
+    EventLoopServer() : DesignTest("ev") {}
+    void start_epoll(int idle_ms = 20000, double grace = 5) {
         ServerOptions o = echo_server(idle_ms);
         o.model = ServerModel::epoll;
         o.grace_seconds = grace;
         o.quiet = true;
-        server_ = std::make_unique<ServerProcess>(endpoint_for(GetParam(), name_), o);
+        start(o);
     }
-    std::unique_ptr<Channel> open() { return connect(server_->client_endpoint(), client_limits()); }
-
-    std::set<std::string> before_;
-    std::string name_;
-    std::unique_ptr<ServerProcess> server_;
 };
 
 TEST_P(EventLoopServer, ServesManySessionsAtOnceInOneProcessByteExact) {
-    start();
+    start_epoll();
     constexpr int kSessions = 24;
     std::vector<std::unique_ptr<Channel>> open_sessions;
     for (int i = 0; i < kSessions; ++i) open_sessions.push_back(open());
@@ -84,7 +71,7 @@ TEST_P(EventLoopServer, ServesManySessionsAtOnceInOneProcessByteExact) {
 }
 
 TEST_P(EventLoopServer, APeerThatNeverReadsStallsNoOneAndCostsABoundedQueue) {
-    start();
+    start_epoll();
     ASSERT_EQ(echo_once(server_->client_endpoint(), 100), "");  // past start-up
     [[maybe_unused]] const long rss_before = rss_kib(server_->pid());  // (not compared under sanitizers)
     // Echo requests of 64 KiB sent as fast as the socket takes them, replies
@@ -126,7 +113,7 @@ TEST_P(EventLoopServer, APeerThatNeverReadsStallsNoOneAndCostsABoundedQueue) {
 }
 
 TEST_P(EventLoopServer, AStopGivesTheSessionsTheGracePeriodThenEndsThem) {
-    start(20000, 0.5);
+    start_epoll(20000, 0.5);
     auto a = open(), b = open();
     Message reply;
     for (auto* ch : {a.get(), b.get()}) {
@@ -145,7 +132,7 @@ TEST_P(EventLoopServer, AStopGivesTheSessionsTheGracePeriodThenEndsThem) {
 }
 
 TEST_P(EventLoopServer, AnIdleSessionTimesOutWhileOthersAreServed) {
-    start(300);
+    start_epoll(300);
     auto idle = open();
     for (int i = 0; i < 5; ++i) EXPECT_EQ(echo_once(server_->client_endpoint(), 4096), "") << i;
     EXPECT_TRUE(log_has(*server_, "idle timeout")) << server_->stderr_text();
@@ -159,11 +146,7 @@ TEST(EventLoop, RealBinaryServesTheSeedsExchangeAndTextLines) {
     RunningProgram server({bin("server"), "--model", "epoll", "--bind", "127.0.0.1", "0"});
     std::string port = server.listening_port();
     ASSERT_FALSE(port.empty()) << server.err();
-    for (int i = 0; i < 3; ++i) {
-        auto r = run_program({bin("client"), "-m", "hello", "127.0.0.1", port});
-        EXPECT_EQ(r.exit_code, 0) << r.err;
-        EXPECT_EQ(r.out, "I got your message\n");
-    }
+    EXPECT_EQ(seed_exchanges(port), "");
     // Two lines in one write, as `printf 'a\nb\n' | nc` sends them: two replies.
     Endpoint ep;
     ep.host = "127.0.0.1";

@@ -32,27 +32,9 @@ ServerOptions iterative(double grace = 5) {
     return o;
 }
 
-class Iterative : public ::testing::TestWithParam<std::string> {
+class Iterative : public DesignTest {
 protected:
-    void SetUp() override {
-        before_ = ipc_object_snapshot();
-        name_ = fresh_name("it");
-    }
-    void TearDown() override {
-        server_.reset();
-        EXPECT_TRUE(eventually([&] { return leftover_objects(before_, name_).empty(); }))
-            << "objects left behind";
-    }
-    // The transport under test (a subclass may carry more in its parameter).
-    virtual std::string transport() const { return GetParam(); }
-    void start(const ServerOptions& o) {
-        server_ = std::make_unique<ServerProcess>(endpoint_for(transport(), name_), o);
-    }
-    std::unique_ptr<Channel> open() { return connect(server_->client_endpoint(), client_limits()); }
-
-    std::set<std::string> before_;
-    std::string name_;
-    std::unique_ptr<ServerProcess> server_;
+    Iterative() : DesignTest("it") {}
 };
 
 TEST_P(Iterative, ServesSessionsInItsOwnProcessByteExact) {
@@ -401,11 +383,7 @@ TEST(ServerModel, RealBinaryServesTheSeedsExchangeIteratively) {
     RunningProgram server({bin("server"), "--model", "iterative", "--bind", "127.0.0.1", "0"});
     std::string port = server.listening_port();
     ASSERT_FALSE(port.empty()) << server.err();
-    for (int i = 0; i < 3; ++i) {
-        auto r = run_program({bin("client"), "-m", "hello", "127.0.0.1", port});
-        EXPECT_EQ(r.exit_code, 0) << r.err;
-        EXPECT_EQ(r.out, "I got your message\n");
-    }
+    EXPECT_EQ(seed_exchanges(port), "");
     EXPECT_EQ(server.stop(SIGINT, 15000), 0) << server.err();
     EXPECT_NE(server.err().find("server: stopped"), std::string::npos) << server.err();
 }

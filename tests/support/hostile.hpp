@@ -19,6 +19,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/fd.hpp"
 #include "server/options.hpp"
+#include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace ipclab::test {
@@ -164,6 +165,34 @@ protected:
     std::string prefix_;
     std::string name_;
     std::unique_ptr<LeakGuard> guard_;
+    std::unique_ptr<ServerProcess> server_;
+};
+
+// A parameterised test of one server design on the transport its parameter
+// names: a fresh endpoint name, the server in a forked child, and at the end
+// no object of that name left (the server is stopped first).
+class DesignTest : public ::testing::TestWithParam<std::string> {
+protected:
+    explicit DesignTest(std::string prefix) : prefix_(std::move(prefix)) {}
+    void SetUp() override {
+        before_ = ipc_object_snapshot();
+        name_ = fresh_name(prefix_);
+    }
+    void TearDown() override {
+        server_.reset();
+        EXPECT_TRUE(eventually([&] { return leftover_objects(before_, name_).empty(); }))
+            << "objects left behind";
+    }
+    // The transport under test (a subclass may carry more in its parameter).
+    virtual std::string transport() const { return GetParam(); }
+    void start(const ServerOptions& o) {
+        server_ = std::make_unique<ServerProcess>(endpoint_for(transport(), name_), o);
+    }
+    std::unique_ptr<Channel> open() { return connect(server_->client_endpoint(), client_limits()); }
+
+    std::string prefix_;
+    std::set<std::string> before_;
+    std::string name_;
     std::unique_ptr<ServerProcess> server_;
 };
 

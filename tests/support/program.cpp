@@ -114,4 +114,13 @@ int RunningProgram::stop(int signo, int timeout_ms) {
     return exit_code(status);
 }
 
+std::string seed_exchanges(const std::string& port, int times) {
+    for (int i = 0; i < times; ++i) {
+        auto r = run_program({bin("client"), "-m", "hello", "127.0.0.1", port});
+        if (r.exit_code != 0) return "run " + std::to_string(i) + ": exit " + std::to_string(r.exit_code) + ": " + r.err;
+        if (r.out != "I got your message\n") return "run " + std::to_string(i) + " printed: " + r.out;
+    }
+    return "";
+}
+
 }  // namespace ipclab::test

@@ -24,6 +24,11 @@ struct ProgramResult {
 ProgramResult run_program(const std::vector<std::string>& argv, const std::string& stdin_text = "",
                           int timeout_ms = 30000);
 
+// Runs the seed's exchange (`client -m hello 127.0.0.1 PORT`) `times` times
+// against a running server; "" when every run printed the seed's ack and
+// exited 0, else what went wrong.
+std::string seed_exchanges(const std::string& port, int times = 3);
+
 // A program left running (a server); stdout/stderr go to files we remove.
 class RunningProgram {
 public:
