@@ -3,7 +3,10 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "ipc/error.hpp"
@@ -13,30 +16,42 @@ namespace ipclab {
 
 namespace {
 constexpr std::size_t kReadBuffer = 64 * 1024;
+constexpr std::size_t kPage = 4096;
+
+// Untouched memory (no page faulted in before bytes arrive), page-aligned.
+std::byte* page_aligned(std::size_t n) {
+    void* p = std::aligned_alloc(kPage, (n + kPage - 1) / kPage * kPage);
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<std::byte*>(p);
 }
+}  // namespace
 
 StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
     : fd_(fd),
       use_poll_(use_poll),
       timeout_ms_(timeout_ms),
-      buf_(new std::byte[kReadBuffer]),  // default-initialised: no page touched yet
+      buf_(page_aligned(kReadBuffer)),
       capacity_(kReadBuffer) {}
 
-bool StreamReader::fill(std::size_t n) {
+bool StreamReader::fill(std::size_t n, std::size_t at) {
     if (buffered() >= n) return true;
-    if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
+    if (buffered() == 0 && at != kAnywhere && at % kPage + n <= capacity_) {
+        pos_ = end_ = at % kPage;
+    } else if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
         std::memmove(buf_.get(), buf_.get() + pos_, buffered());
         end_ -= pos_;
         pos_ = 0;
     }
-    if (capacity_ < n) {  // a long text line: grow geometrically, keeping what is buffered
+    if (capacity_ - pos_ < n) {  // a long text line: grow geometrically, keeping what is buffered
         std::size_t grown = std::max(n, capacity_ * 2);
-        std::unique_ptr<std::byte[]> bigger(new std::byte[grown]);
-        std::memcpy(bigger.get(), buf_.get(), end_);
+        std::unique_ptr<std::byte[], Free> bigger(page_aligned(grown));
+        std::memcpy(bigger.get(), buf_.get() + pos_, buffered());
+        end_ -= pos_;
+        pos_ = 0;
         buf_ = std::move(bigger);
         capacity_ = grown;
     }
-    while (end_ < n) {
+    while (buffered() < n) {
         std::size_t got = use_poll_ ? read_pipe(buf_.get() + end_, capacity_ - end_)
                                     : read_some(fd_, buf_.get() + end_, capacity_ - end_, "stream");
         if (got == 0) return false;
@@ -129,7 +144,7 @@ public:
     }
 
     bool receive(Message& msg) override {
-        if (!reader_->fill(kFrameHeaderSize)) {
+        if (!reader_->fill(kFrameHeaderSize, payload_placement(msg))) {
             if (reader_->buffered() == 0) return false;
             throw PeerGone("peer closed in the middle of a frame header");
         }
@@ -146,6 +161,19 @@ public:
 
 private:
     int write_fd() const { return fds_.write ? fds_.write.get() : fds_.read.get(); }
+
+    // Where in a page the next frame should be read to so that its payload
+    // lands half a page away from where msg's storage (reused from the last
+    // message) starts. Copying the payload out of the read buffer is then
+    // never 4K-aliased: with source and destination a few bytes apart
+    // modulo 4096, each load waited on the store before it (measured: the
+    // 4 KiB unix round trip 1.15x the raw floor or 1.3-1.6x, by where the
+    // heap happened to put the two buffers).
+    static std::size_t payload_placement(const Message& msg) {
+        if (msg.payload.capacity() == 0) return StreamReader::kAnywhere;
+        auto dst = reinterpret_cast<std::uintptr_t>(msg.payload.data());
+        return static_cast<std::size_t>((dst + 2048 + 4096 - kFrameHeaderSize) % 4096);
+    }
 
     StreamFds fds_;
     Limits limits_;

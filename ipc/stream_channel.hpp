@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -19,8 +20,11 @@ public:
     // use_poll: a pipe, which has no SO_RCVTIMEO; sockets rely on SO_RCVTIMEO.
     StreamReader(int fd, bool use_poll, int timeout_ms);
 
-    // Ensures at least n buffered bytes; false if EOF came first.
-    bool fill(std::size_t n);
+    // Ensures at least n buffered bytes; false if EOF came first. With
+    // nothing buffered and a page offset `at`, the next bytes are read to
+    // that offset of a page of the buffer (see FramedChannel::receive).
+    static constexpr std::size_t kAnywhere = static_cast<std::size_t>(-1);
+    bool fill(std::size_t n, std::size_t at = kAnywhere);
     std::size_t buffered() const { return end_ - pos_; }
     const std::byte* data() const { return buf_.get() + pos_; }
     void consume(std::size_t n) { pos_ += n; }
@@ -37,7 +41,10 @@ private:
     int timeout_ms_;
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
-    std::unique_ptr<std::byte[]> buf_;
+    struct Free {
+        void operator()(std::byte* p) const noexcept { std::free(p); }
+    };
+    std::unique_ptr<std::byte[], Free> buf_;  // page-aligned: offsets in it are page offsets
     std::size_t capacity_;
     std::size_t pos_ = 0, end_ = 0;
     std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <numeric>
 #include <thread>
 
@@ -69,6 +70,34 @@ TEST(ReadWrite, ShortReadsAreReassembled) {
     EXPECT_TRUE(StreamReader(p.a.get(), true, 5000).read_exact(got, "test"));
     EXPECT_EQ(got, data);
     EXPECT_EQ(test::wait_or_kill(pid, 5000), 0);
+}
+
+// fill(n, at) on an empty reader reads to that page offset of its buffer
+// (FramedChannel places payloads so that copying them out is not
+// 4K-aliased); bytes already buffered are never moved by it, and a line
+// longer than the whole buffer still grows it.
+TEST(ReadWrite, FillPlacesTheNextBytesAtTheAskedPageOffset) {
+    Pair p;
+    std::vector<std::byte> data(6000);
+    std::iota(reinterpret_cast<unsigned char*>(data.data()),
+              reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
+    ASSERT_EQ(::write(p.b.get(), data.data(), 3000), 3000);
+    StreamReader r(p.a.get(), false, 5000);
+    ASSERT_TRUE(r.fill(5, 2043));
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(r.data()) % 4096, 2043u);
+    ASSERT_EQ(r.buffered(), 3000u);
+    r.consume(1000);
+    ASSERT_TRUE(r.fill(100, 7));  // 2000 still buffered: they stay where they are
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(r.data()) % 4096, (2043u + 1000u) % 4096);
+    EXPECT_EQ(static_cast<unsigned char>(r.data()[0]), static_cast<unsigned char>(1000 % 256));
+    r.consume(2000);
+    ASSERT_EQ(::write(p.b.get(), data.data() + 3000, 3000), 3000);
+    p.b.reset();
+    ASSERT_TRUE(r.fill(3000, 4095));
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(r.data()) % 4096, 4095u);
+    EXPECT_TRUE(std::equal(data.begin() + 3000, data.end(), r.data()));
+    r.consume(3000);
+    EXPECT_FALSE(r.fill(70000, 100)) << "EOF: a request beyond the buffer grows it, then meets the end";
 }
 
 TEST(ReadWrite, EofBeforeAndInsideAMessage) {
