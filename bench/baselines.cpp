@@ -149,7 +149,7 @@ protected:
     RawPingPong(std::size_t size, std::size_t reply_capacity)
         : size_(size), reply_(std::max(reply_capacity, size) + 1) {}
     std::size_t size_;
-    std::vector<std::byte> reply_;
+    PageBuffer reply_;
     Child child_;
 };
 
@@ -162,7 +162,7 @@ public:
         child_ = Child(fork_child(cpu, [&]() -> int {
             read_.reset();
             write_.reset();
-            std::vector<char> buf(size);
+            PageBuffer buf(size);
             while (readn(sr, buf.data(), size)) writen(sw, buf.data(), size);
             return 0;
         }));
@@ -241,7 +241,7 @@ public:
         c2s_ = anonymous_mq(base + "-c2s", maxmsg, static_cast<long>(chunk_));
         s2c_ = anonymous_mq(base + "-s2c", maxmsg, static_cast<long>(chunk_));
         child_ = Child(fork_child(cpu, [&]() -> int {
-            std::vector<char> buf(size + chunk_);
+            PageBuffer buf(size + chunk_);
             for (;;) {
                 mq_receive_all(c2s_->get(), buf.data(), size, chunk_);
                 mq_send_all(s2c_->get(), buf.data(), size, chunk_);
@@ -314,7 +314,8 @@ public:
     SysvMqPingPong(std::size_t size, int cpu)
         : RawPingPong(size, size + chunk_for(size)), chunk_(chunk_for(size)), mbuf_(sizeof(long) + chunk_) {
         child_ = Child(fork_child(cpu, [&]() -> int {
-            std::vector<char> buf(size + chunk_), mbuf(sizeof(long) + chunk_);
+            PageBuffer buf(size + chunk_);
+            std::vector<char> mbuf(sizeof(long) + chunk_);
             for (;;) {
                 sysv_receive_all(queue_.id(), 1, buf.data(), size, mbuf, chunk_);
                 sysv_send_all(queue_.id(), 2, buf.data(), size, mbuf, chunk_);
