@@ -93,6 +93,7 @@ INSTANTIATE_TEST_SUITE_P(AllTransports, EveryTransport, ::testing::ValuesIn(tran
                          transport_test_name);
 
 TEST_F(LoadTest, PacedRunSendsItsWholeScheduleSplitOverTheClients) {
+    if (test_model() == ServerModel::iterative) GTEST_SKIP() << "four sessions must be served at once";
     start("unix");
     // 400 requests/s for 0.5 s: 200 requests, 50 per client.
     auto r = run_program(client({"--clients", "4", "--rate", "400", "--duration", "0.5", "--size", "64", "--verify",
@@ -133,6 +134,7 @@ TEST_F(LoadTest, EveryFailingClientIsNamed) {
 }
 
 TEST_F(LoadTest, CtrlCReachesEverySession) {
+    SKIP_UNLESS_SESSIONS_VISIBLE();
     start("unix");
     RunningProgram p(client({"--clients", "4", "--size", "64", "--duration", "60", "--stats"}));
     ASSERT_TRUE(eventually([&] { return in_service(*server_) == 4; }, 10000)) << p.err();
@@ -190,8 +192,10 @@ TEST_F(LoadTest, AStallCountsForEveryPacedRequestButOneClosedLoopSample) {
     EXPECT_EQ(json_number(p, "round_trips"), 4000) << p;
     EXPECT_GE(json_number(p, "p90"), 20000) << p;
     EXPECT_GE(json_number(p, "behind"), 1) << p;
-    // ...the closed loop in the one round trip it had under way.
-    EXPECT_LT(json_number(c, "p90"), 5000) << c;
+    // ...the closed loop in the one round trip it had under way: its p90 is
+    // tens of us (10 ms leaves room for a loaded machine, and is still half
+    // the least the paced run may show).
+    EXPECT_LT(json_number(c, "p90"), 10000) << c;
 }
 
 }  // namespace
