@@ -19,6 +19,8 @@ struct ClientOptions {
     bool stats = false;
     bool json = false;                   // --stats as one JSON object
     double duration_s = 0;               // > 0: send until this many seconds passed (count is then a cap)
+    std::size_t clients = 1;             // concurrent sessions, one thread each; count and duration apply to each
+    double rate = 0;                     // > 0: open loop, this many requests/s over all clients for duration_s
     ClientMode mode = ClientMode::automatic;
     Limits limits;  // timeout_ms bounds connect and each reply
 };

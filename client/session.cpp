@@ -1,13 +1,16 @@
 #include "client/session.hpp"
 
 #include <poll.h>
+#include <time.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <istream>
 #include <ostream>
 #include <vector>
 
-#include "client/latency.hpp"
+#include "client/load.hpp"
 #include "client/payload.hpp"
 #include "client/printable.hpp"
 #include "ipc/error.hpp"
@@ -123,20 +126,6 @@ void round_trip(Channel& channel, std::span<const std::byte> payload, Message& r
     }
 }
 
-std::unique_ptr<Channel> connect_within(const Endpoint& ep, const Limits& limits) {
-    WaitCap cap(limits.timeout_ms);
-    try {
-        return connect(ep, limits);
-    } catch (const TimeoutError& e) {
-        throw TimeoutError(std::string(e.what()) + " (connect took longer than " +
-                           std::to_string(limits.timeout_ms) + " ms)");
-    }
-}
-
-}  // namespace
-
-namespace {
-
 void line_session(const Endpoint& ep, const ClientOptions& options, std::istream& in, std::ostream& out) {
     // As the seed does: connect first, so a missing server is said before
     // anyone types a message.
@@ -154,94 +143,161 @@ void line_session(const Endpoint& ep, const ClientOptions& options, std::istream
     print_reply(out, as_bytes(reply));
 }
 
-std::string waits_line(const char* who, const WaitCounts& w) {
-    return std::string(who) + " waits: " + std::to_string(w.immediate) + " immediate, " + std::to_string(w.spun) +
-           " spun, " + std::to_string(w.slept) + " slept\n";
+}  // namespace
+
+std::unique_ptr<Channel> open_session(const Endpoint& ep, const Limits& limits) {
+    WaitCap cap(limits.timeout_ms);
+    try {
+        return connect(ep, limits);
+    } catch (const TimeoutError& e) {
+        throw TimeoutError(std::string(e.what()) + " (connect took longer than " +
+                           std::to_string(limits.timeout_ms) + " ms)");
+    }
 }
 
-std::string waits_json(const char* who, const WaitCounts& w) {
-    return std::string("\"") + who + "\": {\"immediate\": " + std::to_string(w.immediate) +
-           ", \"spun\": " + std::to_string(w.spun) + ", \"slept\": " + std::to_string(w.slept) + "}";
+std::uint64_t scheduled_requests(double rate, double duration_s) {
+    return static_cast<std::uint64_t>(std::max(1.0, std::round(rate * duration_s)));
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Clock::duration from_seconds(double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+std::uint64_t to_ns(Clock::duration d) {
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+}
+
+// Sleeps until t. steady_clock is CLOCK_MONOTONIC in libstdc++, so an
+// absolute sleep on that clock wakes at t whatever the signals meanwhile;
+// a stop request ends it (Interrupted).
+void sleep_until(Clock::time_point t) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+    struct timespec ts {};
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    // Bounded in time: each pass ends at t or after one signal.
+    for (;;) {
+        int rc = ::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+        if (rc == 0) return;
+        if (rc != EINTR) throw_errno("clock_nanosleep", rc);
+        on_eintr();
+    }
 }
 
 }  // namespace
 
+void drive_session(Channel& channel, const ClientOptions& options, const SessionPlan& plan,
+                   std::vector<std::byte>& payload, Message& reply, SessionResult& r) {
+    const bool open_loop = options.rate > 0;
+    const std::uint64_t clients = plan.clients;
+    const Clock::time_point opened = Clock::now();
+    // Open loop: the run's request g is due g / R seconds into the schedule
+    // and belongs to session g mod clients (the sessions take turns). A
+    // session's schedule starts when it is open, so sessions opened together
+    // interleave evenly, and a session waiting to be served (the server's
+    // --max-clients, the queue budget) does not count that wait as lateness.
+    const std::uint64_t total = open_loop ? scheduled_requests(options.rate, options.duration_s) : 0;
+    const double ns_per_slot = open_loop ? 1e9 / options.rate : 0;
+    auto due = [&](std::uint64_t g) {
+        // g < R x S <= 1e9, so g / R is at most --duration (86400 s): no overflow.
+        return opened + std::chrono::nanoseconds(std::llround(static_cast<double>(g) * ns_per_slot));
+    };
+    // A session further behind than this gives up the rest of its schedule
+    // (counted as never sent): an overloaded server cannot stretch a run
+    // past --duration + max(--duration, 1 s) plus one reply's --timeout.
+    const Clock::duration give_up = from_seconds(std::max(options.duration_s, 1.0));
+    const Clock::time_point until = opened + from_seconds(options.duration_s);
+    if (open_loop)
+        r.scheduled = total > plan.index ? std::min<std::uint64_t>((total - plan.index + clients - 1) / clients,
+                                                                   options.count)
+                                         : 0;
+    r.started = true;
+    // (A session with no slot at all - more clients than requests - starts and ends at once.)
+    r.start = open_loop && r.scheduled > 0 ? due(plan.index) : opened;
+    r.end = r.start;
+    for (std::uint64_t k = 0; k < options.count; ++k) {
+        // The run's message number: every session sends payloads of its own.
+        const std::uint64_t seq = k * clients + plan.index;
+        Clock::time_point t0;
+        try {
+            if (open_loop) {
+                if (seq >= total) break;
+                t0 = due(seq);
+                auto now = Clock::now();
+                if (now < t0) {
+                    sleep_until(t0);
+                } else if (k > 0) {
+                    // Due while the previous request still waited for its reply.
+                    if (now - t0 > give_up) {
+                        r.unsent = r.scheduled - k;
+                        break;
+                    }
+                    ++r.behind;
+                    r.max_behind_ns = std::max(r.max_behind_ns, to_ns(now - t0));
+                }
+            } else {
+                t0 = Clock::now();
+                if (options.duration_s > 0 && t0 >= until) break;
+            }
+            if (options.size) fill_payload(payload, seq, *options.size);
+            if (stop_requested()) throw Interrupted();
+            round_trip(channel, payload, reply, k, options);
+        } catch (const Interrupted&) {
+            // Ctrl-C on a long run: what was measured so far is still reported.
+            r.interrupted = true;
+            break;
+        }
+        auto t1 = Clock::now();
+        r.end = t1;
+        if (reply.type == FrameType::error || options.verify) check_reply(reply, payload, k);
+        r.latency.record(to_ns(t1 - t0));
+        r.bytes_out += payload.size();
+        r.bytes_in += reply.payload.size();
+        ++r.round_trips;
+    }
+    if (!open_loop) r.end = Clock::now();
+    // How each side waited, so a spinning run says whether it really spun.
+    if (auto counts = shm_session_counts(channel)) {
+        r.shm_waits = true;
+        r.local_waits = counts->local;
+        r.peer_waits = counts->peer;
+    }
+}
+
 void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& in,
                 std::ostream& out) {
     if (uses_line_mode(ep, options)) return line_session(ep, options, in, out);
+    if (options.clients > 1 || options.rate > 0) return run_load(ep, options, out);
 
-    auto channel = connect_within(ep, options.limits);
+    auto channel = open_session(ep, options.limits);
     std::vector<std::byte> payload;
     if (!options.size) {
         std::string text = read_message_line(options, in, out);
         payload.assign(as_bytes(text).begin(), as_bytes(text).end());
     }
-    std::vector<std::uint64_t> samples;
-    samples.reserve(options.stats && options.duration_s <= 0 ? options.count : 0);
-    RunStats run;
-    std::size_t sent = 0;
-    bool interrupted = false;
+    std::vector<SessionResult> results(1);
     Message reply;
-    auto start = std::chrono::steady_clock::now();
-    auto until = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                             std::chrono::duration<double>(options.duration_s));
-    for (std::size_t i = 0; i < options.count; ++i) {
-        if (options.duration_s > 0 && std::chrono::steady_clock::now() >= until) break;
-        if (options.size) fill_payload(payload, i, *options.size);
-        auto t0 = std::chrono::steady_clock::now();
-        try {
-            if (stop_requested()) throw Interrupted();
-            round_trip(*channel, payload, reply, i, options);
-        } catch (const Interrupted&) {
-            // Ctrl-C on a long run: what was measured so far is still reported.
-            if (!options.stats) throw;
-            interrupted = true;
-            break;
-        }
-        auto t1 = std::chrono::steady_clock::now();
-        if (options.stats)
-            samples.push_back(static_cast<std::uint64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
-        if (reply.type == FrameType::error || options.verify) check_reply(reply, payload, i);
-        run.bytes_out += payload.size();
-        run.bytes_in += reply.payload.size();
-        ++sent;
-    }
-    run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    run.payload_size = payload.size();
-    // How each side waited, so a spinning run says whether it really spun.
-    std::string waits, waits_js;
-    if (auto counts = shm_session_counts(*channel)) {
-        waits = waits_line("client", counts->local) + waits_line("server", counts->peer);
-        waits_js = "{" + waits_json("client", counts->local) + ", " + waits_json("server", counts->peer) + "}";
-    }
+    drive_session(*channel, options, SessionPlan{}, payload, reply, results[0]);
+    if (results[0].interrupted && !options.stats) throw Interrupted();
     channel.reset();  // end the session (and remove our objects) before reporting
-
-    std::string verified = options.verify ? "verified: all " + std::to_string(sent) +
-                                                " replies equal their payloads byte for byte (" +
-                                                std::to_string(run.bytes_in) + " bytes)\n"
-                                          : "";
-    if (options.stats) {
-        run.latency = summarize(samples);
-        if (options.json)
-            out << format_stats_json(run, ep.transport, options.verify, interrupted, waits_js);
-        else
-            out << format_stats(run) << waits << verified;
-    } else if (sent == 1 && options.duration_s <= 0) {
+    if (!options.stats && results[0].round_trips == 1 && options.duration_s <= 0) {
         print_reply(out, reply.payload);
-        out << verified;
+        out << verified_line(options, results);
     } else {
-        out << sent << " messages sent (" << run.bytes_out << " bytes), " << sent << " replies received ("
-            << run.bytes_in << " bytes)\n"
-            << verified;
+        report(out, ep, options, results);
     }
-    if (interrupted) throw Interrupted();
+    if (results[0].interrupted) throw Interrupted();
 }
 
 bool uses_line_mode(const Endpoint& ep, const ClientOptions& o) {
     if (!transport_info(ep.transport).connect_stream) return false;
     if (o.mode != ClientMode::automatic) return o.mode == ClientMode::line;
-    return o.count == 1 && !o.size && !o.verify && !o.stats && o.duration_s <= 0;
+    return o.count == 1 && !o.size && !o.verify && !o.stats && o.duration_s <= 0 && o.clients == 1 && o.rate <= 0;
 }
 
 }  // namespace ipclab

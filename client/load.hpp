@@ -1,0 +1,40 @@
+// Many sessions at once (--clients N) and the open loop (--rate R): one
+// thread per session, each with a channel of its own (every transport's
+// client objects - socket, FIFO pair, queues, segment, tick timer - belong
+// to the session that made them), merged into one report.
+#pragma once
+
+#include <iosfwd>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "client/options.hpp"
+#include "client/session.hpp"
+
+namespace ipclab {
+
+// Sessions that failed: one line each, "client I of N: why" (1-based).
+struct ClientFailures : std::runtime_error {
+    explicit ClientFailures(std::vector<std::string> each)
+        : std::runtime_error(each.empty() ? "no client failed" : each.front()), lines(std::move(each)) {}
+    std::vector<std::string> lines;
+};
+
+// Runs options.clients sessions, each on its own thread, with the payload
+// of -m (text) or generated ones (--size). A stop request (Ctrl-C) is passed
+// on to every session's thread. Prints the report (--stats, --json, or the
+// counts), then throws ClientFailures when any session failed, else
+// Interrupted after a stop request.
+void run_load(const Endpoint& ep, const ClientOptions& options, std::ostream& out);
+
+// What a run prints about its sessions' results: --stats as text or JSON,
+// otherwise the messages and bytes sent.
+void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
+            const std::vector<SessionResult>& results);
+
+// "verified: all N replies equal ..." with --verify when every session got
+// through; "" otherwise.
+std::string verified_line(const ClientOptions& options, const std::vector<SessionResult>& results);
+
+}  // namespace ipclab
