@@ -204,10 +204,10 @@ void run_load(const Endpoint& ep, const ClientOptions& options, std::ostream& ou
                 }
             }
         };
-        // The first session opens alone: a transport's one-time set-up in
-        // its connect (posix-mq raises RLIMIT_MSGQUEUE once, behind a plain
-        // static flag) then happens before the other threads exist, never
-        // beside them.
+        // The first session opens alone, so a transport's one-time set-up in
+        // its connect (posix-mq raising RLIMIT_MSGQUEUE, once per process)
+        // is done before the others start, and a transport that cannot be
+        // reached fails one session, not N at once.
         start(0);
         wait_until([&] { return first_open || finished[0]; });
         for (std::size_t c = 1; c < n; ++c) start(c);

@@ -104,17 +104,19 @@ Kernel kernel_limits() {
 // four sessions would fit. Take the hard limit once; a privileged process
 // (CAP_SYS_RESOURCE) lifts it altogether.
 void raise_msgqueue_limit() {
-    static bool done = false;
-    if (done) return;
-    done = true;
-    struct rlimit rl {};
-    if (::getrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return;
-    struct rlimit unlimited {RLIM_INFINITY, RLIM_INFINITY};
-    if (::setrlimit(RLIMIT_MSGQUEUE, &unlimited) == 0) return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        ::setrlimit(RLIMIT_MSGQUEUE, &rl);
-    }
+    // Once per process, and safe when several threads open sessions at once
+    // (client --clients, the threaded server designs): a magic static.
+    [[maybe_unused]] static const bool done = [] {
+        struct rlimit rl {};
+        if (::getrlimit(RLIMIT_MSGQUEUE, &rl) != 0) return true;
+        struct rlimit unlimited {RLIM_INFINITY, RLIM_INFINITY};
+        if (::setrlimit(RLIMIT_MSGQUEUE, &unlimited) == 0) return true;
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            ::setrlimit(RLIMIT_MSGQUEUE, &rl);
+        }
+        return true;
+    }();
 }
 
 // Creates queue (O_EXCL, 0600) and its marker. A name already taken (a
