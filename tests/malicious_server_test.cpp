@@ -52,9 +52,11 @@ bool put(int fd, const std::string& bytes) {
 
 // What the hostile server sends after the client's request.
 void attack(int fd, Attack a, bool framed) {
-    // Below the line-mode client's 200 ms settle wait, so the line never
-    // looks complete; 69 bytes of a framed reply take ~10 s, a line ~20 s.
-    constexpr int kDripMs = 150;
+    // Far below the line-mode client's 200 ms settle wait, so the line never
+    // looks complete even when this process is descheduled for a while
+    // (at 150 ms, one run under load saw the line end early); 69 bytes of a
+    // framed reply take ~3.5 s, a line ~10 s, both well past the 1 s timeout.
+    constexpr int kDripMs = 50;
     switch (a) {
         case Attack::flood: {  // line mode: endless bytes and no newline
             std::string chunk(64 * 1024, 'x');
@@ -164,7 +166,7 @@ protected:
             argv.insert(argv.end(), {"127.0.0.1", server.port()});
         else
             argv.insert(argv.end(), {"--name", name_});
-        // Generous against a 1 s --timeout, far below the ~14 s a drip takes.
+        // Generous against a 1 s --timeout, below the 3.5-10 s a drip takes.
         return run_program(argv, "", 8000);
     }
 };
