@@ -14,7 +14,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -399,14 +398,5 @@ void add_context(const Config& config) {
     benchmark::AddCustomContext("round_trip_bytes",
                                 "bytes_per_second counts the payload once per round trip");
 }
-
-PageBuffer::PageBuffer(std::size_t n) : n_(n) {
-    constexpr std::size_t kPage = 4096;
-    void* p = std::aligned_alloc(kPage, std::max<std::size_t>(1, (n + kPage - 1) / kPage) * kPage);
-    if (p == nullptr) throw std::bad_alloc();
-    p_.reset(static_cast<std::byte*>(p));
-}
-
-void PageBuffer::Free::operator()(std::byte* p) const noexcept { std::free(p); }
 
 }  // namespace ipclab::bench

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "ipc/page_buffer.hpp"
+
 namespace ipclab::bench {
 
 class Interference;
@@ -167,23 +169,8 @@ long read_long(const std::string& path, long fallback);
 // The host facts and kernel limits for the JSON context block.
 void add_context(const Config& config);
 
-// A page-aligned buffer for the raw baselines: their buffers then sit at the
-// same page offset in every process. Wherever the heap put them, the cost of
-// the kernel's copies in and out moved with that placement, and so the floor
-// moved from one ipc-bench process to the next (issue 11).
-class PageBuffer {
-public:
-    explicit PageBuffer(std::size_t n);
-    std::byte* data() { return p_.get(); }
-    const std::byte* data() const { return p_.get(); }
-    std::size_t size() const { return n_; }
-
-private:
-    struct Free {
-        void operator()(std::byte* p) const noexcept;
-    };
-    std::size_t n_;
-    std::unique_ptr<std::byte, Free> p_;
-};
+// The raw baselines read and reply through page-aligned buffers, so they
+// sit at the same page offset in every process (ipc/page_buffer.hpp).
+using ipclab::PageBuffer;
 
 }  // namespace ipclab::bench

@@ -46,6 +46,7 @@
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
 #include "ipc/objects.hpp"
+#include "ipc/page_buffer.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
 #include "ipc/random.hpp"
@@ -202,8 +203,12 @@ public:
           serial_(serial),
           assembler_(limits.max_message) {
         tx_msgsize_ = queue_msgsize(tx_.get(), "mq_getattr send queue");
-        rxbuf_.resize(queue_msgsize(rx_.get(), "mq_getattr receive queue"));
-        txbuf_.resize(tx_msgsize_);
+        rx_msgsize_ = queue_msgsize(rx_.get(), "mq_getattr receive queue");
+        // A page more than a queue message: each chunk is placed in its page
+        // so that copying its piece to or from the payload is never
+        // 4K-aliased (ipc/page_buffer.hpp).
+        rxbuf_ = PageBuffer(rx_msgsize_ + kPageSize);
+        txbuf_ = PageBuffer(tx_msgsize_ + kPageSize);
     }
 
     ~PosixMqChannel() override {
@@ -223,7 +228,7 @@ public:
     }
     // Rendezvous, client side: wait for the server child, then watch its pid.
     void receive_welcome() {
-        std::size_t n = receive_raw();
+        std::size_t n = receive_raw(0);
         peer_ = decode_welcome(std::span<const std::byte>(rxbuf_.data(), n));
     }
     void set_owned(OwnedQueue c2s, OwnedQueue s2c) {
@@ -234,8 +239,9 @@ public:
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (peer_ended_) throw PeerGone("the peer ended the session");
         if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
-        bool sent = send_chunked(type, payload, txbuf_, [&](std::size_t len, bool may_abort) {
-            return send_raw(tx_.get(), txbuf_.data(), len, may_abort);
+        std::byte* chunk = txbuf_.data() + (payload.empty() ? 0 : half_a_page_from(payload.data(), kChunkHeaderSize));
+        bool sent = send_chunked(type, payload, {chunk, tx_msgsize_}, [&](std::size_t len, bool may_abort) {
+            return send_raw(tx_.get(), chunk, len, may_abort);
         });
         if (!sent) send_aborted_ = true;  // the peer spoke first; receive() has it
     }
@@ -243,8 +249,14 @@ public:
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
         bool got = receive_chunked(assembler_, msg, [&] {
-            std::size_t n = receive_raw();
-            return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.data(), n);
+            // The piece goes to the end of what msg holds (its storage is
+            // reused from the last message): place the chunk against that.
+            std::size_t at = msg.payload.capacity() == 0
+                                 ? 0
+                                 : half_a_page_from(msg.payload.data() + (assembler_.idle() ? 0 : msg.payload.size()),
+                                                    kChunkHeaderSize);
+            std::size_t n = receive_raw(at);
+            return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.data() + at, n);
         });
         if (!got) peer_ended_ = true;
         return got;
@@ -274,13 +286,13 @@ public:
         }
     }
 
-    // Receives one queue message into rxbuf_; returns its length.
-    std::size_t receive_raw() {
+    // Receives one queue message into rxbuf_ at offset `at`; returns its length.
+    std::size_t receive_raw(std::size_t at) {
         Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
         for (;;) {
             struct timespec ts = realtime_after(wait_slice(deadline));
-            ssize_t n = ::mq_timedreceive(rx_.get(), reinterpret_cast<char*>(rxbuf_.data()),
-                                          rxbuf_.size(), nullptr, &ts);
+            ssize_t n = ::mq_timedreceive(rx_.get(), reinterpret_cast<char*>(rxbuf_.data() + at),
+                                          rx_msgsize_, nullptr, &ts);
             if (n >= 0) return static_cast<std::size_t>(n);
             if (errno == EINTR)  // checked as a timeout is (see send_raw)
                 on_eintr();
@@ -327,8 +339,8 @@ private:
     std::string name_;
     SessionId serial_;  // the client's random session id: part of the queue names
     ChunkAssembler assembler_;
-    std::size_t tx_msgsize_ = 0;
-    std::vector<std::byte> txbuf_, rxbuf_;
+    std::size_t tx_msgsize_ = 0, rx_msgsize_ = 0;
+    PageBuffer txbuf_, rxbuf_;  // each a queue message and a page (see the constructor)
     std::vector<OwnedQueue> owned_;  // destroyed after the descriptors are used in ~
     pid_t owner_ = ::getpid();
     bool peer_ended_ = false;

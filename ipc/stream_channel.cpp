@@ -11,6 +11,7 @@
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/page_buffer.hpp"
 
 namespace ipclab {
 
@@ -171,8 +172,7 @@ private:
     // heap happened to put the two buffers).
     static std::size_t payload_placement(const Message& msg) {
         if (msg.payload.capacity() == 0) return StreamReader::kAnywhere;
-        auto dst = reinterpret_cast<std::uintptr_t>(msg.payload.data());
-        return static_cast<std::size_t>((dst + 2048 + 4096 - kFrameHeaderSize) % 4096);
+        return half_a_page_from(msg.payload.data(), kFrameHeaderSize);
     }
 
     StreamFds fds_;

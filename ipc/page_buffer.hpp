@@ -1,0 +1,51 @@
+// A page-aligned byte buffer, and where in a page to put a copy's
+// destination (or source) so that the copy is never 4K-aliased.
+//
+// Where a buffer sits within its page changes what a copy costs: when a
+// copy's source and destination are a few bytes apart modulo 4096, each load
+// waits on the store before it (4K aliasing). The heap places buffers
+// differently in every process, so without this a transport's cost moved
+// from one process to the next (issue 11: the unix 4 KiB round trip at 1.15x
+// the raw floor in one process, 1.31x in the next).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+namespace ipclab {
+
+inline constexpr std::size_t kPageSize = 4096;
+
+class PageBuffer {
+public:
+    PageBuffer() = default;
+    // Not zero-filled: no page is touched before it is used.
+    explicit PageBuffer(std::size_t n) : n_(n) {
+        void* p = std::aligned_alloc(kPageSize, (n + kPageSize - 1) / kPageSize * kPageSize + (n == 0 ? kPageSize : 0));
+        if (p == nullptr) throw std::bad_alloc();
+        p_.reset(static_cast<std::byte*>(p));
+    }
+    std::byte* data() { return p_.get(); }
+    const std::byte* data() const { return p_.get(); }
+    std::size_t size() const { return n_; }
+
+private:
+    struct Free {
+        void operator()(std::byte* p) const noexcept { std::free(p); }
+    };
+    std::size_t n_ = 0;
+    std::unique_ptr<std::byte, Free> p_;
+};
+
+// The offset in a page-aligned buffer at which to start a block whose data
+// begins `header` bytes in, so that the data sits half a page (modulo 4096)
+// from `other`, the other end of the copy.
+inline std::size_t half_a_page_from(const void* other, std::size_t header) {
+    auto at = reinterpret_cast<std::uintptr_t>(other) + kPageSize / 2 + kPageSize - header % kPageSize;
+    return static_cast<std::size_t>(at % kPageSize);
+}
+
+}  // namespace ipclab
