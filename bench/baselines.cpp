@@ -277,8 +277,19 @@ private:
 };
 
 // One queue, mtype 1 towards the server and 2 back (UNP vol. 2 style).
-void sysv_send_all(int id, long type, const void* p, std::size_t size, std::vector<char>& mbuf,
-                   std::size_t chunk) {
+// A msgbuf (mtype, then text) whose text starts half a page into a
+// page-aligned buffer: half a page from the page-aligned message buffers it
+// is copied to and from, so those copies are never 4K-aliased.
+class RawMsgBuf {
+public:
+    explicit RawMsgBuf(std::size_t chunk) : mem_(kPageSize + sizeof(long) + chunk) {}
+    char* data() { return reinterpret_cast<char*>(mem_.data()) + kPageSize / 2 - sizeof(long); }
+
+private:
+    PageBuffer mem_;
+};
+
+void sysv_send_all(int id, long type, const void* p, std::size_t size, RawMsgBuf& mbuf, std::size_t chunk) {
     auto* c = static_cast<const char*>(p);
     std::size_t off = 0;
     do {
@@ -293,8 +304,7 @@ void sysv_send_all(int id, long type, const void* p, std::size_t size, std::vect
     } while (off < size);
 }
 
-void sysv_receive_all(int id, long type, void* out, std::size_t size, std::vector<char>& mbuf,
-                      std::size_t chunk) {
+void sysv_receive_all(int id, long type, void* out, std::size_t size, RawMsgBuf& mbuf, std::size_t chunk) {
     auto* c = static_cast<char*>(out);
     std::size_t got = 0;
     do {
@@ -312,10 +322,10 @@ void sysv_receive_all(int id, long type, void* out, std::size_t size, std::vecto
 class SysvMqPingPong : public RawPingPong {
 public:
     SysvMqPingPong(std::size_t size, int cpu)
-        : RawPingPong(size, size + chunk_for(size)), chunk_(chunk_for(size)), mbuf_(sizeof(long) + chunk_) {
+        : RawPingPong(size, size + chunk_for(size)), chunk_(chunk_for(size)), mbuf_(chunk_) {
         child_ = Child(fork_child(cpu, [&]() -> int {
             PageBuffer buf(size + chunk_);
-            std::vector<char> mbuf(sizeof(long) + chunk_);
+            RawMsgBuf mbuf(chunk_);
             for (;;) {
                 sysv_receive_all(queue_.id(), 1, buf.data(), size, mbuf, chunk_);
                 sysv_send_all(queue_.id(), 2, buf.data(), size, mbuf, chunk_);
@@ -335,7 +345,7 @@ private:
     }
     std::size_t chunk_;
     SysvQueue queue_;
-    std::vector<char> mbuf_;
+    RawMsgBuf mbuf_;
 };
 
 // ---- Shared memory ----------------------------------------------------------

@@ -39,6 +39,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -48,6 +49,7 @@
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/objects.hpp"
+#include "ipc/page_buffer.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/queue_util.hpp"
 #include "ipc/random.hpp"
@@ -90,15 +92,26 @@ std::size_t kernel_msgmax() {
 // A queue message buffer: the long mtype, then msgmax bytes of text.
 class MsgBuf {
 public:
-    explicit MsgBuf(std::size_t text) : text_(text), words_(1 + (text + sizeof(long) - 1) / sizeof(long)) {}
-    void* raw() { return words_.data(); }
-    long& mtype() { return words_[0]; }
-    std::byte* text() { return reinterpret_cast<std::byte*>(words_.data() + 1); }
+    // A page more than the message: place() moves the message within its
+    // first page, so a chunk's piece can sit half a page from the payload it
+    // is copied to or from (ipc/page_buffer.hpp).
+    explicit MsgBuf(std::size_t text)
+        : text_(text), mem_(sizeof(long) + text + kPageSize), base_(mem_.data()) {}
+    void* raw() { return base_; }
+    long& mtype() { return *std::launder(reinterpret_cast<long*>(base_)); }
+    std::byte* text() { return base_ + sizeof(long); }
     std::size_t capacity() const { return text_; }
+    // Puts the message so that its text's byte `header` lies half a page
+    // from `other` (rounded down to the mtype's alignment); nullptr: the start.
+    void place(const void* other, std::size_t header) {
+        std::size_t at = other == nullptr ? 0 : half_a_page_from(other, header + sizeof(long));
+        base_ = mem_.data() + at / alignof(long) * alignof(long);
+    }
 
 private:
     std::size_t text_;
-    std::vector<long> words_;
+    PageBuffer mem_;
+    std::byte* base_;
 };
 
 // A queue and the marker file that vouches for it (none for the server's).
@@ -189,6 +202,7 @@ public:
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (peer_ended_) throw PeerGone("the peer ended the session");
         if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
+        txbuf_.place(payload.empty() ? nullptr : payload.data(), kChunkHeaderSize);
         std::span<std::byte> buf(txbuf_.text(), txbuf_.capacity());
         bool sent = send_chunked(type, payload, buf, [&](std::size_t len, bool may_abort) {
             return send_raw(tx_, out_type(), len, may_abort);
@@ -200,6 +214,11 @@ public:
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
         bool got = receive_chunked(assembler_, msg, [&] {
+            // Against the end of what msg holds (its storage is reused).
+            rxbuf_.place(msg.payload.capacity() == 0
+                             ? nullptr
+                             : msg.payload.data() + (assembler_.idle() ? 0 : msg.payload.size()),
+                         kChunkHeaderSize);
             std::size_t n = 0;
             if (!receive_raw(n)) return std::optional<std::span<const std::byte>>();
             return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.text(), n);
@@ -209,17 +228,20 @@ public:
     }
 
     void send_hello(int well_known, pid_t me) {
+        txbuf_.place(nullptr, 0);
         auto hello = encode_hello(Hello{me, static_cast<std::uint32_t>(tx_),
                                         static_cast<std::uint32_t>(rx_)});
         std::memcpy(txbuf_.text(), hello.data(), hello.size());
         send_raw(well_known, kToServer, hello.size(), false);
     }
     void send_welcome() {
+        txbuf_.place(nullptr, 0);
         auto w = encode_welcome(::getpid());
         std::memcpy(txbuf_.text(), w.data(), w.size());
         send_raw(tx_, kToClient, w.size(), false);
     }
     void receive_welcome() {
+        rxbuf_.place(nullptr, 0);
         std::size_t n = 0;
         if (!receive_raw(n)) throw PeerGone("the session queue was removed before the welcome");
         peer_ = decode_welcome(std::span<const std::byte>(rxbuf_.text(), n));
