@@ -3,58 +3,43 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <new>
 #include <string>
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
-#include "ipc/page_buffer.hpp"
 
 namespace ipclab {
 
 namespace {
 constexpr std::size_t kReadBuffer = 64 * 1024;
-constexpr std::size_t kPage = 4096;
-
-// Untouched memory (no page faulted in before bytes arrive), page-aligned.
-std::byte* page_aligned(std::size_t n) {
-    void* p = std::aligned_alloc(kPage, (n + kPage - 1) / kPage * kPage);
-    if (p == nullptr) throw std::bad_alloc();
-    return static_cast<std::byte*>(p);
-}
 }  // namespace
 
 StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
     : fd_(fd),
       use_poll_(use_poll),
       timeout_ms_(timeout_ms),
-      buf_(page_aligned(kReadBuffer)),
-      capacity_(kReadBuffer) {}
+      buf_(kReadBuffer) {}
 
 bool StreamReader::fill(std::size_t n, std::size_t at) {
     if (buffered() >= n) return true;
-    if (buffered() == 0 && at != kAnywhere && at % kPage + n <= capacity_) {
-        pos_ = end_ = at % kPage;
+    if (buffered() == 0 && at != kAnywhere && at % kPageSize + n <= buf_.size()) {
+        pos_ = end_ = at % kPageSize;
     } else if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
-        std::memmove(buf_.get(), buf_.get() + pos_, buffered());
+        std::memmove(buf_.data(), buf_.data() + pos_, buffered());
         end_ -= pos_;
         pos_ = 0;
     }
-    if (capacity_ - pos_ < n) {  // a long text line: grow geometrically, keeping what is buffered
-        std::size_t grown = std::max(n, capacity_ * 2);
-        std::unique_ptr<std::byte[], Free> bigger(page_aligned(grown));
-        std::memcpy(bigger.get(), buf_.get() + pos_, buffered());
+    if (buf_.size() - pos_ < n) {  // a long text line: grow geometrically, keeping what is buffered
+        PageBuffer bigger(std::max(n, buf_.size() * 2));
+        std::memcpy(bigger.data(), buf_.data() + pos_, buffered());
         end_ -= pos_;
         pos_ = 0;
         buf_ = std::move(bigger);
-        capacity_ = grown;
     }
     while (buffered() < n) {
-        std::size_t got = use_poll_ ? read_pipe(buf_.get() + end_, capacity_ - end_)
-                                    : read_some(fd_, buf_.get() + end_, capacity_ - end_, "stream");
+        std::size_t got = use_poll_ ? read_pipe(buf_.data() + end_, buf_.size() - end_)
+                                    : read_some(fd_, buf_.data() + end_, buf_.size() - end_, "stream");
         if (got == 0) return false;
         end_ += got;
     }

@@ -4,12 +4,12 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdlib>
 #include <memory>
 #include <vector>
 
 #include "ipc/channel.hpp"
 #include "ipc/fd.hpp"
+#include "ipc/page_buffer.hpp"
 #include "ipc/tick_timer.hpp"
 
 namespace ipclab {
@@ -26,7 +26,7 @@ public:
     static constexpr std::size_t kAnywhere = static_cast<std::size_t>(-1);
     bool fill(std::size_t n, std::size_t at = kAnywhere);
     std::size_t buffered() const { return end_ - pos_; }
-    const std::byte* data() const { return buf_.get() + pos_; }
+    const std::byte* data() const { return buf_.data() + pos_; }
     void consume(std::size_t n) { pos_ += n; }
     // Copies out buffered bytes first, then reads the rest straight into out.
     // Returns false on EOF before any byte; throws PeerGone on EOF part-way.
@@ -41,11 +41,8 @@ private:
     int timeout_ms_;
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
-    struct Free {
-        void operator()(std::byte* p) const noexcept { std::free(p); }
-    };
-    std::unique_ptr<std::byte[], Free> buf_;  // page-aligned: offsets in it are page offsets
-    std::size_t capacity_;
+    // Page-aligned, so offsets in it are page offsets (fill's `at`).
+    PageBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
     std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads
 };
