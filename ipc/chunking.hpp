@@ -95,6 +95,14 @@ public:
     Result feed(std::span<const std::byte> chunk, Message& msg);
     // True between messages (no partial message held).
     bool idle() const { return !active_; }
+    // Where the next chunk's piece will be copied to: msg's storage (reused
+    // from the last message) at the end of what it holds, or nullptr while
+    // msg has none yet. The queue transports place the chunk they receive
+    // against it (ipc/page_buffer.hpp).
+    const std::byte* next_piece(const Message& msg) const {
+        if (msg.payload.capacity() == 0) return nullptr;
+        return msg.payload.data() + (active_ ? msg.payload.size() : 0);
+    }
 
 private:
     std::size_t max_message_;

@@ -42,8 +42,10 @@ private:
 
 // The offset in a page-aligned buffer at which to start a block whose data
 // begins `header` bytes in, so that the data sits half a page (modulo 4096)
-// from `other`, the other end of the copy.
+// from `other`, the other end of the copy; 0 when there is no other end yet
+// (nullptr).
 inline std::size_t half_a_page_from(const void* other, std::size_t header) {
+    if (other == nullptr) return 0;
     auto at = reinterpret_cast<std::uintptr_t>(other) + kPageSize / 2 + kPageSize - header % kPageSize;
     return static_cast<std::size_t>(at % kPageSize);
 }

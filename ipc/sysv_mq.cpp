@@ -104,7 +104,7 @@ public:
     // Puts the message so that its text's byte `header` lies half a page
     // from `other` (rounded down to the mtype's alignment); nullptr: the start.
     void place(const void* other, std::size_t header) {
-        std::size_t at = other == nullptr ? 0 : half_a_page_from(other, header + sizeof(long));
+        std::size_t at = half_a_page_from(other, header + sizeof(long));
         base_ = mem_.data() + at / alignof(long) * alignof(long);
     }
 
@@ -202,7 +202,7 @@ public:
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (peer_ended_) throw PeerGone("the peer ended the session");
         if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
-        txbuf_.place(payload.empty() ? nullptr : payload.data(), kChunkHeaderSize);
+        txbuf_.place(payload.data(), kChunkHeaderSize);
         std::span<std::byte> buf(txbuf_.text(), txbuf_.capacity());
         bool sent = send_chunked(type, payload, buf, [&](std::size_t len, bool may_abort) {
             return send_raw(tx_, out_type(), len, may_abort);
@@ -214,11 +214,7 @@ public:
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
         bool got = receive_chunked(assembler_, msg, [&] {
-            // Against the end of what msg holds (its storage is reused).
-            rxbuf_.place(msg.payload.capacity() == 0
-                             ? nullptr
-                             : msg.payload.data() + (assembler_.idle() ? 0 : msg.payload.size()),
-                         kChunkHeaderSize);
+            rxbuf_.place(assembler_.next_piece(msg), kChunkHeaderSize);
             std::size_t n = 0;
             if (!receive_raw(n)) return std::optional<std::span<const std::byte>>();
             return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.text(), n);
