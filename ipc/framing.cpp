@@ -59,4 +59,21 @@ void check_opening(std::span<const std::byte, kOpeningSize> bytes) {
         throw ProtocolError("malformed opening: not an ipclab framed session (version 1)");
 }
 
+void throw_short_opening(std::size_t got) {
+    throw ProtocolError("malformed opening: peer closed after " + std::to_string(got) + " bytes");
+}
+
+void check_text_line(std::size_t len, std::size_t max_message) {
+    if (len > max_message + 1)
+        throw OversizeError("line of more than " + std::to_string(max_message) +
+                            " bytes exceeds the receiver's limit");
+}
+
+std::string text_error_line(std::span<const std::byte> text) {
+    std::string line = "error: ";
+    line.append(reinterpret_cast<const char*>(text.data()), text.size());
+    line += '\n';
+    return line;
+}
+
 }  // namespace ipclab

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace ipclab {
@@ -44,6 +45,15 @@ FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
 
 // Checks an opening whose first byte was NUL; throws ProtocolError if it is not ours.
 void check_opening(std::span<const std::byte, kOpeningSize> bytes);
+// The peer closed after `got` (< kOpeningSize) bytes of an opening: ProtocolError.
+[[noreturn]] void throw_short_opening(std::size_t got);
+
+// Text mode (the seed's client, nc): each line is a message, its '\n'
+// included. Throws OversizeError when a line of len bytes, terminator
+// included, is over max_message (the terminator is not payload).
+void check_text_line(std::size_t len, std::size_t max_message);
+// An error reply in text mode: "error: TEXT\n".
+std::string text_error_line(std::span<const std::byte> text);
 
 // Big-endian fixed-width fields, copied with memcpy (never a cast).
 void put_u32(std::byte* out, std::uint32_t v);

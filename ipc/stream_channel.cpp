@@ -175,10 +175,7 @@ public:
 
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (type == FrameType::error) {
-            std::string line = "error: ";
-            line.append(reinterpret_cast<const char*>(payload.data()), payload.size());
-            line += '\n';
-            write_all(socket_.get(), as_bytes(line), true, limits_.timeout_ms, "text reply");
+            write_all(socket_.get(), as_bytes(text_error_line(payload)), true, limits_.timeout_ms, "text reply");
             return;
         }
         write_all(socket_.get(), payload, true, limits_.timeout_ms, "text reply");
@@ -214,11 +211,7 @@ public:
     }
 
 private:
-    void check_size(std::size_t len) const {
-        if (len > limits_.max_message + 1)  // +1: the terminator is not payload
-            throw OversizeError("line of more than " + std::to_string(limits_.max_message) +
-                                " bytes exceeds the receiver's limit");
-    }
+    void check_size(std::size_t len) const { check_text_line(len, limits_.max_message); }
 
     Fd socket_;
     Limits limits_;
@@ -236,9 +229,7 @@ std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
     set_socket_timeouts(socket.get(), limits.timeout_ms);
     auto reader = std::make_unique<StreamReader>(socket.get(), false, limits.timeout_ms);
     if (reader->fill(1) && reader->data()[0] == std::byte{0}) {
-        if (!reader->fill(kOpeningSize))
-            throw ProtocolError("malformed opening: peer closed after " +
-                                std::to_string(reader->buffered()) + " bytes");
+        if (!reader->fill(kOpeningSize)) throw_short_opening(reader->buffered());
         check_opening(std::span<const std::byte, kOpeningSize>(reader->data(), kOpeningSize));
         reader->consume(kOpeningSize);
         StreamFds fds{std::move(socket), Fd{}, true};

@@ -179,9 +179,7 @@ private:
                     continue;
                 }
                 if (in_.size() < kOpeningSize) {
-                    if (eof_)
-                        throw ProtocolError("malformed opening: peer closed after " + std::to_string(in_.size()) +
-                                            " bytes");
+                    if (eof_) throw_short_opening(in_.size());
                     return;
                 }
                 check_opening(std::span<const std::byte, kOpeningSize>(in_.data(), kOpeningSize));
@@ -237,11 +235,7 @@ private:
         return true;
     }
 
-    void check_line(std::size_t len) const {
-        if (len > options_.limits.max_message + 1)  // +1: the terminator is not payload
-            throw OversizeError("line of more than " + std::to_string(options_.limits.max_message) +
-                                " bytes exceeds the receiver's limit");
-    }
+    void check_line(std::size_t len) const { check_text_line(len, options_.limits.max_message); }
 
     void handle(FrameType type, std::span<const std::byte> payload) {
         ++report_.messages;
@@ -260,9 +254,7 @@ private:
 
     void queue(FrameType type, std::span<const std::byte> payload) {
         if (mode_ == Mode::text) {
-            if (type == FrameType::error) out_.append(as_bytes("error: "));
-            out_.append(payload);
-            if (type == FrameType::error) out_.append(as_bytes("\n"));
+            out_.append(type == FrameType::error ? as_bytes(text_error_line(payload)) : payload);
             return;
         }
         HeaderBytes header = encode_header(type, payload.size());
