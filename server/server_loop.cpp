@@ -274,7 +274,8 @@ private:
     // at once and gives those in progress the grace period, as fork does.
     int serve_events() {
         if (options_.log_sessions) log_line("server: event loop (epoll), one process, one thread\n");
-        EventLoop loop(options_);
+        loop_ = std::make_unique<EventLoop>(options_);
+        EventLoop& loop = *loop_;
         loop.watch(wake_read_.get());
         const int listen_fd = listener_->pollable_fd();
         if (listen_fd < 0) throw std::logic_error("--model epoll needs a pollable listener");
@@ -316,20 +317,7 @@ private:
             }
         }
         listen(false);
-        tick_.reset();
-        listener_.reset();  // new sessions are refused from here on; names removed
-        Deadline grace(static_cast<int>(options_.grace_seconds * 1000));
-        while (loop.sessions() > 0 && !hurry_ && !grace.expired())
-            for (int fd : loop.run_once(grace.remaining_ms()))
-                if (fd == wake_read_.get()) drain();
-        if (loop.sessions() > 0) {
-            if (options_.log_sessions)
-                log_line("server: ending " + std::to_string(loop.sessions()) +
-                         " session(s) still running after the grace period\n");
-            loop.end_all("ended by server shutdown");
-        }
-        if (sweep_) sweep_();
-        if (options_.log_sessions) log_line("server: stopped\n");
+        shut_down();  // its waits run the loop, so the sessions go on being served in their grace
         return 0;
     }
 
@@ -636,9 +624,15 @@ private:
         }
     }
 
+    // Waits for a signal handler's record (or the timeout). In the epoll
+    // design the wait is the event loop's, which serves sessions meanwhile.
     void wait_wake(int timeout_ms) {
-        struct pollfd p {wake_read_.get(), POLLIN, 0};
-        ::poll(&p, 1, timeout_ms);  // EINTR is fine: drain() sees why
+        if (loop_) {
+            loop_->run_once(timeout_ms);  // the self-pipe is among its watched descriptors
+        } else {
+            struct pollfd p {wake_read_.get(), POLLIN, 0};
+            ::poll(&p, 1, timeout_ms);  // EINTR is fine: drain() sees why
+        }
         drain();
     }
 
@@ -656,8 +650,10 @@ private:
         }
     }
 
-    // Children and session threads still running.
-    std::size_t live() const { return live_.size() + (threads_ ? threads_->size() : 0); }
+    // Children, session threads and event-loop sessions still running.
+    std::size_t live() const {
+        return live_.size() + (threads_ ? threads_->size() : 0) + (loop_ ? loop_->sessions() : 0);
+    }
 
     void signal_children(int signo) {
         for (pid_t pid : live_) ::kill(pid, signo);
@@ -680,6 +676,7 @@ private:
                 hurry_ = false;
                 signal_children(SIGTERM);
                 if (threads_) request_stop();  // a thread's next EINTR unwinds its session
+                if (loop_) loop_->end_all("ended by server shutdown");
                 wait_children(2000);
                 if (live() > 0) {
                     signal_children(SIGKILL);
@@ -704,6 +701,7 @@ private:
     std::function<void()> sweep_;
     std::unique_ptr<TickTimer> tick_;
     std::unique_ptr<SessionThreads> threads_;  // thread, prethread
+    std::unique_ptr<EventLoop> loop_;          // epoll
     std::unique_ptr<AcceptLock> accept_lock_;  // prefork with --accept-lock
     std::map<pid_t, Fd> pairs_;                // pass-fd: each worker's socket pair (our end)
     std::vector<pid_t> idle_;                  // pass-fd: workers that said they are idle, oldest first
