@@ -115,16 +115,9 @@ TEST_P(EventLoopServer, APeerThatNeverReadsStallsNoOneAndCostsABoundedQueue) {
 TEST_P(EventLoopServer, AStopGivesTheSessionsTheGracePeriodThenEndsThem) {
     start_epoll(20000, 0.5);
     auto a = open(), b = open();
-    Message reply;
-    for (auto* ch : {a.get(), b.get()}) {
-        ch->send(FrameType::data, as_bytes("before"));
-        ASSERT_TRUE(ch->receive(reply));
-    }
+    for (auto* ch : {a.get(), b.get()}) ASSERT_EQ(exchange(*ch, "before"), "before");
     ::kill(server_->pid(), SIGTERM);
-    a->send(FrameType::data, as_bytes("in the grace period"));
-    ASSERT_TRUE(a->receive(reply));
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size()),
-              "in the grace period");
+    ASSERT_EQ(exchange(*a, "in the grace period"), "in the grace period");
     int status = server_->stop(0, 15000);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
     EXPECT_EQ(count_of(server_->stderr_text(), "ended by server shutdown"), 2u) << server_->stderr_text();

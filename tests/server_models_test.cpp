@@ -95,15 +95,10 @@ TEST_P(Iterative, AnOversizedMessageIsRefusedAndServingGoesOn) {
 TEST_P(Iterative, AStopLetsTheSessionInProgressRunItsGraceThenEndsIt) {
     start(iterative(0.5));
     auto ch = open();
-    ch->send(FrameType::data, as_bytes("before the stop"));
-    Message reply;
-    ASSERT_TRUE(ch->receive(reply));
+    ASSERT_EQ(exchange(*ch, "before the stop"), "before the stop");
     ::kill(server_->pid(), SIGTERM);
     // Within the grace period the session still works.
-    ch->send(FrameType::data, as_bytes("in the grace period"));
-    ASSERT_TRUE(ch->receive(reply));
-    EXPECT_EQ(std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size()),
-              "in the grace period");
+    ASSERT_EQ(exchange(*ch, "in the grace period"), "in the grace period");
     // Then the server ends it and exits 0, its names removed (TearDown).
     int status = server_->stop(SIGTERM, 15000);  // a second signal skips what is left of the grace
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
@@ -162,16 +157,6 @@ protected:
                 EXPECT_EQ(exchange(*sessions[i], text), text);
             }
         return sessions;
-    }
-    std::string exchange(Channel& ch, const std::string& text) {
-        try {
-            ch.send(FrameType::data, as_bytes(text));
-            Message reply;
-            if (!ch.receive(reply)) return "ended";
-            return std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size());
-        } catch (const std::exception& e) {
-            return std::string("failed: ") + e.what();
-        }
     }
 };
 

@@ -189,6 +189,18 @@ protected:
         server_ = std::make_unique<ServerProcess>(endpoint_for(transport(), name_), o);
     }
     std::unique_ptr<Channel> open() { return connect(server_->client_endpoint(), client_limits()); }
+    // Sends text and returns the reply as text, "ended" when the server ended
+    // the session, or "failed: why" (never throws).
+    static std::string exchange(Channel& ch, const std::string& text) {
+        try {
+            ch.send(FrameType::data, as_bytes(text));
+            Message reply;
+            if (!ch.receive(reply)) return "ended";
+            return std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size());
+        } catch (const std::exception& e) {
+            return std::string("failed: ") + e.what();
+        }
+    }
 
     std::string prefix_;
     std::set<std::string> before_;
