@@ -272,9 +272,7 @@ std::uint64_t tree_cpu_ns(pid_t pid) {
 }
 
 Meter::Meter(benchmark::State& state, pid_t peer, bool settle)
-    : state_(state), peer_(peer), settle_(settle), interference_(std::make_unique<Interference>(peer)) {
-    samples_.reserve(static_cast<std::size_t>(state.max_iterations));
-}
+    : state_(state), peer_(peer), settle_(settle), interference_(std::make_unique<Interference>(peer)) {}
 
 Meter::~Meter() = default;
 
@@ -302,16 +300,7 @@ void Meter::stop() {
 
 void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
     state_.SetBytesProcessed(state_.iterations() * bytes_per_iteration);
-    if (!samples_.empty()) {
-        std::sort(samples_.begin(), samples_.end());
-        auto put = [&](const char* name, std::uint64_t v) {
-            state_.counters[name] = static_cast<double>(v);
-        };
-        put("p50_ns", percentile(samples_, 50));
-        put("p99_ns", percentile(samples_, 99));
-        put("p999_ns", percentile(samples_, 99.9));
-        put("max_ns", samples_.back());
-    }
+    put_percentiles(state_, samples_);
     if (messages > 0) {
         auto per = [&](std::uint64_t a, std::uint64_t b) {
             return static_cast<double>(b > a ? b - a : 0) / static_cast<double>(messages);
@@ -322,6 +311,15 @@ void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
                             settle_ ? kForkAllowanceNs
                                     : message_allowance_ns(static_cast<std::size_t>(std::max<std::int64_t>(bytes_per_iteration, 0))));
     }
+}
+
+void put_percentiles(benchmark::State& state, const Histogram& ns, const std::string& prefix) {
+    if (ns.count() == 0) return;
+    auto put = [&](const char* name, std::uint64_t v) { state.counters[prefix + name] = static_cast<double>(v); };
+    put("p50_ns", ns.percentile(50));
+    put("p99_ns", ns.percentile(99));
+    put("p999_ns", ns.percentile(99.9));
+    put("max_ns", ns.max());
 }
 
 void report_interference(benchmark::State& state, const Interference& i, std::uint64_t messages,

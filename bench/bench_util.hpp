@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "client/histogram.hpp"
 #include "ipc/page_buffer.hpp"
 
 namespace ipclab::bench {
@@ -29,6 +30,7 @@ struct Config {
     std::vector<std::size_t> sizes;       // message sizes in bytes
     int client_cpu = -1;                  // --pin: -1 = not pinned
     int server_cpu = -1;
+    double load_seconds = 0.3;            // --load-seconds: each Concurrent/OpenLoop run
 };
 
 inline constexpr std::size_t kMaxBenchMessage = 16u << 20;
@@ -117,7 +119,8 @@ public:
     Meter& operator=(const Meter&) = delete;
     void start();  // just before the timed loop
     void stop();   // just after it, before the peer is told to end
-    void add(std::uint64_t ns) { samples_.push_back(ns); }
+    void add(std::uint64_t ns) noexcept { samples_.record(ns); }
+    void add(const Histogram& ns) noexcept { samples_.merge(ns); }
     // Sets bytes_per_second, p50/p99/p999/max_ns, client/server_cpu_ns_per_msg.
     // messages: how many messages the CPU counters divide by.
     void report(std::int64_t bytes_per_iteration, std::uint64_t messages);
@@ -126,10 +129,14 @@ private:
     benchmark::State& state_;
     pid_t peer_;
     bool settle_;
-    std::vector<std::uint64_t> samples_;
+    Histogram samples_;  // bounded memory however long the run: no per-sample storage or sort
     std::uint64_t client0_ = 0, client1_ = 0, server0_ = 0, server1_ = 0;
     std::unique_ptr<Interference> interference_;
 };
+
+// Sets p50_ns, p99_ns, p999_ns and max_ns (prefix "raw_": raw_p50_ns ...)
+// from a histogram of per-message nanoseconds; nothing when it is empty.
+void put_percentiles(benchmark::State& state, const Histogram& ns, const std::string& prefix = "");
 
 // Sets the interference counters of one measured run (see interference.hpp):
 // client/server_runq_ns_per_msg, client/server_nivcsw_per_msg,

@@ -20,6 +20,7 @@
 #include "bench/bench_server.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/ipclab_bench.hpp"
+#include "bench/load_bench.hpp"
 #include "bench/paired_bench.hpp"
 #include "bench/sessions_bench.hpp"
 #include "ipc/channel.hpp"
@@ -37,6 +38,8 @@ const char kDescription[] =
     "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo), Baseline/connect-fork,\n"
+    "Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>, Connect/<t>/<model>,\n"
+    "Sessions/<t>/<model>/<clients>,\n"
     "Baseline/connect-socat, Baseline/memcpy/<bytes>. Every --benchmark_* flag of Google Benchmark\n"
     "works as usual (listed below); without --benchmark_min_time each benchmark runs for at least\n"
     "0.05 s. scripts/compare runs the standard comparison; scripts/ratios reads a JSON report.";
@@ -144,6 +147,9 @@ int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::
     });
     app.set_version_flag("--version", std::string("ipc-bench (ipclab) ") + IPCLAB_VERSION);
     std::string transports, sizes, pin;
+    app.add_option("--load-seconds", c.load_seconds,
+                   "seconds each Concurrent and OpenLoop run sends for (default 0.3)")
+        ->check(CLI::Range(0.01, 60.0));
     std::string names;
     for (const auto& t : all_transports()) names += (names.empty() ? "" : ",") + t;
     app.add_option("--transports", transports, "comma-separated subset of " + names + " (default: all)");
@@ -216,6 +222,8 @@ void register_all(const Config& c) {
                 register_ipclab_connect(c, t, m);
                 for (int clients : {1, 16}) register_ipclab_sessions(c, t, m, clients);
             }
+        for (int clients : kConcurrentClients) register_concurrent(c, t, clients, c.load_seconds);
+        for (int percent : kOpenLoopPercents) register_open_loop(c, t, percent, c.load_seconds);
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
             register_baseline_connect_socat(c);

@@ -23,8 +23,8 @@ constexpr std::uint64_t kMaxSliceMessages = 4096;
 struct Side {
     PingPong& p;
     TreeSchedStat server;
-    std::vector<std::uint64_t> samples;   // every message of the repetition
-    std::vector<std::uint64_t> slice;     // the current slice
+    Histogram samples;                    // every message of the repetition
+    std::vector<std::uint64_t> slice;     // the current slice (at most kMaxSliceMessages: its exact median)
     std::uint64_t client_cpu = 0, server_cpu = 0, client_runq = 0, server_runq = 0;
 };
 
@@ -63,7 +63,7 @@ double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payl
     side.client_runq += c1.runq_ns - c0.runq_ns;
     side.server_cpu += s1.cpu_ns - s0.cpu_ns;
     side.server_runq += s1.runq_ns - s0.runq_ns;
-    side.samples.insert(side.samples.end(), side.slice.begin(), side.slice.end());
+    for (auto ns : side.slice) side.samples.record(ns);
     std::sort(side.slice.begin(), side.slice.end());
     return static_cast<double>(percentile(side.slice, 50));
 }
@@ -107,19 +107,13 @@ void paired_round_trip(benchmark::State& state, const std::string& transport, st
         std::uint64_t nivcsw1 = involuntary_switches(0) + tree_involuntary_switches(ours->server()) +
                                 tree_involuntary_switches(raw->server());
 
-        const auto msgs = static_cast<std::uint64_t>(a.samples.size());
-        const auto all = msgs + static_cast<std::uint64_t>(b.samples.size());
+        const std::uint64_t msgs = a.samples.count();
+        const std::uint64_t all = msgs + b.samples.count();
         if (msgs == 0 || all == msgs) return fail(state, "no pair completed");
-        std::sort(a.samples.begin(), a.samples.end());
-        std::sort(b.samples.begin(), b.samples.end());
         auto put = [&](const char* k, double v) { state.counters[k] = v; };
         auto per_msg = [](std::uint64_t v, std::uint64_t m) { return static_cast<double>(v) / static_cast<double>(m); };
-        put("p50_ns", static_cast<double>(percentile(a.samples, 50)));
-        put("p99_ns", static_cast<double>(percentile(a.samples, 99)));
-        put("p999_ns", static_cast<double>(percentile(a.samples, 99.9)));
-        put("max_ns", static_cast<double>(a.samples.back()));
-        put("raw_p50_ns", static_cast<double>(percentile(b.samples, 50)));
-        put("raw_p99_ns", static_cast<double>(percentile(b.samples, 99)));
+        put_percentiles(state, a.samples);
+        put_percentiles(state, b.samples, "raw_");
         put("ratio", median_of(ratios));
         put("pairs", static_cast<double>(pairs));
         put("slice_messages", static_cast<double>(n));

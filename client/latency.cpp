@@ -97,6 +97,12 @@ std::string format_stats(const RunStats& r) {
             text += buf;
         }
         text += "\n";
+        if (r.wake_late.count > 0) {
+            std::snprintf(buf, sizeof buf,
+                          "client's own wake-up for its slots (in every latency above): p50 %.1f  p99 %.1f us late\n",
+                          r.wake_late.p50_us, r.wake_late.p99_us);
+            text += buf;
+        }
     }
     return text;
 }
@@ -133,10 +139,12 @@ std::string format_stats_json(const RunStats& r, const std::string& transport, b
     if (r.open_loop) {
         std::snprintf(buf, sizeof buf,
                       "{\"offered_per_s\": %.3f, \"achieved_per_s\": %.3f, \"scheduled\": %llu, "
-                      "\"behind\": %llu, \"max_behind_us\": %.3f, \"unsent\": %llu}}\n",
+                      "\"behind\": %llu, \"max_behind_us\": %.3f, \"unsent\": %llu, "
+                      "\"wake_late_us\": {\"p50\": %.3f, \"p99\": %.3f}}}\n",
                       r.offered_rate, per_second(static_cast<double>(r.round_trips), r.seconds),
                       static_cast<unsigned long long>(r.scheduled), static_cast<unsigned long long>(r.behind),
-                      r.max_behind_us, static_cast<unsigned long long>(r.unsent));
+                      r.max_behind_us, static_cast<unsigned long long>(r.unsent), r.wake_late.p50_us,
+                      r.wake_late.p99_us);
         json += buf;
     } else {
         json += "null}\n";

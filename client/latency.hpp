@@ -15,7 +15,9 @@ struct LatencySummary {
     double min_us = 0, p50_us = 0, p90_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
 };
 
-// Nearest-rank percentile of sorted samples (p in [0, 100]).
+// Nearest-rank percentile of sorted samples (p in [0, 100]): exact, for the
+// small bounded sets it is used on (a paired slice's median, a warm-up's;
+// the histograms' tests check against it). Whole runs use Histogram.
 std::uint64_t percentile(const std::vector<std::uint64_t>& sorted, double p);
 
 // A histogram of nanosecond samples, summarised in microseconds (within
@@ -40,6 +42,7 @@ struct RunStats {
     double offered_rate = 0;
     std::uint64_t scheduled = 0, behind = 0, unsent = 0;
     double max_behind_us = 0;
+    LatencySummary wake_late;  // how late the client woke for its slots (SessionResult::wake_late)
 };
 
 // Lines of text: round trips, latency, throughput (the original three), then

@@ -5,10 +5,12 @@
 #include <sys/prctl.h>
 
 #include <algorithm>
+#include <barrier>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <thread>
 
@@ -23,15 +25,31 @@ namespace {
 // How often the coordinating thread looks at the stop flag while sessions run.
 constexpr auto kStopCheck = std::chrono::milliseconds(100);
 
+// The completion step of a gated run's barrier: its first phase ends when
+// every session is open, its second when every session is done.
+struct GateStep {
+    LoadMarks* marks = nullptr;
+    int* phase = nullptr;
+    void operator()() noexcept {
+        if ((*phase)++ == 0)
+            marks->all_open();
+        else
+            marks->all_done();
+    }
+};
+using Gate = std::barrier<GateStep>;
+
 // Runs one session on this thread; opened() is called once, when the
-// session is open or has failed to open.
+// session is open or has failed to open. With a gate, the session waits there
+// once open and once done; leaving early (a failure) drops it from the gate.
 void run_one(const Endpoint& ep, const ClientOptions& options, const SessionPlan& plan, SessionResult& r,
-             const std::function<void()>& opened) noexcept {
+             const std::function<void()>& opened, Gate* gate) noexcept {
     bool told = false;
     auto tell = [&] {
         if (!told) opened();
         told = true;
     };
+    int passed = 0;  // gate phases this session went through
     try {
         // An open loop sleeps until each request's time: without timer slack
         // (50 us by default) the wake-up is not late by that much, and every
@@ -45,7 +63,15 @@ void run_one(const Endpoint& ep, const ClientOptions& options, const SessionPlan
             payload.assign(text.begin(), text.end());
         }
         Message reply;
+        if (gate) {
+            gate->arrive_and_wait();
+            ++passed;
+        }
         drive_session(*channel, options, plan, payload, reply, r);
+        if (gate) {
+            gate->arrive_and_wait();  // before the channel closes
+            ++passed;
+        }
     } catch (const Interrupted&) {
         r.interrupted = true;
     } catch (const OversizeError& e) {
@@ -53,6 +79,7 @@ void run_one(const Endpoint& ep, const ClientOptions& options, const SessionPlan
     } catch (const std::exception& e) {
         r.error = e.what();
     }
+    if (gate && passed < 2) gate->arrive_and_drop();
     tell();
 }
 
@@ -93,7 +120,7 @@ std::string verified_line(const ClientOptions& options, const std::vector<Sessio
 void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
             const std::vector<SessionResult>& results) {
     RunStats run;
-    Histogram all;
+    Histogram all, late;
     WaitCounts local, peer;
     bool shm_waits = false, interrupted = false;
     std::chrono::steady_clock::time_point first{}, last{};
@@ -101,6 +128,7 @@ void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
     run.clients = results.size();
     for (const auto& r : results) {
         all.merge(r.latency);
+        late.merge(r.wake_late);
         run.round_trips += r.round_trips;
         run.bytes_out += r.bytes_out;
         run.bytes_in += r.bytes_in;
@@ -126,6 +154,7 @@ void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
     }
     run.seconds = any ? seconds_between(first, last) : 0;
     run.latency = summarize(all);
+    run.wake_late = summarize(late);
     run.fairness = jain_index(run.client_rates);
     run.open_loop = options.rate > 0;
     run.offered_rate = options.rate;
@@ -150,8 +179,11 @@ void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
     }
 }
 
-void run_load(const Endpoint& ep, const ClientOptions& options, std::ostream& out) {
+std::vector<SessionResult> run_sessions(const Endpoint& ep, const ClientOptions& options, LoadMarks* marks) {
     const std::size_t n = options.clients;
+    int phase = 0;
+    std::optional<Gate> gate;
+    if (marks) gate.emplace(static_cast<std::ptrdiff_t>(n), GateStep{marks, &phase});
     // Declared before the threads, so they outlive them whatever happens.
     std::vector<SessionResult> results(n);
     std::mutex mu;
@@ -172,13 +204,14 @@ void run_load(const Endpoint& ep, const ClientOptions& options, std::ostream& ou
                         std::lock_guard lock(mu);
                         if (c == 0) first_open = true;
                         changed.notify_one();
-                    });
+                    }, gate ? &*gate : nullptr);
                     std::lock_guard lock(mu);
                     finished[c] = 1;
                     --running;
                     changed.notify_one();
                 });
             } catch (const std::system_error& e) {
+                if (gate) gate->arrive_and_drop();  // a session that never runs holds up no other
                 std::lock_guard lock(mu);
                 results[c].error = std::string("cannot start its thread: ") + e.what();
                 finished[c] = 1;
@@ -213,7 +246,12 @@ void run_load(const Endpoint& ep, const ClientOptions& options, std::ostream& ou
         for (std::size_t c = 1; c < n; ++c) start(c);
         wait_until([&] { return running == 0; });
     }
+    return results;
+}
 
+void run_load(const Endpoint& ep, const ClientOptions& options, std::ostream& out) {
+    const std::size_t n = options.clients;
+    std::vector<SessionResult> results = run_sessions(ep, options);
     bool interrupted = false;
     std::vector<std::string> failures;
     for (std::size_t c = 0; c < n; ++c) {

@@ -21,6 +21,27 @@ struct ClientFailures : std::runtime_error {
     std::vector<std::string> lines;
 };
 
+// The moments a gated run's sessions share, for a caller that measures
+// around them (ipc-bench reads CPU and scheduler counters there). Each is
+// called once, on one of the session threads, while the others wait: all_open
+// when every session is open and none has sent, all_done when every session
+// has had its last reply and none has closed. A session that fails leaves
+// the gate, so it holds up no other.
+class LoadMarks {
+public:
+    virtual ~LoadMarks() = default;
+    virtual void all_open() noexcept = 0;
+    virtual void all_done() noexcept = 0;
+};
+
+// Runs options.clients sessions, each on its own thread (the first opens
+// alone, then the rest), and returns what each did; a session's failure is
+// in its result, not thrown. A stop request (Ctrl-C) is passed on to every
+// session's thread. With marks, the sessions start sending together and
+// close together, around marks' calls.
+std::vector<SessionResult> run_sessions(const Endpoint& ep, const ClientOptions& options,
+                                        LoadMarks* marks = nullptr);
+
 // Runs options.clients sessions, each on its own thread, with the payload
 // of -m (text) or generated ones (--size). A stop request (Ctrl-C) is passed
 // on to every session's thread. Prints the report (--stats, --json, or the

@@ -230,7 +230,14 @@ void drive_session(Channel& channel, const ClientOptions& options, const Session
                 t0 = due(seq);
                 auto now = Clock::now();
                 if (now < t0) {
-                    sleep_until(t0);
+                    if (t0 - now > std::chrono::nanoseconds(kSleepPacingNs)) {
+                        sleep_until(t0);
+                    } else {
+                        while (Clock::now() < t0) {
+                        }
+                        r.pacing_spin_ns += to_ns(Clock::now() - now);
+                    }
+                    r.wake_late.record(to_ns(Clock::now() - t0));
                 } else if (k > 0) {
                     // Due while the previous request still waited for its reply.
                     if (now - t0 > give_up) {

@@ -46,6 +46,11 @@ struct SessionResult {
     // previous reply came after their time, the worst such lateness, and
     // those never sent (still unsent --duration after the schedule's end).
     std::uint64_t scheduled = 0, behind = 0, max_behind_ns = 0, unsent = 0;
+    // Open loop: how late the client itself woke for the requests it waited
+    // for (its own timer: part of every latency it records), and the time it
+    // spent spinning to a slot too near to sleep for (see kSleepPacingNs).
+    Histogram wake_late;
+    std::uint64_t pacing_spin_ns = 0;
     bool shm_waits = false;              // shm: how each side waited
     WaitCounts local_waits, peer_waits;
     bool interrupted = false;            // Ctrl-C ended it
@@ -63,6 +68,12 @@ std::unique_ptr<Channel> open_session(const Endpoint& ep, const Limits& limits);
 // result.interrupted; a failure throws (result keeps what was done).
 void drive_session(Channel& channel, const ClientOptions& options, const SessionPlan& plan,
                    std::vector<std::byte>& payload, Message& reply, SessionResult& result);
+
+// An open-loop client sleeps until a request's time when that is further
+// off than this, and spins to it when nearer: a sleep wakes 6-18 us late on
+// the project's VM (clock_nanosleep, timer slack 1 ns), so at rates above
+// ~50k/s sleeping could not keep any schedule.
+inline constexpr std::int64_t kSleepPacingNs = 20000;
 
 // Requests a --rate schedule holds in all: R x S rounded, at least one.
 std::uint64_t scheduled_requests(double rate, double duration_s);
