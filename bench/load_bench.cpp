@@ -97,7 +97,10 @@ ClientOptions load_options(std::size_t clients, double seconds, double rate) {
     o.rate = rate;
     o.verify = true;  // every echo compared: a load that corrupts is no result
     o.stats = true;
-    o.limits.timeout_ms = 10000;
+    // Bounds each reply and each session's wait for a budget others hold
+    // (posix-mq's queue budget: a gated session holds its queues until every
+    // session is open, so the wait cannot end early).
+    o.limits.timeout_ms = 3000;
     return o;
 }
 
@@ -144,16 +147,39 @@ void report_runs(benchmark::State& state, const LoadRun& total) {
     state.counters["steal_ns_per_msg"] = per(total.steal);
 }
 
+// A transport that ran out of a per-user resource at some client count
+// (posix-mq: RLIMIT_MSGQUEUE) runs out at every larger one: later
+// repetitions and larger counts fail at once with the same reason instead
+// of each waiting out the session's timeout for the budget again.
+struct Refusal {
+    int clients = 0;
+    std::string why;
+};
+std::map<std::string, Refusal>& refusals() {
+    static std::map<std::string, Refusal> known;
+    return known;
+}
+
+bool is_resource_limit(const std::string& why) {
+    for (const char* sign : {"RLIMIT", "Too many open files", "No space left on device"})
+        if (why.find(sign) != std::string::npos) return true;
+    return false;
+}
+
 void concurrent(benchmark::State& state, const std::string& transport, int clients, int cpu, double seconds) {
     if (!begin_run(state)) return;
+    if (auto it = refusals().find(transport); it != refusals().end() && clients >= it->second.clients)
+        return fail(state, it->second.why + " (at " + std::to_string(it->second.clients) +
+                               " clients, earlier in this run: not tried again)");
     try {
         BenchServer& server = server_for(transport, ReplyMode::echo, cpu);
         LoadRun total;
-        for (auto _ : timed(state))
-            if (!add_run(state, total,
-                         run_gated(server.client_endpoint(),
-                                   load_options(static_cast<std::size_t>(clients), seconds, 0), server.pid())))
-                return;
+        for (auto _ : timed(state)) {
+            LoadRun run = run_gated(server.client_endpoint(),
+                                    load_options(static_cast<std::size_t>(clients), seconds, 0), server.pid());
+            if (is_resource_limit(run.failure)) refusals()[transport] = Refusal{clients, run.failure};
+            if (!add_run(state, total, std::move(run))) return;
+        }
         report_runs(state, total);
         std::vector<double> rates;
         for (const auto& r : total.sessions) {

@@ -140,6 +140,53 @@ double number(const std::map<std::string, std::string>& b, const std::string& ke
     return it == b.end() ? -1 : std::strtod(it->second.c_str(), nullptr);
 }
 
+// Concurrent/<t>/<clients> and OpenLoop/<t>/<pct> (bench/load_bench.hpp):
+// each ran with its counters, or - posix-mq beyond the sessions the per-user
+// RLIMIT_MSGQUEUE holds (other ipclab processes on the machine share it) -
+// failed saying so.
+void check_load_benchmarks(const std::map<std::string, std::map<std::string, std::string>>& by_name) {
+    for (const char* t : {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin"}) {
+        for (int clients : {1, 2, 4, 8, 16, 64}) {
+            std::string name = std::string("Concurrent/") + t + "/" + std::to_string(clients);
+            SCOPED_TRACE(name);
+            auto it = by_name.find(name);
+            ASSERT_NE(it, by_name.end()) << "missing from the report";
+            const auto& b = it->second;
+            if (b.count("error_occurred")) {
+                EXPECT_TRUE(std::string(t) == "posix-mq" && clients > 1 &&
+                            b.at("error_message").find("RLIMIT_MSGQUEUE") != std::string::npos)
+                    << b.at("error_message");
+                continue;
+            }
+            for (const char* c : {"msgs_per_s", "p50_ns", "p99_ns", "max_ns"}) EXPECT_GT(number(b, c), 0) << c;
+            EXPECT_LE(number(b, "p50_ns"), number(b, "p99_ns"));
+            EXPECT_EQ(number(b, "clients"), clients);
+            EXPECT_GT(number(b, "fairness"), 0);
+            EXPECT_LE(number(b, "fairness"), 1.000001);
+            for (const char* c : {"client_cpu_ns_per_msg", "server_cpu_ns_per_msg", "steal_ns_per_msg"})
+                EXPECT_GE(number(b, c), 0) << c;
+        }
+        for (int pct : {10, 25, 50, 75, 90, 100, 110, 125}) {
+            std::string name = std::string("OpenLoop/") + t + "/" + std::to_string(pct);
+            SCOPED_TRACE(name);
+            auto it = by_name.find(name);
+            ASSERT_NE(it, by_name.end()) << "missing from the report";
+            const auto& b = it->second;
+            ASSERT_EQ(b.count("error_occurred"), 0u) << b.at("error_message");
+            for (const char* c : {"msgs_per_s", "p50_ns", "p99_ns", "capacity_per_s", "offered_per_s"})
+                EXPECT_GT(number(b, c), 0) << c;
+            // The offered rate is the stated share of the measured closed-loop rate (arithmetic, not timing).
+            EXPECT_NEAR(number(b, "offered_per_s"), number(b, "capacity_per_s") * pct / 100.0,
+                        number(b, "capacity_per_s") * 1e-4);
+            EXPECT_GE(number(b, "behind_share"), 0);
+            EXPECT_LE(number(b, "behind_share"), 1);
+            for (const char* c : {"wake_late_p50_ns", "client_pacing_ns_per_msg", "client_cpu_ns_per_msg",
+                                  "server_cpu_ns_per_msg", "unsent"})
+                EXPECT_GE(number(b, c), 0) << c;
+        }
+    }
+}
+
 TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
     const std::string exe = bin("ipc-bench");
     ASSERT_EQ(::access(exe.c_str(), X_OK), 0) << exe << " is not built (cmake --build: ipc-bench)";
@@ -148,7 +195,7 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
     const std::string dir = tmpl, json = dir + "/bench.json";
 
     auto before = ipc_object_snapshot();
-    ProgramResult r = run_program({exe, "--sizes=64,4096", "--benchmark_min_time=0.001",
+    ProgramResult r = run_program({exe, "--sizes=64,4096", "--benchmark_min_time=0.001", "--load-seconds=0.01",
                                    "--benchmark_out=" + json, "--benchmark_out_format=json"},
                                   "", 120000);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -193,6 +240,8 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
             EXPECT_GE(number(b, "server_waits_slept_per_msg"), 0) << "shm wait counters missing";
         }
     }
+
+    check_load_benchmarks(by_name);
 
     EXPECT_TRUE(eventually([&] { return ipc_object_snapshot() == before; }, 5000))
         << "ipc-bench left IPC objects behind";

@@ -9,12 +9,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
 
+#include "client/load.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/program.hpp"
@@ -118,6 +120,65 @@ TEST_F(LoadTest, PacedRunSendsItsWholeScheduleSplitOverTheClients) {
     EXPECT_LE(p99, max);
     EXPECT_NE(text.out.find("rate: 200.0 req/s offered, "), std::string::npos) << text.out;
     EXPECT_NE(text.out.find("40 of 40 scheduled sent, "), std::string::npos) << text.out;
+    // The client's own lateness at its slots is said, since it is in every latency.
+    EXPECT_NE(text.out.find("client's own wake-up for its slots (in every latency above): p50 "), std::string::npos)
+        << text.out;
+    EXPECT_GE(json_number(r.out, "p50"), 0) << r.out;
+    EXPECT_NE(r.out.find("\"wake_late_us\": {\"p50\": "), std::string::npos) << r.out;
+}
+
+// What ipc-bench's load benchmarks read around a gated run.
+class RecordingMarks : public LoadMarks {
+public:
+    void all_open() noexcept override {
+        ++opened;
+        open_at = std::chrono::steady_clock::now();
+    }
+    void all_done() noexcept override {
+        ++done;
+        done_at = std::chrono::steady_clock::now();
+    }
+    std::atomic<int> opened{0}, done{0};
+    std::chrono::steady_clock::time_point open_at{}, done_at{};
+};
+
+ClientOptions gated_options(std::size_t clients) {
+    ClientOptions o;
+    o.clients = clients;
+    o.count = 40;
+    o.size = 64;
+    o.verify = true;
+    o.limits.timeout_ms = 10000;
+    return o;
+}
+
+TEST_F(LoadTest, GatedSessionsSendOnlyOnceAllAreOpenAndCloseOnlyOnceAllAreDone) {
+    if (test_model() == ServerModel::iterative) GTEST_SKIP() << "four sessions must be served at once";
+    start("unix");
+    RecordingMarks marks;
+    auto results = run_sessions(server_->client_endpoint(), gated_options(4), &marks);
+    EXPECT_EQ(marks.opened, 1);
+    EXPECT_EQ(marks.done, 1);
+    ASSERT_EQ(results.size(), 4u);
+    for (const auto& r : results) {
+        EXPECT_EQ(r.error, "");
+        EXPECT_EQ(r.round_trips, 40u);
+        // Each session's first send after the moment all were open, its last reply before all were done.
+        EXPECT_GE(r.start, marks.open_at);
+        EXPECT_LE(r.end, marks.done_at);
+    }
+}
+
+TEST_F(LoadTest, AGatedSessionThatFailsHoldsUpNoOther) {
+    // An ack server fails every --verify session at its first reply: each
+    // leaves the gate, and the run ends instead of waiting for them.
+    ServerOptions ack = echo_server();
+    ack.reply = ReplyMode::ack;
+    start("unix", ack);
+    RecordingMarks marks;
+    auto results = run_sessions(server_->client_endpoint(), gated_options(3), &marks);
+    EXPECT_EQ(marks.opened, 1);
+    for (const auto& r : results) EXPECT_NE(r.error.find("--verify"), std::string::npos) << r.error;
 }
 
 TEST_F(LoadTest, EveryFailingClientIsNamed) {

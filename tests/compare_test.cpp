@@ -270,11 +270,57 @@ TEST(Compare, ModelsRunWritesTheDesignsTable) {
     EXPECT_NE(r.out.find("16 concurrent client(s)"), std::string::npos) << r.out;
 }
 
+TEST(Compare, LoadRunWritesScalingOpenLoopAndTheirPlots) {
+    TempDir out;
+    auto r = run_program({script("compare"), "--load", "--quick", "--repetitions", "2", "--transports", "unix",
+                          "--out", out.path().string(), "--bench", bin("ipc-bench")},
+                         "", 180000);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    fs::path run = fs::canonical(out.path() / "latest-quick-load");
+    std::ifstream csv(run / "summary.csv");
+    std::string line;
+    ASSERT_TRUE(std::getline(csv, line));
+    EXPECT_EQ(line, "transport,size_bytes,metric,value,unit,ci_low,ci_high,stable");
+    std::set<std::string> metrics;
+    while (std::getline(csv, line)) {
+        auto f = split(line, ',');
+        ASSERT_EQ(f.size(), 8u) << line;
+        EXPECT_EQ(f[0], "unix") << line;
+        EXPECT_EQ(f[1], "64") << line;
+        EXPECT_LE(std::stod(f[5]), std::stod(f[3])) << line;
+        EXPECT_GE(std::stod(f[6]), std::stod(f[3])) << line;
+        EXPECT_TRUE(f[7] == "true" || f[7] == "false") << line;
+        metrics.insert(f[2]);
+    }
+    for (int c : {1, 2, 4, 8, 16, 64})
+        for (const char* m : {"msgs_per_s", "rtt_p50", "rtt_p99", "fairness", "client_cpu_per_msg",
+                              "server_cpu_per_msg"})
+            EXPECT_EQ(metrics.count("clients_" + std::to_string(c) + "_" + m), 1u) << c << " " << m;
+    for (int pct : {10, 25, 50, 75, 90, 100, 110, 125})
+        for (const char* m : {"offered_per_s", "msgs_per_s", "rtt_p99", "behind_share", "client_cpu_per_msg",
+                              "server_cpu_per_msg"})
+            EXPECT_EQ(metrics.count("offered_" + std::to_string(pct) + "pct_" + m), 1u) << pct << " " << m;
+    std::string report = slurp((run / "REPORT.md").string());
+    for (const char* heading : {"## Method", "## Sustainable rate at p99 <= 1000 us",
+                                "## Scaling with concurrent clients", "## Latency against offered load",
+                                "scheduled time", "Smoke test, not a measurement"})
+        EXPECT_NE(report.find(heading), std::string::npos) << heading;
+    for (const char* png : {"load.png", "scaling.png", "cpu-at-rate.png"}) {
+        EXPECT_EQ(slurp((run / png).string()).substr(0, 4), "\x89PNG") << png << " is not a PNG image";
+        EXPECT_NE(report.find(std::string("](") + png + ")"), std::string::npos) << png << " not in REPORT.md";
+        // Error bars: every series is drawn with its interval.
+        std::string gp = slurp((run / (std::string(png).substr(0, std::string(png).size() - 4) + ".gp")).string());
+        EXPECT_NE(gp.find("yerrorlines"), std::string::npos) << png;
+    }
+    EXPECT_NE(r.out.find("sustainable rate"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(out.path() / "latest")) << "a smoke run never becomes latest";
+}
+
 TEST(Compare, HelpAndUsageErrors) {
     auto help = run_program({script("compare"), "--help"});
     EXPECT_EQ(help.exit_code, 0) << help.err;
     for (const char* flag : {"--transports", "--sizes", "--repetitions", "--pin", "--quick", "--out", "--peers",
-                             "--models"})
+                             "--models", "--load", "--load-seconds"})
         EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
 
     TempDir out;
@@ -283,6 +329,8 @@ TEST(Compare, HelpAndUsageErrors) {
                                          {"--repetitions", "0"},
                                          {"--pin", "zero"},
                                          {"--models", "--sizes", "64"},
+                                         {"--load", "--models"},
+                                         {"--load-seconds", "1"},
                                          {"--no-such-flag"}}) {
         std::vector<std::string> argv = {script("compare"), "--out", out.path().string()};
         argv.insert(argv.end(), bad.begin(), bad.end());
