@@ -565,7 +565,10 @@ void baseline_stream(benchmark::State& state, const std::string& t, std::size_t 
 
 // ---- Fork per connection -----------------------------------------------------
 
-void baseline_connect_fork(benchmark::State& state, int cpu) {
+// one_shot: the child reads once, replies and exits (the seed's server);
+// otherwise it answers every message until the client closes, as an ipclab
+// session child does - the comparable figure for Connect/tcp.
+void baseline_connect_fork(benchmark::State& state, int cpu, bool one_shot) {
     if (!begin_run(state)) return;
     try {
         sockaddr_in addr{};
@@ -582,10 +585,11 @@ void baseline_connect_fork(benchmark::State& state, int cpu) {
                 if (pid == 0) {
                     ::close(l);
                     char buf[256];
-                    ssize_t n = ::read(c, buf, sizeof buf);
-                    if (n > 0) {
-                        [[maybe_unused]] ssize_t w = ::write(c, kAckText, sizeof kAckText - 1);
-                    }
+                    ssize_t n;
+                    do {
+                        n = ::read(c, buf, sizeof buf);
+                        if (n > 0 && ::write(c, kAckText, sizeof kAckText - 1) < 0) break;
+                    } while (n > 0 && !one_shot);
                     ::_exit(0);
                 }
                 ::close(c);
@@ -738,7 +742,14 @@ benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const 
 benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c) {
     int cpu = c.server_cpu;
     return benchmark::RegisterBenchmark("Baseline/connect-fork", [=](benchmark::State& s) {
-        baseline_connect_fork(s, cpu);
+        baseline_connect_fork(s, cpu, true);
+    })->UseRealTime();
+}
+
+benchmark::internal::Benchmark* register_baseline_connect_fork_session(const Config& c) {
+    int cpu = c.server_cpu;
+    return benchmark::RegisterBenchmark("Baseline/connect-fork-session", [=](benchmark::State& s) {
+        baseline_connect_fork(s, cpu, false);
     })->UseRealTime();
 }
 

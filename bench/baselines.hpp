@@ -3,7 +3,10 @@
 // ipclab's overhead as a ratio measured minutes apart on the same machine.
 //   Baseline/<transport>/<bytes>        round-trip ping-pong with a forked echo child
 //   BaselineStream/<transport>/<bytes>  one-way writes to a forked reader (tcp, unix, fifo)
-//   Baseline/connect-fork               minimal C fork-per-connection TCP server
+//   Baseline/connect-fork               minimal C fork-per-connection TCP server, one-shot
+//                                       (the child reads once, replies, exits: the seed's server)
+//   Baseline/connect-fork-session       the same, its child answering until the client closes,
+//                                       as an ipclab session child does (compare Connect/tcp with it)
 //   Baseline/connect-socat              socat in fork mode, echoing (skipped without socat)
 //   Baseline/memcpy/<bytes>             the memory bandwidth shm is held to
 #pragma once
@@ -22,6 +25,7 @@ benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const 
 // The raw connection baselines (a C fork server, socat) exist for tcp only.
 bool has_baseline_connect(const std::string& transport);
 benchmark::internal::Benchmark* register_baseline_connect_fork(const Config& c);
+benchmark::internal::Benchmark* register_baseline_connect_fork_session(const Config& c);
 benchmark::internal::Benchmark* register_baseline_connect_socat(const Config& c);
 benchmark::internal::Benchmark* register_baseline_memcpy(std::size_t size);
 

@@ -271,6 +271,24 @@ std::uint64_t tree_cpu_ns(pid_t pid) {
     return total;
 }
 
+std::uint64_t tree_minor_faults(pid_t pid) {
+    if (pid <= 0) return 0;
+    auto f = stat_fields(pid);
+    if (f.empty()) return 0;
+    std::uint64_t total = field(f, 10) + field(f, 11);  // minflt, cminflt
+    for (pid_t c : children_of(pid)) {
+        auto cf = stat_fields(c);
+        if (!cf.empty()) total += field(cf, 10);
+    }
+    return total;
+}
+
+std::uint64_t self_minor_faults() {
+    struct rusage ru {};
+    check(::getrusage(RUSAGE_SELF, &ru), "getrusage");
+    return static_cast<std::uint64_t>(ru.ru_minflt);
+}
+
 Meter::Meter(benchmark::State& state, pid_t peer, bool settle)
     : state_(state), peer_(peer), settle_(settle), interference_(std::make_unique<Interference>(peer)) {}
 
@@ -287,15 +305,19 @@ void wait_children_reaped(pid_t pid) {
 void Meter::start() {
     if (settle_) wait_children_reaped(peer_);
     server0_ = tree_cpu_ns(peer_);
+    server_faults0_ = tree_minor_faults(peer_);
     interference_->start();
+    client_faults0_ = self_minor_faults();
     client0_ = self_cpu_ns();
 }
 
 void Meter::stop() {
     client1_ = self_cpu_ns();
+    client_faults1_ = self_minor_faults();
     interference_->stop();
     if (settle_) wait_children_reaped(peer_);
     server1_ = tree_cpu_ns(peer_);
+    server_faults1_ = tree_minor_faults(peer_);
 }
 
 void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
@@ -307,6 +329,8 @@ void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
         };
         state_.counters["client_cpu_ns_per_msg"] = per(client0_, client1_);
         state_.counters["server_cpu_ns_per_msg"] = per(server0_, server1_);
+        state_.counters["client_faults_per_msg"] = per(client_faults0_, client_faults1_);
+        state_.counters["server_faults_per_msg"] = per(server_faults0_, server_faults1_);
         report_interference(state_, *interference_, messages,
                             settle_ ? kForkAllowanceNs
                                     : message_allowance_ns(static_cast<std::size_t>(std::max<std::int64_t>(bytes_per_iteration, 0))));

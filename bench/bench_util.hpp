@@ -98,6 +98,12 @@ std::uint64_t self_cpu_ns();
 // children (cutime+cstime) and its live children. Per-process figures come
 // from /proc/PID/schedstat (ns) when present, else utime+stime (ticks).
 std::uint64_t tree_cpu_ns(pid_t pid);
+// Minor page faults the same way: pid's own, its reaped children's
+// (cminflt) and its live children's. A forked child's copy-on-write breaks
+// and first touches are most of what a fork per session costs.
+std::uint64_t tree_minor_faults(pid_t pid);
+// This process's minor page faults (getrusage RUSAGE_SELF).
+std::uint64_t self_minor_faults();
 std::vector<pid_t> children_of(pid_t pid);
 
 using Clock = std::chrono::steady_clock;
@@ -121,7 +127,8 @@ public:
     void stop();   // just after it, before the peer is told to end
     void add(std::uint64_t ns) noexcept { samples_.record(ns); }
     void add(const Histogram& ns) noexcept { samples_.merge(ns); }
-    // Sets bytes_per_second, p50/p99/p999/max_ns, client/server_cpu_ns_per_msg.
+    // Sets bytes_per_second, p50/p99/p999/max_ns, client/server_cpu_ns_per_msg,
+    // client/server_faults_per_msg (minor page faults).
     // messages: how many messages the CPU counters divide by.
     void report(std::int64_t bytes_per_iteration, std::uint64_t messages);
 
@@ -131,6 +138,7 @@ private:
     bool settle_;
     Histogram samples_;  // bounded memory however long the run: no per-sample storage or sort
     std::uint64_t client0_ = 0, client1_ = 0, server0_ = 0, server1_ = 0;
+    std::uint64_t client_faults0_ = 0, client_faults1_ = 0, server_faults0_ = 0, server_faults1_ = 0;
     std::unique_ptr<Interference> interference_;
 };
 

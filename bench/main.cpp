@@ -38,6 +38,7 @@ const char kDescription[] =
     "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo), Baseline/connect-fork,\n"
+    "Baseline/connect-fork-session,\n"
     "Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>, Connect/<t>/<model>,\n"
     "Sessions/<t>/<model>/<clients>,\n"
     "Baseline/connect-socat, Baseline/memcpy/<bytes>. Every --benchmark_* flag of Google Benchmark\n"
@@ -226,6 +227,7 @@ void register_all(const Config& c) {
         for (int percent : kOpenLoopPercents) register_open_loop(c, t, percent, c.load_seconds);
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
+            register_baseline_connect_fork_session(c);
             register_baseline_connect_socat(c);
         }
     }

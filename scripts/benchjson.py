@@ -10,9 +10,12 @@ Which benchmark gives which figure:
   RoundTrip/<t>/<bytes>  the same figures when no Paired run is in the file
   Baseline/<t>/<bytes>   baseline_rtt_p50 likewise
   Stream/, BaselineStream/<t>/<bytes>   stream_throughput, baseline_stream_throughput
-  Connect/<t>, Baseline/connect-fork    connect_rate, baseline_connect_rate (the raw fork
-                         server listens on TCP: its row goes to the caller's `connect_baseline`,
-                         registry.host_stream())
+  Connect/<t>, Baseline/connect-fork-session   connect_rate, baseline_connect_rate (the raw
+                         fork server whose child answers until the client closes, as ipclab's
+                         does; files from before it have only the one-shot server, read instead);
+                         it listens on TCP: its row goes to the caller's `connect_baseline`,
+                         registry.host_stream()
+  Baseline/connect-fork  baseline_connect_oneshot_rate (its child reads once, replies, exits)
 """
 import json
 import re
@@ -35,7 +38,8 @@ SIZE_METRICS = [
 # Figures that belong to no transport: the memory bandwidth shared memory is held to.
 MEMCPY = ("memcpy_throughput", "MB/s")
 UNITS = {m[0]: m[1] for m in SIZE_METRICS}
-UNITS.update({"connect_rate": "sessions/s", "baseline_connect_rate": "sessions/s"})
+CONNECT_METRICS = ("connect_rate", "baseline_connect_rate", "baseline_connect_oneshot_rate")
+UNITS.update({m: "sessions/s" for m in CONNECT_METRICS})
 
 
 # Google Benchmark appends this to every UseRealTime() benchmark's name; the
@@ -113,8 +117,11 @@ def _raw_p50(b):
 def metric_values(reps, metric, transport, size):
     """(values per repetition, disturbed flags, benchmark name) of one figure,
     or None when the file has no benchmark for it."""
-    if metric in ("connect_rate", "baseline_connect_rate"):
-        name = f"Connect/{transport}" if metric == "connect_rate" else "Baseline/connect-fork"
+    if metric in CONNECT_METRICS:
+        name = {"connect_rate": f"Connect/{transport}", "baseline_connect_rate": "Baseline/connect-fork-session",
+                "baseline_connect_oneshot_rate": "Baseline/connect-fork"}[metric]
+        if metric == "baseline_connect_rate" and name not in reps:
+            name = "Baseline/connect-fork"
         runs = reps.get(name)
         if not runs:
             return None
@@ -161,9 +168,11 @@ def figures(reps, transports, sizes, connect_baseline=None):
                 f = figure(reps, metric, t, s)
                 if f:
                     rows.append((t, s, metric, unit, f))
-        for metric in ("connect_rate", "baseline_connect_rate"):
-            if metric == "baseline_connect_rate" and t != connect_baseline:
+        for metric in CONNECT_METRICS:
+            if metric != "connect_rate" and t != connect_baseline:
                 continue
+            if metric == "baseline_connect_oneshot_rate" and "Baseline/connect-fork-session" not in reps:
+                continue  # an older file: its one-shot figure is already the baseline_connect_rate
             f = figure(reps, metric, t)
             if f:
                 rows.append((t, "", metric, UNITS[metric], f))

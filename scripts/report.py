@@ -368,7 +368,10 @@ plot {", ".join(plots)}
     conn = [(t, f) for t, f in conn if f]
     raw = next((r[4] for r in rows if r[2] == "baseline_connect_rate"), None)
     if raw:
-        conn.append(("C fork server (raw)", raw))
+        conn.append(("C fork server (raw, child serves until close)", raw))
+    one_shot = next((r[4] for r in rows if r[2] == "baseline_connect_oneshot_rate"), None)
+    if one_shot:
+        conn.append(("C fork server (raw, one-shot child)", one_shot))
     if conn and _gnuplot(gnuplot, out_dir, "connect.png", "\n".join(
             ["$c << EOD"] + [f'{i} "{t}" {f["value"]} {f["low"]} {f["high"]}' for i, (t, f) in enumerate(conn)] +
             ["EOD", "set terminal pngcairo size 1100,600 noenhanced font ',11'", "set output 'connect.png'",

@@ -129,6 +129,7 @@ std::vector<std::string> expected_names() {
         if (t == "tcp" || t == "unix" || t == "posix-mq" || t == "sysv-mq") names.push_back("Connect/" + t + "/prefork");
     }
     names.push_back("Baseline/connect-fork");
+    names.push_back("Baseline/connect-fork-session");
     names.push_back("Baseline/connect-socat");  // make test installs socat
     names.push_back("Baseline/memcpy/64");
     names.push_back("Baseline/memcpy/4096");
@@ -226,6 +227,9 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
         // session reaches cutime in clock ticks, so over one brief iteration it
         // may read zero. Present and not negative is what can be asserted.
         EXPECT_GE(number(b, "server_cpu_ns_per_msg"), 0);
+        // Page faults per message (the fork path's profile), counted by the kernel.
+        if (name.rfind("Paired/", 0) != 0)
+            for (const char* c : {"client_faults_per_msg", "server_faults_per_msg"}) EXPECT_GE(number(b, c), 0) << c;
         // Interference counters on every measured run (values depend on the machine).
         for (const char* c : {"client_runq_ns_per_msg", "server_runq_ns_per_msg", "steal_ns_per_msg", "interference"})
             EXPECT_GE(number(b, c), 0) << c;
