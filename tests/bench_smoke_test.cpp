@@ -228,8 +228,9 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
         // may read zero. Present and not negative is what can be asserted.
         EXPECT_GE(number(b, "server_cpu_ns_per_msg"), 0);
         // Page faults per message (the fork path's profile), counted by the kernel.
-        if (name.rfind("Paired/", 0) != 0)
+        if (name.rfind("Paired/", 0) != 0) {
             for (const char* c : {"client_faults_per_msg", "server_faults_per_msg"}) EXPECT_GE(number(b, c), 0) << c;
+        }
         // Interference counters on every measured run (values depend on the machine).
         for (const char* c : {"client_runq_ns_per_msg", "server_runq_ns_per_msg", "steal_ns_per_msg", "interference"})
             EXPECT_GE(number(b, c), 0) << c;
