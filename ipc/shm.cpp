@@ -200,8 +200,14 @@ private:
         mine_->slept.store(local_.slept, std::memory_order_relaxed);
     }
 
-    // See kRestartAfter. When the reader is behind (a stream), one try per
-    // pass over the ring: a busy ring costs no extra reads of its index.
+    // See kRestartAfter. Only once the reader has caught up (the ring is
+    // empty): a ping-pong then cycles through the ring's first pages, while a
+    // stream whose reader is behind keeps the whole ring to run ahead in.
+    // (Restarting whenever the pad merely fitted made every message above
+    // kRestartAfter wait at offset 0 for the reader to free the previous one:
+    // a 2 MiB ring one 64 KiB message deep, writer and reader each sleeping
+    // once per message.) When the reader is behind, one try per pass over
+    // the ring: a busy ring costs no extra reads of its index.
     void restart_at_ring_start() {
         std::size_t at = tx_.offset();
         if (at < kRestartAfter) {
@@ -213,7 +219,7 @@ private:
         // == header size the reader would already be at offset 0 after the
         // header, and the wrap is bytes away anyway.
         if (restart_blocked_ || to_end <= kFrameHeaderSize) return;
-        if (tx_.space(to_end) < to_end) {
+        if (tx_.space(tx_.capacity()) < tx_.capacity()) {
             restart_blocked_ = true;
             return;
         }

@@ -43,8 +43,8 @@ inline constexpr std::size_t kSegmentSize = kHeaderBytes + 2 * kRingCapacity;
 // large message, so the peer copies out while we copy in.
 inline constexpr std::size_t kPublishChunk = 64 * 1024;
 
-// A writer that finds itself this far into its ring with room to spare pads
-// to the end, so the next message starts at offset 0. Small messages then
+// A writer that finds itself this far into its ring with every byte read
+// pads to the end, so the next message starts at offset 0. Small messages then
 // cycle through the first few pages instead of walking all 512 pages of the
 // ring: every newly touched page costs a TLB miss, and on a virtual machine
 // with shadow page tables a page walk of tens of microseconds (measured:

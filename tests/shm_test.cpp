@@ -171,6 +171,36 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     ::munmap(p, shm::kHeaderBytes);
 }
 
+// A stream runs ahead through the whole ring while its reader is behind:
+// with the server's session child stopped, messages larger than
+// kRestartAfter keep going in until the ring is full, instead of each one
+// going back to offset 0 and waiting there for the reader to free the last.
+TEST_P(ShmTest, AStreamFillsTheRingWhileTheReaderIsBehind) {
+    ServerOptions sink = echo_options();
+    sink.reply = ReplyMode::sink;
+    start(sink);
+    Limits limits;
+    limits.timeout_ms = 3000;  // a send that had to wait for the stopped reader would fail
+    auto ch = connect(endpoint(), limits);
+    std::vector<pid_t> sessions;
+    ASSERT_TRUE(eventually([&] { return (sessions = test::children_of(server_->pid())).size() == 1; }));
+    ASSERT_EQ(::kill(sessions[0], SIGSTOP), 0);
+    struct Resume {
+        pid_t pid;
+        ~Resume() { ::kill(pid, SIGCONT); }
+    } resume{sessions[0]};
+    const std::size_t size = 64 * 1024;
+    const std::size_t fit = shm::kRingCapacity / (size + kFrameHeaderSize);  // 31 whole messages
+    for (std::size_t i = 0; i < fit; ++i)
+        EXPECT_NO_THROW(ch->send(FrameType::data, payload_of(size, static_cast<unsigned>(i)))) << "message " << i;
+    ::kill(sessions[0], SIGCONT);
+    // Everything arrived: the sink acknowledges the empty message that follows.
+    ch->send(FrameType::data, {});
+    Message ack;
+    ASSERT_TRUE(ch->receive(ack));
+    EXPECT_EQ(ack.type, FrameType::data);
+}
+
 TEST_P(ShmTest, ServesSequentialSessions) {
     start();
     for (int i = 0; i < 20; ++i) {
