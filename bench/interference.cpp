@@ -74,21 +74,27 @@ SchedStat::Reading TreeSchedStat::read() const {
     return sum;
 }
 
-std::uint64_t involuntary_switches(pid_t pid) {
+namespace {
+std::uint64_t status_count(pid_t pid, const std::string& key) {
     std::ifstream in(task_dir(pid) + "/status");
     std::string line;
-    const std::string key = "nonvoluntary_ctxt_switches:";
     while (std::getline(in, line))
         if (line.rfind(key, 0) == 0) return std::strtoull(line.c_str() + key.size(), nullptr, 10);
     return 0;
 }
 
-std::uint64_t tree_involuntary_switches(pid_t root) {
+std::uint64_t tree_count(pid_t root, std::uint64_t (*count)(pid_t)) {
     if (root <= 0) return 0;
-    std::uint64_t n = involuntary_switches(root);
-    for (pid_t c : children_of(root)) n += involuntary_switches(c);
+    std::uint64_t n = count(root);
+    for (pid_t c : children_of(root)) n += count(c);
     return n;
 }
+}  // namespace
+
+std::uint64_t involuntary_switches(pid_t pid) { return status_count(pid, "nonvoluntary_ctxt_switches:"); }
+std::uint64_t tree_involuntary_switches(pid_t root) { return tree_count(root, involuntary_switches); }
+std::uint64_t voluntary_switches(pid_t pid) { return status_count(pid, "voluntary_ctxt_switches:"); }
+std::uint64_t tree_voluntary_switches(pid_t root) { return tree_count(root, voluntary_switches); }
 
 std::uint64_t steal_ns() {
     // "cpu  user nice system idle iowait irq softirq steal ..." in USER_HZ ticks.

@@ -75,6 +75,10 @@ private:
 // /proc/PID/status; pid 0: the calling thread). 0 when unreadable.
 std::uint64_t involuntary_switches(pid_t pid);
 std::uint64_t tree_involuntary_switches(pid_t root);
+// Voluntary ones (the task blocked: each is a sleep and a later wake-up),
+// of a task and of a process tree (its main threads) the same way.
+std::uint64_t voluntary_switches(pid_t pid);
+std::uint64_t tree_voluntary_switches(pid_t root);
 
 // Host steal time so far (the hypervisor ran someone else on our vCPUs), ns.
 std::uint64_t steal_ns();

@@ -1,5 +1,7 @@
 #include "bench/load_bench.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -8,10 +10,18 @@
 #include "bench/interference.hpp"
 #include "client/latency.hpp"
 #include "client/load.hpp"
+#include "ipc/error.hpp"
 
 namespace ipclab::bench {
 
 namespace {
+
+// Every thread of this process, ended ones included.
+std::uint64_t self_voluntary_switches() {
+    struct rusage ru {};
+    check(::getrusage(RUSAGE_SELF, &ru), "getrusage");
+    return static_cast<std::uint64_t>(ru.ru_nvcsw);
+}
 
 // How long the one-session closed loop that sets the open loop's 100% runs.
 constexpr double kCalibrationSeconds = 0.2;
@@ -26,7 +36,7 @@ public:
 
     struct Mark {
         Clock::time_point at{};
-        std::uint64_t client_cpu = 0, server_cpu = 0, steal = 0;
+        std::uint64_t client_cpu = 0, server_cpu = 0, steal = 0, client_sleeps = 0, server_sleeps = 0;
         bool taken = false;
     };
     const Mark& open() const { return open_; }
@@ -39,6 +49,8 @@ private:
             m.client_cpu = self_cpu_ns();  // every thread of this process
             m.server_cpu = tree_cpu_ns(server_);
             m.steal = steal_ns();
+            m.client_sleeps = self_voluntary_switches();
+            m.server_sleeps = tree_voluntary_switches(server_);
             m.taken = true;
         } catch (...) {
             m.taken = false;  // /proc unreadable: the run reports no figures
@@ -54,7 +66,7 @@ struct LoadRun {
     Histogram latency, wake_late;
     std::uint64_t round_trips = 0, scheduled = 0, behind = 0, unsent = 0, pacing_spin = 0;
     double seconds = 0;
-    std::uint64_t client_cpu = 0, server_cpu = 0, steal = 0;
+    std::uint64_t client_cpu = 0, server_cpu = 0, steal = 0, client_sleeps = 0, server_sleeps = 0;
     std::string failure;  // the first failed session, "client I of N: why"
 };
 
@@ -84,6 +96,8 @@ LoadRun run_gated(const Endpoint& ep, const ClientOptions& options, pid_t server
     run.client_cpu = diff(a.client_cpu, b.client_cpu);
     run.server_cpu = diff(a.server_cpu, b.server_cpu);
     run.steal = diff(a.steal, b.steal);
+    run.client_sleeps = diff(a.client_sleeps, b.client_sleeps);
+    run.server_sleeps = diff(a.server_sleeps, b.server_sleeps);
     if (run.round_trips == 0 || run.seconds <= 0) run.failure = "no round trip completed";
     return run;
 }
@@ -123,6 +137,8 @@ bool add_run(benchmark::State& state, LoadRun& total, LoadRun&& run) {
     total.client_cpu += run.client_cpu;
     total.server_cpu += run.server_cpu;
     total.steal += run.steal;
+    total.client_sleeps += run.client_sleeps;
+    total.server_sleeps += run.server_sleeps;
     total.sessions = std::move(run.sessions);  // fairness: the last run's sessions
     return true;
 }
@@ -145,6 +161,11 @@ void report_runs(benchmark::State& state, const LoadRun& total) {
     // sessions than CPUs), so run delay is no sign of interference; the
     // hypervisor's steal is.
     state.counters["steal_ns_per_msg"] = per(total.steal);
+    // Times each side blocked (voluntary context switches: a sleep, then a
+    // wake-up someone paid for): what a blocking transport spends per
+    // message instead of CPU, and what a spinning one avoids.
+    state.counters["client_sleeps_per_msg"] = per(total.client_sleeps);
+    state.counters["server_sleeps_per_msg"] = per(total.server_sleeps);
 }
 
 // A transport that ran out of a per-user resource at some client count

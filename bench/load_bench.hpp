@@ -5,7 +5,9 @@
 //       closed loop (send, wait for the echo, send again) for the load
 //       seconds. Counters: msgs_per_s (round trips/s over all
 //       sessions), p50/p99/p999/max_ns over all of them, fairness (Jain's
-//       index of the sessions' own rates), client/server_cpu_ns_per_msg.
+//       index of the sessions' own rates), client/server_cpu_ns_per_msg,
+//       client/server_sleeps_per_msg (voluntary context switches: each a
+//       sleep and a wake-up).
 //   OpenLoop/<transport>/<percent>    one session, open loop: requests on a
 //       fixed schedule at <percent>% of this transport's closed-loop rate
 //       (measured once per process: capacity_per_s), each latency counted

@@ -41,6 +41,8 @@ CONCURRENT = [
     ("fairness", "jain", lambda b: b.get("fairness")),
     ("client_cpu_per_msg", "us", lambda b: b.get("client_cpu_ns_per_msg", 0) / 1e3),
     ("server_cpu_per_msg", "us", lambda b: b.get("server_cpu_ns_per_msg", 0) / 1e3),
+    ("client_sleeps_per_msg", "count", lambda b: b.get("client_sleeps_per_msg")),
+    ("server_sleeps_per_msg", "count", lambda b: b.get("server_sleeps_per_msg")),
 ]
 OPEN_LOOP = [
     ("offered_per_s", "msg/s", lambda b: b.get("offered_per_s")),
@@ -163,7 +165,7 @@ def scaling_lines(figs, transports, markdown):
 def scaling_detail_lines(figs, transports, errors, markdown):
     """Per transport and client count: p50, p99, fairness, CPU per message, CPUs busy, and failures."""
     head = ["transport", "clients", "msg/s", "p50 (us)", "p99 (us)", "fairness", "client CPU/msg (us)",
-            "server CPU/msg (us)", "CPUs busy"]
+            "server CPU/msg (us)", "CPUs busy", "sleeps/msg (client, server)"]
     rows = []
     for t in transports:
         for c in CLIENTS:
@@ -177,8 +179,13 @@ def scaling_detail_lines(figs, transports, errors, markdown):
             rows.append([t, str(c), cell(g("msgs_per_s"), False), cell(g("rtt_p50"), False),
                          cell(g("rtt_p99"), False), cell(g("fairness"), False),
                          cell(g("client_cpu_per_msg"), False), cell(g("server_cpu_per_msg"), False),
-                         f"{busy:.2f}" if busy is not None else "-"])
+                         f"{busy:.2f}" if busy is not None else "-", sleeps(g)])
     return _table(head, rows, markdown)
+
+
+def sleeps(g):
+    c, s = g("client_sleeps_per_msg"), g("server_sleeps_per_msg")
+    return f"{c['value']:.2f}, {s['value']:.2f}" if c and s else "-"
 
 
 def open_loop_lines(figs, transports, errors, markdown):

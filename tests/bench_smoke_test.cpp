@@ -164,7 +164,8 @@ void check_load_benchmarks(const std::map<std::string, std::map<std::string, std
             EXPECT_EQ(number(b, "clients"), clients);
             EXPECT_GT(number(b, "fairness"), 0);
             EXPECT_LE(number(b, "fairness"), 1.000001);
-            for (const char* c : {"client_cpu_ns_per_msg", "server_cpu_ns_per_msg", "steal_ns_per_msg"})
+            for (const char* c : {"client_cpu_ns_per_msg", "server_cpu_ns_per_msg", "steal_ns_per_msg",
+                                  "client_sleeps_per_msg", "server_sleeps_per_msg"})
                 EXPECT_GE(number(b, c), 0) << c;
         }
         for (int pct : {10, 25, 50, 75, 90, 100, 110, 125}) {
