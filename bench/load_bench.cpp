@@ -60,46 +60,44 @@ private:
     Mark open_, done_;
 };
 
-// One gated run of options.clients sessions and what it adds up to.
-struct LoadRun {
-    std::vector<SessionResult> sessions;
-    Histogram latency, wake_late;
-    std::uint64_t round_trips = 0, scheduled = 0, behind = 0, unsent = 0, pacing_spin = 0;
+// What one benchmark's runs add up to: its sessions' totals (every run's
+// sessions added, so percentiles span all of them) and the gated time, CPU,
+// steal and sleeps of both sides.
+struct LoadTotals {
+    SessionTotals sessions;
     double seconds = 0;
     std::uint64_t client_cpu = 0, server_cpu = 0, steal = 0, client_sleeps = 0, server_sleeps = 0;
-    std::string failure;  // the first failed session, "client I of N: why"
+    std::vector<double> last_rates;  // the last run's sessions' rates (fairness)
 };
 
-LoadRun run_gated(const Endpoint& ep, const ClientOptions& options, pid_t server) {
+// Runs options.clients sessions through the gate once and adds them to
+// total. Returns "" or why the run failed ("client I of N: why").
+std::string run_gated(const Endpoint& ep, const ClientOptions& options, pid_t server, LoadTotals& total) {
     CpuMarks marks(server);
-    LoadRun run;
-    run.sessions = run_sessions(ep, options, &marks);
-    for (std::size_t c = 0; c < run.sessions.size(); ++c) {
-        const SessionResult& r = run.sessions[c];
-        if (run.failure.empty() && !r.error.empty())
-            run.failure = "client " + std::to_string(c + 1) + " of " + std::to_string(options.clients) + ": " + r.error;
-        if (run.failure.empty() && r.interrupted) run.failure = "interrupted";
-        run.latency.merge(r.latency);
-        run.wake_late.merge(r.wake_late);
-        run.pacing_spin += r.pacing_spin_ns;
-        run.round_trips += r.round_trips;
-        run.scheduled += r.scheduled;
-        run.behind += r.behind;
-        run.unsent += r.unsent;
+    std::vector<SessionResult> results = run_sessions(ep, options, &marks);
+    for (std::size_t c = 0; c < results.size(); ++c) {
+        if (!results[c].error.empty())
+            return "client " + std::to_string(c + 1) + " of " + std::to_string(options.clients) + ": " +
+                   results[c].error;
+        if (results[c].interrupted) return "interrupted";
     }
     const auto& a = marks.open();
     const auto& b = marks.done();
-    if (run.failure.empty() && !(a.taken && b.taken)) run.failure = "the CPU counters in /proc could not be read";
-    if (!run.failure.empty()) return run;
-    run.seconds = std::chrono::duration<double>(b.at - a.at).count();
+    if (!(a.taken && b.taken)) return "the CPU counters in /proc could not be read";
+    SessionTotals run;
+    for (const auto& r : results) run.add(r);
+    double seconds = std::chrono::duration<double>(b.at - a.at).count();
+    if (run.round_trips == 0 || seconds <= 0) return "no round trip completed";
+    for (const auto& r : results) total.sessions.add(r);
+    total.last_rates = run.session_rates;
     auto diff = [](std::uint64_t x, std::uint64_t y) { return y > x ? y - x : 0; };
-    run.client_cpu = diff(a.client_cpu, b.client_cpu);
-    run.server_cpu = diff(a.server_cpu, b.server_cpu);
-    run.steal = diff(a.steal, b.steal);
-    run.client_sleeps = diff(a.client_sleeps, b.client_sleeps);
-    run.server_sleeps = diff(a.server_sleeps, b.server_sleeps);
-    if (run.round_trips == 0 || run.seconds <= 0) run.failure = "no round trip completed";
-    return run;
+    total.seconds += seconds;
+    total.client_cpu += diff(a.client_cpu, b.client_cpu);
+    total.server_cpu += diff(a.server_cpu, b.server_cpu);
+    total.steal += diff(a.steal, b.steal);
+    total.client_sleeps += diff(a.client_sleeps, b.client_sleeps);
+    total.server_sleeps += diff(a.server_sleeps, b.server_sleeps);
+    return "";
 }
 
 ClientOptions load_options(std::size_t clients, double seconds, double rate) {
@@ -118,44 +116,21 @@ ClientOptions load_options(std::size_t clients, double seconds, double rate) {
     return o;
 }
 
-// Adds one run to the runs of this benchmark so far (Google Benchmark may
-// ask for more than one iteration when --benchmark_min_time is longer than a
-// run). False when the run failed: the benchmark then fails with its line.
-bool add_run(benchmark::State& state, LoadRun& total, LoadRun&& run) {
-    if (!run.failure.empty()) {
-        state.SkipWithError(run.failure.c_str());
-        return false;
-    }
-    total.latency.merge(run.latency);
-    total.wake_late.merge(run.wake_late);
-    total.pacing_spin += run.pacing_spin;
-    total.round_trips += run.round_trips;
-    total.scheduled += run.scheduled;
-    total.behind += run.behind;
-    total.unsent += run.unsent;
-    total.seconds += run.seconds;
-    total.client_cpu += run.client_cpu;
-    total.server_cpu += run.server_cpu;
-    total.steal += run.steal;
-    total.client_sleeps += run.client_sleeps;
-    total.server_sleeps += run.server_sleeps;
-    total.sessions = std::move(run.sessions);  // fairness: the last run's sessions
-    return true;
-}
-
 // The counters both kinds share. msgs_per_s is over the gated time only
 // (every session open to every session done), not over the iteration's
 // wall time, which includes opening and closing sessions.
-void report_runs(benchmark::State& state, const LoadRun& total) {
-    state.SetBytesProcessed(static_cast<std::int64_t>(total.round_trips * kLoadMessageSize));
-    state.SetItemsProcessed(static_cast<std::int64_t>(total.round_trips));
-    state.counters["msgs_per_s"] = static_cast<double>(total.round_trips) / total.seconds;
-    put_percentiles(state, total.latency);
-    auto per = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(total.round_trips); };
+void report_runs(benchmark::State& state, const LoadTotals& total) {
+    const SessionTotals& t = total.sessions;
+    state.SetBytesProcessed(static_cast<std::int64_t>(t.round_trips * kLoadMessageSize));
+    state.SetItemsProcessed(static_cast<std::int64_t>(t.round_trips));
+    state.counters["msgs_per_s"] = static_cast<double>(t.round_trips) / total.seconds;
+    put_percentiles(state, t.latency);
+    auto per = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(t.round_trips); };
     // The open loop's client spins to slots too near to sleep for: that is
     // the pacing's cost, not the transport's, so it is counted apart.
-    state.counters["client_cpu_ns_per_msg"] = per(total.client_cpu > total.pacing_spin ? total.client_cpu - total.pacing_spin : 0);
-    state.counters["client_pacing_ns_per_msg"] = per(total.pacing_spin);
+    state.counters["client_cpu_ns_per_msg"] =
+        per(total.client_cpu > t.pacing_spin_ns ? total.client_cpu - t.pacing_spin_ns : 0);
+    state.counters["client_pacing_ns_per_msg"] = per(t.pacing_spin_ns);
     state.counters["server_cpu_ns_per_msg"] = per(total.server_cpu);
     // The load's own queueing for a CPU is what is measured here (more
     // sessions than CPUs), so run delay is no sign of interference; the
@@ -168,10 +143,27 @@ void report_runs(benchmark::State& state, const LoadRun& total) {
     state.counters["server_sleeps_per_msg"] = per(total.server_sleeps);
 }
 
+// One Concurrent or OpenLoop benchmark: its runs (one per iteration), each
+// failing the benchmark with its line; the counters when all went through.
+bool run_all(benchmark::State& state, const Endpoint& ep, const ClientOptions& options, pid_t server,
+             LoadTotals& total, std::string* failure = nullptr) {
+    for (auto _ : timed(state)) {
+        std::string why = run_gated(ep, options, server, total);
+        if (!why.empty()) {
+            if (failure) *failure = why;
+            state.SkipWithError(why.c_str());
+            return false;
+        }
+    }
+    report_runs(state, total);
+    return true;
+}
+
 // A transport that ran out of a per-user resource at some client count
-// (posix-mq: RLIMIT_MSGQUEUE) runs out at every larger one: later
-// repetitions and larger counts fail at once with the same reason instead
-// of each waiting out the session's timeout for the budget again.
+// (posix-mq: RLIMIT_MSGQUEUE, whose budget a session waits for until its
+// connect times out) runs out at every larger one: later repetitions and
+// larger counts fail at once with the same reason instead of each waiting
+// out the session's timeout for the budget again.
 struct Refusal {
     int clients = 0;
     std::string why;
@@ -182,7 +174,7 @@ std::map<std::string, Refusal>& refusals() {
 }
 
 bool is_resource_limit(const std::string& why) {
-    for (const char* sign : {"RLIMIT", "Too many open files", "No space left on device"})
+    for (const char* sign : {"RLIMIT", "Too many open files", "No space left on device", "connect took longer"})
         if (why.find(sign) != std::string::npos) return true;
     return false;
 }
@@ -194,20 +186,14 @@ void concurrent(benchmark::State& state, const std::string& transport, int clien
                                " clients, earlier in this run: not tried again)");
     try {
         BenchServer& server = server_for(transport, ReplyMode::echo, cpu);
-        LoadRun total;
-        for (auto _ : timed(state)) {
-            LoadRun run = run_gated(server.client_endpoint(),
-                                    load_options(static_cast<std::size_t>(clients), seconds, 0), server.pid());
-            if (is_resource_limit(run.failure)) refusals()[transport] = Refusal{clients, run.failure};
-            if (!add_run(state, total, std::move(run))) return;
+        LoadTotals total;
+        std::string failure;
+        if (!run_all(state, server.client_endpoint(), load_options(static_cast<std::size_t>(clients), seconds, 0),
+                     server.pid(), total, &failure)) {
+            if (is_resource_limit(failure)) refusals()[transport] = Refusal{clients, failure};
+            return;
         }
-        report_runs(state, total);
-        std::vector<double> rates;
-        for (const auto& r : total.sessions) {
-            double own = std::chrono::duration<double>(r.end - r.start).count();
-            rates.push_back(own > 0 ? static_cast<double>(r.round_trips) / own : 0);
-        }
-        state.counters["fairness"] = jain_index(rates);
+        state.counters["fairness"] = jain_index(total.last_rates);
         state.counters["clients"] = clients;
     } catch (const std::exception& e) {
         fail(state, e.what());
@@ -220,9 +206,10 @@ double capacity(const std::string& transport, const Endpoint& ep, pid_t server) 
     static std::map<std::string, double> known;
     auto it = known.find(transport);
     if (it != known.end()) return it->second;
-    LoadRun run = run_gated(ep, load_options(1, kCalibrationSeconds, 0), server);
-    if (!run.failure.empty()) throw std::runtime_error("measuring the closed-loop rate: " + run.failure);
-    double rate = static_cast<double>(run.round_trips) / run.seconds;
+    LoadTotals run;
+    std::string why = run_gated(ep, load_options(1, kCalibrationSeconds, 0), server, run);
+    if (!why.empty()) throw std::runtime_error("measuring the closed-loop rate: " + why);
+    double rate = static_cast<double>(run.sessions.round_trips) / run.seconds;
     known.emplace(transport, rate);
     return rate;
 }
@@ -233,45 +220,45 @@ void open_loop(benchmark::State& state, const std::string& transport, int percen
         BenchServer& server = server_for(transport, ReplyMode::echo, cpu);
         const double full = capacity(transport, server.client_endpoint(), server.pid());
         const double rate = full * percent / 100.0;
-        LoadRun total;
-        for (auto _ : timed(state))
-            if (!add_run(state, total, run_gated(server.client_endpoint(), load_options(1, seconds, rate), server.pid())))
-                return;
-        report_runs(state, total);
+        LoadTotals total;
+        if (!run_all(state, server.client_endpoint(), load_options(1, seconds, rate), server.pid(), total)) return;
+        const SessionTotals& t = total.sessions;
         state.counters["capacity_per_s"] = full;
         state.counters["offered_per_s"] = rate;
         state.counters["behind_share"] =
-            total.scheduled ? static_cast<double>(total.behind) / static_cast<double>(total.scheduled) : 0;
-        state.counters["unsent"] = static_cast<double>(total.unsent);
+            t.scheduled ? static_cast<double>(t.behind) / static_cast<double>(t.scheduled) : 0;
+        state.counters["unsent"] = static_cast<double>(t.unsent);
         // The client's own lateness at its slots, part of every latency above.
-        state.counters["wake_late_p50_ns"] = static_cast<double>(total.wake_late.percentile(50));
-        state.counters["wake_late_p99_ns"] = static_cast<double>(total.wake_late.percentile(99));
+        state.counters["wake_late_p50_ns"] = static_cast<double>(t.wake_late.percentile(50));
+        state.counters["wake_late_p99_ns"] = static_cast<double>(t.wake_late.percentile(99));
         state.counters["percent"] = percent;
     } catch (const std::exception& e) {
         fail(state, e.what());
     }
 }
 
-}  // namespace
-
-benchmark::internal::Benchmark* register_concurrent(const Config& c, const std::string& transport, int clients,
-                                                    double seconds) {
-    std::string name = "Concurrent/" + transport + "/" + std::to_string(clients);
+// Concurrent/<t>/<n> or OpenLoop/<t>/<pct>: body(state, transport, n, server CPU, seconds).
+using LoadBody = void (*)(benchmark::State&, const std::string&, int, int, double);
+benchmark::internal::Benchmark* register_load(const Config& c, const char* kind, LoadBody body,
+                                              const std::string& transport, int n, double seconds) {
+    std::string name = std::string(kind) + "/" + transport + "/" + std::to_string(n);
     int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-               concurrent(s, transport, clients, cpu, seconds);
+               body(s, transport, n, cpu, seconds);
            })
         ->UseRealTime();
 }
 
+}  // namespace
+
+benchmark::internal::Benchmark* register_concurrent(const Config& c, const std::string& transport, int clients,
+                                                    double seconds) {
+    return register_load(c, "Concurrent", concurrent, transport, clients, seconds);
+}
+
 benchmark::internal::Benchmark* register_open_loop(const Config& c, const std::string& transport, int percent,
                                                    double seconds) {
-    std::string name = "OpenLoop/" + transport + "/" + std::to_string(percent);
-    int cpu = server_cpu_for(c, transport);
-    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-               open_loop(s, transport, percent, cpu, seconds);
-           })
-        ->UseRealTime();
+    return register_load(c, "OpenLoop", open_loop, transport, percent, seconds);
 }
 
 }  // namespace ipclab::bench

@@ -105,6 +105,24 @@ double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::ste
 
 }  // namespace
 
+void SessionTotals::add(const SessionResult& r) {
+    latency.merge(r.latency);
+    wake_late.merge(r.wake_late);
+    round_trips += r.round_trips;
+    bytes_out += r.bytes_out;
+    bytes_in += r.bytes_in;
+    scheduled += r.scheduled;
+    behind += r.behind;
+    unsent += r.unsent;
+    max_behind_ns = std::max(max_behind_ns, r.max_behind_ns);
+    pacing_spin_ns += r.pacing_spin_ns;
+    if (!r.error.empty()) ++failed;
+    interrupted = interrupted || r.interrupted;
+    double own = r.started ? seconds_between(r.start, r.end) : 0;
+    session_round_trips.push_back(r.round_trips);
+    session_rates.push_back(own > 0 ? static_cast<double>(r.round_trips) / own : 0);
+}
+
 std::string verified_line(const ClientOptions& options, const std::vector<SessionResult>& results) {
     if (!options.verify) return "";
     std::uint64_t replies = 0, bytes = 0;
@@ -120,41 +138,39 @@ std::string verified_line(const ClientOptions& options, const std::vector<Sessio
 void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
             const std::vector<SessionResult>& results) {
     RunStats run;
-    Histogram all, late;
+    SessionTotals sum;
     WaitCounts local, peer;
-    bool shm_waits = false, interrupted = false;
+    bool shm_waits = false;
     std::chrono::steady_clock::time_point first{}, last{};
     bool any = false;
     run.clients = results.size();
     for (const auto& r : results) {
-        all.merge(r.latency);
-        late.merge(r.wake_late);
-        run.round_trips += r.round_trips;
-        run.bytes_out += r.bytes_out;
-        run.bytes_in += r.bytes_in;
-        run.scheduled += r.scheduled;
-        run.behind += r.behind;
-        run.unsent += r.unsent;
-        run.max_behind_us = std::max(run.max_behind_us, static_cast<double>(r.max_behind_ns) / 1000.0);
-        if (!r.error.empty()) ++run.failed;
-        interrupted = interrupted || r.interrupted;
+        sum.add(r);
         if (r.shm_waits) {
             shm_waits = true;
             add(local, r.local_waits);
             add(peer, r.peer_waits);
         }
-        double own = r.started ? seconds_between(r.start, r.end) : 0;
-        run.client_round_trips.push_back(r.round_trips);
-        run.client_rates.push_back(own > 0 ? static_cast<double>(r.round_trips) / own : 0);
         if (r.started) {
             first = any ? std::min(first, r.start) : r.start;
             last = any ? std::max(last, r.end) : r.end;
             any = true;
         }
     }
+    const bool interrupted = sum.interrupted;
+    run.round_trips = sum.round_trips;
+    run.bytes_out = sum.bytes_out;
+    run.bytes_in = sum.bytes_in;
+    run.scheduled = sum.scheduled;
+    run.behind = sum.behind;
+    run.unsent = sum.unsent;
+    run.max_behind_us = static_cast<double>(sum.max_behind_ns) / 1000.0;
+    run.failed = sum.failed;
+    run.client_round_trips = sum.session_round_trips;
+    run.client_rates = sum.session_rates;
     run.seconds = any ? seconds_between(first, last) : 0;
-    run.latency = summarize(all);
-    run.wake_late = summarize(late);
+    run.latency = summarize(sum.latency);
+    run.wake_late = summarize(sum.wake_late);
     run.fairness = jain_index(run.client_rates);
     run.open_loop = options.rate > 0;
     run.offered_rate = options.rate;

@@ -21,6 +21,20 @@ struct ClientFailures : std::runtime_error {
     std::vector<std::string> lines;
 };
 
+// What a run's sessions add up to: merged histograms, summed counts, and
+// each session's own rate (round trips over its own time), in order. The one
+// place the client's report and ipc-bench's load benchmarks sum sessions.
+struct SessionTotals {
+    Histogram latency, wake_late;
+    std::uint64_t round_trips = 0, bytes_out = 0, bytes_in = 0;
+    std::uint64_t scheduled = 0, behind = 0, unsent = 0, max_behind_ns = 0, pacing_spin_ns = 0;
+    std::size_t failed = 0;
+    bool interrupted = false;
+    std::vector<std::uint64_t> session_round_trips;
+    std::vector<double> session_rates;
+    void add(const SessionResult& r);
+};
+
 // The moments a gated run's sessions share, for a caller that measures
 // around them (ipc-bench reads CPU and scheduler counters there). Each is
 // called once, on one of the session threads, while the others wait: all_open

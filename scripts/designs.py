@@ -77,7 +77,9 @@ def write_csv(rows, out_dir):
 
 
 def _num(v):
-    return f"{v:.3g}" if v < 1000 else f"{v:.0f}"
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 def cell(f, interval=True):

@@ -21,6 +21,7 @@ import sys
 
 import benchjson
 import stats
+from designs import _num, cell
 
 CLIENTS = [1, 2, 4, 8, 16, 64]
 PERCENTS = [10, 25, 50, 75, 90, 100, 110, 125]
@@ -121,21 +122,6 @@ def write_csv(rows, out_dir):
                         "true" if fig["stable"] else "false"])
 
 
-def _num(v):
-    if v is None:
-        return "-"
-    return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-
-
-def cell(f, interval=True):
-    if not f:
-        return "-"
-    s = _num(f["value"])
-    if interval:
-        s += f" [{_num(f['low'])}, {_num(f['high'])}]"
-    return s + ("" if f["stable"] else " ~")
-
-
 def cores_busy(figs, t, kind, x):
     """CPUs kept busy by both sides: CPU per message times messages per second."""
     rate = figs.get((t, kind, x, "msgs_per_s"))
@@ -162,25 +148,36 @@ def scaling_lines(figs, transports, markdown):
     return _table(head, rows, markdown)
 
 
+def _rows_or_failures(figs, transports, kind, xs, prefix, errors, width, row):
+    """Table rows of each transport's points: row(g, t, x) where the point has
+    figures, else its benchmark's failure (if it failed) padded to width."""
+    rows = []
+    for t in transports:
+        for x in xs:
+            g = lambda m: figs.get((t, kind, x, m))
+            if g("msgs_per_s"):
+                rows.append(row(g, t, x))
+            elif f"{prefix}/{t}/{x}" in errors:
+                rows.append([t, str(x), "failed: " + errors[f"{prefix}/{t}/{x}"]] + [""] * (width - 3))
+    return rows
+
+
+def _busy(figs, t, kind, x):
+    busy = cores_busy(figs, t, kind, x)
+    return f"{busy:.2f}" if busy is not None else "-"
+
+
 def scaling_detail_lines(figs, transports, errors, markdown):
     """Per transport and client count: p50, p99, fairness, CPU per message, CPUs busy, and failures."""
     head = ["transport", "clients", "msg/s", "p50 (us)", "p99 (us)", "fairness", "client CPU/msg (us)",
             "server CPU/msg (us)", "CPUs busy", "sleeps/msg (client, server)"]
-    rows = []
-    for t in transports:
-        for c in CLIENTS:
-            g = lambda m: figs.get((t, "clients", c, m))
-            if not g("msgs_per_s"):
-                why = errors.get(f"Concurrent/{t}/{c}")
-                if why:
-                    rows.append([t, str(c), "failed: " + why] + [""] * (len(head) - 3))
-                continue
-            busy = cores_busy(figs, t, "clients", c)
-            rows.append([t, str(c), cell(g("msgs_per_s"), False), cell(g("rtt_p50"), False),
-                         cell(g("rtt_p99"), False), cell(g("fairness"), False),
-                         cell(g("client_cpu_per_msg"), False), cell(g("server_cpu_per_msg"), False),
-                         f"{busy:.2f}" if busy is not None else "-", sleeps(g)])
-    return _table(head, rows, markdown)
+
+    def row(g, t, c):
+        return [t, str(c), cell(g("msgs_per_s"), False), cell(g("rtt_p50"), False), cell(g("rtt_p99"), False),
+                cell(g("fairness"), False), cell(g("client_cpu_per_msg"), False),
+                cell(g("server_cpu_per_msg"), False), _busy(figs, t, "clients", c), sleeps(g)]
+    return _table(head, _rows_or_failures(figs, transports, "clients", CLIENTS, "Concurrent", errors, len(head), row),
+                  markdown)
 
 
 def sleeps(g):
@@ -191,23 +188,15 @@ def sleeps(g):
 def open_loop_lines(figs, transports, errors, markdown):
     head = ["transport", "% of closed loop", "offered/s", "achieved/s", "p50 (us)", "p99 (us) [95% CI]",
             "sent late", "client woke late p50 (us)", "client CPU/msg (us)", "server CPU/msg (us)", "CPUs busy"]
-    rows = []
-    for t in transports:
-        for pct in PERCENTS:
-            g = lambda m: figs.get((t, "offered", pct, m))
-            if not g("rtt_p99"):
-                why = errors.get(f"OpenLoop/{t}/{pct}")
-                if why:
-                    rows.append([t, str(pct), "failed: " + why] + [""] * (len(head) - 3))
-                continue
-            late = g("behind_share")
-            busy = cores_busy(figs, t, "offered", pct)
-            rows.append([t, str(pct), cell(g("offered_per_s"), False), cell(g("msgs_per_s"), False),
-                         cell(g("rtt_p50"), False), cell(g("rtt_p99")),
-                         f"{late['value']:.0%}" if late else "-", cell(g("client_wake_late_p50"), False),
-                         cell(g("client_cpu_per_msg"), False),
-                         cell(g("server_cpu_per_msg"), False), f"{busy:.2f}" if busy is not None else "-"])
-    return _table(head, rows, markdown)
+
+    def row(g, t, pct):
+        late = g("behind_share")
+        return [t, str(pct), cell(g("offered_per_s"), False), cell(g("msgs_per_s"), False),
+                cell(g("rtt_p50"), False), cell(g("rtt_p99")), f"{late['value']:.0%}" if late else "-",
+                cell(g("client_wake_late_p50"), False), cell(g("client_cpu_per_msg"), False),
+                cell(g("server_cpu_per_msg"), False), _busy(figs, t, "offered", pct)]
+    return _table(head, _rows_or_failures(figs, transports, "offered", PERCENTS, "OpenLoop", errors, len(head), row),
+                  markdown)
 
 
 def sustainable_lines(figs, transports, markdown):
