@@ -40,6 +40,9 @@ struct Endpoint {
     std::string port;              // tcp
     std::string name = "ipclab";   // every other transport
     WaitMode wait = WaitMode::block;
+    // tcp, unix: the replies a client's session asks the server for in its
+    // opening (ipc/framing.hpp); server_default leaves them to its --reply.
+    SessionReply reply = SessionReply::server_default;
 };
 
 struct Message {
@@ -60,6 +63,9 @@ public:
     // Line-oriented sessions (seed and nc clients): each message is one line,
     // terminator included, and replies go out as raw bytes.
     virtual bool is_text() const { return false; }
+    // Server side: the replies the client asked for in its opening, or
+    // server_default (it did not ask, or the transport has no opening).
+    virtual SessionReply asked_reply() const { return SessionReply::server_default; }
 };
 
 class PendingSession {
