@@ -29,6 +29,7 @@ struct Config {
     std::vector<std::size_t> sizes;       // message sizes in bytes
     int client_cpu = -1;                  // --pin: -1 = not pinned
     int server_cpu = -1;
+    std::string remote;                   // --remote HOST:PORT ("": none; bench/remote_bench.hpp)
 };
 
 inline constexpr std::size_t kMaxBenchMessage = 16u << 20;
