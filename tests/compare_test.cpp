@@ -43,25 +43,8 @@ std::uint32_t big_endian32(const std::string& s, std::size_t at) {
     return b(0) << 24 | b(1) << 16 | b(2) << 8 | b(3);
 }
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ipclab-compare-test.XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
-
 TEST(Compare, QuickRunWritesEveryFile) {
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     // A plain server as the --remote peer (on loopback: the two-hosts test
     // runs one in another network namespace), in the same run so the test
     // stays one compare run: its sessions ask for their replies.
@@ -230,7 +213,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
 // --peers: sockperf and iperf3 in interleaved pairs with ipclab's own
 // benchmark; a ratio with its interval, and a verdict only outside the noise.
 TEST(Compare, PeersArePairedAndJudgedByTheirInterval) {
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     auto r = run_program({script("compare"), "--quick", "--transports", "tcp", "--peers", "--peer-pairs", "2",
                           "--out", out.path().string(), "--bench", bin("ipc-bench")},
                          "", 180000);
@@ -255,7 +238,7 @@ TEST(Compare, PeersArePairedAndJudgedByTheirInterval) {
 
 // --models: the server designs table (issue 16) from the Sessions benchmarks.
 TEST(Compare, ModelsRunWritesTheDesignsTable) {
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     auto r = run_program({script("compare"), "--models", "--quick", "--transports", "unix,fifo", "--out",
                           out.path().string(), "--bench", bin("ipc-bench")},
                          "", 180000);
@@ -299,7 +282,7 @@ TEST(Compare, HelpAndUsageErrors) {
                              "--models"})
         EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
 
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     for (std::vector<std::string> bad : {std::vector<std::string>{"--transports", "carrier-pigeon"},
                                          {"--sizes", "lots"},
                                          {"--repetitions", "0"},

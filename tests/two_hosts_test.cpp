@@ -48,20 +48,6 @@ void expect_nothing_left(const std::string& id) {
     EXPECT_EQ(links.out.find("iplC" + id), std::string::npos) << links.out;
 }
 
-// A private results folder for the run's compare, removed afterwards.
-struct OutDir {
-    OutDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ipclab-two-hosts-test.XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~OutDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path path;
-};
-
 bool namespaces_unavailable(const ProgramResult& r) {
     return r.exit_code == 1 && r.err.find("failed: ip netns add") != std::string::npos;
 }
@@ -75,9 +61,9 @@ protected:
 };
 
 TEST_F(TwoHosts, ShortRunReportsAndTearsDown) {
-    OutDir out;
+    TempDir out("ipclab-two-hosts-test");
     auto r = run_program({script("two-hosts"), "--sizes", "64", "--transports", "unix", "--rate", "100mbit", "--delay",
-                          "5ms", "--timeout", "120", "--out", out.path.string(), "--", "--quick"},
+                          "5ms", "--timeout", "120", "--out", out.path().string(), "--", "--quick"},
                          "", 150000);
     if (namespaces_unavailable(r)) GTEST_SKIP() << "network namespaces not available here: " << r.err;
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -90,7 +76,7 @@ TEST_F(TwoHosts, ShortRunReportsAndTearsDown) {
     EXPECT_TRUE(r.out.find("delay 5ms each way (netem)") != std::string::npos ||
                 r.err.find("DELAY SHAPING SKIPPED") != std::string::npos)
         << r.out << r.err;
-    fs::path latest = out.path / "latest-quick";
+    fs::path latest = out.path() / "latest-quick";
     ASSERT_TRUE(fs::exists(latest)) << r.out;
     std::string csv = slurp((latest / "summary.csv").string());
     for (const char* row : {"\nremote,64,rtt_p50,", "\nremote,64,baseline_rtt_p50,", "\nremote,64,stream_throughput,",
@@ -101,9 +87,9 @@ TEST_F(TwoHosts, ShortRunReportsAndTearsDown) {
 }
 
 TEST_F(TwoHosts, InterruptedRunTearsDown) {
-    OutDir out;
+    TempDir out("ipclab-two-hosts-test");
     RunningProgram p({script("two-hosts"), "--sizes", "64", "--transports", "none", "--timeout", "120", "--out",
-                      out.path.string(), "--", "--repetitions", "50", "--min-time", "5"});
+                      out.path().string(), "--", "--repetitions", "50", "--min-time", "5"});
     bool measuring = p.wait_for_err("TCP across the link", 30000);
     std::string err = p.err();
     if (!measuring && err.find("failed: ip netns add") != std::string::npos)
