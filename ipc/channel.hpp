@@ -63,8 +63,9 @@ public:
     // Line-oriented sessions (seed and nc clients): each message is one line,
     // terminator included, and replies go out as raw bytes.
     virtual bool is_text() const { return false; }
-    // Server side: the replies the client asked for in its opening, or
-    // server_default (it did not ask, or the transport has no opening).
+    // The replies the session's opening asked for (on a server: what the
+    // client asked), or server_default: it did not ask, or the transport
+    // has no opening.
     virtual SessionReply asked_reply() const { return SessionReply::server_default; }
 };
 

@@ -102,16 +102,6 @@ std::span<const std::byte> opening_bytes(SessionReply reply) {
     return kFramedOpening;
 }
 
-const char* session_reply_name(SessionReply reply) {
-    switch (reply) {
-        case SessionReply::ack: return "ack";
-        case SessionReply::echo: return "echo";
-        case SessionReply::sink: return "sink";
-        case SessionReply::server_default: break;
-    }
-    return "server's --reply";
-}
-
 void throw_short_opening(std::size_t got) {
     throw ProtocolError("malformed opening: peer closed after " + std::to_string(got) + " bytes");
 }

@@ -5,8 +5,8 @@
 //              version 1: 8 bytes 00 'I' 'P' 'C' 'L' 'A' 'B' 01 (the server's --reply)
 //              version 2: 9 bytes 00 'I' 'P' 'C' 'L' 'A' 'B' 02 MODE, where MODE
 //                         asks for this session's replies: 1 ack, 2 echo, 3 sink
-//              (a version-1 server refuses version 2 with an error frame, so a
-//              client that asks learns the server is older instead of
+//              (a version-1 server closes a version-2 session at its opening,
+//              so a client that asks learns the server is older instead of
 //              silently getting other replies)
 //   frame    : type (1 byte) | length (4 bytes, big-endian) | payload
 //   types    : 1 = data, 2 = error (payload is UTF-8 text, session ends)
@@ -39,7 +39,6 @@ inline constexpr std::size_t kMaxWireLength = 0xFFFFFFFFu;
 // version 1 and leaves the choice to the server's --reply.
 enum class SessionReply : std::uint8_t { server_default = 0, ack = 1, echo = 2, sink = 3 };
 inline constexpr std::size_t kOpeningV2Size = kOpeningSize + 1;
-inline constexpr std::size_t kMaxOpeningSize = kOpeningV2Size;
 
 // What the opening that starts a session's bytes said: `size` bytes long
 // (0: too few bytes yet to tell), asking for `reply`.
@@ -69,8 +68,6 @@ FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
 Opening parse_opening(std::span<const std::byte> bytes);
 // The opening a client sends to ask for `reply` (version 1 for server_default).
 std::span<const std::byte> opening_bytes(SessionReply reply);
-// "ack", "echo", "sink" or "server's --reply", for messages.
-const char* session_reply_name(SessionReply reply);
 // The peer closed after `got` bytes, too few for its opening: ProtocolError.
 [[noreturn]] void throw_short_opening(std::size_t got);
 
