@@ -38,10 +38,11 @@ const char kDescription[] =
     "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo), Baseline/connect-fork,\n"
-    "Baseline/connect-socat, Baseline/memcpy/<bytes>; with --remote HOST:PORT also RoundTrip/remote/<bytes>,\n"
-    "Baseline/remote/<bytes>, Paired/remote/<bytes>, Stream/remote/<bytes> and Connect/remote. Every --benchmark_* flag of Google Benchmark\n"
-    "works as usual (listed below); without --benchmark_min_time each benchmark runs for at least\n"
-    "0.05 s. scripts/compare runs the standard comparison; scripts/ratios reads a JSON report.";
+    "Baseline/connect-socat, Baseline/memcpy/<bytes>; with --remote HOST:PORT also\n"
+    "RoundTrip/remote/<bytes>, Baseline/remote/<bytes>, Paired/remote/<bytes>, Stream/remote/<bytes>\n"
+    "and Connect/remote. Every --benchmark_* flag of Google Benchmark works as usual (listed below);\n"
+    "without --benchmark_min_time each benchmark runs for at least 0.05 s. scripts/compare runs the\n"
+    "standard comparison; scripts/ratios reads a JSON report.";
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
