@@ -31,6 +31,7 @@ struct Config {
     int client_cpu = -1;                  // --pin: -1 = not pinned
     int server_cpu = -1;
     double load_seconds = 0.3;            // --load-seconds: each Concurrent/OpenLoop run
+    std::string remote;                   // --remote HOST:PORT ("": none; bench/remote_bench.hpp)
 };
 
 inline constexpr std::size_t kMaxBenchMessage = 16u << 20;

@@ -64,12 +64,11 @@ private:
     std::optional<ShmSessionCounts> start_;
 };
 
-// ipclab's side of a round trip: one session with the echo bench server.
+// ipclab's side of a round trip: one session with an echo server, run by
+// process `server` (-1: on another host).
 class IpclabPingPong : public PingPong {
 public:
-    IpclabPingPong(const std::string& transport, int server_cpu)
-        : server_(server_for(transport, ReplyMode::echo, server_cpu)),
-          channel_(connect(server_.client_endpoint(), client_limits())) {}
+    IpclabPingPong(const Endpoint& ep, pid_t server) : server_(server), channel_(connect(ep, client_limits())) {}
 
     void round_trip(std::span<const std::byte> request) override {
         channel_->send(FrameType::data, request);
@@ -82,14 +81,14 @@ public:
     std::string mismatch(std::span<const std::byte> request) const override {
         return describe_mismatch(reply_, request);
     }
-    pid_t server() const override { return server_.pid(); }
+    pid_t server() const override { return server_; }
     void mark_start() override { waits_.emplace(*channel_); }
     void report(benchmark::State& state, std::uint64_t messages) const override {
         if (waits_) waits_->report(state, *channel_, messages);
     }
 
 private:
-    BenchServer& server_;
+    pid_t server_;
     std::unique_ptr<Channel> channel_;
     Message reply_;
     std::optional<ShmWaits> waits_;
@@ -98,77 +97,27 @@ private:
 void round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (!begin_run(state)) return;
     try {
-        IpclabPingPong p(transport, server_cpu);
-        measure_round_trips(state, p, size);
+        measure_round_trips(state, *make_ipclab_ping_pong(transport, server_cpu), size);
     } catch (const std::exception& e) {
         fail(state, e.what());
     }
 }
 
-// One-way: every iteration sends one message to the sink; the last one is
-// followed by an empty message, whose ack proves everything arrived.
 void stream(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (!begin_run(state)) return;
     try {
         BenchServer& server = server_for(transport, ReplyMode::sink, server_cpu);
-        auto channel = connect(server.client_endpoint(), client_limits());
-        std::vector<std::byte> payload;
-        fill_payload(payload, 0, size);
-        Message reply;
-        const std::span<const std::byte> sync{};
-        for (int i = 0; i < kWarmupMessages; ++i) channel->send(FrameType::data, payload);
-        channel->send(FrameType::data, sync);
-        if (!channel->receive(reply) || !is_ack(reply))
-            return fail(state, "warm-up: the sink did not acknowledge the sync message");
-        Meter meter(state, server.pid());
-        ShmWaits waits(*channel);
-        const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
-        std::uint64_t seq = 0;
-        bool acked = false;
-        meter.start();
-        for (auto _ : timed(state)) {
-            if (size >= 8) put_u64(payload.data(), seq);
-            auto t0 = Clock::now();
-            channel->send(FrameType::data, payload);
-            if (seq == last) {
-                channel->send(FrameType::data, sync);
-                acked = channel->receive(reply);
-            }
-            meter.add(elapsed_ns(t0, Clock::now()));
-            ++seq;
-        }
-        meter.stop();
-        if (!state.error_occurred()) {
-            if (!acked || !is_ack(reply))
-                return fail(state, "the sink did not acknowledge the final sync message");
-            meter.report(static_cast<std::int64_t>(size), seq);
-            waits.report(state, *channel, seq);
-        }
+        stream_to(state, server.client_endpoint(), server.pid(), size);
     } catch (const std::exception& e) {
         fail(state, e.what());
     }
 }
 
-// Per iteration: open a session (the server forks a child for it), one
-// exchange, close.
 void connect_once(benchmark::State& state, const std::string& transport, int server_cpu, ServerModel model) {
     if (!begin_run(state)) return;
     try {
         BenchServer& server = server_for(transport, ReplyMode::ack, server_cpu, model);
-        const Endpoint& ep = server.client_endpoint();
-        std::vector<std::byte> payload;
-        fill_payload(payload, 1, 64);
-        Message reply;
-        auto exchange = [&]() {
-            auto channel = connect(ep, client_limits());
-            channel->send(FrameType::data, payload);
-            return channel->receive(reply);
-        };
-        for (int i = 0; i < 2; ++i)
-            if (!exchange() || !is_ack(reply))
-                return fail(state, "warm-up: no ack from the server");
-        measure_exchanges(state, server.pid(), [&] { return exchange() && is_ack(reply); },
-                          "the server did not acknowledge the session's message");
+        connect_to(state, server.client_endpoint(), server.pid());
     } catch (const std::exception& e) {
         fail(state, e.what());
     }
@@ -176,8 +125,69 @@ void connect_once(benchmark::State& state, const std::string& transport, int ser
 
 }  // namespace
 
+// One-way to a sink: every iteration sends one message; the last one is
+// followed by an empty message, whose ack proves everything arrived.
+void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::size_t size) {
+    auto channel = connect(ep, client_limits());
+    std::vector<std::byte> payload;
+    fill_payload(payload, 0, size);
+    Message reply;
+    const std::span<const std::byte> sync{};
+    for (int i = 0; i < kWarmupMessages; ++i) channel->send(FrameType::data, payload);
+    channel->send(FrameType::data, sync);
+    if (!channel->receive(reply) || !is_ack(reply))
+        return fail(state, "warm-up: the sink did not acknowledge the sync message");
+    Meter meter(state, server);
+    ShmWaits waits(*channel);
+    const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
+    std::uint64_t seq = 0;
+    bool acked = false;
+    meter.start();
+    for (auto _ : timed(state)) {
+        if (size >= 8) put_u64(payload.data(), seq);
+        auto t0 = Clock::now();
+        channel->send(FrameType::data, payload);
+        if (seq == last) {
+            channel->send(FrameType::data, sync);
+            acked = channel->receive(reply);
+        }
+        meter.add(elapsed_ns(t0, Clock::now()));
+        ++seq;
+    }
+    meter.stop();
+    if (!state.error_occurred()) {
+        if (!acked || !is_ack(reply))
+            return fail(state, "the sink did not acknowledge the final sync message");
+        meter.report(static_cast<std::int64_t>(size), seq);
+        waits.report(state, *channel, seq);
+    }
+}
+
+// Per iteration: open a session (a fork-per-session server forks a child for
+// it), one exchange, close.
+void connect_to(benchmark::State& state, const Endpoint& ep, pid_t server) {
+    std::vector<std::byte> payload;
+    fill_payload(payload, 1, 64);
+    Message reply;
+    auto exchange = [&]() {
+        auto channel = connect(ep, client_limits());
+        channel->send(FrameType::data, payload);
+        return channel->receive(reply);
+    };
+    for (int i = 0; i < 2; ++i)
+        if (!exchange() || !is_ack(reply))
+            return fail(state, "warm-up: no ack from the server");
+    measure_exchanges(state, server, [&] { return exchange() && is_ack(reply); },
+                      "the server did not acknowledge the session's message");
+}
+
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu) {
-    return std::make_unique<IpclabPingPong>(transport, server_cpu);
+    BenchServer& server = server_for(transport, ReplyMode::echo, server_cpu);
+    return make_ipclab_ping_pong(server.client_endpoint(), server.pid());
+}
+
+std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server) {
+    return std::make_unique<IpclabPingPong>(ep, server);
 }
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size) {

@@ -22,6 +22,7 @@
 #include "bench/ipclab_bench.hpp"
 #include "bench/load_bench.hpp"
 #include "bench/paired_bench.hpp"
+#include "bench/remote_bench.hpp"
 #include "bench/sessions_bench.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/io.hpp"
@@ -38,12 +39,13 @@ const char kDescription[] =
     "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo), Baseline/connect-fork,\n"
-    "Baseline/connect-fork-session,\n"
-    "Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>, Connect/<t>/<model>,\n"
-    "Sessions/<t>/<model>/<clients>,\n"
-    "Baseline/connect-socat, Baseline/memcpy/<bytes>. Every --benchmark_* flag of Google Benchmark\n"
-    "works as usual (listed below); without --benchmark_min_time each benchmark runs for at least\n"
-    "0.05 s. scripts/compare runs the standard comparison; scripts/ratios reads a JSON report.";
+    "Baseline/connect-fork-session, Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
+    "Connect/<t>/<model>, Sessions/<t>/<model>/<clients>,\n"
+    "Baseline/connect-socat, Baseline/memcpy/<bytes>; with --remote HOST:PORT also\n"
+    "RoundTrip/remote/<bytes>, Baseline/remote/<bytes>, Paired/remote/<bytes>, Stream/remote/<bytes>\n"
+    "and Connect/remote. Every --benchmark_* flag of Google Benchmark works as usual (listed below);\n"
+    "without --benchmark_min_time each benchmark runs for at least 0.05 s. scripts/compare runs the\n"
+    "standard comparison; scripts/ratios reads a JSON report.";
 
 std::vector<std::string> split(const std::string& s) {
     std::vector<std::string> out;
@@ -158,6 +160,9 @@ int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::
     app.add_option("--pin", pin,
                    "CLIENT,SERVER: pin this process to CPU CLIENT and the servers to CPU SERVER; either may be "
                    "'any' (Paired puts both servers of a pair on one CPU regardless: the last one when unpinned)");
+    app.add_option("--remote", c.remote,
+                   "HOST:PORT or [IPV6]:PORT of a plain `bin/server PORT` on another host: adds the */remote "
+                   "benchmarks against it (no server forked for them)");
     bool list = false, describe = false;
     app.add_flag("--list-transports", list, "print the transports --transports takes, one per line, and exit");
     app.add_flag("--describe-transports", describe,
@@ -171,6 +176,11 @@ int parse_own_flags(int argc, char** argv, Config& c, ReportFlags& report, std::
         if (!transports.empty() || app.count("--transports")) set_transports(c, transports);
         if (app.count("--sizes")) set_sizes(c, sizes);
         if (app.count("--pin")) set_pin(c, pin);
+        if (app.count("--remote")) try {
+                parse_remote(c.remote);
+            } catch (const std::invalid_argument& e) {
+                throw CLI::ValidationError("--remote", e.what());
+            }
     } catch (const CLI::ParseError& e) {
         int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
@@ -267,6 +277,20 @@ int main(int argc, char** argv) {
     }
     add_context(config);
     register_all(config);
+    if (!config.remote.empty()) {
+        // Checked before anything runs: an absent, older or foreign server is
+        // one line and exit 1, not every remote benchmark's error.
+        ipclab::Endpoint remote = parse_remote(config.remote);
+        try {
+            std::string address = probe_remote(remote, 5000);
+            benchmark::AddCustomContext("remote", config.remote);
+            benchmark::AddCustomContext("remote_address", address);
+        } catch (const std::exception& e) {
+            std::cerr << "ipc-bench: --remote " << config.remote << ": " << e.what() << "\n";
+            return 1;
+        }
+        register_remote(config, remote);
+    }
     auto display = make_reporter(report.format, true);
     auto file = report.out ? make_reporter(report.out_format, false) : nullptr;
     std::size_t ran = benchmark::RunSpecifiedBenchmarks(display.get(), file.get());

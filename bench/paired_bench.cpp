@@ -68,11 +68,14 @@ double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payl
     return static_cast<double>(percentile(side.slice, 50));
 }
 
-void paired_round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int cpu) {
+}  // namespace
+
+void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, const PingPongMaker& make_raw,
+                       std::size_t size) {
     if (!begin_run(state)) return;
     try {
-        auto ours = make_ipclab_ping_pong(transport, cpu);
-        auto raw = make_baseline_ping_pong(transport, size, cpu);
+        auto ours = make_ours();
+        auto raw = make_raw();
         std::vector<std::byte> payload;
         std::uint64_t t_ours = warm_up(*ours, payload, size);
         std::uint64_t t_raw = warm_up(*raw, payload, size);
@@ -137,8 +140,6 @@ void paired_round_trip(benchmark::State& state, const std::string& transport, st
     }
 }
 
-}  // namespace
-
 double median_of(std::vector<double> values) {
     if (values.empty()) return 0;
     auto mid = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
@@ -156,7 +157,9 @@ benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, cons
     long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
     int cpu = c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        paired_round_trip(s, transport, size, cpu);
+        paired_round_trip(
+            s, [&] { return make_ipclab_ping_pong(transport, cpu); },
+            [&] { return make_baseline_ping_pong(transport, size, cpu); }, size);
     })->UseRealTime();
 }
 

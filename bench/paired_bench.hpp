@@ -13,6 +13,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "bench/bench_util.hpp"
@@ -20,6 +22,14 @@
 namespace ipclab::bench {
 
 inline constexpr std::uint64_t kSliceNs = 1'000'000;
+
+class PingPong;
+using PingPongMaker = std::function<std::unique_ptr<PingPong>()>;
+
+// The paired run of two round trips (ours: ipclab's, raw: its baseline),
+// each made on first use of the run.
+void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, const PingPongMaker& make_raw,
+                       std::size_t size);
 
 benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
                                                            std::size_t size);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/bench_util.hpp"
+#include "ipc/channel.hpp"
 
 namespace ipclab::bench {
 
@@ -39,6 +40,8 @@ public:
 
 // The ipclab round trip: one session with the echo bench server.
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu);
+// The same with the echo server at `ep`, run by process `server` (-1: on another host).
+std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server);
 // The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
 // shm, shm-spin); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,

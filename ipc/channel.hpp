@@ -40,6 +40,9 @@ struct Endpoint {
     std::string port;              // tcp
     std::string name = "ipclab";   // every other transport
     WaitMode wait = WaitMode::block;
+    // tcp, unix: the replies a client's session asks the server for in its
+    // opening (ipc/framing.hpp); server_default leaves them to its --reply.
+    SessionReply reply = SessionReply::server_default;
 };
 
 struct Message {
@@ -60,6 +63,10 @@ public:
     // Line-oriented sessions (seed and nc clients): each message is one line,
     // terminator included, and replies go out as raw bytes.
     virtual bool is_text() const { return false; }
+    // The replies the session's opening asked for (on a server: what the
+    // client asked), or server_default: it did not ask, or the transport
+    // has no opening.
+    virtual SessionReply asked_reply() const { return SessionReply::server_default; }
 };
 
 class PendingSession {

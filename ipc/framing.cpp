@@ -54,9 +54,52 @@ FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
     return {static_cast<FrameType>(type), length};
 }
 
-void check_opening(std::span<const std::byte, kOpeningSize> bytes) {
-    if (!std::equal(bytes.begin(), bytes.end(), kFramedOpening.begin()))
-        throw ProtocolError("malformed opening: not an ipclab framed session (version 1)");
+namespace {
+
+// The same seven bytes start every version; the eighth is the version.
+constexpr std::size_t kVersionAt = kOpeningSize - 1;
+
+constexpr std::array<std::byte, kOpeningV2Size> opening_v2(SessionReply r) {
+    std::array<std::byte, kOpeningV2Size> o{};
+    for (std::size_t i = 0; i < kVersionAt; ++i) o[i] = kFramedOpening[i];
+    o[kVersionAt] = std::byte{2};
+    o[kOpeningSize] = static_cast<std::byte>(r);
+    return o;
+}
+
+constexpr std::array<std::byte, kOpeningV2Size> kOpeningAck = opening_v2(SessionReply::ack);
+constexpr std::array<std::byte, kOpeningV2Size> kOpeningEcho = opening_v2(SessionReply::echo);
+constexpr std::array<std::byte, kOpeningV2Size> kOpeningSink = opening_v2(SessionReply::sink);
+
+}  // namespace
+
+Opening parse_opening(std::span<const std::byte> bytes) {
+    // Nothing is decided before the eight bytes every version has (as version
+    // 1 always did), so a short or foreign opening meets one rule.
+    if (bytes.size() < kOpeningSize) return {};
+    if (!std::equal(kFramedOpening.begin(), kFramedOpening.begin() + kVersionAt, bytes.begin()))
+        throw ProtocolError("malformed opening: not an ipclab framed session");
+    auto version = static_cast<unsigned>(bytes[kVersionAt]);
+    if (version == 1) return {kOpeningSize, SessionReply::server_default};
+    if (version != 2)
+        throw ProtocolError("malformed opening: version " + std::to_string(version) +
+                            " (this side speaks versions 1 and 2)");
+    if (bytes.size() < kOpeningV2Size) return {};
+    auto mode = static_cast<unsigned>(bytes[kOpeningSize]);
+    if (mode < 1 || mode > 3)
+        throw ProtocolError("malformed opening: unknown reply mode " + std::to_string(mode) +
+                            " (1 ack, 2 echo, 3 sink)");
+    return {kOpeningV2Size, static_cast<SessionReply>(mode)};
+}
+
+std::span<const std::byte> opening_bytes(SessionReply reply) {
+    switch (reply) {
+        case SessionReply::ack: return kOpeningAck;
+        case SessionReply::echo: return kOpeningEcho;
+        case SessionReply::sink: return kOpeningSink;
+        case SessionReply::server_default: break;
+    }
+    return kFramedOpening;
 }
 
 void throw_short_opening(std::size_t got) {

@@ -1,7 +1,13 @@
 // The framed wire format over byte streams (TCP, UNIX sockets, FIFOs).
 //
-//   opening  : 8 bytes, client to server, once: 00 'I' 'P' 'C' 'L' 'A' 'B' 01
-//              (no text line starts with NUL, so one port serves both modes)
+//   opening  : client to server, once (no text line starts with NUL, so one
+//              port serves both modes), one of
+//              version 1: 8 bytes 00 'I' 'P' 'C' 'L' 'A' 'B' 01 (the server's --reply)
+//              version 2: 9 bytes 00 'I' 'P' 'C' 'L' 'A' 'B' 02 MODE, where MODE
+//                         asks for this session's replies: 1 ack, 2 echo, 3 sink
+//              (a version-1 server closes a version-2 session at its opening,
+//              so a client that asks learns the server is older instead of
+//              silently getting other replies)
 //   frame    : type (1 byte) | length (4 bytes, big-endian) | payload
 //   types    : 1 = data, 2 = error (payload is UTF-8 text, session ends)
 //
@@ -29,6 +35,18 @@ inline constexpr std::array<std::byte, kOpeningSize> kFramedOpening{
     std::byte{'L'},  std::byte{'A'}, std::byte{'B'}, std::byte{0x01}};
 inline constexpr std::size_t kMaxWireLength = 0xFFFFFFFFu;
 
+// The replies a session asks for in its opening; server_default sends
+// version 1 and leaves the choice to the server's --reply.
+enum class SessionReply : std::uint8_t { server_default = 0, ack = 1, echo = 2, sink = 3 };
+inline constexpr std::size_t kOpeningV2Size = kOpeningSize + 1;
+
+// What the opening that starts a session's bytes said: `size` bytes long
+// (0: too few bytes yet to tell), asking for `reply`.
+struct Opening {
+    std::size_t size = 0;
+    SessionReply reply = SessionReply::server_default;
+};
+
 struct FrameHeader {
     FrameType type;
     std::uint32_t length;
@@ -43,9 +61,14 @@ HeaderBytes encode_header(FrameType type, std::size_t length);
 FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
                           std::size_t max_message);
 
-// Checks an opening whose first byte was NUL; throws ProtocolError if it is not ours.
-void check_opening(std::span<const std::byte, kOpeningSize> bytes);
-// The peer closed after `got` (< kOpeningSize) bytes of an opening: ProtocolError.
+// Reads the opening at the start of `bytes` (a session's first bytes, the
+// first one NUL; more may follow). Returns size 0 while more bytes are needed
+// to decide; throws ProtocolError for bytes that are not an opening this side
+// speaks (another protocol, an unknown version or reply mode).
+Opening parse_opening(std::span<const std::byte> bytes);
+// The opening a client sends to ask for `reply` (version 1 for server_default).
+std::span<const std::byte> opening_bytes(SessionReply reply);
+// The peer closed after `got` bytes, too few for its opening: ProtocolError.
 [[noreturn]] void throw_short_opening(std::size_t got);
 
 // Text mode (the seed's client, nc): each line is a message, its '\n'

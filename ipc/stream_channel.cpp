@@ -106,11 +106,14 @@ class FramedChannel final : public Channel {
 public:
     // A reader handed over by open_stream_session comes with the socket's
     // timeouts already set (timeouts_set): two system calls per session saved.
-    FramedChannel(StreamFds fds, const Limits& limits, bool send_opening,
+    // reply: what the opening to send asks for (client), or what the one
+    // received asked for (server).
+    FramedChannel(StreamFds fds, const Limits& limits, bool send_opening, SessionReply reply,
                   std::unique_ptr<StreamReader> reader, bool timeouts_set)
         : fds_(std::move(fds)),
           limits_(limits),
           pending_opening_(send_opening),
+          reply_(reply),
           reader_(reader ? std::move(reader)
                          : std::make_unique<StreamReader>(fds_.read.get(), !fds_.is_socket,
                                                           limits.timeout_ms)) {
@@ -121,8 +124,10 @@ public:
         HeaderBytes header = encode_header(type, payload.size());
         struct iovec iov[3];
         int n = 0;
-        if (pending_opening_)
-            iov[n++] = {const_cast<std::byte*>(kFramedOpening.data()), kFramedOpening.size()};
+        if (pending_opening_) {
+            auto opening = opening_bytes(reply_);
+            iov[n++] = {const_cast<std::byte*>(opening.data()), opening.size()};
+        }
         iov[n++] = {header.data(), header.size()};
         if (!payload.empty()) iov[n++] = {const_cast<std::byte*>(payload.data()), payload.size()};
         write_all(write_fd(), iov, n, fds_.is_socket, limits_.timeout_ms, "frame");
@@ -145,6 +150,8 @@ public:
         return true;
     }
 
+    SessionReply asked_reply() const override { return reply_; }
+
 private:
     int write_fd() const { return fds_.write ? fds_.write.get() : fds_.read.get(); }
 
@@ -163,6 +170,7 @@ private:
     StreamFds fds_;
     Limits limits_;
     bool pending_opening_;
+    SessionReply reply_;
     std::unique_ptr<StreamReader> reader_;
 };
 
@@ -221,19 +229,23 @@ private:
 }  // namespace
 
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
-                                             bool send_opening) {
-    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, nullptr, false);
+                                             bool send_opening, SessionReply reply) {
+    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, reply, nullptr, false);
 }
 
 std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
     set_socket_timeouts(socket.get(), limits.timeout_ms);
     auto reader = std::make_unique<StreamReader>(socket.get(), false, limits.timeout_ms);
     if (reader->fill(1) && reader->data()[0] == std::byte{0}) {
-        if (!reader->fill(kOpeningSize)) throw_short_opening(reader->buffered());
-        check_opening(std::span<const std::byte, kOpeningSize>(reader->data(), kOpeningSize));
-        reader->consume(kOpeningSize);
+        Opening opening;
+        // Each fill asks for one more byte than is buffered: an opening's
+        // bytes may come in any pieces, and none past it is waited for.
+        while ((opening = parse_opening({reader->data(), reader->buffered()})).size == 0)
+            if (!reader->fill(reader->buffered() + 1)) throw_short_opening(reader->buffered());
+        reader->consume(opening.size);
         StreamFds fds{std::move(socket), Fd{}, true};
-        return std::make_unique<FramedChannel>(std::move(fds), limits, false, std::move(reader), true);
+        return std::make_unique<FramedChannel>(std::move(fds), limits, false, opening.reply, std::move(reader),
+                                               true);
     }
     return std::make_unique<TextChannel>(std::move(socket), limits, std::move(reader));
 }

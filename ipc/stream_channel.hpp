@@ -53,10 +53,11 @@ struct StreamFds {
     bool is_socket;
 };
 
-// Framed channel. With send_opening, the first send carries the 8-byte
-// opening in the same system call.
+// Framed channel. With send_opening, the first send carries the opening
+// (asking for `reply`, ipc/framing.hpp) in the same system call.
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
-                                             bool send_opening);
+                                             bool send_opening,
+                                             SessionReply reply = SessionReply::server_default);
 
 // Reads the session's first bytes and picks the framed or the text channel.
 std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits);

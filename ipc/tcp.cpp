@@ -119,7 +119,7 @@ Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms) {
 
 std::unique_ptr<Channel> connect_tcp(const Endpoint& ep, const Limits& limits) {
     StreamFds fds{connect_tcp_socket(ep, limits.timeout_ms), Fd{}, true};
-    return make_framed_channel(std::move(fds), limits, true);
+    return make_framed_channel(std::move(fds), limits, true, ep.reply);
 }
 
 }  // namespace ipclab

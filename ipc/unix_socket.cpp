@@ -62,7 +62,7 @@ Fd connect_unix_socket(const Endpoint& ep, int timeout_ms) {
 
 std::unique_ptr<Channel> connect_unix(const Endpoint& ep, const Limits& limits) {
     StreamFds fds{connect_unix_socket(ep, limits.timeout_ms), Fd{}, true};
-    return make_framed_channel(std::move(fds), limits, true);
+    return make_framed_channel(std::move(fds), limits, true, ep.reply);
 }
 
 }  // namespace ipclab

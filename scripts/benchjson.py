@@ -29,7 +29,9 @@ SIZE_METRICS = [
     ("rtt_p50", "us", ["Paired", "RoundTrip"], lambda b: b.get("p50_ns", 0) / 1e3, False),
     ("rtt_p99", "us", ["Paired", "RoundTrip"], lambda b: b.get("p99_ns", 0) / 1e3, False),
     ("client_cpu_per_msg", "us", ["Paired", "RoundTrip"], lambda b: b.get("client_cpu_ns_per_msg", 0) / 1e3, False),
-    ("server_cpu_per_msg", "us", ["Paired", "RoundTrip"], lambda b: b.get("server_cpu_ns_per_msg", 0) / 1e3, False),
+    # None where the server's CPU was not measured (ipc-bench --remote): no figure then.
+    ("server_cpu_per_msg", "us", ["Paired", "RoundTrip"],
+     lambda b: b["server_cpu_ns_per_msg"] / 1e3 if "server_cpu_ns_per_msg" in b else None, False),
     ("baseline_rtt_p50", "us", ["Paired:raw", "Baseline"], None, False),
     ("rtt_ratio", "ratio", ["Paired"], lambda b: b.get("ratio"), True),
     ("stream_throughput", "MB/s", ["Stream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
@@ -133,7 +135,10 @@ def metric_values(reps, metric, transport, size):
         runs = reps.get(name)
         if runs:
             get = _raw_p50 if raw else spec[3]
-            return [get(b) for b in runs], disturbed_flags(runs), name
+            values = [get(b) for b in runs]
+            if any(v is None for v in values):
+                return None
+            return values, disturbed_flags(runs), name
     return None
 
 

@@ -138,6 +138,11 @@ def waits(info, t):
     return info.get(t, {}).get("waits", "?")
 
 
+def label(info, t):
+    """The row's name in tables and plots (the transport's, or e.g. `tcp → HOST` for compare --remote)."""
+    return (info or {}).get(t, {}).get("label", t)
+
+
 def table(rows, transports, sizes, info):
     """The terminal table."""
     small = sizes[0]
@@ -151,7 +156,7 @@ def table(rows, transports, sizes, info):
     conn = best_marks([find(rows, t, "", "connect_rate") for t in transports], True)
     body = []
     for i, t in enumerate(transports):
-        cells = [t, waits(info, t)]
+        cells = [label(info, t), waits(info, t)]
         for s in sizes:
             p50, p99 = find(rows, t, s, "rtt_p50"), find(rows, t, s, "rtt_p99")
             cells.append("-" if not p50 else
@@ -159,7 +164,8 @@ def table(rows, transports, sizes, info):
         for s in sizes:
             cells.append(cell(find(rows, t, s, "stream_throughput"), marks[(t, s, "stream_throughput")]))
         c, sv = value(rows, t, small, "client_cpu_per_msg"), value(rows, t, small, "server_cpu_per_msg")
-        cells.append("-" if c is None else fmt(c + (sv or 0)))
+        # "+ ?": the server's CPU was not measured (on another host).
+        cells.append("-" if c is None else fmt(c + sv) if sv is not None else f"{fmt(c)} + ?")
         cells.append(cell(find(rows, t, "", "connect_rate"), conn.get(i, "")))
         body.append(cells)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
@@ -200,7 +206,7 @@ def markdown_table(rows, transports, sizes, info):
                 marks[(t, s, metric)] = m.get(i, "")
     conn = best_marks([find(rows, t, "", "connect_rate") for t in transports], True)
     for i, t in enumerate(transports):
-        cells = [f"`{t}`", waits(info, t)]
+        cells = [f"`{label(info, t)}`", waits(info, t)]
         for metric in ("rtt_p50", "rtt_p99", "stream_throughput"):
             for s in sizes:
                 cells.append(md_cell(find(rows, t, s, metric), marks[(t, s, metric)]))
@@ -211,12 +217,12 @@ def markdown_table(rows, transports, sizes, info):
     return "\n".join(out)
 
 
-def ratio_table(rows, transports, sizes, markdown=True):
+def ratio_table(rows, transports, sizes, markdown=True, info=None):
     """ipclab against the same exchange in raw system calls: the paired ratio."""
     head = ["transport"] + [f"{human_size(s)}: ipclab / raw" for s in sizes]
     body = []
     for t in transports:
-        cells = [t if not markdown else f"`{t}`"]
+        cells = [label(info, t) if not markdown else f"`{label(info, t)}`"]
         for s in sizes:
             r = find(rows, t, s, "rtt_ratio")
             if not r:
@@ -339,9 +345,9 @@ def plot(rows, transports, sizes, out_dir, facts, info):
 
         for i, t in enumerate(transports):
             dash = "dt 2" if spins(info, t) else "dt 1"
-            series(i, t, metric, t, f"lw 2 {dash} pt {i + 4} ps 1.3")
+            series(i, t, metric, label(info, t), f"lw 2 {dash} pt {i + 4} ps 1.3")
             if bound:
-                series(i, t, bound, f"{t} raw", "lw 1 dt 3 pt 0")
+                series(i, t, bound, f"{label(info, t)} raw", "lw 1 dt 3 pt 0")
         if metric == "stream_throughput":
             series(0, "memcpy", "memcpy_throughput", "memcpy", "lw 1 dt 4 pt 0")
         if not plots:
@@ -364,7 +370,7 @@ plot {", ".join(plots)}
 """
         if _gnuplot(gnuplot, out_dir, fname, script):
             made.append(fname)
-    conn = [(t, find(rows, t, "", "connect_rate")) for t in transports]
+    conn = [(label(info, t), find(rows, t, "", "connect_rate")) for t in transports]
     conn = [(t, f) for t, f in conn if f]
     raw = next((r[4] for r in rows if r[2] == "baseline_connect_rate"), None)
     if raw:

@@ -178,12 +178,13 @@ private:
                     mode_ = Mode::text;
                     continue;
                 }
-                if (in_.size() < kOpeningSize) {
+                Opening opening = parse_opening({in_.data(), in_.size()});
+                if (opening.size == 0) {
                     if (eof_) throw_short_opening(in_.size());
                     return;
                 }
-                check_opening(std::span<const std::byte, kOpeningSize>(in_.data(), kOpeningSize));
-                in_.consume(kOpeningSize);
+                in_.consume(opening.size);
+                reply_ = session_reply_mode(options_, opening.reply);
                 mode_ = Mode::framed;
             } else if (mode_ == Mode::framed) {
                 if (!take_frame()) return;
@@ -247,7 +248,7 @@ private:
         }
         if (!options_.quiet) print_message_line(payload);
         std::span<const std::byte> reply;
-        if (!choose_reply(options_, payload, reply)) return;
+        if (!choose_reply(reply_, payload, reply)) return;
         queue(FrameType::data, reply);
         report_.bytes_out += reply.size();
     }
@@ -299,6 +300,7 @@ private:
     SessionReport report_;
     Clock::time_point last_progress_, start_;
     Mode mode_ = Mode::opening;
+    ReplyMode reply_ = options_.reply;  // a framed opening may ask for another
     ByteBuffer in_, out_;
     std::size_t need_ = 0;     // framed: header + payload of the frame being read (0: unknown yet)
     std::size_t scanned_ = 0;  // text: bytes already searched for '\n'

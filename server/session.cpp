@@ -37,10 +37,19 @@ void print_message_line(std::span<const std::byte> payload) {
 
 void log_line(const std::string& line) { write_quietly_failing(line, STDERR_FILENO, "stderr"); }
 
-bool choose_reply(const ServerOptions& options, std::span<const std::byte> payload,
-                  std::span<const std::byte>& reply) {
-    if (options.reply == ReplyMode::sink && !payload.empty()) return false;
-    reply = options.reply == ReplyMode::echo ? payload : as_bytes(kAckText);
+ReplyMode session_reply_mode(const ServerOptions& options, SessionReply asked) {
+    switch (asked) {
+        case SessionReply::ack: return ReplyMode::ack;
+        case SessionReply::echo: return ReplyMode::echo;
+        case SessionReply::sink: return ReplyMode::sink;
+        case SessionReply::server_default: break;
+    }
+    return options.reply;
+}
+
+bool choose_reply(ReplyMode mode, std::span<const std::byte> payload, std::span<const std::byte>& reply) {
+    if (mode == ReplyMode::sink && !payload.empty()) return false;
+    reply = mode == ReplyMode::echo ? payload : as_bytes(kAckText);
     return true;
 }
 
@@ -58,6 +67,7 @@ std::string format_message_line(std::span<const std::byte> payload) {
 }
 
 void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report) {
+    const ReplyMode mode = session_reply_mode(options, channel.asked_reply());
     Message msg;
     while (channel.receive(msg)) {
         ++report.messages;
@@ -69,7 +79,7 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
         }
         if (!options.quiet) print_message_line(msg.payload);
         std::span<const std::byte> reply;
-        if (!choose_reply(options, msg.payload, reply)) continue;
+        if (!choose_reply(mode, msg.payload, reply)) continue;
         channel.send(FrameType::data, reply);
         report.bytes_out += reply.size();
     }

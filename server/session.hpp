@@ -36,10 +36,12 @@ std::string format_message_line(std::span<const std::byte> payload);
 // session (the reply matters more).
 void print_message_line(std::span<const std::byte> payload);
 
-// The reply to a message under options.reply: true and `reply` set (the
-// payload itself or the seed's ack), or false for none (sink).
-bool choose_reply(const ServerOptions& options, std::span<const std::byte> payload,
-                  std::span<const std::byte>& reply);
+// The replies a session gets: what its opening asked for, else --reply.
+ReplyMode session_reply_mode(const ServerOptions& options, SessionReply asked);
+
+// The reply to a message under `mode`: true and `reply` set (the payload
+// itself or the seed's ack), or false for none (sink).
+bool choose_reply(ReplyMode mode, std::span<const std::byte> payload, std::span<const std::byte>& reply);
 
 // One line on stderr (session reports, the server's own lines); never throws.
 void log_line(const std::string& line);

@@ -43,28 +43,23 @@ std::uint32_t big_endian32(const std::string& s, std::size_t at) {
     return b(0) << 24 | b(1) << 16 | b(2) << 8 | b(3);
 }
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "ipclab-compare-test.XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
-
 TEST(Compare, QuickRunWritesEveryFile) {
-    TempDir out;
-    auto r = run_program({script("compare"), "--quick", "--out", out.path().string(), "--bench", bin("ipc-bench")},
+    TempDir out("ipclab-compare-test");
+    // A plain server as the --remote peer (on loopback: the two-hosts test
+    // runs one in another network namespace), in the same run so the test
+    // stays one compare run: its sessions ask for their replies.
+    ipclab::Endpoint listen_on;
+    listen_on.host = "127.0.0.1";
+    listen_on.port = "0";
+    ipclab::ServerOptions plain;
+    plain.quiet = true;
+    ServerProcess peer(listen_on, plain);
+    const std::string remote = "127.0.0.1:" + peer.port();
+    auto r = run_program({script("compare"), "--quick", "--out", out.path().string(), "--bench", bin("ipc-bench"),
+                          "--remote", remote},
                          "", 180000);
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("\ntcp → 127.0.0.1 "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("[1/"), std::string::npos) << "no progress lines:\n" << r.out;
     EXPECT_NE(r.out.find("round trip p50 ±95% CI / p99"), std::string::npos) << r.out;
     for (const auto& t : kTransports) EXPECT_NE(r.out.find("\n" + t + " "), std::string::npos) << t << "\n" << r.out;
@@ -127,6 +122,11 @@ TEST(Compare, QuickRunWritesEveryFile) {
             for (const auto& m : kSizeMetrics) EXPECT_EQ(seen[t + "/" + s + "/" + m], 1) << t << " " << s << " " << m;
         EXPECT_EQ(seen[t + "//connect_rate"], 1) << t;
     }
+    // The remote row: every figure but the remote server's CPU, which is not ours to read.
+    for (const auto& s : kQuickSizes)
+        for (const auto& m : kSizeMetrics)
+            EXPECT_EQ(seen["remote/" + s + "/" + m], m == "server_cpu_per_msg" ? 0 : 1) << s << " " << m;
+    EXPECT_EQ(seen["remote//connect_rate"], 1);
 
     // The plots: PNG signature, then an IHDR chunk with a sane size.
     for (const char* f : {"latency.png", "throughput.png", "latency-p99.png", "cpu.png", "connect.png"}) {
@@ -150,6 +150,11 @@ TEST(Compare, QuickRunWritesEveryFile) {
     }
 
     std::string report = slurp((run / "REPORT.md").string());
+    // Both hosts named, the remote row and its floor shown.
+    for (const std::string& text : std::vector<std::string>{"Run on **", "**" + remote + "**", "## TCP to another host", "`tcp → 127.0.0.1`",
+                                   "raw TCP floor p50"})
+        EXPECT_NE(report.find(text), std::string::npos) << text;
+    EXPECT_NE(slurp((run / "bench.json").string()).find("\"remote\": \"" + remote + "\""), std::string::npos);
     // The method, said where the figures are.
     for (const char* text : {"## How to read these figures", "confidence interval", "random interleaved order",
                              "Paired/<transport>/<bytes>", "run delay", "disturbed", "Stable means",
@@ -208,7 +213,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
 // --peers: sockperf and iperf3 in interleaved pairs with ipclab's own
 // benchmark; a ratio with its interval, and a verdict only outside the noise.
 TEST(Compare, PeersArePairedAndJudgedByTheirInterval) {
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     auto r = run_program({script("compare"), "--quick", "--transports", "tcp", "--peers", "--peer-pairs", "2",
                           "--out", out.path().string(), "--bench", bin("ipc-bench")},
                          "", 180000);
@@ -233,7 +238,7 @@ TEST(Compare, PeersArePairedAndJudgedByTheirInterval) {
 
 // --models: the server designs table (issue 16) from the Sessions benchmarks.
 TEST(Compare, ModelsRunWritesTheDesignsTable) {
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     auto r = run_program({script("compare"), "--models", "--quick", "--transports", "unix,fifo", "--out",
                           out.path().string(), "--bench", bin("ipc-bench")},
                          "", 180000);
@@ -323,7 +328,7 @@ TEST(Compare, HelpAndUsageErrors) {
                              "--models", "--load", "--load-seconds"})
         EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
 
-    TempDir out;
+    TempDir out("ipclab-compare-test");
     for (std::vector<std::string> bad : {std::vector<std::string>{"--transports", "carrier-pigeon"},
                                          {"--sizes", "lots"},
                                          {"--repetitions", "0"},

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "ipc/channel.hpp"
 #include "ipc/error.hpp"
 
@@ -58,14 +62,58 @@ TEST(Framing, LengthBeyond32BitsCannotBeEncoded) {
     EXPECT_THROW(encode_header(FrameType::data, std::size_t{1} << 32), ProtocolError);
 }
 
-TEST(Framing, OpeningMustMatchExactly) {
-    EXPECT_NO_THROW(check_opening(kFramedOpening));
+std::span<const std::byte> first(std::span<const std::byte> bytes, std::size_t n) { return bytes.first(n); }
+
+TEST(Framing, VersionOneOpeningLeavesTheRepliesToTheServer) {
+    Opening o = parse_opening(kFramedOpening);
+    EXPECT_EQ(o.size, kOpeningSize);
+    EXPECT_EQ(o.reply, SessionReply::server_default);
+    auto sent = opening_bytes(SessionReply::server_default);
+    EXPECT_TRUE(std::equal(sent.begin(), sent.end(), kFramedOpening.begin(), kFramedOpening.end()));
+}
+
+TEST(Framing, VersionTwoOpeningCarriesTheReplyMode) {
+    for (auto [reply, byte] : {std::pair{SessionReply::ack, 1}, {SessionReply::echo, 2}, {SessionReply::sink, 3}}) {
+        auto bytes = opening_bytes(reply);
+        ASSERT_EQ(bytes.size(), kOpeningV2Size);
+        EXPECT_TRUE(std::equal(kFramedOpening.begin(), kFramedOpening.begin() + 7, bytes.begin()));
+        EXPECT_EQ(bytes[7], std::byte{2});
+        EXPECT_EQ(bytes[8], std::byte(byte));
+        Opening o = parse_opening(bytes);
+        EXPECT_EQ(o.size, kOpeningV2Size);
+        EXPECT_EQ(o.reply, reply);
+        // What follows the opening is not its business.
+        std::vector<std::byte> more(bytes.begin(), bytes.end());
+        more.push_back(std::byte{1});
+        EXPECT_EQ(parse_opening(more).size, kOpeningV2Size);
+    }
+}
+
+TEST(Framing, OpeningWaitsForItsBytesThenDecides) {
+    auto v2 = opening_bytes(SessionReply::echo);
+    for (std::size_t n = 0; n < kOpeningV2Size; ++n) EXPECT_EQ(parse_opening(first(v2, n)).size, 0u) << n;
+    for (std::size_t n = 0; n < kOpeningSize; ++n)
+        EXPECT_EQ(parse_opening(first(kFramedOpening, n)).size, 0u) << n;
+}
+
+TEST(Framing, ForeignOrUnknownOpeningsAreRefused) {
     auto bad = kFramedOpening;
-    bad[7] = std::byte{2};  // a future version is not ours
-    EXPECT_THROW(check_opening(bad), ProtocolError);
-    bad = kFramedOpening;
     bad[3] = std::byte{'x'};
-    EXPECT_THROW(check_opening(bad), ProtocolError);
+    EXPECT_THROW(parse_opening(bad), ProtocolError);
+    bad = kFramedOpening;
+    bad[7] = std::byte{3};  // a future version is not ours
+    EXPECT_THROW(parse_opening(bad), ProtocolError);
+    for (int mode : {0, 4, 0xff}) {
+        std::vector<std::byte> v2(kFramedOpening.begin(), kFramedOpening.end());
+        v2[7] = std::byte{2};
+        v2.push_back(static_cast<std::byte>(mode));
+        try {
+            parse_opening(v2);
+            ADD_FAILURE() << "mode " << mode << " accepted";
+        } catch (const ProtocolError& e) {
+            EXPECT_NE(std::string(e.what()).find("reply mode " + std::to_string(mode)), std::string::npos) << e.what();
+        }
+    }
 }
 
 TEST(Framing, FixedWidthFieldsRoundTrip) {

@@ -1,8 +1,9 @@
-// scripts/two-hosts, as root: a short bounded run reports TCP across the veth
-// link beside loopback and a same-host transport, and leaves no namespace and
-// no veth of its own behind, also when interrupted. Without root it must say
-// so and exit 2. No timing is asserted; a missing kernel feature (netem)
-// must not fail it.
+// scripts/two-hosts, as root: a short bounded run (compare --quick --remote
+// from one namespace against a plain bin/server in the other) reports TCP
+// across the veth link beside loopback and a same-host transport, writes the
+// remote row to summary.csv, and leaves no namespace and no veth of its own
+// behind, also when interrupted. Without root it must say so and exit 2. No
+// timing is asserted; a missing kernel feature (netem) must not fail it.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "tests/support/program.hpp"
+#include "tests/support/server_process.hpp"
 
 namespace {
 
@@ -59,31 +61,41 @@ protected:
 };
 
 TEST_F(TwoHosts, ShortRunReportsAndTearsDown) {
-    auto r = run_program({script("two-hosts"), "--count", "50", "--sizes", "64", "--transports", "unix", "--rate",
-                          "100mbit", "--delay", "5ms", "--timeout", "30"},
-                         "", 90000);
+    TempDir out("ipclab-two-hosts-test");
+    auto r = run_program({script("two-hosts"), "--sizes", "64", "--transports", "unix", "--rate", "100mbit", "--delay",
+                          "5ms", "--timeout", "120", "--out", out.path().string(), "--", "--quick"},
+                         "", 150000);
     if (namespaces_unavailable(r)) GTEST_SKIP() << "network namespaces not available here: " << r.err;
     ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find("tcp across veth (10.123.0.1)"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("tcp loopback"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("unix (same host)"), std::string::npos) << r.out;
+    // The remote row through the remote path (a plain server, ipc-bench --remote), beside the local ones.
+    EXPECT_NE(r.out.find("\ntcp → 10.123.0.1 "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\ntcp "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\nunix "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("rate 100mbit"), std::string::npos) << r.out;
     // Either netem delayed the link, or the run said clearly that it did not.
     EXPECT_TRUE(r.out.find("delay 5ms each way (netem)") != std::string::npos ||
                 r.err.find("DELAY SHAPING SKIPPED") != std::string::npos)
         << r.out << r.err;
+    fs::path latest = out.path() / "latest-quick";
+    ASSERT_TRUE(fs::exists(latest)) << r.out;
+    std::string csv = slurp((latest / "summary.csv").string());
+    for (const char* row : {"\nremote,64,rtt_p50,", "\nremote,64,baseline_rtt_p50,", "\nremote,64,stream_throughput,",
+                            "\nremote,,connect_rate,", "\nunix,64,rtt_p50,"})
+        EXPECT_NE(csv.find(row), std::string::npos) << row << "\n" << csv;
+    EXPECT_NE(slurp((latest / "REPORT.md").string()).find("**10.123.0.1:"), std::string::npos);
     expect_nothing_left(run_id(r.err));
 }
 
 TEST_F(TwoHosts, InterruptedRunTearsDown) {
-    RunningProgram p({script("two-hosts"), "--count", "100000000", "--sizes", "64", "--transports", "none",
-                      "--timeout", "60"});
+    TempDir out("ipclab-two-hosts-test");
+    RunningProgram p({script("two-hosts"), "--sizes", "64", "--transports", "none", "--timeout", "120", "--out",
+                      out.path().string(), "--", "--repetitions", "50", "--min-time", "5"});
     bool measuring = p.wait_for_err("TCP across the link", 30000);
     std::string err = p.err();
     if (!measuring && err.find("failed: ip netns add") != std::string::npos)
         GTEST_SKIP() << "network namespaces not available here: " << err;
     ASSERT_TRUE(measuring) << err;
-    int rc = p.stop(SIGINT, 30000);
+    int rc = p.stop(SIGINT, 60000);
     EXPECT_EQ(rc, 130) << p.err();
     EXPECT_NE(p.err().find("removed namespaces"), std::string::npos) << p.err();
     expect_nothing_left(run_id(p.err()));
@@ -92,7 +104,7 @@ TEST_F(TwoHosts, InterruptedRunTearsDown) {
 TEST(TwoHostsUsage, HelpAndBadArguments) {
     auto help = run_program({script("two-hosts"), "--help"});
     EXPECT_EQ(help.exit_code, 0);
-    for (const char* flag : {"--rate", "--delay", "--count", "root"})
+    for (const char* flag : {"--rate", "--delay", "--sizes", "--out", "compare --remote", "root"})
         EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
     auto bad = run_program({script("two-hosts"), "--rate", "fast"});
     EXPECT_EQ(bad.exit_code, 2) << bad.err;
@@ -105,13 +117,13 @@ TEST(TwoHostsUsage, WithoutRootSaysSoAndExits2) {
         // Drop to nobody for this one run, if setpriv is there to do it.
         if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "no setpriv to drop root";
         auto r = run_program({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash",
-                              script("two-hosts"), "--count", "1"});
+                              script("two-hosts"), "--sizes", "64"});
         if (r.exit_code == 126 || r.err.find("Permission denied") != std::string::npos)
             GTEST_SKIP() << "the script is not readable by nobody here: " << r.err;
         EXPECT_EQ(r.exit_code, 2) << r.err;
         EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
     } else {
-        auto r = run_program({script("two-hosts"), "--count", "1"});
+        auto r = run_program({script("two-hosts"), "--sizes", "64"});
         EXPECT_EQ(r.exit_code, 2) << r.err;
         EXPECT_NE(r.err.find("needs root"), std::string::npos) << r.err;
     }

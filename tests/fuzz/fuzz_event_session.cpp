@@ -7,8 +7,10 @@
 // Contract (server/event_loop.hpp, with --reply echo): the session ends by
 // itself once the peer has shut its side (nothing waits for more), and what
 // comes back is exactly what the blocking server would send: framed, one
-// data frame echoing each whole data frame before the first bad, error or
-// incomplete one, then possibly one error frame; text, the input itself up to
+// data frame answering each whole data frame before the first bad, error or
+// incomplete one (its echo, or under a version-2 opening the reply mode it
+// asked for: the ack, or for a sink only an empty message's ack), then
+// possibly one error frame; text, the input itself up to
 // the first line over max_message, then possibly "error: ...\n".
 #include <sys/socket.h>
 #include <unistd.h>
@@ -41,29 +43,35 @@ std::uint32_t be32(const std::uint8_t* p) {
     return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
 }
 
-// The data payloads a framed session echoes: whole data frames before the
-// first frame that is bad (type, length), an error frame or cut short.
-std::vector<std::string> expected_echoes(const std::uint8_t* wire, std::size_t n, std::size_t max_message) {
+// The replies of a framed session (opening of `opening` bytes asking for
+// `mode`, 0: the server's echo): one per whole data frame before the first
+// frame that is bad (type, length), an error frame or cut short.
+std::vector<std::string> expected_replies(const std::uint8_t* wire, std::size_t n, std::size_t max_message,
+                                          std::size_t opening, std::uint8_t mode) {
+    const std::string ack(kAckText);
     std::vector<std::string> out;
-    std::size_t at = kOpeningSize;
+    std::size_t at = opening;
     while (at + kFrameHeaderSize <= n) {
         std::uint8_t type = wire[at];
         std::uint32_t len = be32(wire + at + 1);
         if ((type != 1 && type != 2) || len > max_message || type == 2) break;
         if (at + kFrameHeaderSize + len > n) break;
-        out.emplace_back(reinterpret_cast<const char*>(wire + at + kFrameHeaderSize), len);
+        if (mode == 0 || mode == 2)
+            out.emplace_back(reinterpret_cast<const char*>(wire + at + kFrameHeaderSize), len);
+        else if (mode == 1 || len == 0)
+            out.push_back(ack);
         at += kFrameHeaderSize + len;
     }
     return out;
 }
 
 void check_framed(const std::uint8_t* wire, std::size_t n, std::size_t max_message, const std::string& got) {
-    bool good_opening = n >= kOpeningSize && std::memcmp(wire, kFramedOpening.data(), kOpeningSize) == 0;
-    if (!good_opening) {
+    auto opening = fuzz::expected_opening(wire, n);
+    if (!opening.valid) {
         require(got.empty(), "a reply to a session without a valid opening");
         return;
     }
-    auto expected = expected_echoes(wire, n, max_message);
+    auto expected = expected_replies(wire, n, max_message, opening.size, opening.mode);
     std::size_t at = 0, i = 0;
     while (at < got.size()) {
         require(got.size() - at >= kFrameHeaderSize, "a reply frame cut short");
@@ -77,11 +85,11 @@ void check_framed(const std::uint8_t* wire, std::size_t n, std::size_t max_messa
             break;
         }
         require(type == 1, "a reply frame of unknown type");
-        require(i < expected.size(), "more echoes than whole frames sent");
-        require(payload == expected[i], "an echo differs from its frame");
+        require(i < expected.size(), "more replies than whole frames sent");
+        require(payload == expected[i], "a reply differs from the one its frame asked for");
         ++i;
     }
-    require(i == expected.size(), "a whole frame got no echo");
+    require(i == expected.size(), "a whole frame got no reply");
 }
 
 void check_text(const std::uint8_t* wire, std::size_t n, std::size_t max_message, const std::string& got) {

@@ -2,8 +2,10 @@
 //
 // Contract: decode_header throws ProtocolError for an unknown type and
 // OversizeError when length > max_message, nothing else; what it returns
-// re-encodes to the same five bytes. check_opening throws ProtocolError
-// unless the eight bytes are the opening.
+// re-encodes to the same five bytes. parse_opening takes a whole opening of
+// either version (and what it takes is opening_bytes of what it says), asks
+// for more bytes only while a valid opening could still follow, and throws
+// ProtocolError for anything else.
 #include <algorithm>
 #include <cstring>
 
@@ -37,14 +39,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             require(t != 1 && t != 2, "ProtocolError for a known type");
         }
     }
-    if (n >= kOpeningSize) {
-        std::span<const std::byte, kOpeningSize> ob(bytes, kOpeningSize);
-        bool ours = std::equal(ob.begin(), ob.end(), kFramedOpening.begin());
+    if (n > 0 && bytes[0] == std::byte{0}) {
+        auto want = fuzz::expected_opening(data + 1, n);
         try {
-            check_opening(ob);
-            require(ours, "a foreign opening accepted");
+            Opening o = parse_opening({bytes, n});
+            if (o.size == 0) {
+                require(!want.valid && (n < kOpeningSize || (n == kOpeningSize && data[8] == 2)),
+                        "more bytes asked for where the opening is decided");
+            } else {
+                require(want.valid && o.size == want.size, "an opening accepted or sized wrongly");
+                require(static_cast<std::uint8_t>(o.reply) == want.mode, "the reply mode read wrongly");
+                auto again = opening_bytes(o.reply);
+                require(again.size() == o.size && std::equal(again.begin(), again.end(), bytes),
+                        "opening round trip");
+            }
         } catch (const ProtocolError&) {
-            require(!ours, "our opening refused");
+            require(!want.valid, "our opening refused");
         }
     }
     if (n >= 8) {

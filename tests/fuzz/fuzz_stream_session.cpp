@@ -38,7 +38,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             bool framed = n > 0 && wire[0] == 0;
             ch = open_stream_session(std::move(*fd), limits);
             require(ch->is_text() == !framed, "framed/text choice does not follow the first byte");
-            if (framed) consumed = kOpeningSize;
+            if (framed) {
+                auto want = fuzz::expected_opening(wire, n);
+                require(want.valid, "a bad opening accepted");
+                require(static_cast<std::uint8_t>(ch->asked_reply()) == want.mode, "the reply mode read wrongly");
+                consumed = want.size;
+            }
         } else {
             ch = make_framed_channel(StreamFds{std::move(*fd), Fd{}, socket}, limits, false);
         }

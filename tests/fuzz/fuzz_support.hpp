@@ -27,4 +27,24 @@ inline std::size_t pick_max_message(std::uint8_t selector) {
     return kLimits[selector % (sizeof kLimits / sizeof kLimits[0])];
 }
 
+// The opening rules of ipc/framing.hpp written out again from the format's
+// description, so the harnesses check the parser against an independent
+// reading: 00 'IPCLAB' then version 1, or version 2 and a reply mode 1-3.
+struct ExpectedOpening {
+    bool valid = false;       // a whole opening ours
+    std::size_t size = 0;     // its bytes
+    std::uint8_t mode = 0;    // 0: version 1 (the server's --reply); 1 ack, 2 echo, 3 sink
+};
+
+inline ExpectedOpening expected_opening(const std::uint8_t* wire, std::size_t n) {
+    static constexpr std::uint8_t kPrefix[] = {0, 'I', 'P', 'C', 'L', 'A', 'B'};
+    ExpectedOpening e;
+    if (n < 8) return e;
+    for (std::size_t i = 0; i < sizeof kPrefix; ++i)
+        if (wire[i] != kPrefix[i]) return e;
+    if (wire[7] == 1) return {true, 8, 0};
+    if (wire[7] == 2 && n >= 9 && wire[8] >= 1 && wire[8] <= 3) return {true, 9, wire[8]};
+    return e;
+}
+
 }  // namespace ipclab::fuzz

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,20 @@ public:
 private:
     pid_t pid_ = -1;
     std::string dir_;
+};
+
+// A private folder (mkdtemp under the temp directory, PREFIX.XXXXXX) for a
+// test's output, removed with everything in it when the test ends.
+class TempDir {
+public:
+    explicit TempDir(const std::string& prefix = "ipclab-test");
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
 };
 
 }  // namespace ipclab::test
