@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -33,6 +34,10 @@
 namespace ipclab {
 
 namespace {
+
+// A receive waits this long before it probes the peer (see wait_datagram), then up to the last.
+constexpr int kFirstSliceMs = 100;
+constexpr int kLastSliceMs = 1600;
 
 // What the receive buffer is asked for; the kernel grants at most net.core.rmem_max.
 constexpr int kWantReceiveBuffer = 4 << 20;
@@ -104,6 +109,9 @@ public:
           assembler_(limits.max_message, own_window),
           buf_(kMaxDatagram + 1) {
         set_socket_timeouts(fd_.get(), limits.timeout_ms);
+        // Receives wait a slice at a time (see wait_datagram).
+        struct timeval tv {0, kFirstSliceMs * 1000};
+        check(::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), "setsockopt(SO_RCVTIMEO)");
     }
 
     ~UdpChannel() override {
@@ -151,7 +159,7 @@ public:
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
         for (;;) {
-            std::size_t n = held_ ? std::exchange(held_, 0) : receive_datagram(fd_.get(), buf_);
+            std::size_t n = held_ ? std::exchange(held_, 0) : wait_datagram();
             std::span<const std::byte> d(buf_.data(), n);
             DatagramHeader h = take(d);
             if (h.kind == DatagramKind::credit) continue;
@@ -184,27 +192,47 @@ private:
     // came instead (the peer answered early, e.g. refusing the message),
     // held for receive().
     bool await_credit() {
-        std::size_t n;
-        try {
-            n = receive_datagram(fd_.get(), buf_);
-        } catch (const TimeoutError&) {
-            throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
-                               " ms waiting for the peer to take in what was sent (no credit returned)");
-        }
+        std::size_t n = wait_datagram();
         if (take({buf_.data(), n}).kind == DatagramKind::credit) return true;
         held_ = n;
         return false;
+    }
+
+    // The next datagram, within the timeout. UDP has no FIN: a peer killed
+    // while we wait says nothing. So after a silent slice we send it a
+    // credit (harmless to a live peer) as a probe: a closed port answers
+    // with ICMP port unreachable, and the next receive throws PeerGone. The
+    // first slice is the socket's SO_RCVTIMEO (no extra call per message);
+    // later ones double, so a long wait sends few probes.
+    std::size_t wait_datagram() {
+        try {
+            return receive_datagram(fd_.get(), buf_);
+        } catch (const TimeoutError&) {
+        }
+        Deadline deadline(limits_.timeout_ms > 0 ? std::max(limits_.timeout_ms - kFirstSliceMs, 0) : -1);
+        for (int slice = kFirstSliceMs;; slice = std::min(2 * slice, kLastSliceMs)) {
+            if (deadline.expired())
+                throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
+                                   " ms waiting for the peer");
+            send_credit();
+            int left = deadline.remaining_ms();
+            if (wait_fd(fd_.get(), POLLIN, left < 0 ? slice : std::min(slice, left), "udp datagram"))
+                return receive_datagram(fd_.get(), buf_);
+        }
+    }
+
+    void send_credit() {
+        DatagramHeader h{DatagramKind::credit, FrameType::data, session_};
+        h.ack = assembler_.received();
+        send_datagram(fd_.get(), h, {}, limits_.timeout_ms);
+        owed_ = 0;
     }
 
     // Counts a datagram taken in; past a quarter of the window, returns
     // credit now rather than with our next message (a one-way stream has none).
     void owe(std::size_t len) {
         owed_ += datagram_cost(len);
-        if (owed_ < own_window_ / 4) return;
-        DatagramHeader h{DatagramKind::credit, FrameType::data, session_};
-        h.ack = assembler_.received();
-        send_datagram(fd_.get(), h, {}, limits_.timeout_ms);
-        owed_ = 0;
+        if (owed_ >= own_window_ / 4) send_credit();
     }
 
     Fd fd_;
