@@ -40,7 +40,7 @@ public:
 // The ipclab round trip: one session with the echo bench server.
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu);
 // The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
-// shm, shm-spin); throws std::invalid_argument for any other name.
+// shm, shm-spin, udp); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
                                                   int server_cpu);
 
