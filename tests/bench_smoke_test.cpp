@@ -112,8 +112,8 @@ private:
 };
 
 std::vector<std::string> expected_names() {
-    const std::vector<std::string> transports{"tcp",     "unix", "fifo",    "posix-mq",
-                                              "sysv-mq", "shm",  "shm-spin"};
+    const std::vector<std::string> transports{"tcp", "unix",     "fifo", "posix-mq",
+                                              "sysv-mq", "shm", "shm-spin", "udp"};
     std::vector<std::string> names;
     for (const auto& t : transports) {
         for (const char* size : {"64", "4096"}) {
@@ -126,7 +126,8 @@ std::vector<std::string> expected_names() {
         }
         names.push_back("Connect/" + t);
         names.push_back("Connect/" + t + "/iterative");
-        if (t == "tcp" || t == "unix" || t == "posix-mq" || t == "sysv-mq") names.push_back("Connect/" + t + "/prefork");
+        if (t == "tcp" || t == "unix" || t == "posix-mq" || t == "sysv-mq" || t == "udp")
+            names.push_back("Connect/" + t + "/prefork");
     }
     names.push_back("Baseline/connect-fork");
     names.push_back("Baseline/connect-socat");  // make test installs socat
