@@ -11,9 +11,9 @@
 //
 // End of session: an end datagram, sent without waiting by whichever side
 // closes first (best effort: UDP has no FIN). A peer that vanishes without
-// one is noticed by the ICMP port-unreachable a send to it draws
-// (ECONNREFUSED on the connected socket: PeerGone) or, failing that, by
-// the idle timeout (SO_RCVTIMEO), so a session never hangs.
+// one is noticed by the ICMP port-unreachable that a probe sent to it after
+// a silent slice draws (ECONNREFUSED on the connected socket: PeerGone; see
+// wait_datagram) or, failing that, by the timeout, so a session never hangs.
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -110,7 +110,7 @@ public:
           buf_(kMaxDatagram + 1) {
         set_socket_timeouts(fd_.get(), limits.timeout_ms);
         // Receives wait a slice at a time (see wait_datagram).
-        struct timeval tv {0, kFirstSliceMs * 1000};
+        struct timeval tv {0, first_slice_ms() * 1000};
         check(::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), "setsockopt(SO_RCVTIMEO)");
     }
 
@@ -209,8 +209,8 @@ private:
             return receive_datagram(fd_.get(), buf_);
         } catch (const TimeoutError&) {
         }
-        Deadline deadline(limits_.timeout_ms > 0 ? std::max(limits_.timeout_ms - kFirstSliceMs, 0) : -1);
-        for (int slice = kFirstSliceMs;; slice = std::min(2 * slice, kLastSliceMs)) {
+        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms - first_slice_ms() : -1);
+        for (int slice = first_slice_ms();; slice = std::min(2 * slice, kLastSliceMs)) {
             if (deadline.expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms waiting for the peer");
@@ -219,6 +219,11 @@ private:
             if (wait_fd(fd_.get(), POLLIN, left < 0 ? slice : std::min(slice, left), "udp datagram"))
                 return receive_datagram(fd_.get(), buf_);
         }
+    }
+
+    // The socket's SO_RCVTIMEO: no longer than the whole timeout.
+    int first_slice_ms() const {
+        return limits_.timeout_ms > 0 ? std::min(kFirstSliceMs, limits_.timeout_ms) : kFirstSliceMs;
     }
 
     void send_credit() {
