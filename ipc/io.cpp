@@ -169,10 +169,14 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
         ssize_t n;
         if (is_socket) {
             wait_within_cap(fd, POLLOUT, what);
-            struct msghdr mh {};
-            mh.msg_iov = iov;
-            mh.msg_iovlen = static_cast<std::size_t>(iovcnt);
-            n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+            if (iovcnt == 1) {  // send(2) copies no msghdr and iovec in from us
+                n = ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+            } else {
+                struct msghdr mh {};
+                mh.msg_iov = iov;
+                mh.msg_iovlen = static_cast<std::size_t>(iovcnt);
+                n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+            }
         } else {
             n = ::writev(fd, iov, iovcnt);
         }
