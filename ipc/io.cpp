@@ -169,14 +169,10 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
         ssize_t n;
         if (is_socket) {
             wait_within_cap(fd, POLLOUT, what);
-            if (iovcnt == 1) {  // send(2) copies no msghdr and iovec in from us
-                n = ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
-            } else {
-                struct msghdr mh {};
-                mh.msg_iov = iov;
-                mh.msg_iovlen = static_cast<std::size_t>(iovcnt);
-                n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
-            }
+            struct msghdr mh {};
+            mh.msg_iov = iov;
+            mh.msg_iovlen = static_cast<std::size_t>(iovcnt);
+            n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
         } else {
             n = ::writev(fd, iov, iovcnt);
         }
@@ -215,6 +211,21 @@ void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int tim
                const char* what) {
     struct iovec iov {const_cast<std::byte*>(bytes.data()), bytes.size()};
     write_all(fd, &iov, 1, is_socket, timeout_ms, what);
+}
+
+void send_whole(int fd, std::span<const std::byte> bytes, const char* what) {
+    for (;;) {
+        if (stop_requested()) throw Interrupted();
+        wait_within_cap(fd, POLLOUT, what);
+        if (::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) >= 0) return;
+        if (errno == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) throw TimeoutError(std::string("timed out writing ") + what);
+        if (errno == EPIPE || errno == ECONNRESET) throw PeerGone(std::string("peer closed while writing ") + what);
+        throw_errno(std::string("send ") + what);
+    }
 }
 
 void set_nonblocking(int fd, bool on) {

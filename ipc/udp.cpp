@@ -84,18 +84,18 @@ constexpr std::size_t kCopyPiece = 1024;
 
 // One datagram on a connected socket: header and piece in one system call.
 void send_datagram(int fd, const DatagramHeader& h, std::span<const std::byte> piece, int timeout_ms) {
-    struct Small {
-        DatagramHeaderBytes header;
-        std::array<std::byte, kCopyPiece> piece;
-    } out;
-    static_assert(sizeof(Small) == kDatagramHeaderSize + kCopyPiece, "header and piece contiguous");
-    out.header = encode_datagram_header(h);
-    bool copy = piece.size() <= kCopyPiece;
-    if (copy && !piece.empty()) std::memcpy(out.piece.data(), piece.data(), piece.size());
-    struct iovec iov[2] = {{out.header.data(), kDatagramHeaderSize + (copy ? piece.size() : 0)},
-                           {const_cast<std::byte*>(piece.data()), piece.size()}};
+    DatagramHeaderBytes header = encode_datagram_header(h);
     try {
-        write_all(fd, iov, copy ? 1 : 2, true, timeout_ms, "udp datagram");
+        if (piece.size() <= kCopyPiece) {
+            std::array<std::byte, kDatagramHeaderSize + kCopyPiece> out;
+            std::memcpy(out.data(), header.data(), kDatagramHeaderSize);
+            if (!piece.empty()) std::memcpy(out.data() + kDatagramHeaderSize, piece.data(), piece.size());
+            send_whole(fd, {out.data(), kDatagramHeaderSize + piece.size()}, "udp datagram");
+            return;
+        }
+        struct iovec iov[2] = {{header.data(), kDatagramHeaderSize},
+                               {const_cast<std::byte*>(piece.data()), piece.size()}};
+        write_all(fd, iov, 2, true, timeout_ms, "udp datagram");
     } catch (const SystemError& e) {
         rethrow_refused(e, "sending a datagram");
     }
