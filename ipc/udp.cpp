@@ -101,11 +101,24 @@ void send_datagram(int fd, const DatagramHeader& h, std::span<const std::byte> p
     }
 }
 
-// One datagram from a connected socket into buf; its length. Times out by SO_RCVTIMEO.
+// A datagram already queued on fd, without waiting; 0 when there is none.
+std::size_t queued_datagram(int fd, PageBuffer& buf) {
+    for (;;) {
+        ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno != EINTR) return 0;
+    }
+}
+
+// One datagram from a connected socket into buf; its length. Times out by
+// SO_RCVTIMEO. A port-unreachable is reported ahead of the datagrams queued
+// before it: what the peer sent before it closed (a refusal) comes first.
 std::size_t receive_datagram(int fd, PageBuffer& buf) {
     try {
         return read_some(fd, buf.data(), buf.size(), "udp datagram");
     } catch (const SystemError& e) {
+        if (e.code().value() == ECONNREFUSED)
+            if (std::size_t n = queued_datagram(fd, buf)) return n;
         rethrow_refused(e, "waiting for a datagram");
     }
 }
@@ -164,7 +177,14 @@ public:
             }
             h.dgram = window_.sent_count() + 1;
             h.ack = assembler_.received();
-            send_datagram(fd_.get(), h, piece, limits_.timeout_ms);
+            try {
+                send_datagram(fd_.get(), h, piece, limits_.timeout_ms);
+            } catch (const PeerGone&) {
+                // The peer closed; if it answered first (a refusal), receive() has that.
+                if (!answered_early()) throw;
+                send_aborted_ = true;
+                return;
+            }
             window_.sent(h.dgram, len);
             owed_ = 0;  // the ack went with it
         }
@@ -209,6 +229,17 @@ private:
         std::size_t n = wait_datagram();
         if (take({buf_.data(), n}).kind == DatagramKind::credit) return true;
         held_ = n;
+        return false;
+    }
+
+    // After a send found the peer's port closed: whether it left a data or
+    // end datagram queued for us (kept for receive()).
+    bool answered_early() {
+        while (std::size_t n = queued_datagram(fd_.get(), buf_)) {
+            if (take({buf_.data(), n}).kind == DatagramKind::credit) continue;
+            held_ = n;
+            return true;
+        }
         return false;
     }
 

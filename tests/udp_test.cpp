@@ -394,6 +394,31 @@ TEST_F(UdpServer, AClientThatVanishesMidMessageEndsItsSession) {
     still_serving();
 }
 
+// The server refuses a message at its first datagram and closes while the
+// client is still sending the rest: whether the client then finds the
+// refusal waiting for credit or finds the port closed (ICMP) first, it
+// gets the refusal, not a bare "peer gone".
+TEST(UdpRefusal, ReachesAClientStillSending) {
+    ServerOptions o = echo_server();
+    o.limits.max_message = 1000;
+    ServerProcess server(endpoint_for("udp", fresh_name("udp-refusal")), o);
+    auto payload = pattern(4u << 20);
+    for (int i = 0; i < 5; ++i) {
+        auto ch = connect(server.client_endpoint(), client_limits());
+        Message reply;
+        try {
+            ch->send(FrameType::data, payload);
+            ASSERT_TRUE(ch->receive(reply)) << i;
+        } catch (const std::exception& e) {
+            FAIL() << i << ": " << e.what();
+        }
+        EXPECT_EQ(reply.type, FrameType::error) << i;
+        std::string why(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size());
+        EXPECT_NE(why.find("exceeds the receiver's limit of 1000 bytes"), std::string::npos) << why;
+    }
+    EXPECT_EQ(server.stop(SIGTERM), 0);
+}
+
 // A one-way stream as ipc-bench's Stream runs it: many messages, no
 // replies, then an empty one the sink acknowledges. Without flow control
 // the receiver's socket buffer overflows and a datagram is lost, which the
