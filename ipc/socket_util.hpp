@@ -1,5 +1,6 @@
-// Socket helpers shared by the TCP and UNIX-domain transports: checked
-// creation, bounded connect, and the listener that both use.
+// Socket helpers shared by the TCP, UDP and UNIX-domain transports: checked
+// creation, name resolution and binding, bounded connect, and the stream
+// listener that TCP and UNIX use.
 #pragma once
 
 #include <netdb.h>
