@@ -177,6 +177,76 @@ private:
     Fd read_, write_;  // write_ empty: a socket, both ways on read_
 };
 
+// ---- UDP -------------------------------------------------------------------
+
+// The largest UDP payload over IPv4: a message above it goes as several datagrams.
+constexpr std::size_t kUdpMaxDatagram = 65507;
+
+// A UDP socket on 127.0.0.1 and a kernel-chosen port; its address in addr.
+Fd udp_socket(sockaddr_in& addr) {
+    Fd fd(check(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket"));
+    addr = {};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    check(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind");
+    socklen_t len = sizeof addr;
+    check(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len), "getsockname");
+    return fd;
+}
+
+void udp_send(int fd, const void* p, std::size_t n) {
+    while (::send(fd, p, n, 0) < 0) {
+        if (errno != EINTR) throw_errno("send");
+        on_interrupt();
+    }
+}
+
+// One datagram into p (at most cap bytes); its length.
+std::size_t udp_recv(int fd, void* p, std::size_t cap) {
+    for (;;) {
+        ssize_t r = ::recv(fd, p, cap, 0);
+        if (r >= 0) return static_cast<std::size_t>(r);
+        if (errno == EAGAIN || errno == EWOULDBLOCK) throw PeerGone("baseline udp echo lost (no datagram in 10 s)");
+        if (errno != EINTR) throw_errno("recv");
+        on_interrupt();
+    }
+}
+
+// Two connected UDP sockets; the child echoes each datagram as it comes.
+// A message above one datagram goes a datagram at a time, each waiting for
+// its echo (stop and wait): the plainest way that cannot overflow a
+// receive buffer and lose one.
+class UdpPingPong : public RawPingPong {
+public:
+    UdpPingPong(std::size_t size, int cpu) : RawPingPong(size, size) {
+        sockaddr_in c_addr{}, s_addr{};
+        client_ = udp_socket(c_addr);
+        Fd server = udp_socket(s_addr);
+        check(::connect(client_.get(), reinterpret_cast<sockaddr*>(&s_addr), sizeof s_addr), "connect");
+        check(::connect(server.get(), reinterpret_cast<sockaddr*>(&c_addr), sizeof c_addr), "connect");
+        struct timeval tv {10, 0};  // a lost datagram fails the run instead of hanging it
+        check(::setsockopt(client_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), "setsockopt(SO_RCVTIMEO)");
+        int s = server.get();
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            client_.reset();
+            PageBuffer buf(kUdpMaxDatagram);
+            for (;;) udp_send(s, buf.data(), udp_recv(s, buf.data(), kUdpMaxDatagram));
+        }));
+    }
+    void round_trip(std::span<const std::byte> q) override {
+        std::size_t at = 0;
+        do {
+            std::size_t n = std::min(kUdpMaxDatagram, size_ - at);
+            udp_send(client_.get(), q.data() + at, n);
+            if (udp_recv(client_.get(), reply_.data() + at, n + 1) != n) throw ProtocolError("baseline udp echo of another size");
+            at += n;
+        } while (at < size_);
+    }
+
+private:
+    Fd client_;
+};
+
 // ---- POSIX message queues -------------------------------------------------
 
 class Mq {
@@ -712,6 +782,7 @@ std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& t, std::siz
         return std::make_unique<StreamPingPong>(size, cpu, std::move(to_client_r), std::move(to_server_w),
                                                 std::move(to_server_r), std::move(to_client_w));
     }
+    if (t == "udp") return std::make_unique<UdpPingPong>(size, cpu);
     if (t == "posix-mq") return std::make_unique<PosixMqPingPong>(size, cpu);
     if (t == "sysv-mq") return std::make_unique<SysvMqPingPong>(size, cpu);
     if (t == "shm") return std::make_unique<ShmSemPingPong>(size, cpu);

@@ -43,7 +43,7 @@ std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, in
 // The same with the echo server at `ep`, run by process `server` (-1: on another host).
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server);
 // The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
-// shm, shm-spin); throws std::invalid_argument for any other name.
+// shm, shm-spin, udp); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
                                                   int server_cpu);
 

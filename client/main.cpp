@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
     double timeout = 30;
     int port = -1;
 
-    app.add_option("HOST", ep.host, "Server host name or address (tcp)");
-    app.add_option("PORT", port, "Server TCP port")->check(CLI::Range(1, 65535));
+    app.add_option("HOST", ep.host, "Server host name or address (" + host_port_transports() + ")");
+    app.add_option("PORT", port, "Server port (" + host_port_transports() + ")")->check(CLI::Range(1, 65535));
     app.add_option("-t,--transport", ep.transport, transport_choices())
         ->check(CLI::IsMember(transport_names()))
         ->capture_default_str();

@@ -213,6 +213,21 @@ void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int tim
     write_all(fd, &iov, 1, is_socket, timeout_ms, what);
 }
 
+void send_whole(int fd, std::span<const std::byte> bytes, const char* what) {
+    for (;;) {
+        if (stop_requested()) throw Interrupted();
+        wait_within_cap(fd, POLLOUT, what);
+        if (::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) >= 0) return;
+        if (errno == EINTR) {
+            on_eintr();
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) throw TimeoutError(std::string("timed out writing ") + what);
+        if (errno == EPIPE || errno == ECONNRESET) throw PeerGone(std::string("peer closed while writing ") + what);
+        throw_errno(std::string("send ") + what);
+    }
+}
+
 void set_nonblocking(int fd, bool on) {
     int flags = check(::fcntl(fd, F_GETFL), "fcntl(F_GETFL)");
     flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);

@@ -80,6 +80,12 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
 void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
                const char* what);
 
+// One send(2) on a connected datagram socket: a datagram goes whole or not
+// at all, so there is no short write to continue. EINTR retried, SO_SNDTIMEO's
+// EAGAIN a TimeoutError. (send(2), not sendmsg(2): no msghdr and iovec for
+// the kernel to import, which showed in the udp round trip.)
+void send_whole(int fd, std::span<const std::byte> bytes, const char* what);
+
 void set_nonblocking(int fd, bool on);
 void set_socket_timeouts(int fd, int timeout_ms);
 

@@ -1,10 +1,13 @@
 #include "ipc/socket_util.hpp"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/un.h>
+
+#include <cstring>
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
@@ -16,6 +19,79 @@ Fd new_socket(int domain, int type) {
     Fd fd(::socket(domain, type | SOCK_CLOEXEC, 0));
     if (!fd) throw_errno("socket");
     return fd;
+}
+
+AddrInfo::~AddrInfo() {
+    if (head) ::freeaddrinfo(head);
+}
+
+void resolve(AddrInfo& out, const std::string& host, const std::string& port, int socktype, bool passive) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = socktype;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &out.head);
+    if (rc != 0)
+        throw std::runtime_error("cannot resolve " + (host.empty() ? std::string("*") : host) + " port " + port +
+                                 ": " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc)));
+}
+
+namespace {
+
+Fd bind_to(const sockaddr* sa, socklen_t len, int socktype, bool dual_stack) {
+    Fd fd = new_socket(sa->sa_family, socktype);
+    int one = 1, zero = 0;
+    if (socktype == SOCK_STREAM)
+        check(::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), "setsockopt(SO_REUSEADDR)");
+    if (sa->sa_family == AF_INET6)
+        check(::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, dual_stack ? &zero : &one, sizeof one),
+              "setsockopt(IPV6_V6ONLY)");
+    if (::bind(fd.get(), sa, len) != 0) throw_errno("bind " + sockaddr_to_string(sa, len));
+    return fd;
+}
+
+}  // namespace
+
+Fd bind_host_port(const std::string& host, const std::string& port, int socktype) {
+    if (host.empty()) {
+        try {
+            AddrInfo ai;
+            resolve(ai, "::", port, socktype, true);
+            return bind_to(ai.head->ai_addr, ai.head->ai_addrlen, socktype, true);
+        } catch (const SystemError& e) {
+            if (e.code().value() == EADDRINUSE || e.code().value() == EACCES) throw;
+            AddrInfo ai;
+            resolve(ai, "0.0.0.0", port, socktype, true);
+            return bind_to(ai.head->ai_addr, ai.head->ai_addrlen, socktype, false);
+        }
+    }
+    AddrInfo ai;
+    resolve(ai, host, port, socktype, true);
+    std::exception_ptr last;
+    for (addrinfo* a = ai.head; a; a = a->ai_next) {
+        try {
+            return bind_to(a->ai_addr, a->ai_addrlen, socktype, false);
+        } catch (const SystemError&) {
+            last = std::current_exception();
+        }
+    }
+    std::rethrow_exception(last);
+}
+
+std::string socket_port(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    check(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len), "getsockname");
+    if (ss.ss_family == AF_INET) return std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port));
+    if (ss.ss_family == AF_INET6) return std::to_string(ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port));
+    return "";  // a UNIX socket has a path, not a port
+}
+
+std::string bound_address(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    check(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len), "getsockname");
+    return sockaddr_to_string(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
 std::string sockaddr_to_string(const struct sockaddr* sa, socklen_t len) {
@@ -82,14 +158,7 @@ std::unique_ptr<PendingSession> adopt_socket_session(Fd fd, std::string peer) {
     return std::make_unique<SocketPending>(std::move(fd), std::move(peer));
 }
 
-std::string SocketListener::bound_port() const {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    check(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len), "getsockname");
-    if (ss.ss_family == AF_INET) return std::to_string(ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port));
-    if (ss.ss_family == AF_INET6) return std::to_string(ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port));
-    return "";  // a UNIX socket has a path, not a port
-}
+std::string SocketListener::bound_port() const { return socket_port(fd_.get()); }
 
 SocketListener::SocketListener(Fd fd, std::string description, std::optional<InstanceLock> lock,
                                OwnedPath path)
@@ -102,14 +171,18 @@ SocketListener::SocketListener(Fd fd, std::string description, std::optional<Ins
     set_nonblocking(fd_.get(), true);
 }
 
-std::unique_ptr<PendingSession> SocketListener::accept(int wake_fd) {
-    struct pollfd p[2] = {{fd_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+bool wait_listener(int fd, int wake_fd, const char* what) {
+    struct pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
     int n = ::poll(p, wake_fd >= 0 ? 2 : 1, -1);
     if (n < 0) {
-        if (errno == EINTR) return nullptr;
-        throw_errno("poll listener");
+        if (errno == EINTR) return false;
+        throw_errno(std::string("poll ") + what);
     }
-    if (!(p[0].revents & POLLIN)) return nullptr;
+    return (p[0].revents & POLLIN) != 0;
+}
+
+std::unique_ptr<PendingSession> SocketListener::accept(int wake_fd) {
+    if (!wait_listener(fd_.get(), wake_fd, "listener")) return nullptr;
     return accept_ready();
 }
 

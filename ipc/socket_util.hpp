@@ -1,7 +1,9 @@
-// Socket helpers shared by the TCP and UNIX-domain transports: checked
-// creation, bounded connect, and the listener that both use.
+// Socket helpers shared by the TCP, UDP and UNIX-domain transports: checked
+// creation, name resolution and binding, bounded connect, and the stream
+// listener that TCP and UNIX use.
 #pragma once
 
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <memory>
@@ -17,11 +19,40 @@ namespace ipclab {
 // socket(2) with SOCK_CLOEXEC; throws naming the call.
 Fd new_socket(int domain, int type);
 
+// getaddrinfo's list, freed by its one owner.
+struct AddrInfo {
+    addrinfo* head = nullptr;
+    AddrInfo() = default;
+    AddrInfo(const AddrInfo&) = delete;
+    AddrInfo& operator=(const AddrInfo&) = delete;
+    ~AddrInfo();
+};
+
+// Resolves host ("" = any) and port for sockets of `socktype` (SOCK_STREAM,
+// SOCK_DGRAM), IPv4 and IPv6; passive: addresses to bind. Throws naming both.
+void resolve(AddrInfo& out, const std::string& host, const std::string& port, int socktype, bool passive);
+
+// A socket of `socktype` bound to host and port: host "" is every
+// interface, through one dual-stack IPv6 socket (IPv4 where IPv6 is
+// disabled); otherwise the first of host's addresses that binds. Stream
+// sockets get SO_REUSEADDR (a restarted server binds at once); datagram
+// sockets do not (two UDP servers would share the port silently).
+Fd bind_host_port(const std::string& host, const std::string& port, int socktype);
+
+// The port a TCP or UDP socket is bound to, "" for other families.
+std::string socket_port(int fd);
+// The address a socket is bound to, as sockaddr_to_string writes it.
+std::string bound_address(int fd);
+
 std::string sockaddr_to_string(const struct sockaddr* sa, socklen_t len);
 
 // Connects fd within timeout_ms (<= 0: the kernel's own limit). Returns 0 or
 // the errno of the failure (ETIMEDOUT on timeout) so callers can try the next address.
 int connect_within(int fd, const struct sockaddr* sa, socklen_t len, int timeout_ms);
+
+// A listener's wait: true when fd is readable; false when wake_fd is
+// (-1: none) or a signal interrupted the wait.
+bool wait_listener(int fd, int wake_fd, const char* what);
 
 // A pending session over an accepted stream socket that came from another
 // process (server --accept-lock pass-fd), described as peer.

@@ -27,6 +27,9 @@ std::unique_ptr<Channel> connect_sysv_mq(const Endpoint& ep, const Limits& limit
 std::unique_ptr<Listener> listen_shm(const Endpoint& ep, const Limits& limits);
 std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits);
 
+std::unique_ptr<Listener> listen_udp(const Endpoint& ep, const Limits& limits);
+std::unique_ptr<Channel> connect_udp(const Endpoint& ep, const Limits& limits);
+
 // The bare connected sockets behind tcp's and unix's channels (line mode).
 Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms);
 Fd connect_unix_socket(const Endpoint& ep, int timeout_ms);

@@ -53,6 +53,11 @@ inline std::string wait_mode_transports() {
     return transport_names_where([](const TransportInfo& t) { return t.wait_modes; });
 }
 
+// The transports addressed by HOST PORT, for help texts ("tcp, udp").
+inline std::string host_port_transports() {
+    return transport_names_where([](const TransportInfo& t) { return t.host_port; });
+}
+
 // Why a prefork pool needs a shared rendezvous, naming the transports that have one.
 inline std::string shared_rendezvous_note() {
     return "its workers must each take whole sessions from one listener (" +

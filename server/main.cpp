@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     std::size_t max_message = kDefaultMaxMessage;
     std::string wait = "block";
 
-    app.add_option("PORT", port, "TCP port to listen on (tcp transport; 0 picks a free one)")
+    app.add_option("PORT", port, "Port to listen on (" + host_port_transports() + "; 0 picks a free one)")
         ->check(CLI::Range(0, 65535));
     app.add_option("-t,--transport", ep.transport, transport_choices())
         ->check(CLI::IsMember(transport_names()))
@@ -129,8 +129,6 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
         const TransportInfo& info = transport_info(ep.transport);
         if (!list && !cleanup) {  // maintenance commands take --transport and --name as filters
-            if (info.host_port && port < 0)
-                throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
             check_applies(app, info);
             // The names were checked by CLI11; the rules below read the design itself.
             const ServerModel m = named(kServerModels, model_name, model);
@@ -160,6 +158,9 @@ int main(int argc, char** argv) {
             if (m == ServerModel::prefork && !model_applies(m, info))
                 throw CLI::ValidationError("--model", "prefork does not apply to --transport " + ep.transport +
                                                           ": " + shared_rendezvous_note());
+            // Last: a design or flag that cannot apply is said before a missing PORT.
+            if (info.host_port && port < 0)
+                throw CLI::ValidationError("PORT", "is required for --transport " + ep.transport);
         }
         if (!info.host_port && port >= 0)
             throw CLI::ValidationError("PORT", "does not apply to --transport " + ep.transport + "; use --name");

@@ -40,10 +40,12 @@ inline const char* model_name(ServerModel m) {
 }
 
 // Whether a design can serve a transport's sessions: prefork needs a
-// rendezvous several processes can take whole sessions from; epoll needs a
+// rendezvous several processes can take whole sessions from (an accept
+// queue, a queue's hellos, udp's hello datagrams); epoll needs a
 // session that is one pollable descriptor (a stream socket: System V queues
-// and shared memory have no pollable wait, and a FIFO or POSIX-queue
-// session's rendezvous opens its objects with blocking calls).
+// and shared memory have no pollable wait, a FIFO or POSIX-queue
+// session's rendezvous opens its objects with blocking calls, and a udp
+// session is datagrams under a credit window the loop does not drive).
 inline bool model_applies(ServerModel m, const TransportInfo& t) {
     if (m == ServerModel::prefork) return t.shared_rendezvous;
     if (m == ServerModel::epoll) return t.connect_stream != nullptr;

@@ -112,8 +112,8 @@ private:
 };
 
 std::vector<std::string> expected_names() {
-    const std::vector<std::string> transports{"tcp",     "unix", "fifo",    "posix-mq",
-                                              "sysv-mq", "shm",  "shm-spin"};
+    const std::vector<std::string> transports{"tcp", "unix",     "fifo", "posix-mq",
+                                              "sysv-mq", "shm", "shm-spin", "udp"};
     std::vector<std::string> names;
     for (const auto& t : transports) {
         for (const char* size : {"64", "4096"}) {
@@ -126,7 +126,8 @@ std::vector<std::string> expected_names() {
         }
         names.push_back("Connect/" + t);
         names.push_back("Connect/" + t + "/iterative");
-        if (t == "tcp" || t == "unix" || t == "posix-mq" || t == "sysv-mq") names.push_back("Connect/" + t + "/prefork");
+        if (t == "tcp" || t == "unix" || t == "posix-mq" || t == "sysv-mq" || t == "udp")
+            names.push_back("Connect/" + t + "/prefork");
     }
     names.push_back("Baseline/connect-fork");
     names.push_back("Baseline/connect-fork-session");
@@ -146,7 +147,7 @@ double number(const std::map<std::string, std::string>& b, const std::string& ke
 // RLIMIT_MSGQUEUE holds (other ipclab processes on the machine share it) -
 // failed saying so, or that the connect waiting for that budget timed out.
 void check_load_benchmarks(const std::map<std::string, std::map<std::string, std::string>>& by_name) {
-    for (const char* t : {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin"}) {
+    for (const char* t : {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin", "udp"}) {
         for (int clients : {1, 2, 4, 8, 16, 64}) {
             std::string name = std::string("Concurrent/") + t + "/" + std::to_string(clients);
             SCOPED_TRACE(name);

@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace ipclab::test;
 
-const std::vector<std::string> kTransports = {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin"};
+const std::vector<std::string> kTransports = {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "udp", "shm-spin"};
 const std::vector<std::string> kQuickSizes = {"64", "4096"};
 const std::vector<std::string> kSizeMetrics = {"rtt_p50",           "rtt_p99",           "client_cpu_per_msg",
                                                "server_cpu_per_msg", "stream_throughput", "baseline_rtt_p50",

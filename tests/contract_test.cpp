@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "client/payload.hpp"
+#include "ipc/registry.hpp"
 #include "ipc/error.hpp"
 #include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
@@ -72,6 +73,8 @@ protected:
     }
 
     Endpoint client_ep() const { return server_->client_endpoint(); }
+    // Addressed by HOST PORT (tcp, udp) rather than by --name.
+    bool host_port() const { return transport_info(GetParam()).host_port; }
 
     std::unique_ptr<Channel> open_client() {
         Limits l;
@@ -280,7 +283,7 @@ TEST_P(Contract, RestartAfterAKilledServerReclaimsItsObjects) {
 }
 
 TEST_P(Contract, ListObjectsShowsStaleOnesAndCleanupRemovesThem) {
-    if (GetParam() == "tcp") GTEST_SKIP() << "tcp creates no named objects";
+    if (host_port()) GTEST_SKIP() << GetParam() << " creates no named objects";
     start(ReplyMode::echo);
     // --name keeps the test to its own objects: another user of this machine
     // may have stale ones of other names, which are not the test's to remove.
@@ -307,7 +310,7 @@ TEST_P(Contract, ListObjectsShowsStaleOnesAndCleanupRemovesThem) {
 }
 
 TEST_P(Contract, ASecondLiveServerIsRefused) {
-    if (GetParam() == "tcp") GTEST_SKIP() << "tcp: the port itself is the exclusive name";
+    if (host_port()) GTEST_SKIP() << GetParam() << ": the port itself is the exclusive name";
     start(ReplyMode::echo);
     ServerOptions o;
     try {
@@ -323,7 +326,7 @@ TEST_P(Contract, ASecondLiveServerIsRefused) {
 TEST_P(Contract, RealBinariesPrintTheSeedsLines) {
     std::vector<std::string> sargs{bin("server"), "--transport", GetParam()};
     std::vector<std::string> cargs{bin("client"), "--transport", GetParam(), "-m", "hello"};
-    if (GetParam() == "tcp") {
+    if (host_port()) {
         sargs.push_back("0");
     } else {
         sargs.insert(sargs.end(), {"--name", ep_.name});
@@ -332,7 +335,7 @@ TEST_P(Contract, RealBinariesPrintTheSeedsLines) {
     RunningProgram server(sargs);
     std::string port = server.listening_port();
     ASSERT_FALSE(port.empty()) << server.err();
-    if (GetParam() == "tcp") cargs.insert(cargs.end(), {"127.0.0.1", port});
+    if (host_port()) cargs.insert(cargs.end(), {"127.0.0.1", port});
     auto r = run_program(cargs);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, "I got your message\n");
@@ -342,7 +345,7 @@ TEST_P(Contract, RealBinariesPrintTheSeedsLines) {
 
 TEST_P(Contract, ClientWithoutAServerFailsClearly) {
     std::vector<std::string> cargs{bin("client"), "--transport", GetParam(), "-m", "x", "--timeout", "2"};
-    if (GetParam() == "tcp") {
+    if (host_port()) {
         cargs.insert(cargs.end(), {"127.0.0.1", "1"});
     } else {
         cargs.insert(cargs.end(), {"--name", ep_.name});
