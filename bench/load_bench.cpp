@@ -109,10 +109,12 @@ ClientOptions load_options(std::size_t clients, double seconds, double rate) {
     o.rate = rate;
     o.verify = true;  // every echo compared: a load that corrupts is no result
     o.stats = true;
-    // Bounds each reply and each session's wait for a budget others hold
-    // (posix-mq's queue budget: a gated session holds its queues until every
-    // session is open, so the wait cannot end early).
-    o.limits.timeout_ms = 3000;
+    // Bounds each reply and each session's wait to be taken: 64 sessions of
+    // a spinning transport opened under a sanitizer on 2 CPUs took over 3 s.
+    // A wait for a budget others hold (posix-mq's queues: a gated session
+    // holds them until every session is open, so the wait cannot end early)
+    // is paid once per process (see refusals()).
+    o.limits.timeout_ms = 10000;
     return o;
 }
 
