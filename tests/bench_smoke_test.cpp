@@ -146,9 +146,11 @@ double number(const std::map<std::string, std::string>& b, const std::string& ke
 // each ran with its counters, or - posix-mq beyond the sessions the per-user
 // RLIMIT_MSGQUEUE holds (other ipclab processes on the machine share it) -
 // failed saying so, or that the connect waiting for that budget timed out.
+// posix-mq with 16 and 64 sessions is left out of the run (see below).
 void check_load_benchmarks(const std::map<std::string, std::map<std::string, std::string>>& by_name) {
     for (const char* t : {"tcp", "unix", "fifo", "posix-mq", "sysv-mq", "shm", "shm-spin", "udp"}) {
         for (int clients : {1, 2, 4, 8, 16, 64}) {
+            if (std::string(t) == "posix-mq" && clients > 8) continue;
             std::string name = std::string("Concurrent/") + t + "/" + std::to_string(clients);
             SCOPED_TRACE(name);
             auto it = by_name.find(name);
@@ -201,7 +203,11 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
     const std::string dir = tmpl, json = dir + "/bench.json";
 
     auto before = ipc_object_snapshot();
+    // Not posix-mq with 16 or 64 sessions: they use up this user's
+    // RLIMIT_MSGQUEUE (about 13 sessions) for the session timeout, and the
+    // posix-mq tests running beside this one would find no budget left.
     ProgramResult r = run_program({exe, "--sizes=64,4096", "--benchmark_min_time=0.001", "--load-seconds=0.01",
+                                   "--benchmark_filter=-^Concurrent/posix-mq/(16|64)/",
                                    "--benchmark_out=" + json, "--benchmark_out_format=json"},
                                   "", 120000);
     EXPECT_EQ(r.exit_code, 0) << r.err;
