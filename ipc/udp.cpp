@@ -305,6 +305,15 @@ socklen_t address_length(const sockaddr_storage& ss) {
     return ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
 }
 
+// Fixes a datagram socket's peer (no handshake: it returns at once).
+void connect_to_peer(int fd, const sockaddr_storage& peer, socklen_t len, const char* what) {
+    const auto* sa = reinterpret_cast<const sockaddr*>(&peer);
+    while (::connect(fd, sa, len) != 0) {
+        if (errno != EINTR) throw_errno(std::string(what) + " " + sockaddr_to_string(sa, len));
+        on_eintr();
+    }
+}
+
 class UdpPending final : public PendingSession {
 public:
     UdpPending(sockaddr_storage local, sockaddr_storage peer, std::uint32_t session, std::uint32_t peer_window)
@@ -327,10 +336,7 @@ public:
         auto* sa = reinterpret_cast<const sockaddr*>(&local);
         if (::bind(fd.get(), sa, address_length(local)) != 0)
             throw_errno("bind " + sockaddr_to_string(sa, address_length(local)));
-        while (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&peer_), address_length(peer_)) != 0) {
-            if (errno != EINTR) throw_errno("connect udp session to " + peer());
-            on_eintr();
-        }
+        connect_to_peer(fd.get(), peer_, address_length(peer_), "connect udp session to");
         auto ch = std::make_unique<UdpChannel>(std::move(fd), session_, own_window, peer_window_, limits);
         ch->send_welcome();
         return ch;
@@ -499,10 +505,7 @@ std::unique_ptr<Channel> open_session(const addrinfo* a, const Limits& limits) {
             continue;
         }
         if (h.kind != DatagramKind::welcome || h.session != session) continue;
-        while (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&from), from_len) != 0) {
-            if (errno != EINTR) throw_errno("connect udp session");
-            on_eintr();
-        }
+        connect_to_peer(fd.get(), from, from_len, "connect udp session to");
         return std::make_unique<UdpChannel>(std::move(fd), session, own_window, h.total, limits);
     }
 }
