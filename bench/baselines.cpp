@@ -47,44 +47,6 @@ void on_interrupt() {
     if (interrupted()) throw Interrupted();
 }
 
-void writen(int fd, const void* p, std::size_t n) {
-    auto* c = static_cast<const char*>(p);
-    while (n > 0) {
-        ssize_t w = ::write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                on_interrupt();
-                continue;
-            }
-            throw_errno("write");
-        }
-        c += w;
-        n -= static_cast<std::size_t>(w);
-    }
-}
-
-// Reads exactly n bytes; false on EOF before the first one.
-bool readn(int fd, void* p, std::size_t n) {
-    auto* c = static_cast<char*>(p);
-    std::size_t got = 0;
-    while (got < n) {
-        ssize_t r = ::read(fd, c + got, n - got);
-        if (r < 0) {
-            if (errno == EINTR) {
-                on_interrupt();
-                continue;
-            }
-            throw_errno("read");
-        }
-        if (r == 0) {
-            if (got == 0) return false;
-            throw PeerGone("baseline peer closed mid-message");
-        }
-        got += static_cast<std::size_t>(r);
-    }
-    return true;
-}
-
 void set_nodelay(int fd) {
     int one = 1;
     check(::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");

@@ -337,6 +337,47 @@ void Meter::report(std::int64_t bytes_per_iteration, std::uint64_t messages) {
     }
 }
 
+void raw_io_failed(const char* call) {
+    if (errno == EINTR) {
+        if (interrupted()) throw Interrupted();
+        return;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) throw TimeoutError(std::string(call) + ": timed out");
+    if (errno == ECONNRESET || errno == EPIPE) throw PeerGone(std::string(call) + ": the peer closed");
+    throw_errno(call);
+}
+
+void writen(int fd, const void* p, std::size_t n) {
+    auto* c = static_cast<const char*>(p);
+    while (n > 0) {
+        ssize_t w = ::write(fd, c, n);
+        if (w < 0) {
+            raw_io_failed("write");
+            continue;
+        }
+        c += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+
+bool readn(int fd, void* p, std::size_t n) {
+    auto* c = static_cast<char*>(p);
+    std::size_t got = 0;
+    while (got < n) {
+        ssize_t r = ::read(fd, c + got, n - got);
+        if (r < 0) {
+            raw_io_failed("read");
+            continue;
+        }
+        if (r == 0) {
+            if (got == 0) return false;
+            throw PeerGone("baseline peer closed mid-message");
+        }
+        got += static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
 void put_percentiles(benchmark::State& state, const Histogram& ns, const std::string& prefix) {
     if (ns.count() == 0) return;
     auto put = [&](const char* name, std::uint64_t v) { state.counters[prefix + name] = static_cast<double>(v); };

@@ -178,6 +178,17 @@ void measure_exchanges(benchmark::State& state, pid_t peer, Exchange exchange,
 }
 
 
+// Plain blocking I/O for the raw baselines (UNP's writen/readn), one place
+// for how a raw call's failure reads: EINTR retried unless a stop was
+// requested (Interrupted), a socket timeout (EAGAIN) a TimeoutError, a
+// reset or closed peer PeerGone, anything else a SystemError naming `call`.
+// raw_io_failed is that rule for a call that returned -1: it returns only
+// for EINTR, when the caller retries.
+void raw_io_failed(const char* call);
+void writen(int fd, const void* p, std::size_t n);
+// Reads exactly n bytes; false on EOF before the first one (PeerGone after).
+bool readn(int fd, void* p, std::size_t n);
+
 // Reads a small /proc or /sys file (first line, trimmed); "" if unreadable.
 std::string read_first_line(const std::string& path);
 long read_long(const std::string& path, long fallback);

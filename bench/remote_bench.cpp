@@ -49,18 +49,6 @@ void drop_server_counters(benchmark::State& state) {
         it = it->first.find("server_") != std::string::npos ? state.counters.erase(it) : std::next(it);
 }
 
-void check_io(ssize_t n, const char* call) {
-    if (n >= 0) return;
-    if (errno == EINTR) {
-        if (interrupted()) throw Interrupted();
-        return;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        throw TimeoutError(std::string(call) + ": no answer from the remote server within 30 s");
-    if (errno == ECONNRESET || errno == EPIPE) throw PeerGone(std::string(call) + ": the remote server closed");
-    throw_errno(call);
-}
-
 // The floor: ipclab's wire bytes written with plain calls on a plain socket.
 class RawRemotePingPong : public PingPong {
 public:
@@ -69,7 +57,7 @@ public:
         check(::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), "setsockopt(SO_RCVTIMEO)");
         check(::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), "setsockopt(SO_SNDTIMEO)");
         auto opening = opening_bytes(SessionReply::echo);
-        write_all(opening.data(), opening.size());
+        writen(fd_.get(), opening.data(), opening.size());
         header_ = encode_header(FrameType::data, size);
         reply_.resize(kFrameHeaderSize + size);
     }
@@ -80,8 +68,10 @@ public:
         int first = 0;
         for (std::size_t left = header_.size() + request.size(); left > 0;) {
             ssize_t n = ::writev(fd_.get(), iov + first, 2 - first);
-            check_io(n, "writev");
-            if (n <= 0) continue;
+            if (n < 0) {
+                raw_io_failed("writev");
+                continue;
+            }
             left -= static_cast<std::size_t>(n);
             for (auto done = static_cast<std::size_t>(n); done > 0 && first < 2;) {
                 std::size_t take = std::min(done, iov[first].iov_len);
@@ -91,12 +81,7 @@ public:
                 if (iov[first].iov_len == 0) ++first;
             }
         }
-        for (std::size_t got = 0; got < reply_.size();) {
-            ssize_t n = ::read(fd_.get(), reply_.data() + got, reply_.size() - got);
-            check_io(n, "read");
-            if (n == 0) throw PeerGone("the remote server closed mid-reply");
-            if (n > 0) got += static_cast<std::size_t>(n);
-        }
+        if (!readn(fd_.get(), reply_.data(), reply_.size())) throw PeerGone("the remote server closed mid-reply");
     }
     bool echoed(std::span<const std::byte> request) const override {
         return std::equal(header_.begin(), header_.end(), reply_.begin()) &&
@@ -105,17 +90,6 @@ public:
     pid_t server() const override { return -1; }
 
 private:
-    void write_all(const std::byte* p, std::size_t n) {
-        while (n > 0) {
-            ssize_t w = ::send(fd_.get(), p, n, MSG_NOSIGNAL);
-            check_io(w, "send");
-            if (w > 0) {
-                p += w;
-                n -= static_cast<std::size_t>(w);
-            }
-        }
-    }
-
     Fd fd_;
     HeaderBytes header_{};
     std::vector<std::byte> reply_;
