@@ -67,7 +67,11 @@ struct LoadTotals {
     SessionTotals sessions;
     double seconds = 0;
     std::uint64_t client_cpu = 0, server_cpu = 0, steal = 0, client_sleeps = 0, server_sleeps = 0;
-    std::vector<double> last_rates;  // the last run's sessions' rates (fairness)
+    // The last run's sessions' own rates (fairness): the end of sessions.session_rates.
+    std::vector<double> last_rates(std::size_t sessions_per_run) const {
+        const auto& all = sessions.session_rates;
+        return {all.end() - static_cast<std::ptrdiff_t>(std::min(sessions_per_run, all.size())), all.end()};
+    }
 };
 
 // Runs options.clients sessions through the gate once and adds them to
@@ -84,12 +88,11 @@ std::string run_gated(const Endpoint& ep, const ClientOptions& options, pid_t se
     const auto& a = marks.open();
     const auto& b = marks.done();
     if (!(a.taken && b.taken)) return "the CPU counters in /proc could not be read";
-    SessionTotals run;
-    for (const auto& r : results) run.add(r);
+    std::uint64_t round_trips = 0;
+    for (const auto& r : results) round_trips += r.round_trips;
     double seconds = std::chrono::duration<double>(b.at - a.at).count();
-    if (run.round_trips == 0 || seconds <= 0) return "no round trip completed";
+    if (round_trips == 0 || seconds <= 0) return "no round trip completed";
     for (const auto& r : results) total.sessions.add(r);
-    total.last_rates = run.session_rates;
     auto diff = [](std::uint64_t x, std::uint64_t y) { return y > x ? y - x : 0; };
     total.seconds += seconds;
     total.client_cpu += diff(a.client_cpu, b.client_cpu);
@@ -195,7 +198,7 @@ void concurrent(benchmark::State& state, const std::string& transport, int clien
             if (is_resource_limit(failure)) refusals()[transport] = Refusal{clients, failure};
             return;
         }
-        state.counters["fairness"] = jain_index(total.last_rates);
+        state.counters["fairness"] = jain_index(total.last_rates(static_cast<std::size_t>(clients)));
         state.counters["clients"] = clients;
     } catch (const std::exception& e) {
         fail(state, e.what());
