@@ -439,6 +439,29 @@ def diff(old_rows, new_rows, markdown=False):
     return "\n".join(out)
 
 
+def agreement(old_rows, new_rows):
+    """Whether two runs agree within the bounds stats.agreement states, and
+    whether every figure that moved more was flagged unstable. Returns text."""
+    def table(rows):
+        return {(t, s, m): (f["value"], f["stable"]) for t, s, m, _, f in rows}
+    a = stats.agreement(table(old_rows), table(new_rows))
+    out = []
+    for kind, what in (("figures", f"round-trip p50 and stream figures within ±{stats.AGREE_REL:.0%}"),
+                       ("ratios", f"ipclab/raw ratios within ±{stats.AGREE_ABS_RATIO:.2f}")):
+        if a[kind]:
+            out.append(f"Run-to-run agreement: {a[kind + '_agree']} of {a[kind]} {what} "
+                       f"({a[kind + '_agree'] / a[kind]:.0%}).")
+    unflagged = [m for m in a["movers"] if not m[3]]
+    for (t, s, metric), x, y, flagged in a["movers"]:
+        size = human_size(s) if s != "" else ""
+        change = f"{y - x:+.3g}" if metric in stats.AGREE_RATIOS else f"{y / x - 1:+.0%}"
+        out.append(f"- moved: {t} {size} {metric} {fmt(x)} -> {fmt(y)} ({change}), "
+                   + ("flagged unstable" if flagged else "NOT flagged unstable in either run"))
+    if a["movers"]:
+        out.append(f"{len(unflagged)} of {len(a['movers'])} moving figure(s) were not flagged unstable in either run.")
+    return "\n".join(out)
+
+
 def _rank(rows, transports, s, metric, higher_better):
     """(best transport, its figure, tied transports) for one column, or None."""
     figs = [(t, find(rows, t, s, metric)) for t in transports]

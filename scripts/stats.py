@@ -77,6 +77,42 @@ def is_stable(value, low, high, disturbed_share=0.0, ratio=False):
     return half <= bound and disturbed_share <= MAX_DISTURBED_SHARE
 
 
+# Two runs of the same build agree on a figure when it moved by at most this
+# share (round-trip p50s and stream throughputs) ...
+AGREE_REL = 0.10
+# ... or, for an ipclab/raw ratio, by at most this amount. A figure that moves
+# more must have been flagged unstable in at least one of the two runs: the
+# report may not present as settled a figure that the next run contradicts.
+AGREE_ABS_RATIO = 0.10
+AGREE_METRICS = ("rtt_p50", "stream_throughput")
+AGREE_RATIOS = ("rtt_ratio",)
+
+
+def agreement(old, new):
+    """How two runs agree. old and new map a key to (value, stable) for the
+    figures the rule covers (AGREE_METRICS and AGREE_RATIOS by metric, the
+    key's last element). Returns dict(figures, figures_agree, ratios,
+    ratios_agree, movers): movers lists (key, old value, new value, flagged)
+    for every figure outside its bound, flagged when either run marked it
+    unstable."""
+    out = {"figures": 0, "figures_agree": 0, "ratios": 0, "ratios_agree": 0, "movers": []}
+    for key in sorted(set(old) & set(new), key=str):
+        metric = key[-1]
+        (a, a_stable), (b, b_stable) = old[key], new[key]
+        if metric in AGREE_RATIOS:
+            kind, agrees = "ratios", abs(b - a) <= AGREE_ABS_RATIO
+        elif metric in AGREE_METRICS:
+            kind, agrees = "figures", a > 0 and abs(b / a - 1) <= AGREE_REL
+        else:
+            continue
+        out[kind] += 1
+        if agrees:
+            out[kind + "_agree"] += 1
+        else:
+            out["movers"].append((key, a, b, not (a_stable and b_stable)))
+    return out
+
+
 def _ranks(values):
     """Mid-ranks (1-based) of values, ties sharing the mean of their ranks."""
     order = sorted(range(len(values)), key=lambda i: values[i])

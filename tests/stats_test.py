@@ -144,5 +144,39 @@ class Figures(unittest.TestCase):
         self.assertEqual(report.best_marks([a, {"value": 11.5, "low": 10.5, "high": 12}], False), {0: "=", 1: "="})
 
 
+class Agreement(unittest.TestCase):
+    """#11's criterion for two runs: p50s and throughputs within ±10%, ratios
+    within ±0.10, and every mover flagged unstable in one of the runs."""
+
+    def test_counts_figures_and_ratios_against_their_own_bounds(self):
+        old = {("tcp", 64, "rtt_p50"): (10.0, True), ("tcp", 64, "stream_throughput"): (100.0, True),
+               ("tcp", 64, "rtt_ratio"): (1.20, True), ("tcp", 64, "rtt_p99"): (50.0, True)}
+        new = {("tcp", 64, "rtt_p50"): (10.9, True),            # +9%: agrees
+               ("tcp", 64, "stream_throughput"): (88.0, False),  # -12%: moves, flagged in the new run
+               ("tcp", 64, "rtt_ratio"): (1.35, True),           # +0.15: moves, flagged in neither
+               ("tcp", 64, "rtt_p99"): (500.0, True)}            # not a figure the rule covers
+        a = stats.agreement(old, new)
+        self.assertEqual((a["figures"], a["figures_agree"], a["ratios"], a["ratios_agree"]), (2, 1, 1, 0))
+        moved = {m[0][2]: m[3] for m in a["movers"]}
+        self.assertEqual(moved, {"stream_throughput": True, "rtt_ratio": False})
+
+    def test_a_ratio_is_judged_in_absolute_terms(self):
+        # 0.50 -> 0.59 is +18% but only +0.09: it agrees; 2.0 -> 2.15 is +7.5% but +0.15: it moves.
+        a = stats.agreement({("x", 1, "rtt_ratio"): (0.50, True), ("y", 1, "rtt_ratio"): (2.0, True)},
+                            {("x", 1, "rtt_ratio"): (0.59, True), ("y", 1, "rtt_ratio"): (2.15, True)})
+        self.assertEqual(a["ratios_agree"], 1)
+        self.assertEqual([m[0][0] for m in a["movers"]], ["y"])
+
+    def test_the_report_names_unflagged_movers(self):
+        before = benchjson.figures(fake_reps([10, 10.2, 9.9, 10.1, 10, 10.05, 9.95, 10.1, 9.9]), ["tcp"], [64])
+        after = benchjson.figures(fake_reps([12, 12.2, 11.9, 12.1, 12, 12.05, 11.95, 12.1, 11.9]), ["tcp"], [64])
+        text = report.agreement(before, after)
+        self.assertIn("0 of 1 round-trip p50 and stream figures within ±10%", text)
+        self.assertIn("0 of 1 ipclab/raw ratios within ±0.10", text)  # 1.00 -> 1.20
+        self.assertIn("NOT flagged unstable", text)
+        self.assertIn("2 of 2 moving figure(s) were not flagged", text)
+        self.assertNotIn("moved", report.agreement(before, before))
+
+
 if __name__ == "__main__":
     unittest.main()
