@@ -129,7 +129,7 @@ void connect_once(benchmark::State& state, const std::string& transport, int ser
 // followed by an empty message, whose ack proves everything arrived.
 void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::size_t size) {
     auto channel = connect(ep, client_limits());
-    std::vector<std::byte> payload;
+    Bytes payload;
     fill_payload(payload, 0, size);
     Message reply;
     const std::span<const std::byte> sync{};
@@ -166,7 +166,7 @@ void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::s
 // Per iteration: open a session (a fork-per-session server forks a child for
 // it), one exchange, close.
 void connect_to(benchmark::State& state, const Endpoint& ep, pid_t server) {
-    std::vector<std::byte> payload;
+    Bytes payload;
     fill_payload(payload, 1, 64);
     Message reply;
     auto exchange = [&]() {

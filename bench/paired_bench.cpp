@@ -40,7 +40,7 @@ std::uint64_t thread_cpu_ns() {
 // sleeping server pays its wake-up there, on both sides alike), then n round
 // trips, each timed; the last one's echo checked untimed. Returns the
 // slice's median.
-double run_slice(Side& side, const SchedStat& self, std::vector<std::byte>& payload, std::uint64_t& seq,
+double run_slice(Side& side, const SchedStat& self, Bytes& payload, std::uint64_t& seq,
                  std::uint64_t n) {
     side.p.resume();
     side.p.round_trip(payload);
@@ -76,7 +76,7 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
     try {
         auto ours = make_ours();
         auto raw = make_raw();
-        std::vector<std::byte> payload;
+        Bytes payload;
         std::uint64_t t_ours = warm_up(*ours, payload, size);
         std::uint64_t t_raw = warm_up(*raw, payload, size);
         raw->pause();

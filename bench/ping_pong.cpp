@@ -20,7 +20,7 @@ std::string PingPong::mismatch(std::span<const std::byte> request) const {
     return "the echo differs from the " + std::to_string(request.size()) + "-byte request";
 }
 
-std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size) {
+std::uint64_t warm_up(PingPong& p, Bytes& payload, std::size_t size) {
     std::vector<std::uint64_t> t;
     for (int i = 0; i < kWarmupMessages; ++i) {
         fill_payload(payload, static_cast<std::uint64_t>(i), size);
@@ -34,7 +34,7 @@ std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t 
 }
 
 void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size) {
-    std::vector<std::byte> payload;
+    Bytes payload;
     warm_up(p, payload, size);
     Meter meter(state, p.server());
     p.mark_start();

@@ -49,7 +49,7 @@ std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, 
 
 // kWarmupMessages checked round trips (fresh patterns); returns their median
 // time, ns. Throws ProtocolError when an echo differs.
-std::uint64_t warm_up(PingPong& p, std::vector<std::byte>& payload, std::size_t size);
+std::uint64_t warm_up(PingPong& p, Bytes& payload, std::size_t size);
 
 // Warm-up, then one sample per round trip while the state runs; every 64th
 // message, the first and the last get a fresh pattern and a byte-exact check

@@ -47,7 +47,7 @@ void sessions(benchmark::State& state, const std::string& transport, ServerModel
     try {
         BenchServer& server = server_for(transport, ReplyMode::ack, cpu, model);
         const Endpoint& ep = server.client_endpoint();
-        std::vector<std::byte> payload;
+        Bytes payload;
         fill_payload(payload, 1, 64);
         std::vector<ClientRound> rounds(static_cast<std::size_t>(clients));
         Meter meter(state, server.pid(), true);

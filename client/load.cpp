@@ -57,10 +57,10 @@ void run_one(const Endpoint& ep, const ClientOptions& options, const SessionPlan
         if (options.rate > 0) check(::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL), "prctl(PR_SET_TIMERSLACK)");
         auto channel = open_session(ep, options.limits);
         tell();
-        std::vector<std::byte> payload;
+        Bytes payload;
         if (!options.size && options.message) {
             auto text = as_bytes(*options.message);
-            payload.assign(text.begin(), text.end());
+            assign_bytes(payload, text);
         }
         Message reply;
         if (gate) {

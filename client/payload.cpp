@@ -7,7 +7,7 @@
 
 namespace ipclab {
 
-void fill_payload(std::vector<std::byte>& out, std::uint64_t seq, std::size_t size) {
+void fill_payload(Bytes& out, std::uint64_t seq, std::size_t size) {
     out.resize(size);
     auto mix = static_cast<std::uint8_t>(seq * 131u + 17u);
     for (std::size_t i = 0; i < size; ++i)

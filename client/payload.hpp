@@ -8,9 +8,11 @@
 #include <span>
 #include <vector>
 
+#include "ipc/page_buffer.hpp"
+
 namespace ipclab {
 
-void fill_payload(std::vector<std::byte>& out, std::uint64_t seq, std::size_t size);
+void fill_payload(Bytes& out, std::uint64_t seq, std::size_t size);
 
 // Returns the offset of the first differing byte, or nothing when equal.
 std::optional<std::size_t> first_difference(std::span<const std::byte> a,

@@ -192,7 +192,7 @@ void sleep_until(Clock::time_point t) {
 }  // namespace
 
 void drive_session(Channel& channel, const ClientOptions& options, const SessionPlan& plan,
-                   std::vector<std::byte>& payload, Message& reply, SessionResult& r) {
+                   Bytes& payload, Message& reply, SessionResult& r) {
     const bool open_loop = options.rate > 0;
     const std::uint64_t clients = plan.clients;
     const Clock::time_point opened = Clock::now();
@@ -282,10 +282,10 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
     if (options.clients > 1 || options.rate > 0) return run_load(ep, options, out);
 
     auto channel = open_session(ep, options.limits);
-    std::vector<std::byte> payload;
+    Bytes payload;
     if (!options.size) {
         std::string text = read_message_line(options, in, out);
-        payload.assign(as_bytes(text).begin(), as_bytes(text).end());
+        assign_bytes(payload, as_bytes(text));
     }
     std::vector<SessionResult> results(1);
     Message reply;

@@ -67,7 +67,7 @@ std::unique_ptr<Channel> open_session(const Endpoint& ep, const Limits& limits);
 // keeps the last reply. Records into result; a stop request ends it with
 // result.interrupted; a failure throws (result keeps what was done).
 void drive_session(Channel& channel, const ClientOptions& options, const SessionPlan& plan,
-                   std::vector<std::byte>& payload, Message& reply, SessionResult& result);
+                   Bytes& payload, Message& reply, SessionResult& result);
 
 // An open-loop client sleeps until a request's time when that is further
 // off than this, and spins to it when nearer: a sleep wakes 6-18 us late on

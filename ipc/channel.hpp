@@ -16,6 +16,7 @@
 
 #include "ipc/fd.hpp"
 #include "ipc/framing.hpp"
+#include "ipc/page_buffer.hpp"
 
 namespace ipclab {
 
@@ -47,7 +48,7 @@ struct Endpoint {
 
 struct Message {
     FrameType type = FrameType::data;
-    std::vector<std::byte> payload;
+    Bytes payload;  // large ones page-placed: see ipc/page_buffer.hpp
 };
 
 class Channel {

@@ -133,7 +133,7 @@ ChunkAssembler::Result ChunkAssembler::feed(std::span<const std::byte> chunk, Me
                                        n(have + piece.size()) + " of " + n(total_) + " bytes"
                                  : "malformed chunk: the message is complete but the chunk is "
                                    "not flagged last");
-    msg.payload.insert(msg.payload.end(), piece.begin(), piece.end());
+    append_bytes(msg.payload, piece);
     if (!last) return Result::more;
     active_ = false;
     return Result::message;

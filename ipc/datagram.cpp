@@ -125,7 +125,7 @@ DatagramAssembler::Result DatagramAssembler::feed(const DatagramHeader& h, std::
     // Grow geometrically with what arrived, never past the announced total.
     if (have + due > msg.payload.capacity())
         msg.payload.reserve(std::min<std::size_t>(current_.total, std::max(have + due, 2 * msg.payload.capacity())));
-    msg.payload.insert(msg.payload.end(), piece.begin(), piece.end());
+    append_bytes(msg.payload, piece);
     if (++next_index_ < current_.count) return Result::more;
     active_ = false;
     ++next_message_;

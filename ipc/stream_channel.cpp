@@ -200,7 +200,7 @@ public:
             if (nl != nullptr) {
                 std::size_t len = static_cast<std::size_t>(nl - start) + 1;
                 check_size(len);
-                msg.payload.assign(start, start + len);
+                assign_bytes(msg.payload, {start, len});
                 reader_->consume(len);
                 return true;
             }
@@ -211,7 +211,7 @@ public:
                 // No terminator to discount: a last line of max_message + 1
                 // bytes is all payload, one byte over (found by fuzz_text_line).
                 check_size(reader_->buffered() + 1);
-                msg.payload.assign(reader_->data(), reader_->data() + reader_->buffered());
+                assign_bytes(msg.payload, {reader_->data(), reader_->buffered()});
                 reader_->consume(reader_->buffered());
                 return true;
             }

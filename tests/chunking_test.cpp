@@ -14,15 +14,15 @@ namespace {
 constexpr std::size_t kMaxChunk = 8192;
 constexpr std::size_t kCapacity = kMaxChunk - kChunkHeaderSize;
 
-using Chunk = std::vector<std::byte>;
+using Chunk = ipclab::Bytes;
 
-std::vector<std::byte> pattern(std::size_t n) {
-    std::vector<std::byte> v(n);
+ipclab::Bytes pattern(std::size_t n) {
+    ipclab::Bytes v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + 7) & 0xff);
     return v;
 }
 
-std::vector<Chunk> split(FrameType type, const std::vector<std::byte>& payload,
+std::vector<Chunk> split(FrameType type, const ipclab::Bytes& payload,
                          std::size_t max_chunk = kMaxChunk) {
     ChunkSplitter s(type, payload, max_chunk);
     std::vector<Chunk> out;
@@ -220,7 +220,7 @@ TEST(Chunking, InconsistentHeadersAreRejected) {
 }
 
 TEST(Chunking, SplitterRejectsChunksWithoutRoom) {
-    std::vector<std::byte> p(10);
+    ipclab::Bytes p(10);
     EXPECT_THROW(ChunkSplitter(FrameType::data, p, kChunkHeaderSize), std::invalid_argument);
     auto chunks = split(FrameType::data, pattern(100), kChunkHeaderSize + 1);
     EXPECT_EQ(chunks.size(), 100u);

@@ -73,14 +73,14 @@ TEST(StatsText, KeepsTheLatencyLineAndAddsClientsAndSchedule) {
 }
 
 TEST(Payload, CarriesItsSequenceAndDiffersBetweenMessages) {
-    std::vector<std::byte> a, b;
+    ipclab::Bytes a, b;
     fill_payload(a, 1, 64);
     fill_payload(b, 2, 64);
     EXPECT_EQ(get_u64(a.data()), 1u);
     EXPECT_NE(a, b);
     EXPECT_EQ(first_difference(a, b), std::optional<std::size_t>(7));
     EXPECT_EQ(first_difference(a, a), std::nullopt);
-    std::vector<std::byte> shorter(a.begin(), a.end() - 1);
+    ipclab::Bytes shorter(a.begin(), a.end() - 1);
     EXPECT_EQ(first_difference(a, shorter), std::optional<std::size_t>(63));
     fill_payload(a, 9, 0);
     EXPECT_TRUE(a.empty());

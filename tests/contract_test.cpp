@@ -107,7 +107,7 @@ TEST_P(Contract, EchoesEverySizeByteExact) {
     start(ReplyMode::echo);
     auto ch = open_client();
     Message reply;
-    std::vector<std::byte> payload;
+    ipclab::Bytes payload;
     for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{8192}, std::size_t{8193},
                              std::size_t{1} << 20, std::size_t{16} << 20}) {
         fill_payload(payload, size, size);
@@ -134,7 +134,7 @@ TEST_P(Contract, RefusesAnOversizedMessageAndKeepsServing) {
     start(ReplyMode::echo, 10000);
     {
         auto ch = open_client();
-        std::vector<std::byte> big(10001);
+        ipclab::Bytes big(10001);
         Message reply;
         try {
             ch->send(FrameType::data, big);
@@ -146,7 +146,7 @@ TEST_P(Contract, RefusesAnOversizedMessageAndKeepsServing) {
         }
     }
     auto ch = open_client();
-    std::vector<std::byte> ok(10000, std::byte{1});
+    ipclab::Bytes ok(10000, std::byte{1});
     Message reply;
     ch->send(FrameType::data, ok);
     ASSERT_TRUE(ch->receive(reply));
@@ -203,7 +203,7 @@ TEST_P(Contract, EightConcurrentSessionsWithoutZombiesOrDescriptorGrowth) {
     for (int i = 0; i < 8; ++i)
         kids.push_back(fork_client([&, i] {
             auto ch = open_client();
-            std::vector<std::byte> p;
+            ipclab::Bytes p;
             Message r;
             for (std::uint64_t k = 0; k < 50; ++k) {
                 fill_payload(p, k * 8 + i, 100 + 997 * k);
@@ -226,7 +226,7 @@ TEST_P(Contract, ClientKilledMidMessageLeavesTheServerServing) {
     Fd ready_r(pipefd[0]), ready_w(pipefd[1]);
     pid_t victim = fork_client([&] {
         auto ch = open_client();
-        std::vector<std::byte> huge(16u << 20, std::byte{9});
+        ipclab::Bytes huge(16u << 20, std::byte{9});
         char c = 'x';
         if (::write(ready_w.get(), &c, 1) != 1) return false;
         for (;;) ch->send(FrameType::data, huge);  // killed somewhere in here

@@ -49,7 +49,7 @@ TEST_P(EventLoopServer, ServesManySessionsAtOnceInOneProcessByteExact) {
     std::vector<std::unique_ptr<Channel>> open_sessions;
     for (int i = 0; i < kSessions; ++i) open_sessions.push_back(open());
     // Every session sends before any reads, so the server holds them all at once.
-    std::vector<std::vector<std::byte>> sent;
+    std::vector<ipclab::Bytes> sent;
     for (int i = 0; i < kSessions; ++i) {
         sent.push_back(seeded_bytes(static_cast<std::size_t>(i) * 10007 % (256 * 1024), static_cast<std::uint32_t>(i + 7)));
         open_sessions[static_cast<std::size_t>(i)]->send(FrameType::data, sent.back());
@@ -78,11 +78,11 @@ TEST_P(EventLoopServer, APeerThatNeverReadsStallsNoOneAndCostsABoundedQueue) {
     // never read: the server's reply queue fills, then it stops reading this
     // peer, whose sends then block (here: EAGAIN, and we stop).
     Fd hog = raw_stream(server_->client_endpoint());
-    std::vector<std::byte> wire(kFramedOpening.begin(), kFramedOpening.end());
+    ipclab::Bytes wire(kFramedOpening.begin(), kFramedOpening.end());
     ASSERT_TRUE(write_raw(hog.get(), wire));
     auto payload = seeded_bytes(64 * 1024, 3);
     HeaderBytes header = encode_header(FrameType::data, payload.size());
-    std::vector<std::byte> frame(header.begin(), header.end());
+    ipclab::Bytes frame(header.begin(), header.end());
     frame.insert(frame.end(), payload.begin(), payload.end());
     std::size_t sent = 0;
     for (int stalls = 0, i = 0; i < 20000 && stalls < 20; ++i) {  // bounded: 20 stalls of 50 ms, or 20000 sends
@@ -145,7 +145,7 @@ TEST(EventLoop, RealBinaryServesTheSeedsExchangeAndTextLines) {
     ep.host = "127.0.0.1";
     ep.port = port;
     Fd s = raw_stream(ep);
-    ASSERT_TRUE(write_raw(s.get(), std::vector<std::byte>{std::byte{'a'}, std::byte{'\n'}, std::byte{'b'}, std::byte{'\n'}}));
+    ASSERT_TRUE(write_raw(s.get(), ipclab::Bytes{std::byte{'a'}, std::byte{'\n'}, std::byte{'b'}, std::byte{'\n'}}));
     ::shutdown(s.get(), SHUT_WR);
     EXPECT_EQ(read_until_eof(s.get(), 10000), "I got your messageI got your message");
     EXPECT_EQ(server.stop(SIGINT, 15000), 0) << server.err();

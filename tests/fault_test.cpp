@@ -110,7 +110,7 @@ TEST_P(ServerKilled, MidSessionThenRestart) {
     Gate attached;
     Forked client([&] {
         auto ch = connect(ep, client_limits(5000));
-        std::vector<std::byte> payload;
+        ipclab::Bytes payload;
         Message reply;
         for (std::uint64_t i = 0; i < 100000; ++i) {  // ends when the server dies
             fill_payload(payload, i, std::size_t{1} << 20);
@@ -179,7 +179,7 @@ TEST_P(ShmPeerKilled, SenderBlockedOnAFullRingGetsPeerGone) {
     ASSERT_TRUE(listening.wait(10000));
     auto ch = connect(ep, client_limits(30000));
     ASSERT_TRUE(got_session.wait(10000));
-    std::vector<std::byte> big(std::size_t{16} << 20, std::byte{7});  // far more than a ring
+    ipclab::Bytes big(std::size_t{16} << 20, std::byte{7});  // far more than a ring
     Clock::time_point killed;
     std::thread killer([&] {
         ::poll(nullptr, 0, 300);  // the client is blocked on the full ring by now
@@ -214,7 +214,7 @@ TEST_P(ShmPeerKilled, ServerChildBlockedOnAFullRingNoticesTheDeadClient) {
     Gate sent;
     Forked client([&] {
         auto ch = connect(ep, client_limits(30000));
-        std::vector<std::byte> big(std::size_t{8} << 20, std::byte{3});
+        ipclab::Bytes big(std::size_t{8} << 20, std::byte{3});
         ch->send(FrameType::data, big);  // the echo fills our ring; we never read it
         sent.open();
         for (int i = 0; i < 60; ++i) ::sleep(1);
@@ -276,7 +276,7 @@ TEST_P(EintrStorm, OneMebibyteEchoesStayByteExact) {
         it.it_value.tv_nsec = 1000000;
         if (::timer_settime(timer, 0, &it, nullptr) != 0) return std::string("timer_settime");
         auto ch = connect(ep, client_limits(30000));
-        std::vector<std::byte> payload;
+        ipclab::Bytes payload;
         Message reply;
         const std::size_t sizes[] = {std::size_t{1} << 20, 0, 1, 8193, 70000};
         // About a second of transfers (a thousand signals each side), every size at least once.
@@ -354,7 +354,7 @@ TEST(DISABLED_Stress, Sessions) {
         if (pid == 0) {
             rd.reset();
             long ok = 0, failed = 0;
-            std::vector<std::byte> payload;
+            ipclab::Bytes payload;
             for (long i = w; i < sessions; i += workers) {
                 std::size_t size = i % 500 == 499 ? std::size_t{1} << 20
                                                   : static_cast<std::size_t>(i * 7919 % 65537);

@@ -68,8 +68,8 @@ ServerOptions echo_options() {
     return o;
 }
 
-std::vector<std::byte> pattern(std::size_t n, unsigned seed = 7) {
-    std::vector<std::byte> v(n);
+ipclab::Bytes pattern(std::size_t n, unsigned seed = 7) {
+    ipclab::Bytes v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = std::byte(static_cast<unsigned char>(i * 131 + seed));
     return v;
 }

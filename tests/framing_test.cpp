@@ -83,7 +83,7 @@ TEST(Framing, VersionTwoOpeningCarriesTheReplyMode) {
         EXPECT_EQ(o.size, kOpeningV2Size);
         EXPECT_EQ(o.reply, reply);
         // What follows the opening is not its business.
-        std::vector<std::byte> more(bytes.begin(), bytes.end());
+        ipclab::Bytes more(bytes.begin(), bytes.end());
         more.push_back(std::byte{1});
         EXPECT_EQ(parse_opening(more).size, kOpeningV2Size);
     }
@@ -104,7 +104,7 @@ TEST(Framing, ForeignOrUnknownOpeningsAreRefused) {
     bad[7] = std::byte{3};  // a future version is not ours
     EXPECT_THROW(parse_opening(bad), ProtocolError);
     for (int mode : {0, 4, 0xff}) {
-        std::vector<std::byte> v2(kFramedOpening.begin(), kFramedOpening.end());
+        ipclab::Bytes v2(kFramedOpening.begin(), kFramedOpening.end());
         v2[7] = std::byte{2};
         v2.push_back(static_cast<std::byte>(mode));
         try {

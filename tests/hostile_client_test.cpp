@@ -41,9 +41,9 @@ std::string text(const Message& m) {
     return std::string(reinterpret_cast<const char*>(m.payload.data()), m.payload.size());
 }
 
-std::vector<std::byte> bytes_of(std::span<const std::byte> s) { return {s.begin(), s.end()}; }
+ipclab::Bytes bytes_of(std::span<const std::byte> s) { return {s.begin(), s.end()}; }
 
-std::vector<std::byte> operator+(std::vector<std::byte> a, std::span<const std::byte> b) {
+ipclab::Bytes operator+(ipclab::Bytes a, std::span<const std::byte> b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
 }
@@ -114,7 +114,7 @@ public:
     }
 
     // Stream transports: bytes as they are. Queues: one queue message.
-    bool write(const std::vector<std::byte>& bytes) {
+    bool write(const ipclab::Bytes& bytes) {
         if (mq_ != mqd_t(-1))
             return ::mq_send(mq_, reinterpret_cast<const char*>(bytes.data()), bytes.size(), 0) == 0;
         return write_raw(sock_ ? sock_.get() : fifo_c2s_.get(), bytes);
@@ -235,7 +235,7 @@ TEST_P(Dribbler, OneByteASecondDoesNotStallOthers) {
         std::string outcome = "failed";
         try {
             RawSession s(e, !text_mode);
-            std::vector<std::byte> msg;
+            ipclab::Bytes msg;
             if (text_mode) {
                 msg = bytes_of(as_bytes("hi\n"));
             } else {
@@ -251,7 +251,7 @@ TEST_P(Dribbler, OneByteASecondDoesNotStallOthers) {
             }
             if (!ok) throw std::runtime_error("write refused");
             if (text_mode) {
-                std::vector<std::byte> reply(3);
+                ipclab::Bytes reply(3);
                 bool got = read_exactly(s.socket(), reply, 10000);
                 outcome = got && reply == msg ? "ok" : "no echo of the line";
             } else {
@@ -296,7 +296,7 @@ TEST_P(HugeAnnouncement, FourGibibyteFrameIsRefusedClearly) {
     ASSERT_TRUE(companion.wait_exchanges(3)) << companion.finish();
     {
         RawSession s(ep(), true);
-        std::vector<std::byte> lie;
+        ipclab::Bytes lie;
         if (GetParam() == "posix-mq") {
             lie.resize(kChunkHeaderSize + 100);
             encode_chunk_header(lie.data(), ChunkHeader{FrameType::data, kChunkFirst, 0xFFFFFFFFu, 0});
@@ -329,7 +329,7 @@ class RandomBytes : public HostileP {};
 constexpr std::uint32_t kSeed = 20240606;
 
 // Random bytes whose first byte is no frame type, so the outcome is fixed.
-std::vector<std::byte> garbage(std::size_t n, std::uint32_t seed) {
+ipclab::Bytes garbage(std::size_t n, std::uint32_t seed) {
     auto g = seeded_bytes(n, seed);
     auto t = static_cast<unsigned char>(g[0]);
     if (t == 1 || t == 2 || t == 0) g[0] = std::byte{0x5A};

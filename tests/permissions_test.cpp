@@ -53,7 +53,7 @@ TEST_P(Permissions, EveryObjectIs0600AndTheDirectory0700) {
     server_ = std::make_unique<ServerProcess>(endpoint_for(GetParam(), name_), echo_server());
     auto ch = connect(server_->client_endpoint(), client_limits());
     ::umask(old);
-    std::vector<std::byte> ping(100, std::byte{1});
+    ipclab::Bytes ping(100, std::byte{1});
     ch->send(FrameType::data, ping);
     Message reply;
     ASSERT_TRUE(ch->receive(reply));  // the session is fully open now

@@ -24,8 +24,8 @@
 
 namespace ipclab::test {
 
-inline std::vector<std::byte> pattern(std::size_t n, unsigned seed = 1) {
-    std::vector<std::byte> v(n);
+inline ipclab::Bytes pattern(std::size_t n, unsigned seed = 1) {
+    ipclab::Bytes v(n);
     std::uint32_t x = seed * 2654435761u + 1;
     for (auto& b : v) {
         x = x * 1664525u + 1013904223u;
@@ -34,7 +34,7 @@ inline std::vector<std::byte> pattern(std::size_t n, unsigned seed = 1) {
     return v;
 }
 
-inline std::string as_text(const std::vector<std::byte>& v) {
+inline std::string as_text(const ipclab::Bytes& v) {
     return std::string(reinterpret_cast<const char*>(v.data()), v.size());
 }
 
@@ -71,7 +71,7 @@ protected:
     }
 
     // One echo round trip over an open channel, byte-exact.
-    static void expect_echo(Channel& ch, const std::vector<std::byte>& payload) {
+    static void expect_echo(Channel& ch, const ipclab::Bytes& payload) {
         ch.send(FrameType::data, payload);
         Message reply;
         ASSERT_TRUE(ch.receive(reply));

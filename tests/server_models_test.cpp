@@ -77,7 +77,7 @@ TEST_P(Iterative, AnOversizedMessageIsRefusedAndServingGoesOn) {
     start(o);
     {
         auto ch = open();
-        ch->send(FrameType::data, std::vector<std::byte>(4096));
+        ch->send(FrameType::data, ipclab::Bytes(4096));
         Message reply;
         bool got = false;
         try {

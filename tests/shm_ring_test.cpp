@@ -36,8 +36,8 @@ struct TestRing {
     std::byte* data;
 };
 
-std::vector<std::byte> bytes_from(std::uint64_t start, std::size_t n) {
-    std::vector<std::byte> v(n);
+ipclab::Bytes bytes_from(std::uint64_t start, std::size_t n) {
+    ipclab::Bytes v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = pattern(start + i);
     return v;
 }
@@ -52,7 +52,7 @@ TEST(ShmRing, WrapsAroundKeepingBytesInOrder) {
         ASSERT_EQ(w.stage(src), k);
         sent += k;
         w.publish();
-        std::vector<std::byte> dst(k);
+        ipclab::Bytes dst(k);
         ASSERT_EQ(rd.take(dst), k);
         EXPECT_EQ(dst, bytes_from(received, k)) << "chunk of " << k;
         received += k;
@@ -73,7 +73,7 @@ TEST(ShmRing, ExactCapacityFillsThenEmpties) {
     EXPECT_EQ(rd.readable(), 0u) << "staged bytes are invisible until published";
     w.publish();
     EXPECT_EQ(rd.readable(), 64u);
-    std::vector<std::byte> dst(64);
+    ipclab::Bytes dst(64);
     EXPECT_EQ(rd.take(dst), 64u);
     EXPECT_EQ(dst, bytes_from(0, 64));
     EXPECT_EQ(w.space(), 0u) << "room comes back only when released";
@@ -89,7 +89,7 @@ TEST(ShmRing, ZeroBytesAreANoOp) {
     EXPECT_FALSE(w.publish());
     EXPECT_EQ(r.shared->head.load(), 0u);
     EXPECT_EQ(rd.readable(), 0u);
-    std::vector<std::byte> none;
+    ipclab::Bytes none;
     EXPECT_EQ(rd.take(none), 0u);
     EXPECT_FALSE(rd.release());
 }
@@ -98,7 +98,7 @@ TEST(ShmRing, PaddingToTheEndRestartsAtOffsetZero) {
     TestRing r(64);
     auto w = r.writer();
     auto rd = r.reader();
-    std::vector<std::byte> first(10), second(8);
+    ipclab::Bytes first(10), second(8);
     ASSERT_EQ(w.stage(bytes_from(0, 10)), 10u);
     w.publish();
     ASSERT_EQ(rd.take(first), 10u);
@@ -126,7 +126,7 @@ TEST(ShmRing, RejectsPaddingThatDoesNotEndAtTheRingsEnd) {
     auto rd = r.reader();
     ASSERT_EQ(w.stage(bytes_from(0, 10)), 10u);
     w.publish();
-    std::vector<std::byte> dst(4);
+    ipclab::Bytes dst(4);
     ASSERT_EQ(rd.take(dst), 4u);
     EXPECT_THROW(rd.skip_to_end(59), ProtocolError) << "one byte too long";
     EXPECT_THROW(rd.skip_to_end(0xFFFFFFFFu), ProtocolError);
@@ -137,7 +137,7 @@ TEST(ShmRing, RejectsPaddingThatDoesNotEndAtTheRingsEnd) {
     auto fw = full.writer();
     ASSERT_EQ(fw.stage(bytes_from(0, 64)), 64u);
     fw.publish();
-    std::vector<std::byte> some(10);
+    ipclab::Bytes some(10);
     ASSERT_EQ(full.reader().take(some), 10u);  // taken, not released: no room yet
     EXPECT_THROW(fw.skip_to_end(), std::logic_error);
 }
@@ -202,7 +202,7 @@ TEST(ShmRing, WaitNoticesADeadPeerWithinASlice) {
 // Streams total bytes of pattern() through the ring, waiting for room.
 void produce(RingWriter& w, std::uint64_t total, const WaitPolicy& p) {
     std::uint64_t sent = 0;
-    std::vector<std::byte> chunk;
+    ipclab::Bytes chunk;
     while (sent < total) {
         std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(total - sent, 1 + sent % 5000));
         chunk = bytes_from(sent, want);
@@ -221,7 +221,7 @@ void produce(RingWriter& w, std::uint64_t total, const WaitPolicy& p) {
 // Reads until the writer closes; returns how many bytes differ from pattern().
 std::uint64_t consume(RingReader& rd, std::uint64_t* received, const WaitPolicy& p) {
     std::uint64_t bad = 0;
-    std::vector<std::byte> buf(3001);
+    ipclab::Bytes buf(3001);
     for (;;) {
         std::size_t n = rd.take(buf);
         for (std::size_t i = 0; i < n; ++i)

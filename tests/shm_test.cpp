@@ -32,8 +32,8 @@ using test::eventually;
 using test::ServerProcess;
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::byte> payload_of(std::size_t n, unsigned seed = 1) {
-    std::vector<std::byte> v(n);
+ipclab::Bytes payload_of(std::size_t n, unsigned seed = 1) {
+    ipclab::Bytes v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 31 + seed) ^ (i >> 8));
     return v;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <thread>
 
@@ -38,7 +39,7 @@ Limits limits(std::size_t max = kDefaultMaxMessage, int timeout_ms = 5000) {
 
 // Writes bytes one per write(2) from a forked child, so the reader sees
 // every possible split of header and payload.
-pid_t trickle(Fd& fd, std::vector<std::byte> bytes) {
+pid_t trickle(Fd& fd, ipclab::Bytes bytes) {
     pid_t pid = test::test_fork();
     if (pid == 0) {
         for (std::byte b : bytes) {
@@ -51,8 +52,8 @@ pid_t trickle(Fd& fd, std::vector<std::byte> bytes) {
     return pid;
 }
 
-std::vector<std::byte> framed_bytes(std::span<const std::byte> payload, bool opening) {
-    std::vector<std::byte> out;
+ipclab::Bytes framed_bytes(std::span<const std::byte> payload, bool opening) {
+    ipclab::Bytes out;
     if (opening) out.assign(kFramedOpening.begin(), kFramedOpening.end());
     HeaderBytes h = encode_header(FrameType::data, payload.size());
     out.insert(out.end(), h.begin(), h.end());
@@ -62,11 +63,11 @@ std::vector<std::byte> framed_bytes(std::span<const std::byte> payload, bool ope
 
 TEST(ReadWrite, ShortReadsAreReassembled) {
     Pair p;
-    std::vector<std::byte> data(300);
+    ipclab::Bytes data(300);
     std::iota(reinterpret_cast<unsigned char*>(data.data()),
               reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
     pid_t pid = trickle(p.b, data);
-    std::vector<std::byte> got(300);
+    ipclab::Bytes got(300);
     EXPECT_TRUE(StreamReader(p.a.get(), true, 5000).read_exact(got, "test"));
     EXPECT_EQ(got, data);
     EXPECT_EQ(test::wait_or_kill(pid, 5000), 0);
@@ -78,7 +79,7 @@ TEST(ReadWrite, ShortReadsAreReassembled) {
 // longer than the whole buffer still grows it.
 TEST(ReadWrite, FillPlacesTheNextBytesAtTheAskedPageOffset) {
     Pair p;
-    std::vector<std::byte> data(6000);
+    ipclab::Bytes data(6000);
     std::iota(reinterpret_cast<unsigned char*>(data.data()),
               reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
     ASSERT_EQ(::write(p.b.get(), data.data(), 3000), 3000);
@@ -98,6 +99,48 @@ TEST(ReadWrite, FillPlacesTheNextBytesAtTheAskedPageOffset) {
     EXPECT_TRUE(std::equal(data.begin() + 3000, data.end(), r.data()));
     r.consume(3000);
     EXPECT_FALSE(r.fill(70000, 100)) << "EOF: a request beyond the buffer grows it, then meets the end";
+}
+
+// Message buffers of kLargeBuffer bytes and more start kLargeBufferPageOffset
+// into a page, whatever the heap did before (ipc/page_buffer.hpp says why);
+// filling them with append_bytes/assign_bytes copies exactly.
+TEST(ReadWrite, LargeMessageBuffersStartAtTheirPageOffset) {
+    auto offset = [](const ipclab::Bytes& b) { return reinterpret_cast<std::uintptr_t>(b.data()) % 4096; };
+    std::vector<std::unique_ptr<char[]>> clutter;  // an irregular heap first
+    for (std::size_t n : {17u, 70001u, 333u, 131075u}) clutter.emplace_back(new char[n]);
+    for (std::size_t n : {std::size_t{ipclab::kLargeBuffer}, std::size_t{1} << 20, (std::size_t{1} << 20) + 3}) {
+        ipclab::Bytes b(n);
+        EXPECT_EQ(offset(b), ipclab::kLargeBufferPageOffset) << n;
+    }
+    ipclab::Bytes grown;
+    ipclab::Bytes part(40000);
+    std::iota(reinterpret_cast<unsigned char*>(part.data()), reinterpret_cast<unsigned char*>(part.data()) + part.size(),
+              0);
+    ipclab::append_bytes(grown, part);
+    ipclab::append_bytes(grown, part);  // 80000 bytes: moved into large storage
+    EXPECT_EQ(offset(grown), ipclab::kLargeBufferPageOffset);
+    ASSERT_EQ(grown.size(), 80000u);
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), grown.begin()));
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), grown.begin() + 40000));
+    ipclab::assign_bytes(grown, std::span<const std::byte>(part).first(3));
+    EXPECT_EQ(grown.size(), 3u);
+    EXPECT_EQ(grown[2], part[2]);
+    ipclab::assign_bytes(grown, {});
+    EXPECT_TRUE(grown.empty());
+
+    // A received message's storage too: the payload is read straight into it.
+    Pair p;
+    StreamFds client{std::move(p.a), Fd{}, true};
+    auto c = make_framed_channel(std::move(client), limits(), true);
+    ipclab::Bytes big;
+    fill_payload(big, 3, 1 << 20);
+    std::thread t([&] { c->send(FrameType::data, big); });
+    auto s = open_stream_session(std::move(p.b), limits());
+    Message m;
+    ASSERT_TRUE(s->receive(m));
+    t.join();
+    EXPECT_EQ(offset(m.payload), ipclab::kLargeBufferPageOffset);
+    EXPECT_EQ(m.payload, big);
 }
 
 TEST(ReadWrite, EofBeforeAndInsideAMessage) {
@@ -121,14 +164,14 @@ TEST(ReadWrite, ReadTimesOut) {
 TEST(ReadWrite, WritingToAClosedPeerIsPeerGoneNotSigpipe) {
     Pair p;
     p.b.reset();
-    std::vector<std::byte> data(1 << 20);
+    ipclab::Bytes data(1 << 20);
     EXPECT_THROW(write_all(p.a.get(), data, true, 1000, "test"), PeerGone);
 }
 
 TEST(FramedChannel, RoundTripsEverySizeOverATrickle) {
     for (std::size_t size : {0u, 1u, 5u, 70000u}) {
         Pair p;
-        std::vector<std::byte> payload;
+        ipclab::Bytes payload;
         fill_payload(payload, size, size);
         pid_t pid = trickle(p.b, framed_bytes(payload, true));
         auto ch = open_stream_session(std::move(p.a), limits());
@@ -145,7 +188,7 @@ TEST(FramedChannel, ClientAndServerSidesTalk) {
     Pair p;
     StreamFds client{std::move(p.a), Fd{}, true};
     auto c = make_framed_channel(std::move(client), limits(), true);
-    std::vector<std::byte> big(1 << 20, std::byte{7});
+    ipclab::Bytes big(1 << 20, std::byte{7});
     std::thread t([&] { c->send(FrameType::data, big); });
     auto s = open_stream_session(std::move(p.b), limits());
     Message m;
@@ -160,7 +203,7 @@ TEST(FramedChannel, ClientAndServerSidesTalk) {
 
 TEST(FramedChannel, OversizedFrameIsRefusedBeforeItsPayload) {
     Pair p;
-    std::vector<std::byte> payload(101);
+    ipclab::Bytes payload(101);
     auto bytes = framed_bytes(payload, true);
     write_all(p.b.get(), bytes, true, 1000, "test");
     auto ch = open_stream_session(std::move(p.a), limits(100));
@@ -170,7 +213,7 @@ TEST(FramedChannel, OversizedFrameIsRefusedBeforeItsPayload) {
 
 TEST(FramedChannel, TruncatedFrameIsPeerGone) {
     Pair p;
-    std::vector<std::byte> payload(50);
+    ipclab::Bytes payload(50);
     auto bytes = framed_bytes(payload, true);
     bytes.resize(bytes.size() - 10);
     write_all(p.b.get(), bytes, true, 1000, "test");
@@ -190,7 +233,7 @@ TEST(FramedChannel, BadOpeningIsAProtocolError) {
 TEST(TextChannel, LinesIncludeTheirTerminatorAndTheLastMayLackIt) {
     Pair p;
     std::string text = "hello\nsecond line\r\nlast";
-    std::vector<std::byte> bytes(as_bytes(text).begin(), as_bytes(text).end());
+    ipclab::Bytes bytes(as_bytes(text).begin(), as_bytes(text).end());
     pid_t pid = trickle(p.b, bytes);
     auto ch = open_stream_session(std::move(p.a), limits());
     ASSERT_TRUE(ch->is_text());

@@ -94,7 +94,7 @@ TEST_F(TcpServer, NetcatStyleLinesGetOneReplyEach) {
     Fd fd = raw_connect("127.0.0.1", port_);
     write_all(fd.get(), as_bytes("one\ntwo\nthree\n"), true, 2000, "lines");
     std::string want = std::string(kAck) + kAck + kAck;
-    std::vector<std::byte> got(want.size());
+    ipclab::Bytes got(want.size());
     ASSERT_TRUE(read_exactly(fd.get(), got, 5000));
     EXPECT_EQ(std::string(reinterpret_cast<char*>(got.data()), got.size()), want);
 }
@@ -179,7 +179,7 @@ TEST_F(TcpServer, ClientKilledMidMessageDoesNotDisturbTheServer) {
         try {
             Fd fd = raw_connect("127.0.0.1", port_);
             // Opening and a header announcing 1000 bytes, then only 10 of them.
-            std::vector<std::byte> bytes(kFramedOpening.begin(), kFramedOpening.end());
+            ipclab::Bytes bytes(kFramedOpening.begin(), kFramedOpening.end());
             auto h = encode_header(FrameType::data, 1000);
             bytes.insert(bytes.end(), h.begin(), h.end());
             bytes.resize(bytes.size() + 10);
@@ -262,7 +262,7 @@ TEST_F(TcpServer, MaxClientsHoldsBackTheRest) {
     EXPECT_FALSE(wait_fd(c.get(), POLLIN, 300, "third reply"));
     EXPECT_EQ(children_of(server_->pid()).size(), 2u);
     a.reset();  // a slot frees up; the third session is served
-    std::vector<std::byte> reply(18);
+    ipclab::Bytes reply(18);
     EXPECT_TRUE(read_exactly(c.get(), reply, 5000));
 }
 

@@ -28,8 +28,8 @@ namespace {
 constexpr std::uint32_t kWindow = 212992;
 constexpr std::uint32_t kSession = 0x5eed;
 
-std::vector<std::byte> pattern(std::size_t n) {
-    std::vector<std::byte> v(n);
+ipclab::Bytes pattern(std::size_t n) {
+    ipclab::Bytes v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 131 + 7) & 0xff);
     return v;
 }
@@ -40,9 +40,9 @@ DatagramHeader data_header(std::uint32_t dgram, std::uint32_t message, std::uint
     return h;
 }
 
-std::vector<std::byte> datagram(const DatagramHeader& h, std::span<const std::byte> piece = {}) {
+ipclab::Bytes datagram(const DatagramHeader& h, std::span<const std::byte> piece = {}) {
     auto bytes = encode_datagram_header(h);
-    std::vector<std::byte> out(bytes.begin(), bytes.end());
+    ipclab::Bytes out(bytes.begin(), bytes.end());
     out.insert(out.end(), piece.begin(), piece.end());
     return out;
 }
@@ -93,11 +93,11 @@ TEST(DatagramHeader, RefusesTruncatedUnknownAndForeignDatagrams) {
 }
 
 // Cuts a message into datagrams as a sender with the receiver's window kWindow does.
-std::vector<std::vector<std::byte>> cut(std::span<const std::byte> payload, std::uint32_t message = 1,
+std::vector<ipclab::Bytes> cut(std::span<const std::byte> payload, std::uint32_t message = 1,
                                         std::uint32_t first_dgram = 1) {
     std::size_t piece = piece_size(kWindow);
     std::uint32_t count = chunk_count(payload.size(), piece);
-    std::vector<std::vector<std::byte>> out;
+    std::vector<ipclab::Bytes> out;
     for (std::uint32_t i = 0; i < count; ++i) {
         std::size_t at = std::size_t{i} * piece;
         auto part = payload.subspan(at, std::min(piece, payload.size() - at));
@@ -108,7 +108,7 @@ std::vector<std::vector<std::byte>> cut(std::span<const std::byte> payload, std:
     return out;
 }
 
-DatagramAssembler::Result feed(DatagramAssembler& a, const std::vector<std::byte>& d, Message& msg) {
+DatagramAssembler::Result feed(DatagramAssembler& a, const ipclab::Bytes& d, Message& msg) {
     return a.feed(decode_datagram_header(d), std::span<const std::byte>(d).subspan(kDatagramHeaderSize), msg);
 }
 
@@ -133,7 +133,7 @@ TEST(DatagramAssembler, ReassemblesMessagesOfEverySizeAndTheEnd) {
 }
 
 // Runs a two-message exchange with one datagram lost, repeated or swapped.
-std::string failure_of(void (*spoil)(std::vector<std::vector<std::byte>>&)) {
+std::string failure_of(void (*spoil)(std::vector<ipclab::Bytes>&)) {
     auto parts = cut(pattern(3 * piece_size(kWindow)));
     auto second = cut(pattern(10), 2, static_cast<std::uint32_t>(parts.size()) + 1);
     parts.insert(parts.end(), second.begin(), second.end());
@@ -258,16 +258,16 @@ public:
         ASSERT_EQ(::send(fd_.get(), d.data(), d.size(), 0), static_cast<ssize_t>(d.size()));
     }
     // The next datagram within 10 s (empty on timeout).
-    std::vector<std::byte> receive(sockaddr* from = nullptr, socklen_t* len = nullptr) {
+    ipclab::Bytes receive(sockaddr* from = nullptr, socklen_t* len = nullptr) {
         pollfd p{fd_.get(), POLLIN, 0};
         if (::poll(&p, 1, 10000) != 1) return {};
-        std::vector<std::byte> buf(kMaxDatagram);
+        ipclab::Bytes buf(kMaxDatagram);
         ssize_t n = ::recvfrom(fd_.get(), buf.data(), buf.size(), 0, from, len);
         buf.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
         return buf;
     }
     // The next data datagram, skipping credits (empty on timeout).
-    std::vector<std::byte> receive_data() {
+    ipclab::Bytes receive_data() {
         for (;;) {
             auto d = receive();
             if (d.empty() || decode_datagram_header(d).kind != DatagramKind::credit) return d;
@@ -281,7 +281,7 @@ private:
     sockaddr_in child_{};
 };
 
-std::string text_of(const std::vector<std::byte>& d) {
+std::string text_of(const ipclab::Bytes& d) {
     if (d.size() < kDatagramHeaderSize) return "";
     return std::string(reinterpret_cast<const char*>(d.data()) + kDatagramHeaderSize, d.size() - kDatagramHeaderSize);
 }
@@ -314,7 +314,7 @@ TEST_F(UdpServer, EchoesAHandMadeDatagram) {
     DatagramHeader h = decode_datagram_header(reply);
     EXPECT_EQ(h.dgram, 1u);
     EXPECT_EQ(h.ack, 1u) << "the reply acknowledges the request";
-    EXPECT_EQ(std::vector<std::byte>(reply.begin() + kDatagramHeaderSize, reply.end()), hello);
+    EXPECT_EQ(ipclab::Bytes(reply.begin() + kDatagramHeaderSize, reply.end()), hello);
 }
 
 TEST_F(UdpServer, ATruncatedDatagramIsAProtocolError) {
@@ -357,7 +357,7 @@ TEST_F(UdpServer, DatagramsFromAThirdPortAreIgnored) {
     // Another socket aims at the session's port: garbage and a well-formed datagram.
     Fd third(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     auto forged = datagram(data_header(1, 1, 0, 1, 6), as_bytes("forged"));
-    for (const auto& d : {forged, std::vector<std::byte>(3, std::byte{0xff})})
+    for (const auto& d : {forged, ipclab::Bytes(3, std::byte{0xff})})
         ASSERT_EQ(::sendto(third.get(), d.data(), d.size(), 0, reinterpret_cast<const sockaddr*>(&c.child()),
                            sizeof c.child()),
                   static_cast<ssize_t>(d.size()));
@@ -369,7 +369,7 @@ TEST_F(UdpServer, DatagramsFromAThirdPortAreIgnored) {
 
 TEST_F(UdpServer, GarbageOnTheWellKnownPortIsRefusedAndLogged) {
     RawClient c(server_->port());
-    c.to_server(std::vector<std::byte>(5, std::byte{0x41}));
+    c.to_server(ipclab::Bytes(5, std::byte{0x41}));
     c.to_server(datagram(data_header(1, 1, 0, 1, 0)));
     DatagramHeader tiny{DatagramKind::hello, FrameType::data, kSession};
     tiny.total = 100;  // a window too small to send anything

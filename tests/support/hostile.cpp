@@ -54,8 +54,8 @@ Limits client_limits(int timeout_ms) {
     return l;
 }
 
-std::vector<std::byte> seeded_bytes(std::size_t n, std::uint32_t seed) {
-    std::vector<std::byte> v(n);
+ipclab::Bytes seeded_bytes(std::size_t n, std::uint32_t seed) {
+    ipclab::Bytes v(n);
     std::uint32_t x = seed ? seed : 1;
     for (auto& b : v) {
         x ^= x << 13;
@@ -69,7 +69,7 @@ std::vector<std::byte> seeded_bytes(std::size_t n, std::uint32_t seed) {
 std::string echo_once(const Endpoint& ep, std::size_t size, int timeout_ms) {
     try {
         auto ch = connect(ep, client_limits(timeout_ms));
-        std::vector<std::byte> payload;
+        ipclab::Bytes payload;
         fill_payload(payload, size, size);
         ch->send(FrameType::data, payload);
         Message reply;
@@ -140,7 +140,7 @@ bool read_exactly(int fd, std::span<std::byte> buf, int timeout_ms) {
     return true;
 }
 
-bool write_raw(int fd, const std::vector<std::byte>& bytes) {
+bool write_raw(int fd, const ipclab::Bytes& bytes) {
     std::size_t done = 0;
     while (done < bytes.size()) {
         ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
@@ -179,7 +179,7 @@ namespace {
     const bool one_at_a_time = test_model() == ServerModel::iterative;
     try {
         auto ch = connect(ep, client_limits(timeout_ms));
-        std::vector<std::byte> payload;
+        ipclab::Bytes payload;
         Message reply;
         for (long i = 0; i < 1000000; ++i) {  // bounded; finish() ends it long before
             struct pollfd p {stop_fd, POLLIN, 0};

@@ -47,7 +47,7 @@ Limits client_limits(int timeout_ms = 20000);
 int sysv_server_queue(const std::string& name);
 
 // Deterministic pseudo-random bytes (xorshift32 from seed).
-std::vector<std::byte> seeded_bytes(std::size_t n, std::uint32_t seed);
+ipclab::Bytes seeded_bytes(std::size_t n, std::uint32_t seed);
 
 // Opens a session, sends one payload of `size` bytes and checks the echo.
 // Returns "" on success, else what went wrong (never throws).
@@ -64,7 +64,7 @@ std::string read_until_eof(int fd, int timeout_ms);
 bool read_exactly(int fd, std::span<std::byte> buf, int timeout_ms);
 
 // Writes bytes through a raw descriptor; false when the peer refused them.
-bool write_raw(int fd, const std::vector<std::byte>& bytes);
+bool write_raw(int fd, const ipclab::Bytes& bytes);
 
 // Occurrences of needle in hay.
 std::size_t count_of(const std::string& hay, const std::string& needle);
