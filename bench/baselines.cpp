@@ -553,8 +553,10 @@ void baseline_stream(benchmark::State& state, const std::string& t, std::size_t 
         Child child(fork_child(cpu, [&]() -> int {
             c_data.reset();
             c_ack.reset();
-            // A plain reader takes whatever is there, as cat(1) does.
-            std::vector<char> buf(std::max<std::size_t>(size, 64 * 1024));
+            // A plain reader takes whatever is there, as cat(1) does, into a
+            // page-aligned buffer as every raw baseline (a heap buffer's page
+            // offset, and so whether the copy is 4K-aliased, varied by process).
+            PageBuffer buf(std::max<std::size_t>(size, 64 * 1024));
             for (;;) {
                 ssize_t n = ::read(s_data.get(), buf.data(), buf.size());
                 if (n == 0) break;
