@@ -133,6 +133,11 @@ bool g_loop_entered = false;  // of the benchmark call running now (one thread)
 
 bool begin_run(benchmark::State& state) {
     g_loop_entered = false;
+    // When this repetition ran, on the wall clock: lines its interference
+    // counters up with what else the machine did then (a load, a cron job).
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    state.counters["started_unix_s"] = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
     if (!interrupted()) return true;
     fail(state, "interrupted");
     return false;
