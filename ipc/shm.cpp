@@ -137,7 +137,7 @@ public:
 
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (send_broken_) throw PeerGone("the peer stopped reading this session");
-        awaiting_reply_ = true;
+        last_was_receive_ = false;
         HeaderBytes h = encode_header(type, payload.size());
         try {
             restart_at_ring_start();
@@ -166,7 +166,7 @@ public:
         msg.payload.resize(h.length);
         get(msg.payload, false);
         rx_.release();
-        awaiting_reply_ = false;
+        last_was_receive_ = true;
         return true;
     }
 
@@ -296,13 +296,14 @@ private:
             rx_.release();  // the writer may be waiting for exactly this room
             waited_ = true;
             // The writer is at work when it is inside a message (its first
-            // bytes are here) or streams to us; the first bytes of a reply to
-            // what we sent need the peer to wake and do its work first, so
-            // that wait sleeps at once, as a semaphore ping-pong does.
+            // bytes are here) or streams to us (our last call was a receive
+            // too). A reply to what we sent, or a session's first message,
+            // needs the peer to wake or do its work first: that wait sleeps
+            // at once, as a semaphore ping-pong does.
             bool mid_message = !at_boundary || got > 0;
             wait(
                 rx_.data_bell(), [&] { return rx_.readable() > 0 || rx_.writer_closed(); },
-                is_client_ ? "the server's reply" : "the client", mid_message || !awaiting_reply_);
+                is_client_ ? "the server's reply" : "the client", mid_message || last_was_receive_);
             // Bytes published before the close flag are visible once it is (seq_cst).
             if (rx_.readable() == 0) {
                 if (at_boundary && got == 0) return false;
@@ -327,7 +328,7 @@ private:
     bool send_broken_ = false;
     bool waited_ = false;
     bool restart_blocked_ = false;
-    bool awaiting_reply_ = false;  // sent since the last message received
+    bool last_was_receive_ = false;  // no send since the last message received
     int spin_budget_ = kSpinIterations;
     int failed_polls_ = 0;  // block mode: polls in a row that ended asleep anyway
 };

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <new>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include "ipc/shm_futex.hpp"
 #include "ipc/shm_mapping.hpp"
+#include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace ipclab {
@@ -174,6 +176,58 @@ TEST(ShmRing, DoorbellCallsWakeOnlyForASleeper) {
     EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
 }
 
+// The ringer claims the sleeper's flag: a second ring before the woken
+// sleeper has run (the next chunk of a large message) makes no system call.
+TEST(ShmRing, DoorbellWakesASleeperOnce) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto src = bytes_from(0, 8);
+    std::uint32_t seq = r.shared->data.seq.load();
+    r.shared->data.sleeping.store(1);
+    w.stage(std::span(src).first(4));
+    EXPECT_TRUE(w.publish());
+    EXPECT_EQ(r.shared->data.sleeping.load(), 0u);
+    w.stage(std::span(src).subspan(4));
+    EXPECT_FALSE(w.publish()) << "the sleeper was already woken";
+    EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
+}
+
+WaitPolicy block_poll_policy(int timeout_ms) {
+    WaitPolicy p{WaitMode::block, kSpinIterations, timeout_ms, 0, "test data"};
+    p.block_spin = kBlockSpin;
+    return p;
+}
+
+// Honest outcomes: a block-mode wait whose condition turned true during its
+// short poll counts as spun, one that was true at once as immediate.
+TEST(ShmRing, ABlockWaitSatisfiedWhilePollingCountsAsSpun) {
+    Doorbell bell;
+    int calls = 0;
+    EXPECT_EQ(wait_until(bell, [&] { return ++calls >= 3; }, block_poll_policy(10000)), WaitOutcome::spun);
+    EXPECT_EQ(calls, 3);
+    EXPECT_EQ(wait_until(bell, [] { return true; }, block_poll_policy(10000)), WaitOutcome::immediate);
+    EXPECT_EQ(bell.sleeping.load(), 0u);
+}
+
+// A block-mode waiter whose peer stays idle stops polling and sleeps on the
+// futex (the ringer sees its flag) instead of spinning on; it is woken by the
+// ring and reports that it slept.
+TEST(ShmRing, AnIdleBlockWaiterPollsBrieflyThenSleeps) {
+    Doorbell bell;
+    std::atomic<bool> flag{false};
+    WaitOutcome outcome = WaitOutcome::immediate;
+    std::thread waiter([&] {
+        outcome = wait_until(bell, [&] { return flag.load(std::memory_order_seq_cst); }, block_poll_policy(20000));
+    });
+    bool slept = test::eventually([&] { return bell.sleeping.load(std::memory_order_seq_cst) == 1; }, 10000);
+    flag.store(true, std::memory_order_seq_cst);
+    bool woke = bell.ring();
+    waiter.join();
+    EXPECT_TRUE(slept) << "the waiter never armed its futex sleep";
+    EXPECT_TRUE(woke) << "the ring found no sleeper";
+    EXPECT_EQ(outcome, WaitOutcome::slept);
+}
+
 TEST(ShmRing, WaitTimesOutOnASilentRing) {
     TestRing r(64);
     auto rd = r.reader();
@@ -272,6 +326,23 @@ TEST_P(ShmRingModes, StreamsBetweenThreads) {
     });
     auto w = r.writer();
     produce(w, kTotal, {GetParam(), kSpinIterations, 10000, 0, "consumer"});
+    consumer.join();
+    EXPECT_EQ(received, kTotal);
+    EXPECT_EQ(bad, 0u);
+}
+
+// Block mode with its short poll (what channels use while the peer works):
+// every outcome path, byte-exact through a small ring.
+TEST(ShmRing, StreamsBetweenThreadsWithTheBlockPoll) {
+    constexpr std::uint64_t kTotal = 2u << 20;
+    TestRing r(1024);
+    std::uint64_t received = 0, bad = 0;
+    std::thread consumer([&] {
+        auto rd = r.reader();
+        bad = consume(rd, &received, block_poll_policy(10000));
+    });
+    auto w = r.writer();
+    produce(w, kTotal, block_poll_policy(10000));
     consumer.join();
     EXPECT_EQ(received, kTotal);
     EXPECT_EQ(bad, 0u);
