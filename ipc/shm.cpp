@@ -254,7 +254,8 @@ private:
     // out while we copy in, except that a tail shorter than kMinTail goes out
     // with the chunk before it: published alone it would wake the reader for
     // the chunk and then make it wait (or sleep) for the tail: a 64 KiB
-    // payload's last chunk carries the 5 bytes its header shifted over.
+    // payload's last chunk carries the 5 bytes its header shifted over. A
+    // reader asleep is woken every kWakeChunk and at the end (send()).
     void put(std::span<const std::byte> src) {
         while (!src.empty()) {
             std::size_t piece = kPublishChunk - std::min(tx_.unpublished(), kPublishChunk);
@@ -265,7 +266,7 @@ private:
                 tx_.publish();  // the reader must see what we have before we wait on it
                 wait_for_room();
             } else if (!src.empty() && tx_.unpublished() >= kPublishChunk) {
-                tx_.publish();
+                tx_.publish(tx_.unrung() >= kWakeChunk);
             }
         }
     }
@@ -290,7 +291,7 @@ private:
         while (got < dst.size()) {
             std::size_t n = rx_.take(dst.subspan(got, std::min(dst.size() - got, kPublishChunk)));
             got += n;
-            if (rx_.unreleased() >= kPublishChunk) rx_.release();
+            if (rx_.unreleased() >= kPublishChunk) rx_.release(rx_.unrung() >= kWakeChunk);
             if (got == dst.size()) break;
             if (n > 0) continue;
             rx_.release();  // the writer may be waiting for exactly this room

@@ -98,15 +98,24 @@ public:
     }
 
     // Makes staged bytes visible. The seq_cst store pairs with the consumer's
-    // seq_cst store to its doorbell (see Doorbell). Returns true if a wake
-    // system call was needed.
-    bool publish() {
-        if (head_ == published_) return false;
-        s_->head.store(head_, std::memory_order_seq_cst);
-        published_ = head_;
-        padding_ = 0;
+    // seq_cst store to its doorbell (see Doorbell). With wake false a sleeping
+    // consumer is left asleep (a polling one sees the bytes anyway); the next
+    // publish with wake rings for these bytes too, so a writer must publish
+    // with wake before it waits and at a message's end. Returns true if a
+    // wake system call was needed.
+    bool publish(bool wake = true) {
+        if (head_ != published_) {
+            s_->head.store(head_, std::memory_order_seq_cst);
+            published_ = head_;
+            padding_ = 0;
+        }
+        if (!wake || rung_ == published_) return false;
+        rung_ = published_;
         return s_->data.ring();
     }
+
+    // Bytes staged or published since the last publish with wake.
+    std::size_t unrung() const { return static_cast<std::size_t>(head_ - rung_); }
 
     bool reader_closed() const { return s_->reader_closed.load(std::memory_order_seq_cst) != 0; }
 
@@ -127,6 +136,7 @@ private:
     std::uint64_t head_ = 0;        // staged up to here
     std::uint64_t published_ = 0;   // visible up to here
     std::uint64_t padding_ = 0;     // skipped since the last publish
+    std::uint64_t rung_ = 0;        // published as of the last publish with wake
     std::uint64_t tail_cache_ = 0;  // last consumer index we read
 };
 
@@ -177,13 +187,20 @@ public:
         tail_ += n;
     }
 
-    // Hands taken bytes' room back to the producer; true if a wake was needed.
-    bool release() {
-        if (tail_ == released_) return false;
-        s_->tail.store(tail_, std::memory_order_seq_cst);
-        released_ = tail_;
+    // Hands taken bytes' room back to the producer; true if a wake was
+    // needed. wake false leaves a sleeping producer asleep, as publish().
+    bool release(bool wake = true) {
+        if (tail_ != released_) {
+            s_->tail.store(tail_, std::memory_order_seq_cst);
+            released_ = tail_;
+        }
+        if (!wake || rung_ == released_) return false;
+        rung_ = released_;
         return s_->space.ring();
     }
+
+    // Bytes taken or released since the last release with wake.
+    std::size_t unrung() const { return static_cast<std::size_t>(tail_ - rung_); }
 
     bool writer_closed() const { return s_->writer_closed.load(std::memory_order_seq_cst) != 0; }
 
@@ -202,6 +219,7 @@ private:
     std::uint64_t mask_ = 0;
     std::uint64_t tail_ = 0;        // taken up to here
     std::uint64_t released_ = 0;    // visible to the producer up to here
+    std::uint64_t rung_ = 0;        // released as of the last release with wake
     std::uint64_t head_cache_ = 0;  // last producer index we read
 };
 

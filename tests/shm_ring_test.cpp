@@ -192,6 +192,32 @@ TEST(ShmRing, DoorbellWakesASleeperOnce) {
     EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
 }
 
+// Inside a large message a sleeping peer is left asleep (publish or release
+// with wake false); the next one with wake rings for those bytes even when
+// nothing new came since, so a side about to wait never leaves it asleep.
+TEST(ShmRing, AWakeLeftOutIsOwedToTheNextOne) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    auto src = bytes_from(0, 8);
+    r.shared->data.sleeping.store(1);
+    w.stage(src);
+    EXPECT_FALSE(w.publish(false));
+    EXPECT_EQ(r.shared->data.sleeping.load(), 1u) << "left asleep";
+    EXPECT_EQ(w.unrung(), 8u);
+    EXPECT_TRUE(w.publish()) << "owed a wake for the bytes already published";
+    EXPECT_EQ(w.unrung(), 0u);
+    EXPECT_FALSE(w.publish()) << "nothing owed any more";
+
+    std::vector<std::byte> dst(8);
+    ASSERT_EQ(rd.take(dst), 8u);
+    r.shared->space.sleeping.store(1);
+    EXPECT_FALSE(rd.release(false));
+    EXPECT_EQ(r.shared->tail.load(), 8u) << "the room is visible all the same";
+    EXPECT_TRUE(rd.release());
+    EXPECT_FALSE(rd.release());
+}
+
 WaitPolicy block_poll_policy(int timeout_ms) {
     WaitPolicy p{WaitMode::block, kSpinIterations, timeout_ms, 0, "test data"};
     p.block_spin = kBlockSpin;
@@ -316,36 +342,29 @@ TEST_P(ShmRingModes, StreamsMoreThanCapacityToAForkedConsumer) {
 }
 
 // Threads rather than processes, so ThreadSanitizer sees both sides.
-TEST_P(ShmRingModes, StreamsBetweenThreads) {
+void expect_stream_between_threads(const WaitPolicy& p) {
     constexpr std::uint64_t kTotal = 2u << 20;
     TestRing r(1024);
     std::uint64_t received = 0, bad = 0;
     std::thread consumer([&] {
         auto rd = r.reader();
-        bad = consume(rd, &received, {GetParam(), kSpinIterations, 10000, 0, "producer"});
+        bad = consume(rd, &received, p);
     });
     auto w = r.writer();
-    produce(w, kTotal, {GetParam(), kSpinIterations, 10000, 0, "consumer"});
+    produce(w, kTotal, p);
     consumer.join();
     EXPECT_EQ(received, kTotal);
     EXPECT_EQ(bad, 0u);
 }
 
+TEST_P(ShmRingModes, StreamsBetweenThreads) {
+    expect_stream_between_threads({GetParam(), kSpinIterations, 10000, 0, "the other thread"});
+}
+
 // Block mode with its short poll (what channels use while the peer works):
 // every outcome path, byte-exact through a small ring.
 TEST(ShmRing, StreamsBetweenThreadsWithTheBlockPoll) {
-    constexpr std::uint64_t kTotal = 2u << 20;
-    TestRing r(1024);
-    std::uint64_t received = 0, bad = 0;
-    std::thread consumer([&] {
-        auto rd = r.reader();
-        bad = consume(rd, &received, block_poll_policy(10000));
-    });
-    auto w = r.writer();
-    produce(w, kTotal, block_poll_policy(10000));
-    consumer.join();
-    EXPECT_EQ(received, kTotal);
-    EXPECT_EQ(bad, 0u);
+    expect_stream_between_threads(block_poll_policy(10000));
 }
 
 INSTANTIATE_TEST_SUITE_P(Wait, ShmRingModes, ::testing::Values(WaitMode::block, WaitMode::spin),
