@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <new>
@@ -174,6 +175,29 @@ TEST(ShmRing, DoorbellCallsWakeOnlyForASleeper) {
     w.stage(std::span(src).subspan(4));
     EXPECT_TRUE(w.publish());
     EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
+}
+
+// copy_bytes splits copies across a short distance into pieces: every byte
+// still lands where memcpy would put it, at every distance and length.
+TEST(ShmRing, CopyBytesIsMemcpyAtEveryDistance) {
+    const auto src = bytes_from(0, 9000);
+    std::vector<std::byte> dst(4096 + 9100);
+    for (std::size_t distance : {0, 1, 5, 63, 64, 100, 4095}) {
+        for (std::size_t n : {0, 1, 2047, 2048, 2049, 4096, 6145, 9000}) {
+            std::fill(dst.begin(), dst.end(), std::byte{0xEE});
+            // The destination `distance` bytes after the source, modulo 4 KiB.
+            auto off = (reinterpret_cast<std::uintptr_t>(src.data()) + distance -
+                        reinterpret_cast<std::uintptr_t>(dst.data())) % 4096;
+            copy_bytes(dst.data() + off, src.data(), n);
+            EXPECT_TRUE(std::equal(src.begin(), src.begin() + static_cast<std::ptrdiff_t>(n),
+                                   dst.begin() + static_cast<std::ptrdiff_t>(off)))
+                << "distance " << distance << ", " << n << " bytes";
+            EXPECT_EQ(dst[off + n], std::byte{0xEE}) << "wrote past the end";
+            if (off > 0) {
+                EXPECT_EQ(dst[off - 1], std::byte{0xEE}) << "wrote before the start";
+            }
+        }
+    }
 }
 
 // The ringer claims the sleeper's flag: a second ring before the woken
