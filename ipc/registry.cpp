@@ -26,8 +26,8 @@ std::vector<TransportInfo> make_table() {
                  connect_posix_mq, nullptr, list_posix_mq_objects});
     t.push_back({"sysv-mq", "sleeps in kernel", false, false, true, false, {}, listen_sysv_mq, connect_sysv_mq,
                  nullptr, list_sysv_mq_objects});
-    t.push_back({"shm", "sleeps on futex", false, false, false, true, "spins, then futex", listen_shm,
-                 connect_shm, nullptr, list_shm_objects});
+    t.push_back({"shm", "sleeps on futex (polls <= 10 us mid-stream)", false, false, false, true,
+                 "spins, then futex", listen_shm, connect_shm, nullptr, list_shm_objects});
     // udp: the listener's hellos are whole datagrams, so a prefork pool shares it.
     t.push_back({"udp", "sleeps in kernel", true, false, true, false, {}, listen_udp, connect_udp, nullptr, nullptr});
     return t;

@@ -137,6 +137,7 @@ public:
 
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (send_broken_) throw PeerGone("the peer stopped reading this session");
+        last_was_receive_ = false;
         HeaderBytes h = encode_header(type, payload.size());
         try {
             restart_at_ring_start();
@@ -165,6 +166,7 @@ public:
         msg.payload.resize(h.length);
         get(msg.payload, false);
         rx_.release();
+        last_was_receive_ = true;
         return true;
     }
 
@@ -186,6 +188,24 @@ private:
         std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
         int budget = waits % 64 == 0 ? kSpinIterations : spin_budget_;
         return {mode_, budget, limits_.timeout_ms, peer_, what};
+    }
+
+    // Waits for ready() on bell and counts how. In block mode a wait polls
+    // for up to kBlockSpin first when the peer is at work (peer_active, the
+    // caller's knowledge) and polling has not failed kMaxFailedPolls times
+    // in a row (the peer lacks a core, or has gone quiet); after that only
+    // every 64th wait tries again. An idle peer so costs a block-mode waiter
+    // at most kBlockSpin of CPU per wait, and after a few waits almost none.
+    template <typename Ready>
+    void wait(Doorbell& bell, Ready ready, const char* what, bool peer_active) {
+        WaitPolicy p = policy(what);
+        std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
+        bool poll = mode_ == WaitMode::block && peer_active &&
+                    (failed_polls_ < kMaxFailedPolls || waits % 64 == 0);
+        if (poll) p.block_spin = kBlockSpin;
+        WaitOutcome o = wait_until(bell, ready, p);
+        if (poll) failed_polls_ = o == WaitOutcome::slept ? failed_polls_ + 1 : 0;
+        count(o);
     }
 
     void count(WaitOutcome o) {
@@ -230,23 +250,33 @@ private:
         tx_.skip_to_end();  // published with the message: the reader never waits between
     }
 
+    // Stages src, publishing every kPublishChunk bytes so the reader copies
+    // out while we copy in, except that a tail shorter than kMinTail goes out
+    // with the chunk before it: published alone it would wake the reader for
+    // the chunk and then make it wait (or sleep) for the tail: a 64 KiB
+    // payload's last chunk carries the 5 bytes its header shifted over. A
+    // reader asleep is woken every kWakeChunk and at the end (send()).
     void put(std::span<const std::byte> src) {
         while (!src.empty()) {
-            std::size_t room = kPublishChunk - tx_.unpublished();
-            std::size_t n = tx_.stage(src.first(std::min(src.size(), room)));
+            std::size_t piece = kPublishChunk - std::min(tx_.unpublished(), kPublishChunk);
+            if (src.size() < piece + kMinTail) piece = src.size();
+            std::size_t n = tx_.stage(src.first(piece));
             src = src.subspan(n);
-            if (tx_.unpublished() >= kPublishChunk) tx_.publish();
-            if (n == 0) {
+            if (n == 0 && piece > 0) {
                 tx_.publish();  // the reader must see what we have before we wait on it
                 wait_for_room();
+            } else if (!src.empty() && tx_.unpublished() >= kPublishChunk) {
+                tx_.publish(tx_.unrung() >= kWakeChunk);
             }
         }
     }
 
+    // The ring is full: a reader that is receiving frees a chunk within
+    // microseconds, so the wait may poll (see wait()).
     void wait_for_room() {
-        count(wait_until(
+        wait(
             tx_.space_bell(), [&] { return tx_.reader_closed() || tx_.space() > 0; },
-            policy(is_client_ ? "the server to read" : "the client to read")));
+            is_client_ ? "the server to read" : "the client to read", true);
         if (!tx_.reader_closed()) return;
         // The server ends a session it refuses (e.g. oversized) after an error
         // frame; let the caller's receive() see that frame rather than EPIPE.
@@ -261,14 +291,20 @@ private:
         while (got < dst.size()) {
             std::size_t n = rx_.take(dst.subspan(got, std::min(dst.size() - got, kPublishChunk)));
             got += n;
-            if (rx_.unreleased() >= kPublishChunk) rx_.release();
+            if (rx_.unreleased() >= kPublishChunk) rx_.release(rx_.unrung() >= kWakeChunk);
             if (got == dst.size()) break;
             if (n > 0) continue;
             rx_.release();  // the writer may be waiting for exactly this room
             waited_ = true;
-            count(wait_until(
+            // The writer is at work when it is inside a message (its first
+            // bytes are here) or streams to us (our last call was a receive
+            // too). A reply to what we sent, or a session's first message,
+            // needs the peer to wake or do its work first: that wait sleeps
+            // at once, as a semaphore ping-pong does.
+            bool mid_message = !at_boundary || got > 0;
+            wait(
                 rx_.data_bell(), [&] { return rx_.readable() > 0 || rx_.writer_closed(); },
-                policy(is_client_ ? "the server's reply" : "the client")));
+                is_client_ ? "the server's reply" : "the client", mid_message || last_was_receive_);
             // Bytes published before the close flag are visible once it is (seq_cst).
             if (rx_.readable() == 0) {
                 if (at_boundary && got == 0) return false;
@@ -293,7 +329,9 @@ private:
     bool send_broken_ = false;
     bool waited_ = false;
     bool restart_blocked_ = false;
+    bool last_was_receive_ = false;  // no send since the last message received
     int spin_budget_ = kSpinIterations;
+    int failed_polls_ = 0;  // block mode: polls in a row that ended asleep anyway
 };
 
 // Removes a segment whose creator is dead, if it is really ours.

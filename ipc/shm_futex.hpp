@@ -7,13 +7,17 @@
 //
 // Doorbell protocol (one sleeper, one ringer):
 //   sleeper:  s = seq; sleeping = 1 (seq_cst); if (!ready()) futex_wait(&seq, s); sleeping = 0
-//   ringer:   <store that makes ready() true, seq_cst>; if (sleeping (seq_cst)) { ++seq; futex_wake(&seq) }
+//   ringer:   <store that makes ready() true, seq_cst>;
+//             if (sleeping (seq_cst) && sleeping.exchange(0)) { ++seq; futex_wake(&seq) }
 // The two seq_cst store->load pairs are Dekker's: in the single total order
 // of seq_cst operations at least one side sees the other's store, so either
 // the sleeper sees ready() and does not sleep, or the ringer sees sleeping
 // and wakes it. futex_wait compares seq inside the kernel, so a bump between
 // the sleeper's read of seq and its futex_wait makes the wait return at once
-// instead of being lost.
+// instead of being lost. The ringer clears sleeping as it wakes: further
+// rings before the woken sleeper has run (a large message publishes every
+// chunk) then cost no second wake system call; a sleeper that finds its
+// condition still false re-arms before it sleeps again.
 #pragma once
 
 #include <sys/types.h>
@@ -63,6 +67,7 @@ struct Doorbell {
     // Returns true when it had to make the (costly) wake system call.
     bool ring() {
         if (sleeping.load(std::memory_order_seq_cst) == 0) return false;
+        if (sleeping.exchange(0, std::memory_order_seq_cst) == 0) return false;
         seq.fetch_add(1, std::memory_order_seq_cst);
         futex_wake(seq, 1);
         return true;
@@ -74,8 +79,9 @@ struct Doorbell {
     }
 };
 
-// How one wait ended: the condition held at once, during the busy-poll, or
-// only after sleeping on the futex at least once.
+// How one wait ended: the condition held at once, during the busy-poll (in
+// block mode: the short poll of kBlockSpin), or only after sleeping on the
+// futex at least once.
 enum class WaitOutcome { immediate, spun, slept };
 
 struct WaitCounts {
@@ -95,6 +101,9 @@ struct WaitPolicy {
     int timeout_ms = 30000;  // <= 0: forever
     pid_t peer = 0;          // checked between sleep slices; 0: not checked
     const char* what = "the peer";
+    // Block mode only: busy-poll this long before sleeping (0: sleep at
+    // once). Channels pass kBlockSpin or 0, see ShmChannel::wait.
+    std::chrono::nanoseconds block_spin{0};
 };
 
 // Bounded busy-poll before sleeping: at 30-50 ns per pause (measured on the
@@ -109,6 +118,21 @@ inline constexpr int kSpinIterations = 8192;
 // peer had no core) down to this, and restore it after a successful spin:
 // on a crowded host spin mode then costs about what block mode does.
 inline constexpr int kMinSpinIterations = 32;
+// Block mode's short poll before sleeping, for waits whose peer is known to
+// be at work (see ShmChannel::wait): the rest of a message whose first bytes
+// arrived, the next message of a stream the writer keeps fed. A stream's
+// reader copies out faster than its writer copies in, so it catches up and
+// waits about as long as the writer takes to publish its next chunk
+// (kPublishChunk, 16 KiB: mostly under 1 us on the 2-core EPYC hosts); a
+// futex sleep costs the sleeper a context switch and the writer a wake
+// system call, each several microseconds. 5 us let 0.08-0.28 sleeps per
+// message through in a 1 MiB stream under load, 10 us 0.005-0.008. The
+// bound is time, not pause count (a pause is 10-150 cycles depending on the
+// CPU), so it is what an idle peer can cost a block-mode waiter per wait.
+inline constexpr std::chrono::microseconds kBlockSpin{10};
+// Polls that ended asleep anyway, in a row, after which a channel stops
+// polling (but for a probe every 64th wait) until one succeeds again.
+inline constexpr int kMaxFailedPolls = 4;
 // Sleep slices: a SIGKILLed peer (no closed flag ever comes) is noticed this soon.
 inline constexpr int kSliceMs = 100;
 
@@ -118,11 +142,21 @@ inline constexpr int kSliceMs = 100;
 template <typename Ready>
 WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
     if (ready()) return WaitOutcome::immediate;
+    const bool polls = policy.mode == WaitMode::spin || policy.block_spin.count() > 0;
     if (policy.mode == WaitMode::spin) {
         for (int i = 0; i < policy.spin_iterations; ++i) {
             cpu_relax();
             if (ready()) return WaitOutcome::spun;
         }
+    } else if (polls) {
+        // The clock is read once per few pauses: a vDSO read costs about as much as one.
+        const auto until = std::chrono::steady_clock::now() + policy.block_spin;
+        do {
+            for (int i = 0; i < 8; ++i) {
+                cpu_relax();
+                if (ready()) return WaitOutcome::spun;
+            }
+        } while (std::chrono::steady_clock::now() < until);
     }
     Deadline deadline(policy.timeout_ms > 0 ? policy.timeout_ms : -1);
     auto next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSliceMs);
@@ -130,8 +164,8 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
         Doorbell& b;
         ~Disarm() { b.sleeping.store(0, std::memory_order_relaxed); }
     };
-    // Ready before any futex_wait: no sleep happened, whatever the path.
-    WaitOutcome done = policy.mode == WaitMode::spin ? WaitOutcome::spun : WaitOutcome::immediate;
+    // Ready before any futex_wait: no sleep happened, but a poll did if one ran.
+    WaitOutcome done = polls ? WaitOutcome::spun : WaitOutcome::immediate;
     for (;;) {
         if (stop_requested()) throw Interrupted();
         int left = deadline.remaining_ms();

@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"ack", "echo", "sink"}))
         ->capture_default_str();
     app.add_option("--wait", wait,
-                   "block (sleep until woken) or spin (bounded busy-poll first); transports with wait modes: " +
+                   "block (sleep until woken; polls up to 10 us while the peer is mid-message or "
+                   "streaming) or spin (bounded busy-poll first); transports with wait modes: " +
                        wait_mode_transports())
         ->check(CLI::IsMember({"block", "spin"}))
         ->capture_default_str();

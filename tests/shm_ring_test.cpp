@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <new>
 #include <thread>
@@ -13,6 +15,7 @@
 
 #include "ipc/shm_futex.hpp"
 #include "ipc/shm_mapping.hpp"
+#include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace ipclab {
@@ -174,6 +177,107 @@ TEST(ShmRing, DoorbellCallsWakeOnlyForASleeper) {
     EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
 }
 
+// copy_bytes splits copies across a short distance into pieces: every byte
+// still lands where memcpy would put it, at every distance and length.
+TEST(ShmRing, CopyBytesIsMemcpyAtEveryDistance) {
+    const auto src = bytes_from(0, 9000);
+    std::vector<std::byte> dst(4096 + 9100);
+    for (std::size_t distance : {0, 1, 5, 63, 64, 100, 4095}) {
+        for (std::size_t n : {0, 1, 2047, 2048, 2049, 4096, 6145, 9000}) {
+            std::fill(dst.begin(), dst.end(), std::byte{0xEE});
+            // The destination `distance` bytes after the source, modulo 4 KiB.
+            auto off = (reinterpret_cast<std::uintptr_t>(src.data()) + distance -
+                        reinterpret_cast<std::uintptr_t>(dst.data())) % 4096;
+            copy_bytes(dst.data() + off, src.data(), n);
+            EXPECT_TRUE(std::equal(src.begin(), src.begin() + static_cast<std::ptrdiff_t>(n),
+                                   dst.begin() + static_cast<std::ptrdiff_t>(off)))
+                << "distance " << distance << ", " << n << " bytes";
+            EXPECT_EQ(dst[off + n], std::byte{0xEE}) << "wrote past the end";
+            if (off > 0) {
+                EXPECT_EQ(dst[off - 1], std::byte{0xEE}) << "wrote before the start";
+            }
+        }
+    }
+}
+
+// The ringer claims the sleeper's flag: a second ring before the woken
+// sleeper has run (the next chunk of a large message) makes no system call.
+TEST(ShmRing, DoorbellWakesASleeperOnce) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto src = bytes_from(0, 8);
+    std::uint32_t seq = r.shared->data.seq.load();
+    r.shared->data.sleeping.store(1);
+    w.stage(std::span(src).first(4));
+    EXPECT_TRUE(w.publish());
+    EXPECT_EQ(r.shared->data.sleeping.load(), 0u);
+    w.stage(std::span(src).subspan(4));
+    EXPECT_FALSE(w.publish()) << "the sleeper was already woken";
+    EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
+}
+
+// Inside a large message a sleeping peer is left asleep (publish or release
+// with wake false); the next one with wake rings for those bytes even when
+// nothing new came since, so a side about to wait never leaves it asleep.
+TEST(ShmRing, AWakeLeftOutIsOwedToTheNextOne) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    auto src = bytes_from(0, 8);
+    r.shared->data.sleeping.store(1);
+    w.stage(src);
+    EXPECT_FALSE(w.publish(false));
+    EXPECT_EQ(r.shared->data.sleeping.load(), 1u) << "left asleep";
+    EXPECT_EQ(w.unrung(), 8u);
+    EXPECT_TRUE(w.publish()) << "owed a wake for the bytes already published";
+    EXPECT_EQ(w.unrung(), 0u);
+    EXPECT_FALSE(w.publish()) << "nothing owed any more";
+
+    std::vector<std::byte> dst(8);
+    ASSERT_EQ(rd.take(dst), 8u);
+    r.shared->space.sleeping.store(1);
+    EXPECT_FALSE(rd.release(false));
+    EXPECT_EQ(r.shared->tail.load(), 8u) << "the room is visible all the same";
+    EXPECT_TRUE(rd.release());
+    EXPECT_FALSE(rd.release());
+}
+
+WaitPolicy block_poll_policy(int timeout_ms) {
+    WaitPolicy p{WaitMode::block, kSpinIterations, timeout_ms, 0, "test data"};
+    p.block_spin = kBlockSpin;
+    return p;
+}
+
+// Honest outcomes: a block-mode wait whose condition turned true during its
+// short poll counts as spun, one that was true at once as immediate.
+TEST(ShmRing, ABlockWaitSatisfiedWhilePollingCountsAsSpun) {
+    Doorbell bell;
+    int calls = 0;
+    EXPECT_EQ(wait_until(bell, [&] { return ++calls >= 3; }, block_poll_policy(10000)), WaitOutcome::spun);
+    EXPECT_EQ(calls, 3);
+    EXPECT_EQ(wait_until(bell, [] { return true; }, block_poll_policy(10000)), WaitOutcome::immediate);
+    EXPECT_EQ(bell.sleeping.load(), 0u);
+}
+
+// A block-mode waiter whose peer stays idle stops polling and sleeps on the
+// futex (the ringer sees its flag) instead of spinning on; it is woken by the
+// ring and reports that it slept.
+TEST(ShmRing, AnIdleBlockWaiterPollsBrieflyThenSleeps) {
+    Doorbell bell;
+    std::atomic<bool> flag{false};
+    WaitOutcome outcome = WaitOutcome::immediate;
+    std::thread waiter([&] {
+        outcome = wait_until(bell, [&] { return flag.load(std::memory_order_seq_cst); }, block_poll_policy(20000));
+    });
+    bool slept = test::eventually([&] { return bell.sleeping.load(std::memory_order_seq_cst) == 1; }, 10000);
+    flag.store(true, std::memory_order_seq_cst);
+    bool woke = bell.ring();
+    waiter.join();
+    EXPECT_TRUE(slept) << "the waiter never armed its futex sleep";
+    EXPECT_TRUE(woke) << "the ring found no sleeper";
+    EXPECT_EQ(outcome, WaitOutcome::slept);
+}
+
 TEST(ShmRing, WaitTimesOutOnASilentRing) {
     TestRing r(64);
     auto rd = r.reader();
@@ -262,19 +366,29 @@ TEST_P(ShmRingModes, StreamsMoreThanCapacityToAForkedConsumer) {
 }
 
 // Threads rather than processes, so ThreadSanitizer sees both sides.
-TEST_P(ShmRingModes, StreamsBetweenThreads) {
+void expect_stream_between_threads(const WaitPolicy& p) {
     constexpr std::uint64_t kTotal = 2u << 20;
     TestRing r(1024);
     std::uint64_t received = 0, bad = 0;
     std::thread consumer([&] {
         auto rd = r.reader();
-        bad = consume(rd, &received, {GetParam(), kSpinIterations, 10000, 0, "producer"});
+        bad = consume(rd, &received, p);
     });
     auto w = r.writer();
-    produce(w, kTotal, {GetParam(), kSpinIterations, 10000, 0, "consumer"});
+    produce(w, kTotal, p);
     consumer.join();
     EXPECT_EQ(received, kTotal);
     EXPECT_EQ(bad, 0u);
+}
+
+TEST_P(ShmRingModes, StreamsBetweenThreads) {
+    expect_stream_between_threads({GetParam(), kSpinIterations, 10000, 0, "the other thread"});
+}
+
+// Block mode with its short poll (what channels use while the peer works):
+// every outcome path, byte-exact through a small ring.
+TEST(ShmRing, StreamsBetweenThreadsWithTheBlockPoll) {
+    expect_stream_between_threads(block_poll_policy(10000));
 }
 
 INSTANTIATE_TEST_SUITE_P(Wait, ShmRingModes, ::testing::Values(WaitMode::block, WaitMode::spin),

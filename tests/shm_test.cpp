@@ -63,6 +63,27 @@ std::vector<std::string> segments_named(const std::string& name) {
     return out;
 }
 
+// The header of a session's segment, mapped read-only (to watch the rings).
+class SegmentView {
+public:
+    explicit SegmentView(const std::string& what) {
+        Fd fd(::shm_open(what.substr(what.rfind('/')).c_str(), O_RDONLY, 0));
+        if (!fd) return;
+        void* p = ::mmap(nullptr, shm::kHeaderBytes, PROT_READ, MAP_SHARED, fd.get(), 0);
+        if (p != MAP_FAILED) h_ = static_cast<const shm::SegmentHeader*>(p);
+    }
+    ~SegmentView() {
+        if (h_) ::munmap(const_cast<shm::SegmentHeader*>(h_), shm::kHeaderBytes);
+    }
+    SegmentView(const SegmentView&) = delete;
+    SegmentView& operator=(const SegmentView&) = delete;
+    const shm::SegmentHeader* operator->() const { return h_; }
+    explicit operator bool() const { return h_ != nullptr; }
+
+private:
+    const shm::SegmentHeader* h_ = nullptr;
+};
+
 class ShmTest : public ::testing::TestWithParam<WaitMode> {
 protected:
     void SetUp() override {
@@ -111,8 +132,9 @@ protected:
 TEST_P(ShmTest, EchoesEverySizeByteExact) {
     start();
     auto ch = connect(endpoint(), Limits{});
+    // Each of these goes in one publish: a block-mode ping-pong never polls.
     for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{8192}, std::size_t{8193},
-                             std::size_t{1} << 20, std::size_t{16} << 20})
+                             shm::kPublishChunk - kFrameHeaderSize})
         expect_echo(*ch, size, static_cast<unsigned>(size));
     auto counts = shm_session_counts(*ch);
     ASSERT_TRUE(counts.has_value());
@@ -121,6 +143,81 @@ TEST_P(ShmTest, EchoesEverySizeByteExact) {
     if (GetParam() == WaitMode::block) {
         EXPECT_EQ(c.spun + counts->peer.spun, 0u);
     }
+    // Around the publish chunk and the short tail that rides with the chunk
+    // before it, then through and around the ring.
+    const std::size_t chunk = shm::kPublishChunk, tail = shm::kMinTail, h = kFrameHeaderSize;
+    for (std::size_t size : {chunk - h + 1, chunk + tail - h - 1, chunk + tail - h, 4 * chunk - h,
+                             std::size_t{64} << 10, (std::size_t{64} << 10) + 1, std::size_t{1} << 20,
+                             (std::size_t{3} << 20) + 7, std::size_t{16} << 20})
+        expect_echo(*ch, size, static_cast<unsigned>(size));
+}
+
+// A stream larger than the ring, written while its reader (this process)
+// does not read: the writer fills the ring and goes to sleep on it, in
+// either wait mode (a spinning writer's budget is bounded too); then every
+// message arrives byte-exact, wrapping the ring with messages of all sizes.
+TEST_P(ShmTest, AStreamThroughAFullRingArrivesByteExact) {
+    auto listener = listen(endpoint(), Limits{});
+    const std::vector<std::size_t> sizes = {1, 16379, 16380, 20474, 20475, 65536, 65541, 100000,
+                                            std::size_t{1} << 20, (std::size_t{3} << 20) + 7, 5, 0, 70000};
+    pid_t writer = test::test_fork();
+    ASSERT_GE(writer, 0);
+    if (writer == 0) {
+        int rc = 1;
+        try {
+            auto ch = connect(endpoint(), Limits{});
+            for (std::size_t i = 0; i < sizes.size(); ++i)
+                ch->send(FrameType::data, payload_of(sizes[i], static_cast<unsigned>(i)));
+            rc = 0;
+        } catch (...) {
+        }
+        ::_exit(rc);
+    }
+    std::unique_ptr<PendingSession> pending;
+    for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
+    ASSERT_TRUE(pending);
+    auto ch = pending->open(Limits{});
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    SegmentView view(segments[0]);
+    ASSERT_TRUE(view);
+    EXPECT_TRUE(eventually([&] { return view->to_server.space.sleeping.load() == 1; }, 20000))
+        << "the writer never slept on the full ring";
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        Message m;
+        ASSERT_TRUE(ch->receive(m)) << "message " << i;
+        ASSERT_EQ(m.payload.size(), sizes[i]) << "message " << i;
+        EXPECT_TRUE(m.payload == payload_of(sizes[i], static_cast<unsigned>(i))) << "message " << i;
+    }
+    Message end;
+    EXPECT_FALSE(ch->receive(end)) << "the writer's close is a clean end";
+    int status = test::wait_or_kill(writer, 20000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_GE(shm_session_counts(*ch)->peer.slept, 1u) << "the writer's room wait ended asleep";
+}
+
+// A stream's reader in block mode polls briefly for the next message while
+// the writer keeps it fed; once the writer goes quiet it must end up asleep
+// on the futex, not spinning (in spin mode too: its budget is bounded).
+TEST_P(ShmTest, AnIdleStreamReaderEndsAsleep) {
+    ServerOptions sink = echo_options();
+    sink.reply = ReplyMode::sink;
+    start(sink);
+    auto ch = connect(endpoint(), Limits{});
+    auto payload = payload_of(4096);
+    for (int i = 0; i < 200; ++i) ch->send(FrameType::data, payload);
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    SegmentView view(segments[0]);
+    ASSERT_TRUE(view);
+    EXPECT_TRUE(eventually([&] { return view->to_server.data.sleeping.load() == 1; }, 20000))
+        << "the idle reader never armed its futex sleep";
+    std::uint64_t slept = shm_session_counts(*ch)->peer.slept;
+    ch->send(FrameType::data, {});  // the sink acknowledges an empty message
+    Message ack;
+    ASSERT_TRUE(ch->receive(ack));
+    EXPECT_EQ(ack.type, FrameType::data);
+    EXPECT_GT(shm_session_counts(*ch)->peer.slept, slept) << "the reader's wait ended asleep";
 }
 
 TEST_P(ShmTest, AcksByDefault) {
@@ -161,14 +258,10 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     // Both rings jumped over padding: their indices ran far ahead of the bytes sent.
     auto segments = segments_named(name_);
     ASSERT_EQ(segments.size(), 1u);
-    Fd fd(::shm_open(segments[0].substr(segments[0].rfind('/')).c_str(), O_RDONLY, 0));
-    ASSERT_TRUE(fd) << segments[0];
-    void* p = ::mmap(nullptr, shm::kHeaderBytes, PROT_READ, MAP_SHARED, fd.get(), 0);
-    ASSERT_NE(p, MAP_FAILED);
-    const auto* h = static_cast<const shm::SegmentHeader*>(p);
+    SegmentView h(segments[0]);
+    ASSERT_TRUE(h) << segments[0];
     EXPECT_GT(h->to_server.head.load(), 2 * shm::kRingCapacity);
     EXPECT_GT(h->to_client.head.load(), 2 * shm::kRingCapacity);
-    ::munmap(p, shm::kHeaderBytes);
 }
 
 // A stream runs ahead through the whole ring while its reader is behind:
