@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <utility>
 
 namespace ipclab {
 
@@ -39,6 +40,24 @@ private:
     std::size_t n_ = 0;
     std::unique_ptr<std::byte, Free> p_;
 };
+
+// A fork-per-session server parks a stream read buffer before it forks
+// (park_read_buffer); each session child's first StreamReader takes its
+// copy (take_read_buffer) instead of allocating one. A 64 KiB allocation in
+// a fresh child grew the heap (brk) and wrote malloc's bookkeeping, pages the
+// child shares with the parent, so each write was a copy-on-write fault.
+// The parked buffer's pages were never touched by the parent: the child
+// faults in only those it reads into. Not for threads: one process, one slot.
+namespace detail {
+inline PageBuffer parked_read_buffer;
+}
+inline void park_read_buffer(std::size_t n) {
+    if (detail::parked_read_buffer.size() < n) detail::parked_read_buffer = PageBuffer(n);
+}
+inline PageBuffer take_read_buffer(std::size_t n) {
+    if (detail::parked_read_buffer.size() >= n) return std::exchange(detail::parked_read_buffer, PageBuffer());
+    return PageBuffer(n);
+}
 
 // The offset in a page-aligned buffer at which to start a block whose data
 // begins `header` bytes in, so that the data sits half a page (modulo 4096)

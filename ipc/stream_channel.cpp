@@ -11,15 +11,12 @@
 
 namespace ipclab {
 
-namespace {
-constexpr std::size_t kReadBuffer = 64 * 1024;
-}  // namespace
 
 StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
     : fd_(fd),
       use_poll_(use_poll),
       timeout_ms_(timeout_ms),
-      buf_(kReadBuffer) {}
+      buf_(take_read_buffer(kReadBuffer)) {}
 
 bool StreamReader::fill(std::size_t n, std::size_t at) {
     if (buffered() >= n) return true;

@@ -14,6 +14,10 @@
 
 namespace ipclab {
 
+// The size of a StreamReader's buffer: park_read_buffer(kReadBuffer)
+// before forking session children (ipc/page_buffer.hpp).
+inline constexpr std::size_t kReadBuffer = 64 * 1024;
+
 // Read side of a stream with a buffer, so small frames cost one read(2).
 class StreamReader {
 public:
