@@ -69,8 +69,14 @@ public:
     int pollable_fd() const override { return fd_.get(); }
     std::unique_ptr<PendingSession> accept_ready() override;
     void close_in_child() noexcept override;
+    // TCP: sets TCP_NODELAY and the session timeouts on the listening
+    // socket, which Linux copies into every socket accept returns, so no
+    // session pays three setsockopt calls for them (the child opens its
+    // session with them in place when its limits ask for the same timeout).
+    void set_inherited_tcp_options(int timeout_ms);
 
 private:
+    std::optional<int> inherited_timeout_ms_;
     Fd fd_;
     std::string description_;
     std::optional<InstanceLock> lock_;

@@ -16,7 +16,11 @@ StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
     : fd_(fd),
       use_poll_(use_poll),
       timeout_ms_(timeout_ms),
-      buf_(take_read_buffer(kReadBuffer)) {}
+      buf_(take_read_buffer(kReadBuffer, parked_buf_)) {}
+
+StreamReader::~StreamReader() {
+    if (parked_buf_) return_read_buffer(std::move(buf_));
+}
 
 bool StreamReader::fill(std::size_t n, std::size_t at) {
     if (buffered() >= n) return true;
@@ -33,6 +37,7 @@ bool StreamReader::fill(std::size_t n, std::size_t at) {
         end_ -= pos_;
         pos_ = 0;
         buf_ = std::move(bigger);
+        parked_buf_ = false;  // the parked one (if it was) went with the old buffer
     }
     while (buffered() < n) {
         std::size_t got = use_poll_ ? read_pipe(buf_.data() + end_, buf_.size() - end_)
@@ -230,8 +235,8 @@ std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits
     return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, reply, nullptr, false);
 }
 
-std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
-    set_socket_timeouts(socket.get(), limits.timeout_ms);
+std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set) {
+    if (!timeouts_set) set_socket_timeouts(socket.get(), limits.timeout_ms);
     auto reader = std::make_unique<StreamReader>(socket.get(), false, limits.timeout_ms);
     if (reader->fill(1) && reader->data()[0] == std::byte{0}) {
         Opening opening;

@@ -23,6 +23,9 @@ class StreamReader {
 public:
     // use_poll: a pipe, which has no SO_RCVTIMEO; sockets rely on SO_RCVTIMEO.
     StreamReader(int fd, bool use_poll, int timeout_ms);
+    StreamReader(const StreamReader&) = delete;
+    StreamReader& operator=(const StreamReader&) = delete;
+    ~StreamReader();
 
     // Ensures at least n buffered bytes; false if EOF came first. With
     // nothing buffered and a page offset `at`, the next bytes are read to
@@ -46,6 +49,7 @@ private:
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
     // Page-aligned, so offsets in it are page offsets (fill's `at`).
+    bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     PageBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
     std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads
@@ -64,6 +68,8 @@ std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits
                                              SessionReply reply = SessionReply::server_default);
 
 // Reads the session's first bytes and picks the framed or the text channel.
-std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits);
+// timeouts_set: the socket already has limits.timeout_ms as its SO_RCVTIMEO
+// and SO_SNDTIMEO (inherited from its listener).
+std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set = false);
 
 }  // namespace ipclab

@@ -17,12 +17,14 @@ namespace {
 constexpr int kBacklog = 1024;
 }  // namespace
 
-std::unique_ptr<Listener> listen_tcp(const Endpoint& ep, const Limits&) {
+std::unique_ptr<Listener> listen_tcp(const Endpoint& ep, const Limits& limits) {
     if (ep.port.empty()) throw std::invalid_argument("tcp needs a PORT");
     Fd fd = bind_host_port(ep.host, ep.port, SOCK_STREAM);
     check(::listen(fd.get(), kBacklog), "listen");
     std::string desc = "tcp " + bound_address(fd.get());
-    return std::make_unique<SocketListener>(std::move(fd), desc, std::nullopt, OwnedPath{});
+    auto listener = std::make_unique<SocketListener>(std::move(fd), desc, std::nullopt, OwnedPath{});
+    listener->set_inherited_tcp_options(limits.timeout_ms);
+    return listener;
 }
 
 Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms) {

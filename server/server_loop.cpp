@@ -649,6 +649,10 @@ private:
                     log_line("server: child " + std::to_string(r.pid) + " ended abnormally (" +
                              describe_status(r.status) + ")\n");
             }
+            // A pipe's read returns what it holds, up to the size asked: a short
+            // read emptied it, and another would only say EAGAIN (a system
+            // call per session saved).
+            if (static_cast<std::size_t>(n) < sizeof recs) return;
         }
     }
 
