@@ -136,6 +136,19 @@ int connect_within(int fd, const struct sockaddr* sa, socklen_t len, int timeout
     return err;
 }
 
+int connect_bounded(int fd, const struct sockaddr* sa, socklen_t len, int timeout_ms) {
+    if (::connect(fd, sa, len) == 0) return 0;
+    int err = errno;
+    // SO_SNDTIMEO expired: EINPROGRESS for TCP, EAGAIN for a UNIX socket.
+    if (err == EINPROGRESS || err == EAGAIN) return ETIMEDOUT;
+    if (err != EINTR) return err;
+    // Interrupted: the connection goes on in the background; wait for it.
+    if (!wait_fd(fd, POLLOUT, timeout_ms > 0 ? timeout_ms : -1, "connect")) return ETIMEDOUT;
+    socklen_t elen = sizeof err;
+    check(::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen), "getsockopt(SO_ERROR)");
+    return err;
+}
+
 namespace {
 
 class SocketPending final : public PendingSession {

@@ -231,8 +231,9 @@ private:
 }  // namespace
 
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
-                                             bool send_opening, SessionReply reply) {
-    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, reply, nullptr, false);
+                                             bool send_opening, SessionReply reply, bool timeouts_set) {
+    const bool set = timeouts_set && fds.is_socket;
+    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, reply, nullptr, set);
 }
 
 std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set) {

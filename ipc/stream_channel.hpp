@@ -63,9 +63,11 @@ struct StreamFds {
 
 // Framed channel. With send_opening, the first send carries the opening
 // (asking for `reply`, ipc/framing.hpp) in the same system call.
+// timeouts_set: a socket that already has limits.timeout_ms as its timeouts.
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
                                              bool send_opening,
-                                             SessionReply reply = SessionReply::server_default);
+                                             SessionReply reply = SessionReply::server_default,
+                                             bool timeouts_set = false);
 
 // Reads the session's first bytes and picks the framed or the text channel.
 // timeouts_set: the socket already has limits.timeout_ms as its SO_RCVTIMEO
