@@ -11,7 +11,6 @@
 
 namespace ipclab {
 
-
 StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
     : fd_(fd),
       use_poll_(use_poll),

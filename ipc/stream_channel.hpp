@@ -46,10 +46,10 @@ private:
     int fd_;
     bool use_poll_;
     int timeout_ms_;
+    bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
     // Page-aligned, so offsets in it are page offsets (fill's `at`).
-    bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     PageBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
     std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads
