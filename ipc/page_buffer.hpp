@@ -44,6 +44,32 @@ private:
     std::unique_ptr<std::byte, Free> p_;
 };
 
+// A fork-per-session server parks a stream read buffer before it forks
+// (park_read_buffer); each session child's first StreamReader takes its
+// copy (take_read_buffer) instead of allocating one, and parks it again as
+// it ends (return_read_buffer). A 64 KiB allocation in
+// a fresh child grew the heap (brk) and wrote malloc's bookkeeping, pages the
+// child shares with the parent, so each write was a copy-on-write fault.
+// The parked buffer's pages were never touched by the parent: the child
+// faults in only those it reads into. Not for threads: one process, one slot.
+namespace detail {
+inline PageBuffer parked_read_buffer;
+}
+inline void park_read_buffer(std::size_t n) {
+    if (detail::parked_read_buffer.size() < n) detail::parked_read_buffer = PageBuffer(n);
+}
+// taken: whether the parked buffer was the one returned; only its taker
+// hands it back (return_read_buffer), so a process that never parked one
+// (threads sharing it) never writes the slot.
+inline PageBuffer take_read_buffer(std::size_t n, bool& taken) {
+    taken = detail::parked_read_buffer.size() >= n;
+    if (taken) return std::exchange(detail::parked_read_buffer, PageBuffer());
+    return PageBuffer(n);
+}
+// Parks the taken buffer again rather than freeing it: freed at the top of
+// a session child's heap, it made malloc trim the heap (brk) as the child ended.
+inline void return_read_buffer(PageBuffer b) { detail::parked_read_buffer = std::move(b); }
+
 // The offset in a page-aligned buffer at which to start a block whose data
 // begins `header` bytes in, so that the data sits half a page (modulo 4096)
 // from `other`, the other end of the copy; 0 when there is no other end yet

@@ -136,20 +136,37 @@ int connect_within(int fd, const struct sockaddr* sa, socklen_t len, int timeout
     return err;
 }
 
+int connect_bounded(int fd, const struct sockaddr* sa, socklen_t len, int timeout_ms) {
+    if (::connect(fd, sa, len) == 0) return 0;
+    int err = errno;
+    // SO_SNDTIMEO expired: EINPROGRESS for TCP, EAGAIN for a UNIX socket.
+    if (err == EINPROGRESS || err == EAGAIN) return ETIMEDOUT;
+    if (err != EINTR) return err;
+    // Interrupted: the connection goes on in the background; wait for it.
+    if (!wait_fd(fd, POLLOUT, timeout_ms > 0 ? timeout_ms : -1, "connect")) return ETIMEDOUT;
+    socklen_t elen = sizeof err;
+    check(::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen), "getsockopt(SO_ERROR)");
+    return err;
+}
+
 namespace {
 
 class SocketPending final : public PendingSession {
 public:
-    SocketPending(Fd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}
+    // inherited_timeout_ms: the timeout the socket came with from its
+    // listener (set_inherited_tcp_options), if any.
+    SocketPending(Fd fd, std::string peer, std::optional<int> inherited_timeout_ms = std::nullopt)
+        : fd_(std::move(fd)), peer_(std::move(peer)), inherited_timeout_ms_(inherited_timeout_ms) {}
     std::string peer() const override { return peer_; }
     std::unique_ptr<Channel> open(const Limits& limits) override {
-        return open_stream_session(std::move(fd_), limits);
+        return open_stream_session(std::move(fd_), limits, limits.timeout_ms == inherited_timeout_ms_);
     }
     Fd release_descriptor() override { return std::move(fd_); }
 
 private:
     Fd fd_;
     std::string peer_;
+    std::optional<int> inherited_timeout_ms_;
 };
 
 }  // namespace
@@ -197,13 +214,22 @@ std::unique_ptr<PendingSession> SocketListener::accept_ready() {
             return nullptr;
         throw_errno("accept");
     }
-    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    if ((ss.ss_family == AF_INET || ss.ss_family == AF_INET6) && !inherited_timeout_ms_) {
         int one = 1;
         check(::setsockopt(conn.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one),
               "setsockopt(TCP_NODELAY)");
     }
     std::string peer = sockaddr_to_string(reinterpret_cast<sockaddr*>(&ss), len);
-    return std::make_unique<SocketPending>(std::move(conn), std::move(peer));
+    return std::make_unique<SocketPending>(std::move(conn), std::move(peer), inherited_timeout_ms_);
+}
+
+void SocketListener::set_inherited_tcp_options(int timeout_ms) {
+    int one = 1;
+    check(::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
+    // The listener is non-blocking and waited on with poll: its own accept
+    // is not affected by SO_RCVTIMEO.
+    set_socket_timeouts(fd_.get(), timeout_ms);
+    inherited_timeout_ms_ = timeout_ms;
 }
 
 void SocketListener::close_in_child() noexcept {

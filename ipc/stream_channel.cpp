@@ -11,15 +11,15 @@
 
 namespace ipclab {
 
-namespace {
-constexpr std::size_t kReadBuffer = 64 * 1024;
-}  // namespace
-
 StreamReader::StreamReader(int fd, bool use_poll, int timeout_ms)
     : fd_(fd),
       use_poll_(use_poll),
       timeout_ms_(timeout_ms),
-      buf_(kReadBuffer) {}
+      buf_(take_read_buffer(kReadBuffer, parked_buf_)) {}
+
+StreamReader::~StreamReader() {
+    if (parked_buf_) return_read_buffer(std::move(buf_));
+}
 
 bool StreamReader::fill(std::size_t n, std::size_t at) {
     if (buffered() >= n) return true;
@@ -36,6 +36,7 @@ bool StreamReader::fill(std::size_t n, std::size_t at) {
         end_ -= pos_;
         pos_ = 0;
         buf_ = std::move(bigger);
+        parked_buf_ = false;  // the parked one (if it was) went with the old buffer
     }
     while (buffered() < n) {
         std::size_t got = use_poll_ ? read_pipe(buf_.data() + end_, buf_.size() - end_)
@@ -229,12 +230,13 @@ private:
 }  // namespace
 
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
-                                             bool send_opening, SessionReply reply) {
-    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, reply, nullptr, false);
+                                             bool send_opening, SessionReply reply, bool timeouts_set) {
+    const bool set = timeouts_set && fds.is_socket;
+    return std::make_unique<FramedChannel>(std::move(fds), limits, send_opening, reply, nullptr, set);
 }
 
-std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits) {
-    set_socket_timeouts(socket.get(), limits.timeout_ms);
+std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set) {
+    if (!timeouts_set) set_socket_timeouts(socket.get(), limits.timeout_ms);
     auto reader = std::make_unique<StreamReader>(socket.get(), false, limits.timeout_ms);
     if (reader->fill(1) && reader->data()[0] == std::byte{0}) {
         Opening opening;

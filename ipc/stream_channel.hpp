@@ -14,11 +14,18 @@
 
 namespace ipclab {
 
+// The size of a StreamReader's buffer: park_read_buffer(kReadBuffer)
+// before forking session children (ipc/page_buffer.hpp).
+inline constexpr std::size_t kReadBuffer = 64 * 1024;
+
 // Read side of a stream with a buffer, so small frames cost one read(2).
 class StreamReader {
 public:
     // use_poll: a pipe, which has no SO_RCVTIMEO; sockets rely on SO_RCVTIMEO.
     StreamReader(int fd, bool use_poll, int timeout_ms);
+    StreamReader(const StreamReader&) = delete;
+    StreamReader& operator=(const StreamReader&) = delete;
+    ~StreamReader();
 
     // Ensures at least n buffered bytes; false if EOF came first. With
     // nothing buffered and a page offset `at`, the next bytes are read to
@@ -39,6 +46,7 @@ private:
     int fd_;
     bool use_poll_;
     int timeout_ms_;
+    bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
     // Page-aligned, so offsets in it are page offsets (fill's `at`).
@@ -55,11 +63,15 @@ struct StreamFds {
 
 // Framed channel. With send_opening, the first send carries the opening
 // (asking for `reply`, ipc/framing.hpp) in the same system call.
+// timeouts_set: a socket that already has limits.timeout_ms as its timeouts.
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
                                              bool send_opening,
-                                             SessionReply reply = SessionReply::server_default);
+                                             SessionReply reply = SessionReply::server_default,
+                                             bool timeouts_set = false);
 
 // Reads the session's first bytes and picks the framed or the text channel.
-std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits);
+// timeouts_set: the socket already has limits.timeout_ms as its SO_RCVTIMEO
+// and SO_SNDTIMEO (inherited from its listener).
+std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set = false);
 
 }  // namespace ipclab

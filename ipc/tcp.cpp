@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ipc/error.hpp"
+#include "ipc/io.hpp"
 #include "ipc/socket_util.hpp"
 #include "ipc/stream_channel.hpp"
 #include "ipc/transports.hpp"
@@ -17,12 +18,14 @@ namespace {
 constexpr int kBacklog = 1024;
 }  // namespace
 
-std::unique_ptr<Listener> listen_tcp(const Endpoint& ep, const Limits&) {
+std::unique_ptr<Listener> listen_tcp(const Endpoint& ep, const Limits& limits) {
     if (ep.port.empty()) throw std::invalid_argument("tcp needs a PORT");
     Fd fd = bind_host_port(ep.host, ep.port, SOCK_STREAM);
     check(::listen(fd.get(), kBacklog), "listen");
     std::string desc = "tcp " + bound_address(fd.get());
-    return std::make_unique<SocketListener>(std::move(fd), desc, std::nullopt, OwnedPath{});
+    auto listener = std::make_unique<SocketListener>(std::move(fd), desc, std::nullopt, OwnedPath{});
+    listener->set_inherited_tcp_options(limits.timeout_ms);
+    return listener;
 }
 
 Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms) {
@@ -32,13 +35,12 @@ Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms) {
     std::string failures;
     for (addrinfo* a = ai.head; a; a = a->ai_next) {
         Fd fd = new_socket(a->ai_family, SOCK_STREAM);
-        int err = connect_within(fd.get(), a->ai_addr, a->ai_addrlen, timeout_ms);
-        if (err == 0) {
-            int one = 1;
-            check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one),
-                  "setsockopt(TCP_NODELAY)");
-            return fd;
-        }
+        // The session's timeouts first: SO_SNDTIMEO bounds the connect too.
+        set_socket_timeouts(fd.get(), timeout_ms);
+        int one = 1;
+        check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
+        int err = connect_bounded(fd.get(), a->ai_addr, a->ai_addrlen, timeout_ms);
+        if (err == 0) return fd;
         if (!failures.empty()) failures += "; ";
         failures += sockaddr_to_string(a->ai_addr, a->ai_addrlen) + ": " +
                     (err == ETIMEDOUT ? std::string("timed out") : std::strerror(err));
@@ -49,7 +51,7 @@ Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms) {
 
 std::unique_ptr<Channel> connect_tcp(const Endpoint& ep, const Limits& limits) {
     StreamFds fds{connect_tcp_socket(ep, limits.timeout_ms), Fd{}, true};
-    return make_framed_channel(std::move(fds), limits, true, ep.reply);
+    return make_framed_channel(std::move(fds), limits, true, ep.reply, true);
 }
 
 }  // namespace ipclab

@@ -403,7 +403,7 @@ void EventLoop::finish(int fd) {
     SessionReport& r = it->second->report();
     if (options_.log_sessions) {
         r.seconds = std::chrono::duration<double>(Clock::now() - it->second->start()).count();
-        log_line(format_report(r, ::getpid()));
+        log_report(r, ::getpid());
     }
     sessions_.erase(it);  // closing the socket also takes it out of the epoll set
 }

@@ -17,13 +17,14 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
+#include "ipc/page_buffer.hpp"
+#include "ipc/stream_channel.hpp"
 #include "ipc/tick_timer.hpp"
 #include "server/event_loop.hpp"
 #include "server/fd_passing.hpp"
@@ -159,10 +160,34 @@ private:
     AcceptLock* lock_;
 };
 
+// The live children's pids. A fork server writes this table right after
+// each fork, while the child still shares the parent's pages: a std::set
+// allocated a node there (malloc in the parent: its heap pages copied on
+// write, the child's copies faulted in). Room for --max-clients is made
+// once, up front, so adding and removing never allocate.
+class LiveChildren {
+public:
+    void reserve(std::size_t n) { pids_.reserve(n); }
+    void add(pid_t pid) { pids_.push_back(pid); }
+    void remove(pid_t pid) {
+        auto it = std::find(pids_.begin(), pids_.end(), pid);
+        if (it == pids_.end()) return;
+        *it = pids_.back();
+        pids_.pop_back();
+    }
+    std::size_t size() const { return pids_.size(); }
+    auto begin() const { return pids_.begin(); }
+    auto end() const { return pids_.end(); }
+
+private:
+    std::vector<pid_t> pids_;
+};
+
 class Parent {
 public:
     Parent(std::unique_ptr<Listener> listener, const ServerOptions& options)
         : listener_(std::move(listener)), options_(options) {
+        live_.reserve(std::min<std::size_t>(std::max<std::size_t>(options_.max_clients, options_.workers) + 1, 4096));
         int fds[2];
         check(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), "pipe2");
         wake_read_.reset(fds[0]);
@@ -212,6 +237,9 @@ public:
         if (options_.model == ServerModel::prefork) return supervise();
         if (options_.model == ServerModel::prethread) return supervise_threads();
         if (options_.model == ServerModel::epoll) return serve_events();
+        // Each session child takes its copy of this buffer (never touched
+        // here) rather than growing the heap it shares with us.
+        if (options_.model == ServerModel::fork) park_read_buffer(kReadBuffer);
         if (options_.no_reap)
             log_line("server: --no-reap (teaching mode): ended sessions stay zombies until the "
                      "server exits; --max-clients is not enforced\n");
@@ -359,7 +387,7 @@ private:
             return;
         }
         if (pid == 0) worker(std::move(pair.second), supervisor);
-        live_.insert(pid);
+        live_.add(pid);
         if (passing()) pairs_[pid] = std::move(pair.first);
         ++started_;
     }
@@ -414,7 +442,7 @@ private:
 
     void serve_in_thread(PendingSession& pending) {
         SessionReport report = run_session(pending, options_);
-        if (options_.log_sessions) log_line(format_report(report, ::getpid()));
+        if (options_.log_sessions) log_report(report, ::getpid());
     }
 
     // The prethread design: `workers` threads, each accepting (one at a time,
@@ -550,7 +578,7 @@ private:
         // A stop that ended the session is in the self-pipe too (drain sees
         // it); cleared here, it no longer interrupts the log line below.
         clear_stop();
-        if (options_.log_sessions) log_line(format_report(report, ::getpid()));
+        if (options_.log_sessions) log_report(report, ::getpid());
     }
 
     void spawn(PendingSession& pending) {
@@ -561,7 +589,7 @@ private:
             return;
         }
         if (pid == 0) child(pending);
-        if (!options_.no_reap) live_.insert(pid);  // unreaped children are never seen to end
+        if (!options_.no_reap) live_.add(pid);  // unreaped children are never seen to end
         ++started_;
     }
 
@@ -584,7 +612,7 @@ private:
         ::sigaction(SIGTERM, &sa, nullptr);
         clear_stop();
         SessionReport report = run_session(pending, options_);
-        if (options_.log_sessions) log_line(format_report(report, ::getpid()));
+        if (options_.log_sessions) log_report(report, ::getpid());
         ::_exit(report.clean ? 0 : 1);
     }
 
@@ -613,7 +641,7 @@ private:
                     stopping_ = true;
                     continue;
                 }
-                live_.erase(r.pid);
+                live_.remove(r.pid);
                 pairs_.erase(r.pid);  // pass-fd: a dead worker's pair, and its word that it was idle
                 idle_.erase(std::remove(idle_.begin(), idle_.end(), r.pid), idle_.end());
                 bool normal = WIFEXITED(r.status) && WEXITSTATUS(r.status) <= 1;
@@ -621,6 +649,10 @@ private:
                     log_line("server: child " + std::to_string(r.pid) + " ended abnormally (" +
                              describe_status(r.status) + ")\n");
             }
+            // A pipe's read returns what it holds, up to the size asked: a short
+            // read emptied it, and another would only say EAGAIN (a system
+            // call per session saved).
+            if (static_cast<std::size_t>(n) < sizeof recs) return;
         }
     }
 
@@ -697,7 +729,7 @@ private:
     ServerOptions options_;
     Fd wake_read_, wake_write_;
     std::map<int, struct sigaction> saved_;
-    std::set<pid_t> live_;
+    LiveChildren live_;
     std::function<void()> sweep_;
     std::unique_ptr<TickTimer> tick_;
     std::unique_ptr<SessionThreads> threads_;  // thread, prethread

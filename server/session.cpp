@@ -1,9 +1,11 @@
 #include "server/session.hpp"
 
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
+#include <cmath>
+#include <cstring>
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
@@ -22,20 +24,93 @@ bool printable(std::span<const std::byte> bytes) {
     return true;
 }
 
-void write_quietly_failing(const std::string& line, int fd, const char* what) {
+void write_quietly_failing(std::string_view line, int fd, const char* what) {
     try {
         write_all(fd, as_bytes(line), false, 5000, what);
     } catch (const std::exception&) {
     }
 }
 
+// The payload as the message line shows it: a printable payload without its
+// line ending, else "[N bytes]" (written into `count`).
+std::string_view shown_payload(std::span<const std::byte> payload, LineBuilder& count) {
+    if (!printable(payload)) {
+        count.append("[").append_uint(payload.size()).append(" bytes]");
+        return count.view();
+    }
+    std::size_t n = payload.size();
+    while (n > 0 && (payload[n - 1] == std::byte{'\n'} || payload[n - 1] == std::byte{'\r'})) --n;
+    return {reinterpret_cast<const char*>(payload.data()), n};
+}
+
+constexpr std::string_view kMessagePrefix = "Here is the message: ";
+
+void build_report(const SessionReport& r, long pid, LineBuilder& line) {
+    line.append("server: session ended pid=").append_uint(static_cast<std::uint64_t>(pid));
+    line.append(" peer=").append(r.peer);
+    line.append(" messages=").append_uint(r.messages);
+    line.append(" bytes_in=").append_uint(r.bytes_in);
+    line.append(" bytes_out=").append_uint(r.bytes_out);
+    line.append(" duration=").append_fixed3(r.seconds).append("s");
+    line.append(" end=\"").append(r.ending).append("\"\n");
+}
+
 }  // namespace
 
+LineBuilder& LineBuilder::append(std::string_view s) {
+    if (!spilled_ && used_ + s.size() <= fixed_.size()) {
+        std::memcpy(fixed_.data() + used_, s.data(), s.size());
+        used_ += s.size();
+        return *this;
+    }
+    if (!spilled_) {
+        spill_.assign(fixed_.data(), used_);
+        spilled_ = true;
+    }
+    spill_.append(s);
+    return *this;
+}
+
+LineBuilder& LineBuilder::append_uint(std::uint64_t v) {
+    char digits[20];
+    std::size_t n = 0;
+    do {
+        digits[sizeof digits - ++n] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return append({digits + sizeof digits - n, n});
+}
+
+LineBuilder& LineBuilder::append_fixed3(double v) {
+    // printf's "%.3f", whose code a session child would fault in to print one number.
+    if (!(v >= 0) || v >= 1e15) return append(v < 0 ? "-" : "?");
+    auto ms = static_cast<std::uint64_t>(std::llround(v * 1000));
+    append_uint(ms / 1000).append(".");
+    char frac[3] = {static_cast<char>('0' + ms / 100 % 10), static_cast<char>('0' + ms / 10 % 10),
+                    static_cast<char>('0' + ms % 10)};
+    return append({frac, 3});
+}
+
 void print_message_line(std::span<const std::byte> payload) {
-    write_quietly_failing(format_message_line(payload), STDOUT_FILENO, "stdout");
+    LineBuilder count;
+    std::string_view shown = shown_payload(payload, count);
+    // One writev of the prefix, the payload and the newline: nothing copied into a heap string.
+    struct iovec iov[3] = {{const_cast<char*>(kMessagePrefix.data()), kMessagePrefix.size()},
+                           {const_cast<char*>(shown.data()), shown.size()},
+                           {const_cast<char*>("\n"), 1}};
+    try {
+        write_all(STDOUT_FILENO, iov, 3, false, 5000, "stdout");
+    } catch (const std::exception&) {
+    }
 }
 
 void log_line(const std::string& line) { write_quietly_failing(line, STDERR_FILENO, "stderr"); }
+
+void log_report(const SessionReport& report, long pid) {
+    LineBuilder line;
+    build_report(report, pid, line);
+    write_quietly_failing(line.view(), STDERR_FILENO, "stderr");
+}
 
 ReplyMode session_reply_mode(const ServerOptions& options, SessionReply asked) {
     switch (asked) {
@@ -54,14 +129,10 @@ bool choose_reply(ReplyMode mode, std::span<const std::byte> payload, std::span<
 }
 
 std::string format_message_line(std::span<const std::byte> payload) {
-    std::string line = "Here is the message: ";
-    if (printable(payload)) {
-        std::size_t n = payload.size();
-        while (n > 0 && (payload[n - 1] == std::byte{'\n'} || payload[n - 1] == std::byte{'\r'})) --n;
-        line.append(reinterpret_cast<const char*>(payload.data()), n);
-    } else {
-        line += "[" + std::to_string(payload.size()) + " bytes]";
-    }
+    LineBuilder count;
+    std::string_view shown = shown_payload(payload, count);
+    std::string line(kMessagePrefix);
+    line.append(shown);
     line += '\n';
     return line;
 }
@@ -134,13 +205,9 @@ SessionReport run_session(PendingSession& pending, const ServerOptions& options)
 }
 
 std::string format_report(const SessionReport& r, long pid) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " messages=%llu bytes_in=%llu bytes_out=%llu duration=%.3fs",
-                  static_cast<unsigned long long>(r.messages),
-                  static_cast<unsigned long long>(r.bytes_in),
-                  static_cast<unsigned long long>(r.bytes_out), r.seconds);
-    return "server: session ended pid=" + std::to_string(pid) + " peer=" + r.peer + buf +
-           " end=\"" + r.ending + "\"\n";
+    LineBuilder line;
+    build_report(r, pid, line);
+    return std::string(line.view());
 }
 
 }  // namespace ipclab

@@ -1,8 +1,10 @@
 // Serving one session: the message handler that runs in a forked child.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "ipc/channel.hpp"
 #include "server/options.hpp"
@@ -29,11 +31,34 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
 // "server: session ended pid=... peer=... messages=..." (one line, with '\n').
 std::string format_report(const SessionReport& report, long pid);
 
+// Writes that line to stderr, built on the stack: a forked session child
+// logs its end without malloc (each first write to a heap page the parent
+// shares is a copy-on-write fault) and without the printf family (whose
+// code pages a fresh child faults in). Never throws.
+void log_report(const SessionReport& report, long pid);
+
+// A line built in a fixed buffer, spilling into a std::string only when it
+// outgrows it (a very long peer name or error text).
+class LineBuilder {
+public:
+    LineBuilder& append(std::string_view s);
+    LineBuilder& append_uint(std::uint64_t v);
+    LineBuilder& append_fixed3(double v);  // as printf's "%.3f" for 0 <= v < 1e15
+    std::string_view view() const { return spilled_ ? std::string_view(spill_) : std::string_view(fixed_.data(), used_); }
+
+private:
+    std::array<char, 512> fixed_;
+    std::size_t used_ = 0;
+    bool spilled_ = false;
+    std::string spill_;
+};
+
 // The line printed for each message ("Here is the message: ..."), with '\n'.
 std::string format_message_line(std::span<const std::byte> payload);
 
-// Prints that line on stdout; a closed or full stdout does not end the
-// session (the reply matters more).
+// Prints that line on stdout in one writev, without building it on the
+// heap; a closed or full stdout does not end the session (the reply matters
+// more).
 void print_message_line(std::span<const std::byte> payload);
 
 // The replies a session gets: what its opening asked for, else --reply.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/page_buffer.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace ipclab {
@@ -268,6 +270,46 @@ TEST(TextChannel, RepliesAreRawBytesAndErrorsALine) {
     std::size_t n = 0;
     while (n < 18 + 15) n += read_some(p.b.get(), buf + n, sizeof buf - n, "test");
     EXPECT_EQ(std::string(buf, n), "I got your messageerror: too big\n");
+}
+
+// The buffer a fork server parks before forking (ipc/page_buffer.hpp): a
+// session's reader takes it, reads into it, and parks it again as it ends,
+// so the next session of this process (a forked child's only one) finds it.
+TEST(ParkedReadBuffer, AReaderTakesItAndParksItAgain) {
+    park_read_buffer(kReadBuffer);
+    bool taken = false;
+    PageBuffer probe = take_read_buffer(kReadBuffer, taken);
+    ASSERT_TRUE(taken);
+    const std::byte* parked = probe.data();
+    return_read_buffer(std::move(probe));
+
+    Pair p;
+    {
+        StreamReader reader(p.a.get(), false, 5000);
+        EXPECT_EQ(reader.data(), parked);  // nothing buffered yet: the buffer's start
+        ASSERT_EQ(::write(p.b.get(), "abc", 3), 3);
+        ASSERT_TRUE(reader.fill(3));
+        EXPECT_EQ(std::memcmp(reader.data(), "abc", 3), 0);
+        // A second reader meanwhile gets a buffer of its own.
+        StreamReader other(p.b.get(), false, 5000);
+        EXPECT_NE(other.data(), parked);
+    }
+    PageBuffer again = take_read_buffer(kReadBuffer, taken);
+    EXPECT_TRUE(taken);
+    EXPECT_EQ(again.data(), parked);
+    EXPECT_GE(again.size(), kReadBuffer);
+    // Nothing parked now: a taker allocates, and is told so.
+    PageBuffer fresh = take_read_buffer(kReadBuffer, taken);
+    EXPECT_FALSE(taken);
+    EXPECT_NE(fresh.data(), nullptr);
+}
+
+// A session opened on a socket whose timeouts came from its listener
+// (timeouts_set) still ends a silent peer's session at the timeout.
+TEST(StreamSession, InheritedTimeoutsStillEndASilentSession) {
+    Pair p;
+    set_socket_timeouts(p.a.get(), 100);
+    EXPECT_THROW(open_stream_session(std::move(p.a), limits(kDefaultMaxMessage, 100), true), TimeoutError);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <regex>
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
@@ -73,6 +75,67 @@ TEST_F(TcpServer, SeedExchangeWithMessageFlag) {
     EXPECT_EQ(r.out, "I got your message\n");
     EXPECT_TRUE(eventually([&] { return server_->out().find("Here is the message: hello\n") != std::string::npos; }))
         << server_->out();
+}
+
+// Names resolve (getaddrinfo through NSS): in a static-pie build
+// (IPCLAB_STATIC_PIE) too, where glibc loads its NSS modules at run time.
+TEST_F(TcpServer, ClientResolvesLocalhost) {
+    start();
+    auto r = client({"-m", "by name", "localhost", port_});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "I got your message\n");
+}
+
+// What a forked session child says and does, whatever its memory tricks
+// (a parked read buffer, lines built on the stack, sockets that inherit
+// their options from the listener): the message line, the first reply, one
+// log line with the session's figures.
+TEST_F(TcpServer, SessionChildRepliesAndLogsItsEndAsBefore) {
+    start();
+    auto r = client({"--size", "64", "--count", "1", "127.0.0.1", port_});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto r2 = client({"-m", "second", "127.0.0.1", port_});
+    EXPECT_EQ(r2.out, "I got your message\n") << r2.err;
+    ASSERT_TRUE(eventually([&] { return count_of(server_->err(), "session ended") == 2; })) << server_->err();
+    const std::regex ended(
+        "server: session ended pid=[1-9][0-9]* peer=127\\.0\\.0\\.1:[1-9][0-9]* messages=1 bytes_in=64 "
+        "bytes_out=18 duration=[0-9]+\\.[0-9]{3}s end=\"client closed\"\n");
+    EXPECT_TRUE(std::regex_search(server_->err(), ended)) << server_->err();
+    EXPECT_TRUE(eventually([&] { return server_->out().find("Here is the message: second\n") != std::string::npos; }))
+        << server_->out();
+    EXPECT_EQ(count_of(server_->out(), "Here is the message: "), 2u) << server_->out();
+}
+
+// Accepted sockets inherit TCP_NODELAY and the timeouts from the listener
+// (set once there instead of per session); the client's socket has them too.
+TEST(TcpSockets, SessionSocketsComeWithNoDelayAndTheTimeouts) {
+    Limits limits;
+    limits.timeout_ms = 1500;
+    Endpoint ep;
+    ep.host = "127.0.0.1";
+    ep.port = "0";
+    auto listener = listen_tcp(ep, limits);
+    ep.port = listener->bound_port();
+    Fd client = connect_tcp_socket(ep, limits.timeout_ms);
+    std::unique_ptr<PendingSession> pending;
+    for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
+    ASSERT_TRUE(pending);
+    Fd served = pending->release_descriptor();
+    for (int fd : {served.get(), client.get()}) {
+        int nodelay = 0;
+        socklen_t len = sizeof nodelay;
+        ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+        EXPECT_NE(nodelay, 0);
+        for (int opt : {SO_RCVTIMEO, SO_SNDTIMEO}) {
+            struct timeval tv {};
+            len = sizeof tv;
+            ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, opt, &tv, &len), 0);
+            // The kernel keeps it in clock ticks: 1.5 s to within one tick.
+            long ms = tv.tv_sec * 1000L + tv.tv_usec / 1000L;
+            EXPECT_GE(ms, 1490);
+            EXPECT_LE(ms, 1510);
+        }
+    }
 }
 
 TEST_F(TcpServer, SeedExchangeInteractiveOverIpv6) {
