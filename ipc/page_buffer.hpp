@@ -118,9 +118,9 @@ struct PlacedAllocator {
         }
         std::free(reinterpret_cast<std::byte*>(p) - kLargeBufferPageOffset);
     }
-    // resize() leaves new bytes uninitialised: every caller overwrites them
-    // (a received message's bytes, a generated payload), and zero-filling a
-    // 1 MiB message first is a second pass over it.
+    // Bytes(n) and resize() leave new bytes uninitialised: every caller
+    // overwrites them (a received message's bytes, a generated payload), and
+    // zero-filling a 1 MiB message first is a second pass over it.
     template <class U>
     void construct(U* p) noexcept {
         ::new (static_cast<void*>(p)) U;
