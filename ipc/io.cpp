@@ -85,6 +85,16 @@ void unblock_signals(std::initializer_list<int> signals) {
     if (rc != 0) throw_errno("pthread_sigmask(SIG_UNBLOCK)", rc);
 }
 
+SignalsBlocked::SignalsBlocked(std::initializer_list<int> signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : signals) sigaddset(&set, s);
+    int rc = ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+    if (rc != 0) throw_errno("pthread_sigmask(SIG_BLOCK)", rc);
+}
+
+SignalsBlocked::~SignalsBlocked() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
 Deadline::Deadline(int timeout_ms)
     : infinite_(timeout_ms < 0),
       at_(std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0))) {
@@ -167,7 +177,12 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
     while (iovcnt > 0) {
         if (stop_requested()) throw Interrupted();
         ssize_t n;
-        if (is_socket) {
+        // One buffer goes by write/send: cheaper in the kernel than an iovec walk.
+        if (iovcnt == 1) {
+            if (is_socket) wait_within_cap(fd, POLLOUT, what);
+            n = is_socket ? ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL)
+                          : ::write(fd, iov->iov_base, iov->iov_len);
+        } else if (is_socket) {
             wait_within_cap(fd, POLLOUT, what);
             struct msghdr mh {};
             mh.msg_iov = iov;
@@ -234,13 +249,25 @@ void set_nonblocking(int fd, bool on) {
     check(::fcntl(fd, F_SETFL, flags), "fcntl(F_SETFL)");
 }
 
-void set_socket_timeouts(int fd, int timeout_ms) {
+namespace {
+struct timeval timeval_of(int timeout_ms) {
     struct timeval tv {};
     if (timeout_ms > 0) {
         tv.tv_sec = timeout_ms / 1000;
         tv.tv_usec = (timeout_ms % 1000) * 1000;
     }
+    return tv;
+}
+}  // namespace
+
+void set_socket_timeouts(int fd, int timeout_ms) {
+    struct timeval tv = timeval_of(timeout_ms);
     check(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), "setsockopt(SO_RCVTIMEO)");
+    set_send_timeout(fd, timeout_ms);
+}
+
+void set_send_timeout(int fd, int timeout_ms) {
+    struct timeval tv = timeval_of(timeout_ms);
     check(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), "setsockopt(SO_SNDTIMEO)");
 }
 

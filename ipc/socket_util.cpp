@@ -226,9 +226,9 @@ std::unique_ptr<PendingSession> SocketListener::accept_ready() {
 void SocketListener::set_inherited_tcp_options(int timeout_ms) {
     int one = 1;
     check(::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
-    // The listener is non-blocking and waited on with poll: its own accept
-    // is not affected by SO_RCVTIMEO.
-    set_socket_timeouts(fd_.get(), timeout_ms);
+    // Accepted sockets inherit it. Their reads are bounded by the session's
+    // reader (io.hpp: set_send_timeout).
+    set_send_timeout(fd_.get(), timeout_ms);
     inherited_timeout_ms_ = timeout_ms;
 }
 

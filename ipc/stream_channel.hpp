@@ -21,8 +21,9 @@ inline constexpr std::size_t kReadBuffer = 64 * 1024;
 // Read side of a stream with a buffer, so small frames cost one read(2).
 class StreamReader {
 public:
-    // use_poll: a pipe, which has no SO_RCVTIMEO; sockets rely on SO_RCVTIMEO.
-    StreamReader(int fd, bool use_poll, int timeout_ms);
+    // Reads are bounded by timeout_ms (<= 0: none) through a tick timer of
+    // this thread, for pipes and sockets alike (see read_ticked).
+    StreamReader(int fd, int timeout_ms);
     StreamReader(const StreamReader&) = delete;
     StreamReader& operator=(const StreamReader&) = delete;
     ~StreamReader();
@@ -40,11 +41,10 @@ public:
     bool read_exact(std::span<std::byte> out, const char* what);
 
 private:
-    // One read(2) on a pipe, bounded by the timeout (see stream_channel.cpp).
-    std::size_t read_pipe(std::byte* buf, std::size_t len);
+    // One read(2), bounded by the timeout (see stream_channel.cpp).
+    std::size_t read_ticked(std::byte* buf, std::size_t len);
 
     int fd_;
-    bool use_poll_;
     int timeout_ms_;
     bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     // Not a vector: its zero-filling would touch (and, in a forked child,
@@ -52,7 +52,7 @@ private:
     // Page-aligned, so offsets in it are page offsets (fill's `at`).
     PageBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
-    std::unique_ptr<TickTimer> tick_;  // pipes with a timeout: wakes blocked reads
+    std::unique_ptr<TickTimer> tick_;  // with a timeout: wakes blocked reads
 };
 
 struct StreamFds {
@@ -63,15 +63,15 @@ struct StreamFds {
 
 // Framed channel. With send_opening, the first send carries the opening
 // (asking for `reply`, ipc/framing.hpp) in the same system call.
-// timeouts_set: a socket that already has limits.timeout_ms as its timeouts.
+// timeouts_set: a socket that already has limits.timeout_ms as its SO_SNDTIMEO.
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
                                              bool send_opening,
                                              SessionReply reply = SessionReply::server_default,
                                              bool timeouts_set = false);
 
 // Reads the session's first bytes and picks the framed or the text channel.
-// timeouts_set: the socket already has limits.timeout_ms as its SO_RCVTIMEO
-// and SO_SNDTIMEO (inherited from its listener).
+// timeouts_set: the socket already has limits.timeout_ms as its SO_SNDTIMEO
+// (inherited from its listener); its reads are bounded by the reader's tick.
 std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set = false);
 
 }  // namespace ipclab

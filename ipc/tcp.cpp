@@ -35,8 +35,9 @@ Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms) {
     std::string failures;
     for (addrinfo* a = ai.head; a; a = a->ai_next) {
         Fd fd = new_socket(a->ai_family, SOCK_STREAM);
-        // The session's timeouts first: SO_SNDTIMEO bounds the connect too.
-        set_socket_timeouts(fd.get(), timeout_ms);
+        // The session's send timeout first: it bounds the connect too. Reads
+        // are bounded by the session's reader or a poll (io.hpp).
+        set_send_timeout(fd.get(), timeout_ms);
         int one = 1;
         check(::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), "setsockopt(TCP_NODELAY)");
         int err = connect_bounded(fd.get(), a->ai_addr, a->ai_addrlen, timeout_ms);

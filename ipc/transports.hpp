@@ -31,7 +31,7 @@ std::unique_ptr<Listener> listen_udp(const Endpoint& ep, const Limits& limits);
 std::unique_ptr<Channel> connect_udp(const Endpoint& ep, const Limits& limits);
 
 // The bare connected sockets behind tcp's and unix's channels (line mode).
-// tcp's comes with TCP_NODELAY and timeout_ms as its SO_RCVTIMEO and SO_SNDTIMEO.
+// tcp's comes with TCP_NODELAY and timeout_ms as its SO_SNDTIMEO (reads: see io.hpp).
 Fd connect_tcp_socket(const Endpoint& ep, int timeout_ms);
 Fd connect_unix_socket(const Endpoint& ep, int timeout_ms);
 

@@ -300,6 +300,47 @@ def waits_section(transports, info):
          "their own (try `--pin 0,1`). The CPU column is the CPU time both processes spent per round trip."]
 
 
+CHUNK_HEADER = 12  # ipc/chunking.hpp kChunkHeaderSize
+
+
+def _int_fact(facts, key):
+    try:
+        return int(str(facts.get(key, "")).split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def limits_section(transports, sizes, facts):
+    """REPORT.md's "Kernel limits that shape these figures": the message
+    queues' per-message limit, when a measured size is above it."""
+    lines = []
+    queues = [("posix-mq", "fs.mqueue.msgsize_max", "POSIX queue",
+               "sysctl -w fs.mqueue.msgsize_max=N",
+               "Each queue's depth times its message size also counts against the user's RLIMIT_MSGQUEUE "
+               "(`ulimit -q`, 819200 bytes by default), so raise that too for more than a few sessions."),
+              ("sysv-mq", "kernel.msgmax", "System V queue",
+               "sysctl -w kernel.msgmax=N kernel.msgmnb=M",
+               "A queue holds at most `kernel.msgmnb` bytes; keep it at least twice `kernel.msgmax`.")]
+    for t, key, what, command, extra in queues:
+        limit = _int_fact(facts, key)
+        if t not in transports or limit is None:
+            continue
+        over = [s for s in sizes if s > limit - CHUNK_HEADER]
+        if not over:
+            continue
+        piece = limit - CHUNK_HEADER  # each queue message carries a chunk header (ipc/chunking.hpp)
+        pieces = ", ".join(f"{human_size(s)} as {-(-s // piece)} messages" for s in over)
+        lines += [f"- `{t}`: a {what} message is at most `{key}` = {limit} bytes on this host, so a larger "
+                  f"message (with ipclab's {CHUNK_HEADER}-byte chunk header) goes as several queue messages per direction ({pieces}), each a system call and "
+                  f"possibly a wake-up. Above {limit} bytes this limit, not the mechanism, bounds `{t}`'s "
+                  f"figures. To raise it, as root: `{command}` (per IPC namespace; queues created "
+                  f"afterwards use it, and ipclab reads it when it opens a session). {extra} With the "
+                  f"limit at least {CHUNK_HEADER} bytes above a message's size, that message goes as one queue message."]
+    if not lines:
+        return []
+    return ["### Kernel limits that shape these figures", ""] + lines + [""]
+
+
 def cpu_figure(rows, t, s):
     """Client + server CPU per round trip; the interval adds the two
     intervals' ends (conservative: both at their extremes at once)."""

@@ -380,6 +380,14 @@ private:
         std::pair<Fd, Fd> pair;
         if (passing()) pair = worker_socket_pair();
         const pid_t supervisor = ::getpid();
+        // The new worker starts with its stop signals blocked, and its own
+        // loop (Parent's constructor) unblocks them once its handlers and
+        // self-pipe are set. One landing before that (the supervisor's stop,
+        // or PDEATHSIG when the supervisor is killed) ran the inherited
+        // handler, which wrote to the supervisor's closed pipe: the stop was
+        // lost and the worker waited in accept forever (seen in a test run: a
+        // posix-mq worker left in poll after its supervisor was SIGKILLed).
+        SignalsBlocked until_the_worker_handles_them({SIGTERM, SIGINT});
         pid_t pid = ::fork();
         if (pid < 0) {
             log_line(std::string("server: fork of a worker failed: ") + std::strerror(errno) + "\n");

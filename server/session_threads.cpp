@@ -20,25 +20,6 @@ int wake_signal() { return SIGRTMIN + 3; }
 
 void on_wake(int) {}  // only there to make the thread's system call return EINTR
 
-// The signals the main thread handles, blocked while a thread is made so it
-// starts (and stays) with them blocked.
-class BlockProcessSignals {
-public:
-    BlockProcessSignals() {
-        sigset_t set;
-        sigemptyset(&set);
-        for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGQUIT}) sigaddset(&set, s);
-        int rc = ::pthread_sigmask(SIG_BLOCK, &set, &old_);
-        if (rc != 0) throw_errno("pthread_sigmask", rc);
-    }
-    ~BlockProcessSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-    BlockProcessSignals(const BlockProcessSignals&) = delete;
-    BlockProcessSignals& operator=(const BlockProcessSignals&) = delete;
-
-private:
-    sigset_t old_{};
-};
-
 }  // namespace
 
 SessionThreads::SessionThreads(std::function<void(int)> ended) : ended_(std::move(ended)) {
@@ -85,7 +66,9 @@ int SessionThreads::start(const char* name, std::function<void()> body) {
     std::lock_guard<std::mutex> lock(mu_);
     int id = next_id_++;
     auto done = std::make_shared<std::atomic<bool>>(false);
-    BlockProcessSignals blocked;
+    // The signals the main thread handles, blocked while a thread is made so
+    // it starts (and stays) with them blocked.
+    SignalsBlocked blocked({SIGINT, SIGTERM, SIGCHLD, SIGHUP, SIGQUIT});
     try {
         std::thread t([this, id, done, name, body = std::move(body)] {
             ::pthread_setname_np(::pthread_self(), name);  // a name only: failing is harmless

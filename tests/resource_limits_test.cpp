@@ -17,11 +17,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "ipc/chunking.hpp"
+#include "ipc/page_buffer.hpp"
+#include "ipc/private_dir.hpp"
+#include "ipc/registry.hpp"
+#include "ipc/transports.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/program.hpp"
@@ -255,6 +263,74 @@ TEST(MsgqueueLimit, UsedUpByAnotherProcessIsAClearErrorThenRecovers) {
     EXPECT_NE(report.find("full: echo_once: mq_open"), std::string::npos) << report;
     EXPECT_NE(report.find("RLIMIT_MSGQUEUE exhausted"), std::string::npos) << report;
     EXPECT_NE(report.find("freed: \n"), std::string::npos) << report;
+}
+
+// With fs.mqueue.msgsize_max raised (a private IPC namespace, as root), a
+// 64 KiB message goes as one queue message, not nine 8 KiB chunks: the
+// session queues take the limit they find, and the report's advice to raise
+// it (scripts/report.py, limits_section) holds.
+TEST(MsgqueueLimit, ARaisedMsgsizeMaxCarriesA64KiBMessageAsOneQueueMessage) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root for a private IPC namespace";
+    std::string name = fresh_name("mz");
+    std::string report = in_child([&]() -> std::string {
+        if (::unshare(CLONE_NEWIPC) != 0) return "skip: unshare(CLONE_NEWIPC) not permitted";
+        // One 64 KiB piece and its chunk header per queue message; queues 4
+        // deep, so a session's two fit the default RLIMIT_MSGQUEUE.
+        for (auto [path, value] : {std::pair<const char*, std::size_t>{"/proc/sys/fs/mqueue/msgsize_max",
+                                                                       65536 + kChunkHeaderSize},
+                                   {"/proc/sys/fs/mqueue/msg_max", 4}}) {
+            std::ofstream f(path);
+            f << value;
+            if (!f.flush()) return std::string("skip: cannot set ") + path;
+        }
+        Limits limits;
+        limits.timeout_ms = 10000;
+        Endpoint ep = endpoint_for("posix-mq", name);
+        auto listener = listen(ep, limits);
+        Bytes big(65536);
+        for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 7 + 1);
+        int gave_up[2];
+        if (::pipe(gave_up) != 0) return "pipe failed";
+        Fd gave_up_read(gave_up[0]), gave_up_write(gave_up[1]);
+        std::unique_ptr<Channel> client;
+        std::string client_error;
+        std::atomic<bool> client_failed{false};
+        std::thread t([&] {
+            try {
+                client = connect(ep, limits);
+                client->send(FrameType::data, big);
+            } catch (const std::exception& e) {
+                client_error = e.what();
+                client_failed = true;
+                gave_up_write.reset();  // wakes the accept below
+            }
+        });
+        std::unique_ptr<PendingSession> pending;
+        for (int i = 0; i < 100 && !pending && !client_failed; ++i) pending = listener->accept(gave_up_read.get());
+        std::unique_ptr<Channel> server = pending ? pending->open(limits) : nullptr;
+        t.join();
+        if (!client_error.empty()) return "client: " + client_error;
+        if (!server) return "no session";
+        std::string out;
+        for (const auto& o : list_posix_mq_objects()) {
+            if (o.what.find(global_prefix(name)) == std::string::npos ||
+                o.what.size() < 4 || o.what.compare(o.what.size() - 4, 4, ".c2s") != 0)
+                continue;
+            mqd_t q = ::mq_open(o.what.c_str(), O_RDONLY);
+            if (q == mqd_t(-1)) return "mq_open " + o.what + ": " + std::strerror(errno);
+            struct mq_attr attr {};
+            ::mq_getattr(q, &attr);
+            ::mq_close(q);
+            out += "msgsize " + std::to_string(attr.mq_msgsize) + " curmsgs " + std::to_string(attr.mq_curmsgs) + "\n";
+        }
+        Message m;
+        out += server->receive(m) && m.payload == big ? "payload ok\n" : "payload differs\n";
+        return out;
+    });
+    RecordProperty("report", report);
+    if (report.rfind("skip:", 0) == 0) GTEST_SKIP() << report;
+    EXPECT_NE(report.find("msgsize 65548 curmsgs 1\n"), std::string::npos) << report;
+    EXPECT_NE(report.find("payload ok"), std::string::npos) << report;
 }
 
 }  // namespace

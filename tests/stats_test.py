@@ -178,5 +178,25 @@ class Agreement(unittest.TestCase):
         self.assertNotIn("moved", report.agreement(before, before))
 
 
+class KernelLimits(unittest.TestCase):
+    """REPORT.md names the queues' per-message limit where it bounds a figure."""
+
+    def test_a_size_above_the_limit_is_explained_with_its_queue_message_count(self):
+        facts = {"fs.mqueue.msgsize_max": "8192", "kernel.msgmax": "8192"}
+        text = "\n".join(report.limits_section(["tcp", "posix-mq", "sysv-mq"], [64, 65536], facts))
+        self.assertIn("### Kernel limits that shape these figures", text)
+        # 8192 - 12 bytes of chunk header per queue message: 64 KiB is 9 of them.
+        self.assertIn("64 KiB as 9 messages", text)
+        self.assertIn("sysctl -w fs.mqueue.msgsize_max=N", text)
+        self.assertIn("sysctl -w kernel.msgmax=N", text)
+        self.assertIn("RLIMIT_MSGQUEUE", text)
+
+    def test_nothing_is_said_when_every_size_fits_or_no_queue_ran(self):
+        facts = {"fs.mqueue.msgsize_max": "65548", "kernel.msgmax": "8192"}
+        self.assertEqual(report.limits_section(["posix-mq"], [64, 65536], facts), [])
+        self.assertEqual(report.limits_section(["tcp"], [1 << 20], facts), [])
+        self.assertEqual(report.limits_section(["posix-mq"], [1 << 20], {"fs.mqueue.msgsize_max": "?"}), [])
+
+
 if __name__ == "__main__":
     unittest.main()

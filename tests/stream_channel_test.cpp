@@ -70,7 +70,7 @@ TEST(ReadWrite, ShortReadsAreReassembled) {
               reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
     pid_t pid = trickle(p.b, data);
     ipclab::Bytes got(300);
-    EXPECT_TRUE(StreamReader(p.a.get(), true, 5000).read_exact(got, "test"));
+    EXPECT_TRUE(StreamReader(p.a.get(), 5000).read_exact(got, "test"));
     EXPECT_EQ(got, data);
     EXPECT_EQ(test::wait_or_kill(pid, 5000), 0);
 }
@@ -85,7 +85,7 @@ TEST(ReadWrite, FillPlacesTheNextBytesAtTheAskedPageOffset) {
     std::iota(reinterpret_cast<unsigned char*>(data.data()),
               reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
     ASSERT_EQ(::write(p.b.get(), data.data(), 3000), 3000);
-    StreamReader r(p.a.get(), false, 5000);
+    StreamReader r(p.a.get(), 5000);
     ASSERT_TRUE(r.fill(5, 2043));
     EXPECT_EQ(reinterpret_cast<std::uintptr_t>(r.data()) % 4096, 2043u);
     ASSERT_EQ(r.buffered(), 3000u);
@@ -149,18 +149,18 @@ TEST(ReadWrite, EofBeforeAndInsideAMessage) {
     Pair p;
     std::byte buf[4];
     p.b.reset();
-    EXPECT_FALSE(StreamReader(p.a.get(), true, 1000).read_exact(buf, "test"));
+    EXPECT_FALSE(StreamReader(p.a.get(), 1000).read_exact(buf, "test"));
     Pair q;
     std::byte two[2]{};
     write_all(q.b.get(), two, true, 1000, "test");
     q.b.reset();
-    EXPECT_THROW(StreamReader(q.a.get(), true, 1000).read_exact(buf, "test"), PeerGone);
+    EXPECT_THROW(StreamReader(q.a.get(), 1000).read_exact(buf, "test"), PeerGone);
 }
 
 TEST(ReadWrite, ReadTimesOut) {
     Pair p;
     std::byte buf[1];
-    EXPECT_THROW(StreamReader(p.a.get(), true, 50).read_exact(buf, "test"), TimeoutError);
+    EXPECT_THROW(StreamReader(p.a.get(), 50).read_exact(buf, "test"), TimeoutError);
 }
 
 TEST(ReadWrite, WritingToAClosedPeerIsPeerGoneNotSigpipe) {
@@ -285,13 +285,13 @@ TEST(ParkedReadBuffer, AReaderTakesItAndParksItAgain) {
 
     Pair p;
     {
-        StreamReader reader(p.a.get(), false, 5000);
+        StreamReader reader(p.a.get(), 5000);
         EXPECT_EQ(reader.data(), parked);  // nothing buffered yet: the buffer's start
         ASSERT_EQ(::write(p.b.get(), "abc", 3), 3);
         ASSERT_TRUE(reader.fill(3));
         EXPECT_EQ(std::memcmp(reader.data(), "abc", 3), 0);
         // A second reader meanwhile gets a buffer of its own.
-        StreamReader other(p.b.get(), false, 5000);
+        StreamReader other(p.b.get(), 5000);
         EXPECT_NE(other.data(), parked);
     }
     PageBuffer again = take_read_buffer(kReadBuffer, taken);
@@ -304,12 +304,35 @@ TEST(ParkedReadBuffer, AReaderTakesItAndParksItAgain) {
     EXPECT_NE(fresh.data(), nullptr);
 }
 
-// A session opened on a socket whose timeouts came from its listener
-// (timeouts_set) still ends a silent peer's session at the timeout.
+// A session opened on a socket whose send timeout came from its listener
+// (timeouts_set) and that has no receive timeout still ends a silent peer's
+// session at the timeout: the reader's tick bounds the read.
 TEST(StreamSession, InheritedTimeoutsStillEndASilentSession) {
     Pair p;
-    set_socket_timeouts(p.a.get(), 100);
+    set_send_timeout(p.a.get(), 100);
     EXPECT_THROW(open_stream_session(std::move(p.a), limits(kDefaultMaxMessage, 100), true), TimeoutError);
+}
+
+// The same for a socket that came with a receive timeout of its own (a
+// caller's): its EAGAIN is waited on in poll, up to the session's timeout.
+TEST(StreamSession, ASocketsOwnReceiveTimeoutStillEndsASilentSession) {
+    Pair p;
+    set_socket_timeouts(p.a.get(), 50);
+    EXPECT_THROW(open_stream_session(std::move(p.a), limits(kDefaultMaxMessage, 100), true), TimeoutError);
+}
+
+// A framed socket channel in mid-session: the peer goes silent after one
+// message, and the next receive ends with TimeoutError, not a hang.
+TEST(StreamSession, ASilentPeerMidSessionTimesOut) {
+    Pair p;
+    auto ours = make_framed_channel({std::move(p.a), Fd{}, true}, limits(kDefaultMaxMessage, 100), false);
+    auto theirs = make_framed_channel({std::move(p.b), Fd{}, true}, limits(kDefaultMaxMessage, 5000), false);
+    std::byte one[1]{std::byte{7}};
+    theirs->send(FrameType::data, one);
+    Message m;
+    ASSERT_TRUE(ours->receive(m));
+    EXPECT_EQ(m.payload.size(), 1u);
+    EXPECT_THROW(ours->receive(m), TimeoutError);
 }
 
 }  // namespace
