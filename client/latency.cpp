@@ -57,6 +57,10 @@ std::string format_stats(const RunStats& r) {
                   per_second(static_cast<double>(r.bytes_out), r.seconds) / 1e6,
                   per_second(static_cast<double>(r.bytes_in), r.seconds) / 1e6);
     std::string text = buf;
+    if (r.warmup > 0) {  // on the first line: "... in X s (after N warm-up round trips)"
+        text.insert(text.find('\n'), " (after " + std::to_string(r.warmup) + " warm-up round trip" +
+                                         (r.warmup == 1 ? "" : "s") + (r.clients > 1 ? " per client)" : ")"));
+    }
     if (r.clients > 1) {
         // Every client's rate while there are few; the extremes and the mean beyond.
         text += "per client (msg/s):";
@@ -126,8 +130,10 @@ std::string format_stats_json(const RunStats& r, const std::string& transport, b
                   per_second(static_cast<double>(r.bytes_in), r.seconds) / 1e6, verified ? "true" : "false",
                   interrupted ? "true" : "false", waits_json.empty() ? "null" : waits_json.c_str());
     std::string json = buf;
-    std::snprintf(buf, sizeof buf, "\"clients\": %zu, \"failed\": %zu, \"fairness\": %.6f, \"per_client\": [",
-                  r.clients, r.failed, r.fairness);
+    std::snprintf(buf, sizeof buf,
+                  "\"warmup_round_trips\": %zu, \"clients\": %zu, \"failed\": %zu, \"fairness\": %.6f, "
+                  "\"per_client\": [",
+                  r.warmup, r.clients, r.failed, r.fairness);
     json += buf;
     for (std::size_t i = 0; i < r.client_rates.size(); ++i) {
         std::snprintf(buf, sizeof buf, "%s{\"round_trips\": %llu, \"round_trips_per_s\": %.1f}", i ? ", " : "",

@@ -30,6 +30,7 @@ struct RunStats {
     double seconds = 0;  // first session's start to last session's last reply
     std::uint64_t round_trips = 0, bytes_out = 0, bytes_in = 0;
     std::size_t payload_size = 0;
+    std::size_t warmup = 0;  // round trips per session before the measured ones
     // --clients: each session's round trips and msg/s (over its own time),
     // and Jain's fairness index of those rates.
     std::size_t clients = 1;

@@ -173,6 +173,7 @@ void report(std::ostream& out, const Endpoint& ep, const ClientOptions& options,
     run.wake_late = summarize(sum.wake_late);
     run.fairness = jain_index(run.client_rates);
     run.open_loop = options.rate > 0;
+    run.warmup = options.warmup;
     run.offered_rate = options.rate;
     run.payload_size = options.size ? *options.size : options.message ? options.message->size() : 0;
     if (!options.size && results.size() == 1 && results[0].round_trips > 0)

@@ -18,6 +18,7 @@ struct ClientOptions {
     bool verify = false;
     bool stats = false;
     bool json = false;                   // --stats as one JSON object
+    std::size_t warmup = 0;              // round trips per session before the measured ones
     double duration_s = 0;               // > 0: send until this many seconds passed (count is then a cap)
     std::size_t clients = 1;             // concurrent sessions, one thread each; count and duration apply to each
     double rate = 0;                     // > 0: open loop, this many requests/s over all clients for duration_s

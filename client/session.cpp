@@ -193,6 +193,20 @@ void sleep_until(Clock::time_point t) {
 
 void drive_session(Channel& channel, const ClientOptions& options, const SessionPlan& plan,
                    Bytes& payload, Message& reply, SessionResult& r) {
+    // Round trips that warm the path (caches, the peer's pages, both sides'
+    // buffers) before any is timed; their replies are checked all the same.
+    for (std::size_t w = 0; w < options.warmup; ++w) {
+        const std::uint64_t seq = ~static_cast<std::uint64_t>(w);  // never a measured message's number
+        try {
+            if (options.size) fill_payload(payload, seq, *options.size);
+            if (stop_requested()) throw Interrupted();
+            round_trip(channel, payload, reply, w, options);
+        } catch (const Interrupted&) {
+            r.interrupted = true;
+            return;
+        }
+        if (reply.type == FrameType::error || options.verify) check_reply(reply, payload, w);
+    }
     const bool open_loop = options.rate > 0;
     const std::uint64_t clients = plan.clients;
     const Clock::time_point opened = Clock::now();
@@ -225,8 +239,12 @@ void drive_session(Channel& channel, const ClientOptions& options, const Session
         const std::uint64_t seq = k * clients + plan.index;
         Clock::time_point t0;
         try {
+            // The payload is made before its send time is taken (closed
+            // loop) or reached (open loop): generating 64 KiB is not a
+            // round trip's latency.
             if (open_loop) {
                 if (seq >= total) break;
+                if (options.size) fill_payload(payload, seq, *options.size);
                 t0 = due(seq);
                 auto now = Clock::now();
                 if (now < t0) {
@@ -248,10 +266,10 @@ void drive_session(Channel& channel, const ClientOptions& options, const Session
                     r.max_behind_ns = std::max(r.max_behind_ns, to_ns(now - t0));
                 }
             } else {
+                if (options.duration_s > 0 && Clock::now() >= until) break;
+                if (options.size) fill_payload(payload, seq, *options.size);
                 t0 = Clock::now();
-                if (options.duration_s > 0 && t0 >= until) break;
             }
-            if (options.size) fill_payload(payload, seq, *options.size);
             if (stop_requested()) throw Interrupted();
             round_trip(channel, payload, reply, k, options);
         } catch (const Interrupted&) {
@@ -304,7 +322,8 @@ void run_client(const Endpoint& ep, const ClientOptions& options, std::istream& 
 bool uses_line_mode(const Endpoint& ep, const ClientOptions& o) {
     if (!transport_info(ep.transport).connect_stream) return false;
     if (o.mode != ClientMode::automatic) return o.mode == ClientMode::line;
-    return o.count == 1 && !o.size && !o.verify && !o.stats && o.duration_s <= 0 && o.clients == 1 && o.rate <= 0;
+    return o.count == 1 && !o.size && !o.verify && !o.stats && o.warmup == 0 && o.duration_s <= 0 && o.clients == 1 &&
+           o.rate <= 0;
 }
 
 }  // namespace ipclab

@@ -3,6 +3,8 @@
 // line clients such as the seed's client and nc get.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -39,10 +41,21 @@ public:
     // Copies out buffered bytes first, then reads the rest straight into out.
     // Returns false on EOF before any byte; throws PeerGone on EOF part-way.
     bool read_exact(std::span<std::byte> out, const char* what);
+    // With nothing buffered, one readv(2): up to `head` bytes into the
+    // buffer, what follows straight into `rest` (a frame's header, then its
+    // payload without a copy out of the buffer). Returns the bytes that went
+    // to `rest`; false (and nothing read) on EOF.
+    bool read_split(std::size_t head, std::span<std::byte> rest, std::size_t& into_rest);
+    // Buffers bytes that were read past a frame, so the next fill sees them
+    // first. Only with nothing buffered (after read_split overshot).
+    void put_back(std::span<const std::byte> bytes);
 
 private:
-    // One read(2), bounded by the timeout (see stream_channel.cpp).
+    // One read(2) or readv(2), bounded by the timeout (see stream_channel.cpp).
     std::size_t read_ticked(std::byte* buf, std::size_t len);
+    std::size_t readv_ticked(::iovec* iov, int count);
+    // Makes the buffer at least n bytes, keeping what is buffered.
+    void grow(std::size_t n);
 
     int fd_;
     int timeout_ms_;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/support/hostile.hpp"
+#include "tests/support/proc_inspect.hpp"
 #include "tests/support/program.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -85,6 +86,33 @@ TEST_F(ClientCli, JsonIsOneObjectWithTheDocumentedFields) {
         EXPECT_NE(r.out.find(field), std::string::npos) << field << " in " << r.out;
     EXPECT_LE(json_number(r.out, "min"), json_number(r.out, "p50"));
     EXPECT_LE(json_number(r.out, "p50"), json_number(r.out, "max"));
+}
+
+TEST_F(ClientCli, WarmUpRoundTripsGoFirstCheckedAndUncounted) {
+    // --stats warms up by default; the warm-up's replies are verified but not counted.
+    auto r = run_program(client({"--size", "64", "--count", "5", "--json", "--verify"}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(json_number(r.out, "warmup_round_trips"), 16) << r.out;
+    EXPECT_EQ(json_number(r.out, "round_trips"), 5) << r.out;
+    EXPECT_EQ(json_number(r.out, "bytes_sent"), 320) << r.out;
+    // The server saw them all: 16 + 5 messages in that session.
+    EXPECT_TRUE(eventually([&] { return server_->stderr_text().find("messages=21") != std::string::npos; }))
+        << server_->stderr_text();
+    auto chosen = run_program(client({"--size", "64", "--count", "5", "--stats", "--warmup", "3", "--verify"}));
+    ASSERT_EQ(chosen.exit_code, 0) << chosen.err;
+    EXPECT_NE(chosen.out.find("round trips: 5 of 64 bytes in "), std::string::npos) << chosen.out;
+    EXPECT_NE(chosen.out.find("s (after 3 warm-up round trips)\n"), std::string::npos) << chosen.out;
+    EXPECT_NE(chosen.out.find("verified: all 5 replies"), std::string::npos) << chosen.out;
+    auto none = run_program(client({"--size", "64", "--count", "5", "--stats", "--warmup", "0"}));
+    ASSERT_EQ(none.exit_code, 0) << none.err;
+    EXPECT_EQ(none.out.find("warm-up"), std::string::npos) << none.out;
+    // Without --stats nothing is sent but what was asked for.
+    auto plain = run_program(client({"--size", "64", "--count", "2"}));
+    ASSERT_EQ(plain.exit_code, 0) << plain.err;
+    EXPECT_TRUE(eventually([&] { return server_->stderr_text().find("messages=2 ") != std::string::npos; }))
+        << server_->stderr_text();
+    EXPECT_EQ(run_program(client({"--mode", "line", "--warmup", "1", "-m", "x"})).exit_code, 2);
+    EXPECT_EQ(run_program(client({"--size", "64", "--warmup", "-1"})).exit_code, 2);
 }
 
 TEST_F(ClientCli, DurationRunsForThatLongAndCountCapsIt) {

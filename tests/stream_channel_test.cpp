@@ -12,6 +12,7 @@
 #include <memory>
 #include <numeric>
 #include <thread>
+#include <vector>
 
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
@@ -183,6 +184,83 @@ TEST(FramedChannel, RoundTripsEverySizeOverATrickle) {
         EXPECT_EQ(m.payload, payload) << size;
         EXPECT_FALSE(ch->receive(m)) << "clean end after the last frame";
         EXPECT_EQ(test::wait_or_kill(pid, 10000), 0);
+    }
+}
+
+// A receive into a reused large Message reads header and payload in one
+// readv, straight into the message (kSplitFrom). Frames of every size, written
+// back to back, make that read run into the next frame's header or payload
+// (handed back to the buffer, past its 64 KiB for a 1 MiB frame) or stop
+// inside a header; each frame still arrives whole and byte-exact.
+TEST(FramedChannel, AReusedLargeMessageGetsFramesOfEverySizeInAnyOrder) {
+    const std::size_t sizes[] = {70000, 10, 0, 1u << 20, 3, 1u << 20, 70000, 4096, 5, 4095, 65531, 1};
+    ipclab::Bytes stream;
+    std::vector<ipclab::Bytes> payloads;
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+        payloads.emplace_back();
+        fill_payload(payloads.back(), i, sizes[i]);
+        auto frame = framed_bytes(payloads.back(), i == 0);
+        stream.insert(stream.end(), frame.begin(), frame.end());
+    }
+    Pair p;
+    std::thread writer([&] {
+        write_all(p.b.get(), stream, true, 10000, "test");
+        p.b.reset();
+    });
+    auto ch = open_stream_session(std::move(p.a), limits());
+    Message m;
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+        ASSERT_TRUE(ch->receive(m)) << i;
+        EXPECT_EQ(m.type, FrameType::data);
+        ASSERT_EQ(m.payload.size(), sizes[i]) << i;
+        EXPECT_TRUE(m.payload == payloads[i]) << "frame " << i << " of " << sizes[i] << " bytes";
+    }
+    EXPECT_FALSE(ch->receive(m)) << "clean end after the last frame";
+    writer.join();
+}
+
+// The same path with one byte per read: the split read ends inside the header.
+TEST(FramedChannel, AReusedLargeMessageSurvivesATrickle) {
+    ipclab::Bytes first, second, stream;
+    fill_payload(first, 1, 70000);
+    fill_payload(second, 2, 66000);
+    for (auto* pl : {&first, &second}) {
+        auto frame = framed_bytes(*pl, pl == &first);
+        stream.insert(stream.end(), frame.begin(), frame.end());
+    }
+    Pair p;
+    pid_t pid = trickle(p.b, stream);
+    auto ch = open_stream_session(std::move(p.a), limits());
+    Message m;
+    ASSERT_TRUE(ch->receive(m));
+    EXPECT_TRUE(m.payload == first);
+    ASSERT_TRUE(ch->receive(m));
+    EXPECT_TRUE(m.payload == second);
+    EXPECT_FALSE(ch->receive(m));
+    EXPECT_EQ(test::wait_or_kill(pid, 30000), 0);
+}
+
+// A peer that ends inside the header or the payload of a frame read the split
+// way is PeerGone, as through the buffer.
+TEST(FramedChannel, AReusedLargeMessageSeesATruncatedFrameAsPeerGone) {
+    for (std::size_t cut : {3u, 4000u}) {
+        ipclab::Bytes first, second, stream;
+        fill_payload(first, 1, 70000);
+        fill_payload(second, 2, 70000);
+        stream = framed_bytes(first, true);
+        auto frame = framed_bytes(second, false);
+        stream.insert(stream.end(), frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(cut));
+        Pair p;
+        std::thread writer([&] {
+            write_all(p.b.get(), stream, true, 10000, "test");
+            p.b.reset();
+        });
+        auto ch = open_stream_session(std::move(p.a), limits());
+        Message m;
+        ASSERT_TRUE(ch->receive(m));
+        EXPECT_TRUE(m.payload == first);
+        EXPECT_THROW(ch->receive(m), PeerGone) << "cut after " << cut << " bytes";
+        writer.join();
     }
 }
 
