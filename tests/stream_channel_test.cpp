@@ -64,6 +64,27 @@ ipclab::Bytes framed_bytes(std::span<const std::byte> payload, bool opening) {
     return out;
 }
 
+// Writes `bytes` into fd from a thread, then closes fd; joined when it goes
+// out of scope (also after a failed ASSERT). A reader that stops early makes
+// the write time out, which only ends the thread.
+class BackgroundWriter {
+public:
+    BackgroundWriter(Fd& fd, const ipclab::Bytes& bytes)
+        : t_([&fd, &bytes] {
+              try {
+                  write_all(fd.get(), bytes, true, 10000, "test");
+              } catch (const std::exception&) {
+              }
+              fd.reset();
+          }) {}
+    BackgroundWriter(const BackgroundWriter&) = delete;
+    BackgroundWriter& operator=(const BackgroundWriter&) = delete;
+    ~BackgroundWriter() { t_.join(); }
+
+private:
+    std::thread t_;
+};
+
 TEST(ReadWrite, ShortReadsAreReassembled) {
     Pair p;
     ipclab::Bytes data(300);
@@ -203,10 +224,7 @@ TEST(FramedChannel, AReusedLargeMessageGetsFramesOfEverySizeInAnyOrder) {
         stream.insert(stream.end(), frame.begin(), frame.end());
     }
     Pair p;
-    std::thread writer([&] {
-        write_all(p.b.get(), stream, true, 10000, "test");
-        p.b.reset();
-    });
+    BackgroundWriter writer(p.b, stream);
     auto ch = open_stream_session(std::move(p.a), limits());
     Message m;
     for (std::size_t i = 0; i < std::size(sizes); ++i) {
@@ -216,7 +234,6 @@ TEST(FramedChannel, AReusedLargeMessageGetsFramesOfEverySizeInAnyOrder) {
         EXPECT_TRUE(m.payload == payloads[i]) << "frame " << i << " of " << sizes[i] << " bytes";
     }
     EXPECT_FALSE(ch->receive(m)) << "clean end after the last frame";
-    writer.join();
 }
 
 // The same path with one byte per read: the split read ends inside the header.
@@ -251,16 +268,12 @@ TEST(FramedChannel, AReusedLargeMessageSeesATruncatedFrameAsPeerGone) {
         auto frame = framed_bytes(second, false);
         stream.insert(stream.end(), frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(cut));
         Pair p;
-        std::thread writer([&] {
-            write_all(p.b.get(), stream, true, 10000, "test");
-            p.b.reset();
-        });
+        BackgroundWriter writer(p.b, stream);
         auto ch = open_stream_session(std::move(p.a), limits());
         Message m;
         ASSERT_TRUE(ch->receive(m));
         EXPECT_TRUE(m.payload == first);
         EXPECT_THROW(ch->receive(m), PeerGone) << "cut after " << cut << " bytes";
-        writer.join();
     }
 }
 
