@@ -7,12 +7,17 @@
 //
 // Doorbell protocol (one sleeper, one ringer):
 //   sleeper:  s = seq; sleeping = 1 (seq_cst); if (!ready()) futex_wait(&seq, s); sleeping = 0
-//   ringer:   <store that makes ready() true, seq_cst>;
-//             if (sleeping (seq_cst) && sleeping.exchange(0)) { ++seq; futex_wake(&seq) }
-// The two seq_cst store->load pairs are Dekker's: in the single total order
-// of seq_cst operations at least one side sees the other's store, so either
-// the sleeper sees ready() and does not sleep, or the ringer sees sleeping
-// and wakes it. futex_wait compares seq inside the kernel, so a bump between
+//   ringer:   <store that makes ready() true, release>; fence (seq_cst);
+//             if (sleeping && sleeping.exchange(0)) { ++seq; futex_wake(&seq) }
+// Dekker's store->load pairs: the sleeper's seq_cst store and load, the
+// ringer's store, seq_cst fence, load. Whichever of the fence and the store
+// to sleeping comes first in the single total order, one side sees the
+// other's store ([atomics.order]), so either the sleeper sees ready() and
+// does not sleep, or the ringer sees sleeping and wakes it. The fence rather
+// than a seq_cst store: on x86 that store is an xchg, which waits for the
+// message's bytes to reach the peer-shared lines before it even asks for the
+// index's line; a plain store lets both requests go out together (see
+// RingWriter::publish). futex_wait compares seq inside the kernel, so a bump between
 // the sleeper's read of seq and its futex_wait makes the wait return at once
 // instead of being lost. The ringer clears sleeping as it wakes: further
 // rings before the woken sleeper has run (a large message publishes every
@@ -59,13 +64,26 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+// The ringer's side of the protocol below. ThreadSanitizer models no fences
+// (GCC refuses them under -fsanitize=thread): there the stores are seq_cst
+// instead, which orders them before the peek just as well (an xchg on x86).
+#if defined(__SANITIZE_THREAD__)
+inline constexpr std::memory_order kRingerStore = std::memory_order_seq_cst;
+inline void ringer_fence() noexcept {}
+#else
+inline constexpr std::memory_order kRingerStore = std::memory_order_release;
+inline void ringer_fence() noexcept { std::atomic_thread_fence(std::memory_order_seq_cst); }
+#endif
+
 struct Doorbell {
     std::atomic<std::uint32_t> seq{0};       // the futex word; bumped by the ringer
     std::atomic<std::uint32_t> sleeping{0};  // set by the sleeper around futex_wait
 
-    // Ringer side, after the seq_cst store that made the sleeper's condition true.
-    // Returns true when it had to make the (costly) wake system call.
+    // Ringer side, after the store (kRingerStore) that made the sleeper's
+    // condition true: the fence orders it before the peek. Returns true
+    // when it had to make the (costly) wake system call.
     bool ring() {
+        ringer_fence();
         if (sleeping.load(std::memory_order_seq_cst) == 0) return false;
         if (sleeping.exchange(0, std::memory_order_seq_cst) == 0) return false;
         seq.fetch_add(1, std::memory_order_seq_cst);

@@ -7,9 +7,10 @@
 //   [.., + kRingCapacity)            server -> client ring data
 // Messages in each ring: the frame header of ipc/framing.hpp (type, u32
 // big-endian length) followed by the payload, streamed through the ring in
-// chunks when larger than it. A pad frame (type kPadFrame, length = the bytes
-// from its end to the ring's end, left unwritten) makes the reader skip to the
-// ring's start; see kRestartAfter.
+// chunks when larger than it. A pad frame (type kPadFrame, length = bytes
+// after it left unwritten, ending at the ring's end at the latest) makes the
+// reader skip them: to the ring's start (see kRestartAfter), or to where a
+// payload starts on a cache line (see kAlignFrom).
 //
 // Rendezvous: the server owns a FIFO, private_dir()/NAME.shm; a client writes
 // one hello (ipc/fifo_hello.hpp: its pid and N) naming its segment, then
@@ -31,7 +32,7 @@
 namespace ipclab::shm {
 
 inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
-inline constexpr std::uint32_t kVersion = 2;  // 2: pad frames
+inline constexpr std::uint32_t kVersion = 3;  // 2: pad frames; 3: pads anywhere, not only to the end
 
 // 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
 // round trip never waits for room; larger ones stream through in chunks.
@@ -66,6 +67,8 @@ inline constexpr std::size_t kMinTail = kPublishChunk / 4;
 // RoundTrip/shm-spin/64 had a 55-65 us stall every 59 messages, i.e. every
 // 4 KiB of ring, p99 65 us; a 16 KiB ring had p99 1.6 us).
 inline constexpr std::size_t kRestartAfter = 16 * 1024;
+// Payloads from this size on start on a cache line (ShmChannel::send_in_place).
+inline constexpr std::size_t kAlignFrom = 1024;
 inline constexpr std::uint8_t kPadFrame = 0xFF;  // not a FrameType: never leaves the ring
 static_assert(kPadFrame != static_cast<std::uint8_t>(FrameType::data) &&
               kPadFrame != static_cast<std::uint8_t>(FrameType::error));

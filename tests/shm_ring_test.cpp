@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <new>
 #include <thread>
 #include <vector>
@@ -143,6 +144,64 @@ TEST(ShmRing, RejectsPaddingThatDoesNotEndAtTheRingsEnd) {
     ipclab::Bytes some(10);
     ASSERT_EQ(full.reader().take(some), 10u);  // taken, not released: no room yet
     EXPECT_THROW(fw.skip_to_end(), std::logic_error);
+}
+
+TEST(ShmRing, PaddingInsideTheRingIsSkippedAndValidated) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    ASSERT_EQ(w.stage(bytes_from(0, 5)), 5u);
+    w.skip(11);  // the next byte staged goes to offset 16
+    EXPECT_EQ(w.offset(), 16u);
+    EXPECT_EQ(w.unpublished(), 5u) << "padding costs no copy";
+    ASSERT_EQ(w.stage(bytes_from(100, 8)), 8u);
+    w.publish();
+
+    ipclab::Bytes head(5), rest(8);
+    ASSERT_EQ(rd.take(head), 5u);
+    EXPECT_THROW(rd.skip(60), ProtocolError) << "past the ring's end";
+    EXPECT_THROW(rd.skip(0xFFFFFFFFu), ProtocolError);
+    EXPECT_THROW(rd.skip(20), ProtocolError) << "past the bytes published";
+    EXPECT_EQ(rd.offset(), 5u) << "a refused skip moves nothing";
+    rd.skip(11);
+    ASSERT_EQ(rd.take(rest), 8u);
+    EXPECT_EQ(rest, bytes_from(100, 8));
+    rd.release();
+    EXPECT_EQ(w.space(64), 64u) << "skipped bytes are released with the rest";
+
+    EXPECT_THROW(w.skip(41), std::logic_error) << "past the ring's end";
+    EXPECT_EQ(w.offset(), 24u) << "a refused skip moves nothing";
+}
+
+TEST(ShmRing, ReserveAndPeekHandOutOnlyContiguousRoomAndBytes) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    std::byte* at = w.reserve(40);
+    ASSERT_EQ(at, r.data);
+    std::memcpy(at, bytes_from(0, 40).data(), 40);
+    w.commit(40);
+    EXPECT_EQ(rd.peek(1), nullptr) << "committed bytes are invisible until published";
+    w.publish();
+    EXPECT_EQ(rd.peek(41), nullptr) << "more than was published";
+    const std::byte* in = rd.peek(40);
+    ASSERT_EQ(in, r.data);
+    EXPECT_TRUE(std::equal(in, in + 40, bytes_from(0, 40).begin()));
+    EXPECT_EQ(w.reserve(25), nullptr) << "24 bytes before the end: a frame that would wrap";
+    ASSERT_EQ(w.reserve(24), r.data + 40);
+    std::memcpy(r.data + 40, bytes_from(40, 24).data(), 24);
+    w.commit(24);
+    EXPECT_EQ(w.reserve(1), nullptr) << "the ring is full until the reader releases";
+    rd.advance(40);
+    EXPECT_EQ(w.reserve(1), nullptr) << "taken is not yet released";
+    rd.release();
+    ASSERT_EQ(w.reserve(16), r.data);
+    ASSERT_EQ(w.stage(bytes_from(64, 16)), 16u);  // at offset 0, after the 24 at the end
+    w.publish();
+    EXPECT_EQ(rd.peek(40), nullptr) << "the bytes wrap: take() them";
+    ipclab::Bytes dst(40);
+    ASSERT_EQ(rd.take(dst), 40u);
+    EXPECT_EQ(dst, bytes_from(40, 40));
 }
 
 TEST(ShmRing, RejectsAPeerScribblingOnTheIndices) {

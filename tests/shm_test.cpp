@@ -264,6 +264,83 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     EXPECT_GT(h->to_client.head.load(), 2 * shm::kRingCapacity);
 }
 
+// Frames of one publish chunk at most go in place (ShmChannel::send_in_place);
+// payloads from kAlignFrom on start on a cache line behind a pad frame,
+// smaller ones stay packed.
+TEST_P(ShmTest, PayloadsFromTheAlignSizeStartOnACacheLine) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    SegmentView h(segments[0]);
+    ASSERT_TRUE(h) << segments[0];
+    expect_echo(*ch, 64);
+    EXPECT_EQ(h->to_server.head.load(), kFrameHeaderSize + 64) << "packed: no padding";
+    expect_echo(*ch, shm::kAlignFrom, 2);
+    // 69 bytes in: a pad frame and the 49 bytes after it skipped, then the
+    // header at 123 = 2 * 64 - 5, so the payload starts at 128.
+    EXPECT_EQ(h->to_server.head.load(), 2 * kCacheLine + shm::kAlignFrom);
+    EXPECT_EQ(h->to_client.head.load(), 2 * kCacheLine + shm::kAlignFrom) << "the echo alike";
+    expect_echo(*ch, shm::kAlignFrom - 1, 3);
+    EXPECT_EQ(h->to_server.head.load(), 2 * kCacheLine + 2 * shm::kAlignFrom - 1 + kFrameHeaderSize);
+}
+
+// Every path a frame can take, byte-exact, in both wait modes: in place
+// packed and aligned, the long way (larger than a publish chunk, or
+// wrapping the ring's end while the reader is behind), after a restart at
+// the ring's start, and with the reader's room handed back late.
+TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
+    start();
+    Limits limits;
+    limits.timeout_ms = 10000;
+    auto ch = connect(endpoint(), limits);
+    unsigned seed = 0;
+    const std::size_t edge = shm::kPublishChunk - kFrameHeaderSize;  // the largest in-place payload
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{63}, std::size_t{64},
+                             std::size_t{65}, shm::kAlignFrom - 1, shm::kAlignFrom,
+                             shm::kAlignFrom + 1, std::size_t{4096}, edge, edge + 1})
+        for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
+    // Ping-pongs of 4 KiB restart at the ring's start after kRestartAfter.
+    for (int i = 0; i < 20; ++i) expect_echo(*ch, 4096, ++seed);
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    SegmentView h(segments[0]);
+    ASSERT_TRUE(h) << segments[0];
+    EXPECT_GT(h->to_server.head.load(), shm::kRingCapacity) << "restarted at offset 0";
+
+    // A burst runs up to the ring's end while the server is stopped, then
+    // more while it catches up: a frame meets the end with the reader
+    // behind and wraps (the long way). In flight stays below what both
+    // rings hold with the server blocked on replies, so nothing deadlocks.
+    std::vector<pid_t> sessions;
+    ASSERT_TRUE(eventually([&] { return (sessions = test::children_of(server_->pid())).size() == 1; }));
+    const std::size_t size = 4096;
+    // Just past a restart: a pad to the ring's end, taken while the reader
+    // is stopped, would hold the whole ring until it skips it.
+    auto offset = [&] { return h->to_server.head.load() & (shm::kRingCapacity - 1); };
+    for (int i = 0; i < 10 && offset() >= 2 * size; ++i) expect_echo(*ch, size, ++seed);
+    ASSERT_LT(offset(), 2 * size);
+    // Frames of 4096-4098 bytes take 4160-4288 bytes of ring aligned.
+    const std::size_t burst = (shm::kRingCapacity - 2 * size) / (size + 3 * kCacheLine);
+    std::vector<unsigned> seeds;
+    ASSERT_EQ(::kill(sessions[0], SIGSTOP), 0);
+    for (std::size_t i = 0; i < burst; ++i) {
+        seeds.push_back(++seed);
+        ch->send(FrameType::data, payload_of(size + i % 3, seed));
+    }
+    ASSERT_EQ(::kill(sessions[0], SIGCONT), 0);
+    for (std::size_t i = burst; i < burst + 40; ++i) {
+        seeds.push_back(++seed);
+        ch->send(FrameType::data, payload_of(size + i % 3, seed));
+    }
+    for (std::size_t i = 0; i < seeds.size(); ++i) {
+        Message reply;
+        ASSERT_TRUE(ch->receive(reply)) << "reply " << i;
+        ASSERT_TRUE(reply.payload == payload_of(size + i % 3, seeds[i])) << "reply " << i << " differs";
+    }
+    for (int i = 0; i < 50; ++i) expect_echo(*ch, 1 + i * 97 % 5000, ++seed);
+}
+
 // A stream runs ahead through the whole ring while its reader is behind:
 // with the server's session child stopped, messages larger than
 // kRestartAfter keep going in until the ring is full, instead of each one
