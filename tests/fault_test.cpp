@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,11 +16,13 @@
 #include <chrono>
 #include <cstring>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/registry.hpp"
 #include "ipc/transports.hpp"
 #include "tests/support/hostile.hpp"
 #include "tests/support/proc_inspect.hpp"
@@ -142,6 +145,29 @@ TEST_P(ServerKilled, MidSessionThenRestart) {
     // Same name again: the dead server's objects are stale and reclaimed.
     server_ = std::make_unique<ServerProcess>(server_ep(), echo_server());
     EXPECT_EQ(echo_once(server_->client_endpoint(), std::size_t{1} << 20), "");
+}
+
+// What a test's teardown does when the test failed with a killed server:
+// remove_stale_objects takes everything that server left under the test's
+// name (a failed TSan run once left a System V queue behind this way).
+TEST_P(ServerKilled, WhatItLeftIsRemovedByAFailedTestsTeardown) {
+    const std::set<std::string> before = ipc_object_snapshot();
+    server_ = std::make_unique<ServerProcess>(server_ep(), echo_server());
+    EXPECT_EQ(echo_once(server_->client_endpoint(), 100), "");
+    server_->stop(SIGKILL, 5000);
+    server_.reset();
+    // Its session children (or pool workers) end on their own: they hold its lock until then.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    std::vector<std::string> left = leftover_objects(before, name_);
+    if (!transport_info(GetParam()).host_port) {
+        EXPECT_FALSE(left.empty()) << "a SIGKILLed server removes nothing: the test would prove nothing";
+    }
+    EXPECT_TRUE(eventually([&] {
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+        remove_stale_objects(name_);
+        return leftover_objects(before, name_).empty();
+    }, 10000)) << "still there: " << (left.empty() ? std::string() : left.front());
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, ServerKilled, ::testing::ValuesIn(transport_names()), param_name);

@@ -13,13 +13,16 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/private_dir.hpp"
+#include "ipc/registry.hpp"
 #include "ipc/transports.hpp"
+#include "server/objects.hpp"
 #include "tests/support/proc_inspect.hpp"
 
 namespace ipclab::test {
@@ -362,6 +365,17 @@ NoopSignal::~NoopSignal() {
     delete saved_;
 }
 
+void remove_stale_objects(const std::string& name) {
+    std::ostringstream out, err;
+    for (const auto& t : transports()) {
+        try {
+            cleanup_stale_objects(std::string(t.name), name, false, out, err);
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "removing what the test left (" << t.name << "): " << e.what();
+        }
+    }
+}
+
 // ---- LeakGuard ----
 
 LeakGuard::LeakGuard() : before_(ipc_object_snapshot()) {}
@@ -395,7 +409,9 @@ void GuardedTest::SetUp() {
 
 void GuardedTest::TearDown() {
     server_.reset();
-    EXPECT_EQ(guard_->leftovers(), "");
+    std::string left = guard_->leftovers();
+    EXPECT_EQ(left, "");
+    if (!left.empty()) remove_stale_objects(name_);
 }
 
 }  // namespace ipclab::test
