@@ -170,9 +170,12 @@ public:
     bool receive(Message& msg) override {
         std::size_t early = 0;  // payload bytes read straight into msg.payload
         if (reader_->buffered() == 0 && msg.payload.capacity() >= kSplitFrom) {
-            // Zero-fills only what the last message did not use.
+            // No zero fill: Bytes leaves new bytes uninitialised.
             msg.payload.resize(msg.payload.capacity());
-            if (!reader_->read_split(kFrameHeaderSize, msg.payload, early)) return false;
+            if (!reader_->read_split(kFrameHeaderSize, msg.payload, early)) {
+                msg.payload.clear();  // nothing of an earlier message, nor stale bytes, to misread
+                return false;
+            }
         }
         if (!reader_->fill(kFrameHeaderSize, payload_placement(msg))) {
             if (reader_->buffered() == 0) return false;

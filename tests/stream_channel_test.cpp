@@ -234,6 +234,7 @@ TEST(FramedChannel, AReusedLargeMessageGetsFramesOfEverySizeInAnyOrder) {
         EXPECT_TRUE(m.payload == payloads[i]) << "frame " << i << " of " << sizes[i] << " bytes";
     }
     EXPECT_FALSE(ch->receive(m)) << "clean end after the last frame";
+    EXPECT_TRUE(m.payload.empty()) << "a clean end leaves no bytes in the message";
 }
 
 // The same path with one byte per read: the split read ends inside the header.
