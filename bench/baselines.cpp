@@ -17,7 +17,6 @@
 #include <sys/mman.h>
 #include <sys/msg.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,7 +33,9 @@
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/fd.hpp"
+#include "ipc/fifo_rendezvous.hpp"
 #include "ipc/io.hpp"
+#include "ipc/owned.hpp"
 #include "ipc/private_dir.hpp"
 #include "server/options.hpp"
 
@@ -100,17 +101,14 @@ std::pair<Fd, Fd> unix_pair() {
 // fifo 64 B round trip was 1.20x of a pipe ping-pong and 1.12x of a FIFO
 // one, 3 interleaved pairs, pinned 1,1). The floor is the same mechanism.
 std::pair<Fd, Fd> named_fifo_pair() {  // {read end, write end}
-    std::string path = private_dir() + "/baseline-fifo-" + std::to_string(::getpid());
-    ::unlink(path.c_str());  // left by a killed process of the same pid, if any
-    check(::mkfifo(path.c_str(), 0600), ("mkfifo " + path).c_str());
-    struct Unlink {
-        const std::string& p;
-        ~Unlink() { ::unlink(p.c_str()); }
-    } unlink_on_return{path};
+    // Replaces one left by a killed process of the same pid; removed on return.
+    OwnedPath name = make_fifo(private_dir() + "/baseline-fifo-" + std::to_string(::getpid()), true);
     // Read end first and non-blocking, so opening the write end cannot wait.
-    Fd r(check(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC), "open fifo (read end)"));
-    Fd w(check(::open(path.c_str(), O_WRONLY | O_CLOEXEC), "open fifo (write end)"));
-    check(::fcntl(r.get(), F_SETFL, 0), "fcntl(F_SETFL)");  // reads block, as a pipe's
+    Fd r = open_fifo(name.name(), O_RDONLY | O_NONBLOCK);
+    if (!r) throw_errno("open " + name.name() + " (read end)");
+    Fd w = open_fifo(name.name(), O_WRONLY);
+    if (!w) throw_errno("open " + name.name() + " (write end)");
+    set_nonblocking(r.get(), false);  // reads block, as a pipe's
     return {std::move(r), std::move(w)};
 }
 

@@ -77,18 +77,23 @@ void ignore_sigpipe() {
     check(::sigaction(SIGPIPE, &sa, nullptr), "sigaction(SIGPIPE)");
 }
 
-void unblock_signals(std::initializer_list<int> signals) {
+namespace {
+sigset_t signal_set(std::initializer_list<int> signals) {
     sigset_t set;
     sigemptyset(&set);
     for (int s : signals) sigaddset(&set, s);
+    return set;
+}
+}  // namespace
+
+void unblock_signals(std::initializer_list<int> signals) {
+    sigset_t set = signal_set(signals);
     int rc = ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     if (rc != 0) throw_errno("pthread_sigmask(SIG_UNBLOCK)", rc);
 }
 
 SignalsBlocked::SignalsBlocked(std::initializer_list<int> signals) {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : signals) sigaddset(&set, s);
+    sigset_t set = signal_set(signals);
     int rc = ::pthread_sigmask(SIG_BLOCK, &set, &old_);
     if (rc != 0) throw_errno("pthread_sigmask(SIG_BLOCK)", rc);
 }

@@ -325,10 +325,10 @@ def limits_section(transports, sizes, facts):
         limit = _int_fact(facts, key)
         if t not in transports or limit is None:
             continue
-        over = [s for s in sizes if s > limit - CHUNK_HEADER]
+        piece = limit - CHUNK_HEADER  # each queue message carries a chunk header (ipc/chunking.hpp)
+        over = [s for s in sizes if s > piece]
         if not over:
             continue
-        piece = limit - CHUNK_HEADER  # each queue message carries a chunk header (ipc/chunking.hpp)
         pieces = ", ".join(f"{human_size(s)} as {-(-s // piece)} messages" for s in over)
         lines += [f"- `{t}`: a {what} message is at most `{key}` = {limit} bytes on this host, so a larger "
                   f"message (with ipclab's {CHUNK_HEADER}-byte chunk header) goes as several queue messages per direction ({pieces}), each a system call and "

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,8 +155,8 @@ TEST_P(ServerKilled, WhatItLeftIsRemovedByAFailedTestsTeardown) {
     EXPECT_EQ(echo_once(server_->client_endpoint(), 100), "");
     server_->stop(SIGKILL, 5000);
     server_.reset();
-    // Its session children (or pool workers) end on their own: they hold its lock until then.
-    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    // Its session children (or pool workers) end on their own and, orphaned,
+    // are ours to reap (GuardedTest::SetUp): they hold its lock until then.
     std::vector<std::string> left = leftover_objects(before, name_);
     if (!transport_info(GetParam()).host_port) {
         EXPECT_FALSE(left.empty()) << "a SIGKILLed server removes nothing: the test would prove nothing";

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "client/payload.hpp"
 #include "ipc/chunking.hpp"
 #include "ipc/page_buffer.hpp"
 #include "ipc/private_dir.hpp"
@@ -287,8 +288,8 @@ TEST(MsgqueueLimit, ARaisedMsgsizeMaxCarriesA64KiBMessageAsOneQueueMessage) {
         limits.timeout_ms = 10000;
         Endpoint ep = endpoint_for("posix-mq", name);
         auto listener = listen(ep, limits);
-        Bytes big(65536);
-        for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 7 + 1);
+        Bytes big;
+        fill_payload(big, 1, 65536);
         int gave_up[2];
         if (::pipe(gave_up) != 0) return "pipe failed";
         Fd gave_up_read(gave_up[0]), gave_up_write(gave_up[1]);
@@ -313,9 +314,7 @@ TEST(MsgqueueLimit, ARaisedMsgsizeMaxCarriesA64KiBMessageAsOneQueueMessage) {
         if (!server) return "no session";
         std::string out;
         for (const auto& o : list_posix_mq_objects()) {
-            if (o.what.find(global_prefix(name)) == std::string::npos ||
-                o.what.size() < 4 || o.what.compare(o.what.size() - 4, 4, ".c2s") != 0)
-                continue;
+            if (o.what.find(global_prefix(name)) == std::string::npos || !o.what.ends_with(".c2s")) continue;
             mqd_t q = ::mq_open(o.what.c_str(), O_RDONLY);
             if (q == mqd_t(-1)) return "mq_open " + o.what + ": " + std::strerror(errno);
             struct mq_attr attr {};
