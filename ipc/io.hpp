@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <initializer_list>
+#include <optional>
 #include <span>
 
 namespace ipclab {
@@ -64,6 +65,23 @@ public:
 private:
     bool infinite_;
     std::chrono::steady_clock::time_point at_;
+};
+
+// The deadline of a wait that a periodic tick interrupts (stream and POSIX
+// queue sessions): made at the first interruption, so a call that finds its
+// data at once reads no clock; a timeout may then end one tick late.
+// timeout_ms <= 0: never.
+class TickedDeadline {
+public:
+    explicit TickedDeadline(int timeout_ms) : timeout_ms_(timeout_ms) {}
+    const Deadline& get() {
+        if (!deadline_) deadline_.emplace(timeout_ms_ > 0 ? timeout_ms_ : -1);
+        return *deadline_;
+    }
+
+private:
+    int timeout_ms_;
+    std::optional<Deadline> deadline_;
 };
 
 // While one lives, every wait of this thread ends by its deadline: the

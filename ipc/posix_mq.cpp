@@ -38,9 +38,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <atomic>
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -262,7 +262,7 @@ public:
     // Sends one queue message. Returns false (message not sent) when
     // may_abort and the reverse queue holds a message while ours is full.
     bool send_raw(mqd_t q, const std::byte* data, std::size_t len, bool may_abort) {
-        std::optional<Deadline> deadline;  // from the first interruption: no clock read per message
+        TickedDeadline deadline(limits_.timeout_ms);  // no clock read per message
         for (;;) {
             if (::mq_send(q, reinterpret_cast<const char*>(data), len, 0) == 0) return true;
             // Any signal (our tick, the iterative server's grace tick) ends
@@ -271,8 +271,7 @@ public:
             on_eintr();
             if (may_abort && reply_pending()) return false;
             check_peer();
-            if (!deadline) deadline.emplace(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
-            if (deadline->expired())
+            if (deadline.get().expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms: the peer's queue stayed full");
         }
@@ -280,15 +279,14 @@ public:
 
     // Receives one queue message into rxbuf_ at offset `at`; returns its length.
     std::size_t receive_raw(std::size_t at) {
-        std::optional<Deadline> deadline;
+        TickedDeadline deadline(limits_.timeout_ms);
         for (;;) {
             ssize_t n = ::mq_receive(rx_.get(), reinterpret_cast<char*>(rxbuf_.data() + at), rx_msgsize_, nullptr);
             if (n >= 0) return static_cast<std::size_t>(n);
             if (errno != EINTR) throw_errno("mq_receive");  // see send_raw
             on_eintr();
             check_peer_before_receive();
-            if (!deadline) deadline.emplace(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
-            if (deadline->expired())
+            if (deadline.get().expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms waiting for the peer");
         }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <optional>
 #include <string>
 
 #include "ipc/error.hpp"
@@ -82,7 +81,7 @@ std::size_t StreamReader::read_ticked(std::byte* buf, std::size_t len) {
 std::size_t StreamReader::readv_ticked(::iovec* iov, int count) {
     constexpr int kTickMs = 100;
     if (timeout_ms_ > 0 && !tick_) tick_ = std::make_unique<TickTimer>(kTickMs);
-    std::optional<Deadline> deadline;
+    TickedDeadline deadline(timeout_ms_);
     for (;;) {
         if (stop_requested()) throw Interrupted();
         // read(2) for one piece: the kernel's iovec import costs a little.
@@ -91,10 +90,9 @@ std::size_t StreamReader::readv_ticked(::iovec* iov, int count) {
         int err = errno;
         if (err == EINTR || err == EAGAIN) {
             if (err == EINTR) on_eintr();
-            if (!deadline) deadline.emplace(timeout_ms_ > 0 ? timeout_ms_ : -1);
+            const Deadline& d = deadline.get();
             // EAGAIN: a non-blocking descriptor; wait for data the plain way.
-            if (deadline->expired() ||
-                (err == EAGAIN && !wait_fd(fd_, POLLIN, deadline->remaining_ms(), "stream")))
+            if (d.expired() || (err == EAGAIN && !wait_fd(fd_, POLLIN, d.remaining_ms(), "stream")))
                 throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
                                    " ms waiting for the peer");
             continue;
