@@ -176,9 +176,8 @@ std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
 void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
                const char* what) {
     // Started at the first EAGAIN (the writes before it did not wait): most
-    // calls never need it, and reading the clock in a freshly forked session
-    // child costs page faults (libstdc++, libc, vDSO).
-    std::optional<Deadline> deadline;
+    // calls never need it (see LazyDeadline).
+    LazyDeadline deadline(timeout_ms);
     while (iovcnt > 0) {
         if (stop_requested()) throw Interrupted();
         ssize_t n;
@@ -204,8 +203,7 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if (is_socket)  // SO_SNDTIMEO expired
                     throw TimeoutError(std::string("timed out writing ") + what);
-                if (!deadline) deadline.emplace(timeout_ms);
-                if (!wait_fd(fd, POLLOUT, deadline->remaining_ms(), what))
+                if (!wait_fd(fd, POLLOUT, deadline.get().remaining_ms(), what))
                     throw TimeoutError(std::string("timed out writing ") + what);
                 continue;
             }

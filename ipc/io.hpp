@@ -67,13 +67,14 @@ private:
     std::chrono::steady_clock::time_point at_;
 };
 
-// The deadline of a wait that a periodic tick interrupts (stream and POSIX
-// queue sessions): made at the first interruption, so a call that finds its
-// data at once reads no clock; a timeout may then end one tick late.
-// timeout_ms <= 0: never.
-class TickedDeadline {
+// A deadline made when it is first asked for, not before: a call that never
+// has to wait reads no clock (in a freshly forked session child the first
+// clock read costs page faults). Waits that a periodic tick interrupts
+// (stream and POSIX queue sessions) ask at the first interruption, so their
+// timeout may end one tick late. timeout_ms <= 0: never.
+class LazyDeadline {
 public:
-    explicit TickedDeadline(int timeout_ms) : timeout_ms_(timeout_ms) {}
+    explicit LazyDeadline(int timeout_ms) : timeout_ms_(timeout_ms) {}
     const Deadline& get() {
         if (!deadline_) deadline_.emplace(timeout_ms_ > 0 ? timeout_ms_ : -1);
         return *deadline_;
@@ -105,8 +106,9 @@ public:
 std::size_t read_some(int fd, void* buf, std::size_t len, const char* what);
 
 // Writes every byte of the iovec array, continuing after short writes.
-// Sockets use sendmsg(MSG_NOSIGNAL); other descriptors writev. When a
-// non-blocking descriptor is full, waits for room up to timeout_ms.
+// Sockets use send/sendmsg(MSG_NOSIGNAL); other descriptors write/writev. When
+// a non-blocking descriptor is full, waits for room up to timeout_ms (<= 0:
+// as long as it takes).
 void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
                const char* what);
 void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,

@@ -262,7 +262,7 @@ public:
     // Sends one queue message. Returns false (message not sent) when
     // may_abort and the reverse queue holds a message while ours is full.
     bool send_raw(mqd_t q, const std::byte* data, std::size_t len, bool may_abort) {
-        TickedDeadline deadline(limits_.timeout_ms);  // no clock read per message
+        LazyDeadline deadline(limits_.timeout_ms);  // no clock read per message
         for (;;) {
             if (::mq_send(q, reinterpret_cast<const char*>(data), len, 0) == 0) return true;
             // Any signal (our tick, the iterative server's grace tick) ends
@@ -279,7 +279,7 @@ public:
 
     // Receives one queue message into rxbuf_ at offset `at`; returns its length.
     std::size_t receive_raw(std::size_t at) {
-        TickedDeadline deadline(limits_.timeout_ms);
+        LazyDeadline deadline(limits_.timeout_ms);
         for (;;) {
             ssize_t n = ::mq_receive(rx_.get(), reinterpret_cast<char*>(rxbuf_.data() + at), rx_msgsize_, nullptr);
             if (n >= 0) return static_cast<std::size_t>(n);

@@ -81,7 +81,7 @@ std::size_t StreamReader::read_ticked(std::byte* buf, std::size_t len) {
 std::size_t StreamReader::readv_ticked(::iovec* iov, int count) {
     constexpr int kTickMs = 100;
     if (timeout_ms_ > 0 && !tick_) tick_ = std::make_unique<TickTimer>(kTickMs);
-    TickedDeadline deadline(timeout_ms_);
+    LazyDeadline deadline(timeout_ms_);
     for (;;) {
         if (stop_requested()) throw Interrupted();
         // read(2) for one piece: the kernel's iovec import costs a little.

@@ -2,11 +2,13 @@
 // delivers one byte at a time (short reads must never be errors).
 #include "ipc/stream_channel.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -276,6 +278,33 @@ TEST(FramedChannel, AReusedLargeMessageSeesATruncatedFrameAsPeerGone) {
         EXPECT_TRUE(m.payload == first);
         EXPECT_THROW(ch->receive(m), PeerGone) << "cut after " << cut << " bytes";
     }
+}
+
+// A FIFO session's write end is non-blocking (a full pipe is waited on in
+// poll, bounded by the timeout). Without a timeout (0: forever) a full pipe
+// is waited on as long as the reader takes; it once timed out at once
+// (`client --timeout 0` with 1 MiB over fifo: "no complete reply ... within 0 ms").
+TEST(FramedChannel, AFullPipeWithoutATimeoutIsWaitedOnNotATimeout) {
+    int p[2];
+    ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    StreamFds fds{Fd{}, std::move(write_end), false};
+    auto writer = make_framed_channel(std::move(fds), limits(kDefaultMaxMessage, 0), false);
+    ipclab::Bytes big;
+    fill_payload(big, 3, std::size_t{1} << 20);
+    std::thread reader([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the pipe fills meanwhile
+        try {
+            StreamReader r(read_end.get(), 0);
+            ipclab::Bytes got(big.size() + kFrameHeaderSize);
+            EXPECT_TRUE(r.read_exact(got, "test"));
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "the reader: " << e.what();
+        }
+    });
+    EXPECT_NO_THROW(writer->send(FrameType::data, big));
+    writer.reset();  // the reader sees the end of the pipe even when the send failed
+    reader.join();
 }
 
 TEST(FramedChannel, ClientAndServerSidesTalk) {
