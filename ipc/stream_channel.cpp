@@ -226,8 +226,7 @@ private:
             if (!part.empty()) std::memcpy(at, part.data(), part.size());
             at += part.size();
         }
-        struct iovec iov {frame, static_cast<std::size_t>(at - frame)};
-        write_all(write_fd(), &iov, 1, fds_.is_socket, limits_.timeout_ms, "frame");
+        write_all(write_fd(), std::span<const std::byte>(frame, at), fds_.is_socket, limits_.timeout_ms, "frame");
     }
 
     int write_fd() const { return fds_.write ? fds_.write.get() : fds_.read.get(); }
