@@ -9,6 +9,7 @@
 
 #include "bench/bench_server.hpp"
 #include "bench/ping_pong.hpp"
+#include "bench/placement.hpp"
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
@@ -96,6 +97,7 @@ private:
 
 void round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (!begin_run(state)) return;
+    report_placement(state, server_cpu);
     try {
         measure_round_trips(state, *make_ipclab_ping_pong(transport, server_cpu), size);
     } catch (const std::exception& e) {
@@ -105,6 +107,7 @@ void round_trip(benchmark::State& state, const std::string& transport, std::size
 
 void stream(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (!begin_run(state)) return;
+    report_placement(state, server_cpu);
     try {
         BenchServer& server = server_for(transport, ReplyMode::sink, server_cpu);
         stream_to(state, server.client_endpoint(), server.pid(), size);

@@ -8,6 +8,7 @@
 
 #include "bench/interference.hpp"
 #include "bench/ping_pong.hpp"
+#include "bench/placement.hpp"
 #include "client/latency.hpp"
 #include "client/payload.hpp"
 #include "ipc/framing.hpp"
@@ -157,6 +158,7 @@ benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, cons
     long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
     int cpu = c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        report_placement(s, cpu);
         paired_round_trip(
             s, [&] { return make_ipclab_ping_pong(transport, cpu); },
             [&] { return make_baseline_ping_pong(transport, size, cpu); }, size);

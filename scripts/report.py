@@ -258,7 +258,7 @@ def interference_summary(reps):
     worst.sort(reverse=True)
     lines = [f"{disturbed} of {total} repetitions were disturbed: their run delay (time spent runnable but "
              "waiting for a CPU, from /proc schedstat) exceeded their benchmark's quietest repetition by more "
-             "than 5% of their time." if total else
+             "than 5% of their time, or they ran in a costlier placement of the CPUs (below)." if total else
              "No interference counters in this file."]
     if levels:
         lines += ["", f"Across benchmarks, the median share of time client and server spent waiting for a CPU "
@@ -273,7 +273,40 @@ def interference_summary(reps):
         lines += [f"| `{n}` | {d} of {a} | {s:.1%} | {r / 1e3:.2f} |" for d, a, n, s, r in worst[:25]]
         if len(worst) > 25:
             lines.append(f"| ({len(worst) - 25} more) | | | |")
-    return lines, disturbed, total
+    return lines + placement_summary(reps), disturbed, total
+
+
+def placement_summary(reps):
+    """Lines for REPORT.md on the placement probe (bench/placement.hpp), or none."""
+    rtt = sorted(b["xcpu_rtt_ns"] for runs in reps.values() for b in runs if b.get("xcpu_rtt_ns"))
+    if not rtt:
+        return []
+    flagged = sum(sum(benchjson.placement_flags(runs)) for runs in reps.values())
+    text = (f"Placement: before each repetition whose client and server run on different CPUs (here the "
+            f"spinning transports'), ipc-bench timed one cache line's round trip between those CPUs: "
+            f"{rtt[0]:.0f} ns at best, median {stats.median(rtt):.0f}, highest {rtt[-1]:.0f} "
+            f"({len(rtt)} probes)")
+    text += (f". {flagged} repetition(s) probed at more than {benchjson.PLACEMENT_SLACK}x the best were flagged "
+             "disturbed: on a virtual machine the hypervisor moves the vCPUs between physical cores, and a "
+             "spinning transport's figures follow what a line costs between them (on the 2-vCPU EPYC hosts "
+             "the probe read 109 ns in one placement and 331-587 ns in another, minutes apart). Such repetitions are not re-run (a placement "
+             "lasts minutes); compare two runs' placement lines before comparing their spinning figures.")
+    return ["", text]
+
+
+def placement_difference(old_reps, new_reps):
+    """A warning when two runs' best placement probes differ by more than
+    PLACEMENT_SLACK (their spinning figures then measured different machines),
+    else ''."""
+    def best(reps):
+        probes = [b["xcpu_rtt_ns"] for runs in reps.values() for b in runs if b.get("xcpu_rtt_ns")]
+        return min(probes) if probes else None
+    a, b = best(old_reps), best(new_reps)
+    if not a or not b or max(a, b) <= benchjson.PLACEMENT_SLACK * min(a, b):
+        return ""
+    return (f"Placement differed: one cache line's round trip between the client's and the spinning server's "
+            f"CPU cost {a:.0f} ns at best in the first run and {b:.0f} ns in the second. The hypervisor had "
+            "the vCPUs placed otherwise; the spinning transports' figures of the two runs are not comparable.")
 
 
 def spins(info, t):

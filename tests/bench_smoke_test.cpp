@@ -305,6 +305,38 @@ TEST(BenchSmoke, ABusyLoopOnTheServersCpuIsCountedAndFlagged) {
     EXPECT_EQ(number(b, "disturbed"), 1);
 }
 
+// Client and servers on CPU 0: shm-spin's servers go to CPU 1, so its runs
+// carry the placement probe's counters; unix's server shares the client's
+// CPU, so its runs carry none (no line travels between fixed CPUs).
+TEST(BenchSmoke, RunsAcrossTwoPinnedCpusCarryThePlacementProbe) {
+    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "needs two CPUs";
+    char tmpl[] = "/tmp/ipclab-bench-probe-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl, json = dir + "/bench.json";
+    ProgramResult r = run_program({bin("ipc-bench"), "--pin=0,0", "--transports=shm-spin,unix", "--sizes=64",
+                                   "--benchmark_filter=^(Paired|Stream)/(shm-spin|unix)/64/",
+                                   "--benchmark_min_time=0.01", "--benchmark_out=" + json,
+                                   "--benchmark_out_format=json"},
+                                  "", 60000);
+    std::string text = slurp(json);
+    std::filesystem::remove_all(dir);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    int spin_runs = 0, unix_runs = 0;
+    for (auto& b : MiniJson(text).benchmarks()) {
+        SCOPED_TRACE(b["run_name"]);
+        ASSERT_EQ(b.count("error_occurred"), 0u) << b["error_message"];
+        if (b["run_name"].find("/shm-spin/") != std::string::npos) {
+            ++spin_runs;
+            EXPECT_GT(number(b, "xcpu_rtt_ns"), 0);
+        } else {
+            ++unix_runs;
+            EXPECT_EQ(b.count("xcpu_rtt_ns"), 0u);
+        }
+    }
+    EXPECT_EQ(spin_runs, 2);
+    EXPECT_EQ(unix_runs, 2);
+}
+
 TEST(BenchSmoke, OwnFlagsAreCheckedAndOthersPassToGoogleBenchmark) {
     const std::string exe = bin("ipc-bench");
     EXPECT_EQ(run_program({exe, "--transports=carrier-pigeon"}).exit_code, 2);

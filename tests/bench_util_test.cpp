@@ -7,11 +7,16 @@
 
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
 #include <string>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "bench/bench_util.hpp"
 #include "bench/interference.hpp"
+#include "bench/placement.hpp"
 
 namespace {
 
@@ -66,6 +71,37 @@ TEST(BenchHarness, InterferenceShareSubtractsTheAllowance) {
     EXPECT_EQ(interference_share(5000, 10000000, 10), 0.0) << "within the allowance";
     EXPECT_EQ(interference_share(1, 0, 1), 0.0);
     EXPECT_GT(message_allowance_ns(1 << 20), message_allowance_ns(64));
+}
+
+TEST(PlacementProbe, MeasuresALineBetweenTwoCpusAndNothingWhereItCannotPin) {
+    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: no line travels between CPUs";
+    auto line = cross_cpu_round_trip_ns(0, 1);
+    ASSERT_TRUE(line.has_value()) << "both CPUs online, yet no figure";
+    EXPECT_GT(*line, 0.0);
+    std::optional<double> from_pinned;
+    std::thread t([&] {
+        pin_to_cpu(0);
+        from_pinned = cross_cpu_round_trip_ns(0, 1);  // asks from the calling thread itself
+    });
+    t.join();
+    ASSERT_TRUE(from_pinned.has_value());
+    EXPECT_GT(*from_pinned, 0.0);
+    EXPECT_FALSE(cross_cpu_round_trip_ns(0, CPU_SETSIZE - 1).has_value()) << "no such CPU: no figure, no hang";
+}
+
+TEST(PlacementProbe, PinnedCpuIsTheOneCpuOfTheCallingThreadOnly) {
+    if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP();
+    const int main_thread = pinned_cpu();  // -1 unless the test itself was started pinned (taskset)
+    int seen_pinned = -2, seen_free = -2;
+    // A thread of its own: the test's main thread keeps its affinity.
+    std::thread t([&] {
+        seen_free = pinned_cpu();
+        pin_to_cpu(1);
+        seen_pinned = pinned_cpu();
+    });
+    t.join();
+    EXPECT_EQ(seen_pinned, 1);
+    EXPECT_EQ(seen_free, main_thread) << "a new thread has its creator's CPUs";
 }
 
 }  // namespace

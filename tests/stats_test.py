@@ -138,6 +138,34 @@ class Figures(unittest.TestCase):
         self.assertEqual(benchjson.disturbed_flags(runs), [False, False, False, True, True])
         self.assertEqual(benchjson.disturbed_flags([{"disturbed": 1}, {"disturbed": 0}]), [True, False])
 
+    def test_placement_flags_judge_against_the_whole_runs_best_probe(self):
+        # Benchmark B's own probes agree with each other, but the run's best
+        # (A's 100 ns) shows B ran in a costlier placement.
+        reps = {"Paired/shm-spin/64": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (100, 110, 400)],
+                "Stream/shm-spin/64": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (480, 500)],
+                "Paired/unix/64": [{"interference": 0.0}, {"interference": 0.2}]}
+        benchjson.mark_placement_floor(reps)
+        self.assertEqual(benchjson.placement_flags(reps["Paired/shm-spin/64"]), [False, False, True])
+        self.assertEqual(benchjson.placement_flags(reps["Stream/shm-spin/64"]), [True, True])
+        self.assertEqual(benchjson.placement_flags(reps["Paired/unix/64"]), [False, False], "no probe, no flag")
+        # A placement is not what a re-run cures: delay_flags leave it out,
+        # disturbed_flags (the figures' stability) take both.
+        self.assertEqual(benchjson.delay_flags(reps["Paired/shm-spin/64"]), [False, False, False])
+        self.assertEqual(benchjson.disturbed_flags(reps["Paired/shm-spin/64"]), [False, False, True])
+        self.assertEqual(benchjson.disturbed_flags(reps["Paired/unix/64"]), [False, True])
+        # 1.5x is the bound: 150 ns against a 100 ns best is still the same placement.
+        edge = {"x": [{"xcpu_rtt_ns": 100}, {"xcpu_rtt_ns": 150}, {"xcpu_rtt_ns": 151}]}
+        benchjson.mark_placement_floor(edge)
+        self.assertEqual(benchjson.placement_flags(edge["x"]), [False, False, True])
+        lines = report.placement_summary(reps)
+        self.assertTrue(any("Placement:" in line and "100 ns at best" in line and "3 repetition(s)" in line
+                            for line in lines), lines)
+        self.assertEqual(report.placement_summary({"Paired/unix/64": [{"interference": 0.0}]}), [])
+        slow = {"Paired/shm-spin/64": [{"xcpu_rtt_ns": 400}]}
+        self.assertIn("not comparable", report.placement_difference(reps, slow))
+        self.assertEqual(report.placement_difference(reps, {"Paired/shm-spin/64": [{"xcpu_rtt_ns": 140}]}), "")
+        self.assertEqual(report.placement_difference(reps, {"Paired/unix/64": [{}]}), "", "no probe: nothing to say")
+
     def test_best_is_marked_only_when_intervals_do_not_overlap(self):
         a = {"value": 10, "low": 9, "high": 11}
         self.assertEqual(report.best_marks([a, {"value": 20, "low": 19, "high": 21}], False), {0: "*"})
