@@ -2,16 +2,14 @@
 // its server's CPU costs at the moment a benchmark runs.
 //
 // On a virtual machine the hypervisor places the vCPUs on physical cores and
-// moves them: on the 2-vCPU EPYC hosts one line's round trip between vCPU 0
-// and 1 took 545-600 ns in one period and 125-150 ns a few minutes later (a
-// two-thread ping-pong in 100 ms windows, steady within each period), and
-// this probe read 331-587 ns and then 109 ns within one ipc-bench process,
-// with no run delay or steal time to show for it. A spinning transport's
-// client and server sit on different CPUs and its round trips follow that
-// cost, so a repetition measured in another placement than the rest measured
-// the machine, not the transport. The counter xcpu_rtt_ns makes that
-// visible; scripts/compare turns it into a disturbed flag (benchjson.py:
-// PLACEMENT_SLACK).
+// moves them: on the 2-vCPU EPYC hosts this probe, taken 300 times over 6 s,
+// fell into three levels, 54-70, 92-131 and 349-441 ns, each lasting from a tenth
+// of a second to at least 15 s, with no run delay or steal time to show
+// for it. A spinning transport's client and server sit on different CPUs and
+// its round trips follow that cost, so a repetition measured in another
+// placement than the rest measured the machine, not the transport. The
+// counter xcpu_rtt_ns makes that visible; scripts/compare turns it into a
+// disturbed flag (benchjson.py: PLACEMENT_SLACK).
 #pragma once
 
 #include <optional>

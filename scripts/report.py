@@ -276,36 +276,38 @@ def interference_summary(reps):
     return lines + placement_summary(reps), disturbed, total
 
 
+def placement_probes(reps):
+    return sorted(b["xcpu_rtt_ns"] for runs in reps.values() for b in runs if b.get("xcpu_rtt_ns"))
+
+
 def placement_summary(reps):
     """Lines for REPORT.md on the placement probe (bench/placement.hpp), or none."""
-    rtt = sorted(b["xcpu_rtt_ns"] for runs in reps.values() for b in runs if b.get("xcpu_rtt_ns"))
+    rtt = placement_probes(reps)
     if not rtt:
         return []
     flagged = sum(sum(benchjson.placement_flags(runs)) for runs in reps.values())
-    text = (f"Placement: before each repetition whose client and server run on different CPUs (here the "
-            f"spinning transports'), ipc-bench timed one cache line's round trip between those CPUs: "
-            f"{rtt[0]:.0f} ns at best, median {stats.median(rtt):.0f}, highest {rtt[-1]:.0f} "
-            f"({len(rtt)} probes)")
-    text += (f". {flagged} repetition(s) probed at more than {benchjson.PLACEMENT_SLACK}x the best were flagged "
-             "disturbed: on a virtual machine the hypervisor moves the vCPUs between physical cores, and a "
-             "spinning transport's figures follow what a line costs between them (on the 2-vCPU EPYC hosts "
-             "the probe read 109 ns in one placement and 331-587 ns in another, minutes apart). Such repetitions are not re-run (a placement "
-             "lasts minutes); compare two runs' placement lines before comparing their spinning figures.")
-    return ["", text]
+    return ["", f"Placement: before each repetition whose client and server run on different CPUs (here the "
+                f"spinning transports'), ipc-bench timed one cache line's round trip between those CPUs: median "
+                f"{stats.median(rtt):.0f} ns, from {rtt[0]:.0f} to {rtt[-1]:.0f} ({len(rtt)} probes). "
+                f"{flagged} repetition(s) probed more than {benchjson.PLACEMENT_SLACK}x away from the median "
+                "were flagged disturbed: on a virtual machine the hypervisor moves the vCPUs between physical "
+                "cores, and a spinning transport's figures follow what a line costs between them (on the "
+                "2-vCPU EPYC hosts the probe moved between about 55, 110 and 390 ns, within seconds). Compare "
+                "two runs' placement lines before comparing their spinning figures."]
 
 
 def placement_difference(old_reps, new_reps):
-    """A warning when two runs' best placement probes differ by more than
-    PLACEMENT_SLACK (their spinning figures then measured different machines),
-    else ''."""
-    def best(reps):
-        probes = [b["xcpu_rtt_ns"] for runs in reps.values() for b in runs if b.get("xcpu_rtt_ns")]
-        return min(probes) if probes else None
-    a, b = best(old_reps), best(new_reps)
-    if not a or not b or max(a, b) <= benchjson.PLACEMENT_SLACK * min(a, b):
+    """A warning when two runs' median placement probes differ by more than
+    PLACEMENT_SLACK (their spinning figures then measured different
+    machines), else ''."""
+    a, b = placement_probes(old_reps), placement_probes(new_reps)
+    if not a or not b:
+        return ""
+    a, b = stats.median(a), stats.median(b)
+    if max(a, b) <= benchjson.PLACEMENT_SLACK * min(a, b):
         return ""
     return (f"Placement differed: one cache line's round trip between the client's and the spinning server's "
-            f"CPU cost {a:.0f} ns at best in the first run and {b:.0f} ns in the second. The hypervisor had "
+            f"CPU took {a:.0f} ns (median) in the first run and {b:.0f} ns in the second. The hypervisor had "
             "the vCPUs placed otherwise; the spinning transports' figures of the two runs are not comparable.")
 
 

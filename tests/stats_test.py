@@ -138,27 +138,28 @@ class Figures(unittest.TestCase):
         self.assertEqual(benchjson.disturbed_flags(runs), [False, False, False, True, True])
         self.assertEqual(benchjson.disturbed_flags([{"disturbed": 1}, {"disturbed": 0}]), [True, False])
 
-    def test_placement_flags_judge_against_the_whole_runs_best_probe(self):
-        # Benchmark B's own probes agree with each other, but the run's best
-        # (A's 100 ns) shows B ran in a costlier placement.
-        reps = {"Paired/shm-spin/64": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (100, 110, 400)],
-                "Stream/shm-spin/64": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (480, 500)],
+    def test_placement_flags_judge_against_the_runs_median_probe(self):
+        # Stream/shm-spin's own probes agree with each other, but the run's
+        # median (110 ns) shows it ran in a costlier placement; one probe of
+        # Paired/shm-spin met a briefly faster one.
+        reps = {"Paired/shm-spin/64": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (100, 110, 112, 55)],
+                "Paired/shm-spin/4096": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (105, 115, 120)],
+                "Stream/shm-spin/64": [{"xcpu_rtt_ns": v, "interference": 0.0} for v in (390, 400)],
                 "Paired/unix/64": [{"interference": 0.0}, {"interference": 0.2}]}
-        benchjson.mark_placement_floor(reps)
-        self.assertEqual(benchjson.placement_flags(reps["Paired/shm-spin/64"]), [False, False, True])
+        benchjson.mark_placement_reference(reps)
+        self.assertEqual(benchjson.placement_flags(reps["Paired/shm-spin/64"]), [False, False, False, True])
         self.assertEqual(benchjson.placement_flags(reps["Stream/shm-spin/64"]), [True, True])
         self.assertEqual(benchjson.placement_flags(reps["Paired/unix/64"]), [False, False], "no probe, no flag")
-        # A placement is not what a re-run cures: delay_flags leave it out,
-        # disturbed_flags (the figures' stability) take both.
-        self.assertEqual(benchjson.delay_flags(reps["Paired/shm-spin/64"]), [False, False, False])
-        self.assertEqual(benchjson.disturbed_flags(reps["Paired/shm-spin/64"]), [False, False, True])
+        # The figures' stability takes run delay and placement alike.
+        self.assertEqual(benchjson.delay_flags(reps["Paired/shm-spin/64"]), [False] * 4)
+        self.assertEqual(benchjson.disturbed_flags(reps["Paired/shm-spin/64"]), [False, False, False, True])
         self.assertEqual(benchjson.disturbed_flags(reps["Paired/unix/64"]), [False, True])
-        # 1.5x is the bound: 150 ns against a 100 ns best is still the same placement.
-        edge = {"x": [{"xcpu_rtt_ns": 100}, {"xcpu_rtt_ns": 150}, {"xcpu_rtt_ns": 151}]}
-        benchjson.mark_placement_floor(edge)
-        self.assertEqual(benchjson.placement_flags(edge["x"]), [False, False, True])
+        # 1.5x either way is the bound.
+        edge = {"x": [{"xcpu_rtt_ns": v} for v in (100, 100, 100, 150, 151, 67, 66)]}
+        benchjson.mark_placement_reference(edge)
+        self.assertEqual(benchjson.placement_flags(edge["x"]), [False, False, False, False, True, False, True])
         lines = report.placement_summary(reps)
-        self.assertTrue(any("Placement:" in line and "100 ns at best" in line and "3 repetition(s)" in line
+        self.assertTrue(any("Placement:" in line and "median 112 ns" in line and "3 repetition(s)" in line
                             for line in lines), lines)
         self.assertEqual(report.placement_summary({"Paired/unix/64": [{"interference": 0.0}]}), [])
         slow = {"Paired/shm-spin/64": [{"xcpu_rtt_ns": 400}]}
