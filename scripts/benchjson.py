@@ -119,6 +119,12 @@ DISTURBED_EXCESS = 0.05
 PLACEMENT_SLACK = 1.5
 
 
+# Fewer typical repetitions than this and a figure keeps all of them (its
+# interval then shows the spread): 6 is the fewest whose median has a 95%
+# interval (x(1), x(6), coverage 96.9%; stats.median_ci).
+MIN_TYPICAL_REPETITIONS = 6
+
+
 def mark_placement_reference(reps):
     """Stores the run's median placement probe in every repetition that has
     one (as 'placement_reference_ns'), so placement_flags judge a benchmark's
@@ -194,6 +200,13 @@ def figure(reps, metric, transport, size=""):
     if not got:
         return None
     values, disturbed, name = got
+    # From the repetitions of the run's typical placement when enough of them
+    # are left (see PLACEMENT_SLACK): the others measured another machine.
+    # They still count as disturbed, so a figure with many of them is
+    # unstable whatever its interval.
+    other = placement_flags(reps[name])
+    if any(other) and len(values) - sum(other) >= MIN_TYPICAL_REPETITIONS:
+        values = [v for v, o in zip(values, other) if not o]
     f = stats.summarise(values, disturbed, ratio=UNITS[metric] == "ratio")
     if f:
         f.update(bench=name, values=values)

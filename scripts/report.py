@@ -290,7 +290,8 @@ def placement_summary(reps):
                 f"spinning transports'), ipc-bench timed one cache line's round trip between those CPUs: median "
                 f"{stats.median(rtt):.0f} ns, from {rtt[0]:.0f} to {rtt[-1]:.0f} ({len(rtt)} probes). "
                 f"{flagged} repetition(s) probed more than {benchjson.PLACEMENT_SLACK}x away from the median "
-                "were flagged disturbed: on a virtual machine the hypervisor moves the vCPUs between physical "
+                "were flagged disturbed and left out of their figure when at least "
+                f"{benchjson.MIN_TYPICAL_REPETITIONS} others remained: on a virtual machine the hypervisor moves the vCPUs between physical "
                 "cores, and a spinning transport's figures follow what a line costs between them (on the "
                 "2-vCPU EPYC hosts the probe moved between about 55, 110 and 390 ns, within seconds). Compare "
                 "two runs' placement lines before comparing their spinning figures."]

@@ -167,6 +167,27 @@ class Figures(unittest.TestCase):
         self.assertEqual(report.placement_difference(reps, {"Paired/shm-spin/64": [{"xcpu_rtt_ns": 140}]}), "")
         self.assertEqual(report.placement_difference(reps, {"Paired/unix/64": [{}]}), "", "no probe: nothing to say")
 
+    def test_a_figure_is_taken_from_the_runs_typical_placement(self):
+        def paired(p50s, probes):
+            return [{"name": "Paired/shm-spin/64/real_time", "run_name": "Paired/shm-spin/64/real_time",
+                     "run_type": "iteration", "p50_ns": p, "raw_p50_ns": p / 2, "ratio": 2.0, "interference": 0.0,
+                     "xcpu_rtt_ns": x, "real_time": p} for p, x in zip(p50s, probes)]
+        # Eight repetitions at 110 ns, four at 400: the figure is the typical eight's median, and a third
+        # of the repetitions disturbed leaves it stable.
+        runs = paired([260] * 8 + [900] * 4, [110] * 8 + [400] * 4)
+        reps = {"Paired/shm-spin/64": runs}
+        benchjson.mark_placement_reference(reps)
+        f = benchjson.figure(reps, "rtt_p50", "shm-spin", 64)
+        self.assertAlmostEqual(f["value"], 0.26)
+        self.assertEqual(f["n"], 8)
+        self.assertAlmostEqual(f["disturbed_share"], 4 / 12)
+        # Too few typical ones left: every repetition counts, and the figure is unstable.
+        few = {"Paired/shm-spin/64": paired([260] * 5 + [900] * 4, [110] * 5 + [400] * 4)}
+        benchjson.mark_placement_reference(few)
+        f = benchjson.figure(few, "rtt_p50", "shm-spin", 64)
+        self.assertEqual(f["n"], 9)
+        self.assertFalse(f["stable"])
+
     def test_best_is_marked_only_when_intervals_do_not_overlap(self):
         a = {"value": 10, "low": 9, "high": 11}
         self.assertEqual(report.best_marks([a, {"value": 20, "low": 19, "high": 21}], False), {0: "*"})
