@@ -7,6 +7,7 @@
 #include "bench/baselines.hpp"
 
 #include "bench/ping_pong.hpp"
+#include "bench/stream_pump.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -550,62 +551,91 @@ void baseline_round_trip(benchmark::State& state, const std::string& t, std::siz
 
 // ---- One-way streams ---------------------------------------------------------
 
+// The writer's end of a raw stream and its reader child, which takes the
+// bytes as cat(1) does and answers one byte per ack_every bytes taken (0:
+// only at EOF) - how the writer learns they arrived. Sockets answer on the
+// data socket, a FIFO on a second FIFO.
+class RawStream : public StreamPump {
+public:
+    RawStream(const std::string& t, std::size_t size, std::uint64_t ack_every, int cpu) : socket_(t != "fifo") {
+        Fd s_data, s_ack;
+        if (t == "tcp") {
+            std::tie(data_, s_data) = tcp_pair();
+        } else if (t == "unix") {
+            std::tie(data_, s_data) = unix_pair();
+        } else if (t == "fifo") {
+            std::tie(s_data, data_) = named_fifo_pair();
+            std::tie(ack_, s_ack) = named_fifo_pair();
+        } else {
+            throw std::invalid_argument("no stream baseline for " + t);
+        }
+        child_ = Child(fork_child(cpu, [&]() -> int {
+            data_.reset();
+            ack_.reset();
+            // Into a page-aligned buffer as every raw baseline (a heap
+            // buffer's page offset, and so whether the copy is 4K-aliased,
+            // varied by process).
+            PageBuffer buf(std::max<std::size_t>(size, 64 * 1024));
+            const int answer = s_ack ? s_ack.get() : s_data.get();
+            std::uint64_t taken = 0, answered = 0;
+            const char one = 1;
+            for (;;) {
+                ssize_t n = ::read(s_data.get(), buf.data(), buf.size());
+                if (n == 0) break;
+                if (n < 0) {
+                    if (errno != EINTR) throw_errno("read");
+                    continue;
+                }
+                taken += static_cast<std::uint64_t>(n);
+                for (; ack_every > 0 && taken / ack_every > answered; ++answered) writen(answer, &one, 1);
+            }
+            writen(answer, &one, 1);
+            return 0;
+        }));
+    }
+    void send(std::span<const std::byte> message) override { writen(data_.get(), message.data(), message.size()); }
+    void flush() override { expect_answer(); }
+    pid_t server() const override { return child_.pid(); }
+    // Closes the writer's side and waits for the reader's EOF answer.
+    void finish() {
+        if (socket_) check(::shutdown(data_.get(), SHUT_WR), "shutdown");
+        else data_.reset();
+        expect_answer();
+    }
+
+private:
+    void expect_answer() {
+        char got = 0;
+        if (!readn(socket_ ? data_.get() : ack_.get(), &got, 1) || got != 1)
+            throw PeerGone("the baseline reader did not acknowledge");
+    }
+    bool socket_;
+    Fd data_, ack_;
+    Child child_;
+};
+
 // The reader takes the bytes until EOF, then answers one byte; the
 // writer's last iteration closes its side and waits for that byte.
 void baseline_stream(benchmark::State& state, const std::string& t, std::size_t size, int cpu) {
     if (!begin_run(state)) return;
     try {
-        Fd c_data, c_ack, s_data, s_ack;  // s_ack empty: answer on s_data (a socket)
-        bool socket = t != "fifo";
-        if (t == "tcp") {
-            std::tie(c_data, s_data) = tcp_pair();
-        } else if (t == "unix") {
-            std::tie(c_data, s_data) = unix_pair();
-        } else {
-            std::tie(s_data, c_data) = named_fifo_pair();
-            std::tie(c_ack, s_ack) = named_fifo_pair();
-        }
-        Child child(fork_child(cpu, [&]() -> int {
-            c_data.reset();
-            c_ack.reset();
-            // A plain reader takes whatever is there, as cat(1) does, into a
-            // page-aligned buffer as every raw baseline (a heap buffer's page
-            // offset, and so whether the copy is 4K-aliased, varied by process).
-            PageBuffer buf(std::max<std::size_t>(size, 64 * 1024));
-            for (;;) {
-                ssize_t n = ::read(s_data.get(), buf.data(), buf.size());
-                if (n == 0) break;
-                if (n < 0 && errno != EINTR) throw_errno("read");
-            }
-            char one = 1;
-            writen(s_ack ? s_ack.get() : s_data.get(), &one, 1);
-            return 0;
-        }));
-        s_data.reset();
-        s_ack.reset();
+        RawStream raw(t, size, 0, cpu);
         Bytes payload;  // placed as ipclab's Stream source is: the same copy into the kernel
         fill_payload(payload, 0, size);
-        for (int i = 0; i < kWarmup; ++i) writen(c_data.get(), payload.data(), size);
-        Meter meter(state, child.pid());
+        for (int i = 0; i < kWarmup; ++i) raw.send(payload);
+        Meter meter(state, raw.server());
         const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
         std::uint64_t seq = 0;
-        char ack = 0;
-        bool acked = false;
         meter.start();
         for (auto _ : timed(state)) {
             if (size >= 8) std::memcpy(payload.data(), &seq, 8);
             auto t0 = Clock::now();
-            writen(c_data.get(), payload.data(), size);
-            if (seq == last) {
-                if (socket) check(::shutdown(c_data.get(), SHUT_WR), "shutdown");
-                else c_data.reset();
-                acked = readn(socket ? c_data.get() : c_ack.get(), &ack, 1);
-            }
+            raw.send(payload);
+            if (seq == last) raw.finish();
             meter.add(elapsed_ns(t0, Clock::now()));
             ++seq;
         }
         meter.stop();
-        if (!acked || ack != 1) return fail(state, "baseline reader did not acknowledge");
         meter.report(static_cast<std::int64_t>(size), seq);
     } catch (const std::exception& e) {
         fail(state, e.what());
@@ -767,6 +797,12 @@ std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& t, std::siz
     if (t == "shm") return std::make_unique<ShmSemPingPong>(size, cpu);
     if (t == "shm-spin") return std::make_unique<ShmSpinPingPong>(size, cpu);
     throw std::invalid_argument("no baseline for " + t);
+}
+
+std::unique_ptr<StreamPump> make_baseline_stream_pump(const std::string& t, std::size_t size, std::uint64_t flush_bytes,
+                                                      int cpu) {
+    if (flush_bytes == 0) throw std::invalid_argument("a stream pump flushes after at least one byte");
+    return std::make_unique<RawStream>(t, size, flush_bytes, cpu);
 }
 
 benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size) {

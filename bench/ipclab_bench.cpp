@@ -10,6 +10,7 @@
 #include "bench/bench_server.hpp"
 #include "bench/ping_pong.hpp"
 #include "bench/placement.hpp"
+#include "bench/stream_pump.hpp"
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/framing.hpp"
@@ -95,6 +96,25 @@ private:
     std::optional<ShmWaits> waits_;
 };
 
+// ipclab's side of a paired stream: one session with the sink server.
+class IpclabStreamPump : public StreamPump {
+public:
+    IpclabStreamPump(const Endpoint& ep, pid_t server) : server_(server), channel_(connect(ep, client_limits())) {}
+    void send(std::span<const std::byte> message) override { channel_->send(FrameType::data, message); }
+    void flush() override {
+        channel_->send(FrameType::data, std::span<const std::byte>{});
+        if (!channel_->receive(reply_) || !is_ack(reply_))
+            throw ProtocolError("the sink did not acknowledge the sync message");
+    }
+    pid_t server() const override { return server_; }
+    const Channel& channel() const { return *channel_; }
+
+private:
+    pid_t server_;
+    std::unique_ptr<Channel> channel_;
+    Message reply_;
+};
+
 void round_trip(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu) {
     if (!begin_run(state)) return;
     report_placement(state, server_cpu);
@@ -131,38 +151,28 @@ void connect_once(benchmark::State& state, const std::string& transport, int ser
 // One-way to a sink: every iteration sends one message; the last one is
 // followed by an empty message, whose ack proves everything arrived.
 void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::size_t size) {
-    auto channel = connect(ep, client_limits());
+    IpclabStreamPump pump(ep, server);
     Bytes payload;
     fill_payload(payload, 0, size);
-    Message reply;
-    const std::span<const std::byte> sync{};
-    for (int i = 0; i < kWarmupMessages; ++i) channel->send(FrameType::data, payload);
-    channel->send(FrameType::data, sync);
-    if (!channel->receive(reply) || !is_ack(reply))
-        return fail(state, "warm-up: the sink did not acknowledge the sync message");
+    for (int i = 0; i < kWarmupMessages; ++i) pump.send(payload);
+    pump.flush();
     Meter meter(state, server);
-    ShmWaits waits(*channel);
+    ShmWaits waits(pump.channel());
     const auto last = static_cast<std::uint64_t>(state.max_iterations) - 1;
     std::uint64_t seq = 0;
-    bool acked = false;
     meter.start();
     for (auto _ : timed(state)) {
         if (size >= 8) put_u64(payload.data(), seq);
         auto t0 = Clock::now();
-        channel->send(FrameType::data, payload);
-        if (seq == last) {
-            channel->send(FrameType::data, sync);
-            acked = channel->receive(reply);
-        }
+        pump.send(payload);
+        if (seq == last) pump.flush();  // the sink's acknowledgement proves everything arrived
         meter.add(elapsed_ns(t0, Clock::now()));
         ++seq;
     }
     meter.stop();
     if (!state.error_occurred()) {
-        if (!acked || !is_ack(reply))
-            return fail(state, "the sink did not acknowledge the final sync message");
         meter.report(static_cast<std::int64_t>(size), seq);
-        waits.report(state, *channel, seq);
+        waits.report(state, pump.channel(), seq);
     }
 }
 
@@ -182,6 +192,11 @@ void connect_to(benchmark::State& state, const Endpoint& ep, pid_t server) {
             return fail(state, "warm-up: no ack from the server");
     measure_exchanges(state, server, [&] { return exchange() && is_ack(reply); },
                       "the server did not acknowledge the session's message");
+}
+
+std::unique_ptr<StreamPump> make_ipclab_stream_pump(const std::string& transport, int server_cpu) {
+    BenchServer& server = server_for(transport, ReplyMode::sink, server_cpu);
+    return std::make_unique<IpclabStreamPump>(server.client_endpoint(), server.pid());
 }
 
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu) {

@@ -38,8 +38,8 @@ constexpr double kDefaultMinTime = 0.05;
 const char kDescription[] =
     "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
-    "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> (tcp, unix, fifo), Baseline/connect-fork,\n"
-    "Baseline/connect-fork-session, Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
+    "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> and PairedStream/<t>/<bytes> (tcp, unix, fifo),\n"
+    "Baseline/connect-fork, Baseline/connect-fork-session, Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
     "Connect/<t>/<model>, Sessions/<t>/<model>/<clients>,\n"
     "Baseline/connect-socat, Baseline/memcpy/<bytes>; with --remote HOST:PORT also\n"
     "RoundTrip/remote/<bytes>, Baseline/remote/<bytes>, Paired/remote/<bytes>, Stream/remote/<bytes>\n"
@@ -225,7 +225,10 @@ void register_all(const Config& c) {
         for (std::size_t s : c.sizes) {
             if (s == 0) continue;  // an empty message is the sink's sync point
             register_ipclab_stream(c, t, s);
-            if (has_baseline_stream(t)) register_baseline_stream(c, t, s);
+            if (has_baseline_stream(t)) {
+                register_baseline_stream(c, t, s);
+                register_paired_stream(c, t, s);
+            }
         }
         // Every server design the transport takes.
         for (ServerModel m : kServerModels)

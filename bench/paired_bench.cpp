@@ -9,6 +9,7 @@
 #include "bench/interference.hpp"
 #include "bench/ping_pong.hpp"
 #include "bench/placement.hpp"
+#include "bench/stream_pump.hpp"
 #include "client/latency.hpp"
 #include "client/payload.hpp"
 #include "ipc/framing.hpp"
@@ -19,6 +20,8 @@ namespace ipclab::bench {
 namespace {
 
 constexpr std::uint64_t kMaxSliceMessages = 4096;
+// Untimed messages that set a paired stream's slice length.
+constexpr int kStreamWarmup = 16;
 
 // One member of the pair with the marks taken around its slices.
 struct Side {
@@ -69,6 +72,68 @@ double run_slice(Side& side, const SchedStat& self, Bytes& payload, std::uint64_
     return static_cast<double>(percentile(side.slice, 50));
 }
 
+// One member of a paired stream with its totals.
+struct StreamSide {
+    StreamPump& p;
+    TreeSchedStat server;
+    std::uint64_t messages = 0, ns = 0, client_runq = 0, server_runq = 0;
+};
+
+// One stream slice: n messages and the flush that proves they arrived,
+// timed together. Returns ns per message.
+double run_stream_slice(StreamSide& side, const SchedStat& self, Bytes& payload, std::uint64_t& seq,
+                        std::uint64_t n) {
+    auto c0 = self.read();
+    auto s0 = side.server.read();
+    auto t0 = Clock::now();
+    for (std::uint64_t i = 0; i < n; ++i) {
+        if (payload.size() >= 8) put_u64(payload.data(), seq++);
+        side.p.send(payload);
+    }
+    side.p.flush();
+    std::uint64_t ns = elapsed_ns(t0, Clock::now());
+    auto c1 = self.read();
+    auto s1 = side.server.read();
+    side.messages += n;
+    side.ns += ns;
+    side.client_runq += c1.runq_ns - c0.runq_ns;
+    side.server_runq += s1.runq_ns - s0.runq_ns;
+    return static_cast<double>(ns) / static_cast<double>(n);
+}
+
+// The interference counters of a paired run, over both members: either
+// side's queueing moves the ratio.
+class PairInterference {
+public:
+    PairInterference(pid_t ours, pid_t raw)
+        : ours_(ours), raw_(raw), nivcsw0_(switches()), steal0_(steal_ns()), start_(Clock::now()) {}
+    // Just after the last pair.
+    void stop() {
+        wall_ = elapsed_ns(start_, Clock::now());
+        nivcsw1_ = switches();
+        steal1_ = steal_ns();
+    }
+    void report(benchmark::State& state, std::uint64_t client_runq, std::uint64_t server_runq,
+                std::uint64_t messages, std::size_t size) const {
+        auto per_msg = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(messages); };
+        state.counters["client_runq_ns_per_msg"] = per_msg(client_runq);
+        state.counters["server_runq_ns_per_msg"] = per_msg(server_runq);
+        state.counters["nivcsw_per_msg"] = per_msg(nivcsw1_ - nivcsw0_);
+        state.counters["steal_ns_per_msg"] = per_msg(steal1_ - steal0_);
+        double share = interference_share(client_runq + server_runq, wall_, messages, message_allowance_ns(size));
+        state.counters["interference"] = share;
+        state.counters["disturbed"] = share > kDisturbedShare ? 1 : 0;
+    }
+
+private:
+    std::uint64_t switches() const {
+        return involuntary_switches(0) + tree_involuntary_switches(ours_) + tree_involuntary_switches(raw_);
+    }
+    pid_t ours_, raw_;
+    std::uint64_t nivcsw0_, nivcsw1_ = 0, steal0_, steal1_ = 0, wall_ = 0;
+    Clock::time_point start_;
+};
+
 }  // namespace
 
 void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, const PingPongMaker& make_raw,
@@ -92,11 +157,8 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
         SchedStat self(0);
         std::vector<double> ratios;
         std::uint64_t seq = 0, pairs = 0;
-        std::uint64_t nivcsw0 = involuntary_switches(0) + tree_involuntary_switches(ours->server()) +
-                                tree_involuntary_switches(raw->server());
-        std::uint64_t steal0 = steal_ns();
         ours->mark_start();
-        auto start = Clock::now();
+        PairInterference interference(ours->server(), raw->server());
         for (auto _ : timed(state)) {
             // A B, then B A: a drift within the pair favours neither side.
             bool ours_first = pairs % 2 == 0;
@@ -106,10 +168,8 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
             if (m_raw > 0) ratios.push_back(m_ours / m_raw);
             ++pairs;
         }
-        std::uint64_t wall = elapsed_ns(start, Clock::now());
+        interference.stop();
         raw->resume();
-        std::uint64_t nivcsw1 = involuntary_switches(0) + tree_involuntary_switches(ours->server()) +
-                                tree_involuntary_switches(raw->server());
 
         const std::uint64_t msgs = a.samples.count();
         const std::uint64_t all = msgs + b.samples.count();
@@ -125,15 +185,7 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
         put("server_cpu_ns_per_msg", per_msg(a.server_cpu, msgs));
         put("raw_client_cpu_ns_per_msg", per_msg(b.client_cpu, all - msgs));
         put("raw_server_cpu_ns_per_msg", per_msg(b.server_cpu, all - msgs));
-        // Interference over both members: either side's queueing moves the ratio.
-        std::uint64_t client_runq = a.client_runq + b.client_runq, server_runq = a.server_runq + b.server_runq;
-        put("client_runq_ns_per_msg", per_msg(client_runq, all));
-        put("server_runq_ns_per_msg", per_msg(server_runq, all));
-        put("nivcsw_per_msg", per_msg(nivcsw1 - nivcsw0, all));
-        put("steal_ns_per_msg", per_msg(steal_ns() - steal0, all));
-        double share = interference_share(client_runq + server_runq, wall, all, message_allowance_ns(size));
-        put("interference", share);
-        put("disturbed", share > kDisturbedShare ? 1 : 0);
+        interference.report(state, a.client_runq + b.client_runq, a.server_runq + b.server_runq, all, size);
         state.SetBytesProcessed(static_cast<std::int64_t>(msgs * size));
         ours->report(state, msgs + pairs);  // the waits counted include each slice's untimed first message
     } catch (const std::exception& e) {
@@ -162,6 +214,66 @@ benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, cons
         paired_round_trip(
             s, [&] { return make_ipclab_ping_pong(transport, cpu); },
             [&] { return make_baseline_ping_pong(transport, size, cpu); }, size);
+    })->UseRealTime();
+}
+
+void paired_stream(benchmark::State& state, const std::string& transport, std::size_t size, int cpu) {
+    if (!begin_run(state)) return;
+    try {
+        auto ours = make_ipclab_stream_pump(transport, cpu);
+        Bytes payload;
+        fill_payload(payload, 0, size);
+        // ipclab's pace sets the slice (about kSliceNs), in whole messages:
+        // the raw reader answers once per slice's bytes.
+        auto t0 = Clock::now();
+        for (int i = 0; i < kStreamWarmup; ++i) ours->send(payload);
+        ours->flush();
+        std::uint64_t per = std::max<std::uint64_t>(elapsed_ns(t0, Clock::now()) / kStreamWarmup, 1);
+        std::uint64_t n = std::clamp<std::uint64_t>(kSliceNs / per, 1, kMaxSliceMessages);
+        auto raw = make_baseline_stream_pump(transport, size, n * size, cpu);
+        for (std::uint64_t i = 0; i < n; ++i) raw->send(payload);
+        raw->flush();
+
+        StreamSide a{*ours, TreeSchedStat(ours->server())};
+        StreamSide b{*raw, TreeSchedStat(raw->server())};
+        SchedStat self(0);
+        std::vector<double> ratios;
+        std::uint64_t seq = 0, pairs = 0;
+        PairInterference interference(ours->server(), raw->server());
+        for (auto _ : timed(state)) {
+            bool ours_first = pairs % 2 == 0;  // A B, then B A, as the round trips
+            double first = run_stream_slice(ours_first ? a : b, self, payload, seq, n);
+            double second = run_stream_slice(ours_first ? b : a, self, payload, seq, n);
+            double t_ours = ours_first ? first : second, t_raw = ours_first ? second : first;
+            if (t_ours > 0) ratios.push_back(t_raw / t_ours);
+            ++pairs;
+        }
+        interference.stop();
+        if (pairs == 0) return fail(state, "no pair completed");
+        auto bytes_per_second = [&](const StreamSide& x) {
+            return static_cast<double>(x.messages * size) * 1e9 / static_cast<double>(std::max<std::uint64_t>(x.ns, 1));
+        };
+        state.counters["throughput_ratio"] = median_of(ratios);
+        state.counters["ipclab_bytes_per_second"] = bytes_per_second(a);
+        state.counters["raw_bytes_per_second"] = bytes_per_second(b);
+        state.counters["pairs"] = static_cast<double>(pairs);
+        state.counters["slice_messages"] = static_cast<double>(n);
+        interference.report(state, a.client_runq + b.client_runq, a.server_runq + b.server_runq,
+                            a.messages + b.messages, size);
+        state.SetBytesProcessed(static_cast<std::int64_t>(a.messages * size));
+    } catch (const std::exception& e) {
+        fail(state, e.what());
+    }
+}
+
+benchmark::internal::Benchmark* register_paired_stream(const Config& c, const std::string& transport, std::size_t size) {
+    std::string name = "PairedStream/" + transport + "/" + std::to_string(size);
+    // Servers on one CPU for the reason given for the round trips.
+    long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
+    int cpu = c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        report_placement(s, cpu);
+        paired_stream(s, transport, size, cpu);
     })->UseRealTime();
 }
 

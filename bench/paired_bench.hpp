@@ -34,6 +34,21 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
 benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
                                                            std::size_t size);
 
+// PairedStream/<transport>/<bytes> (tcp, unix, fifo: the transports with a
+// raw stream baseline): ipclab's one-way stream to the sink server and the
+// raw stream (a cat-like reader) alternating in slices of about kSliceNs,
+// each slice its messages and a flush that proves they arrived (ipclab: an
+// empty message and its acknowledgement; raw: one byte the reader answers
+// per slice of bytes), timed together. Each iteration is one pair.
+// Counters: throughput_ratio (the median over pairs of ipclab's bytes per
+// second / the raw stream's, per slice), ipclab_bytes_per_second and
+// raw_bytes_per_second (over all slices, flushes included), pairs,
+// slice_messages, and the interference counters of both members.
+void paired_stream(benchmark::State& state, const std::string& transport, std::size_t size, int server_cpu);
+
+benchmark::internal::Benchmark* register_paired_stream(const Config& c, const std::string& transport,
+                                                       std::size_t size);
+
 // Median of values (by copy; 0 for none). Upper median for an even count, as
 // the nearest-rank percentile.
 double median_of(std::vector<double> values);
