@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "bench/interference.hpp"
@@ -101,6 +102,18 @@ double run_stream_slice(StreamSide& side, const SchedStat& self, Bytes& payload,
     return static_cast<double>(ns) / static_cast<double>(n);
 }
 
+// One pair of slices: A B in even pairs, B A in odd ones, so a drift within
+// a pair favours neither side. Returns {ours, raw}.
+template <typename Ours, typename Raw>
+std::pair<double, double> alternate(std::uint64_t pair, Ours ours, Raw raw) {
+    if (pair % 2 == 0) {
+        double o = ours();
+        return {o, raw()};
+    }
+    double r = raw();
+    return {ours(), r};
+}
+
 // The interference counters of a paired run, over both members: either
 // side's queueing moves the ratio.
 class PairInterference {
@@ -160,11 +173,8 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
         ours->mark_start();
         PairInterference interference(ours->server(), raw->server());
         for (auto _ : timed(state)) {
-            // A B, then B A: a drift within the pair favours neither side.
-            bool ours_first = pairs % 2 == 0;
-            double first = run_slice(ours_first ? a : b, self, payload, seq, n);
-            double second = run_slice(ours_first ? b : a, self, payload, seq, n);
-            double m_ours = ours_first ? first : second, m_raw = ours_first ? second : first;
+            auto [m_ours, m_raw] = alternate(pairs, [&] { return run_slice(a, self, payload, seq, n); },
+                                             [&] { return run_slice(b, self, payload, seq, n); });
             if (m_raw > 0) ratios.push_back(m_ours / m_raw);
             ++pairs;
         }
@@ -241,10 +251,8 @@ void paired_stream(benchmark::State& state, const std::string& transport, std::s
         std::uint64_t seq = 0, pairs = 0;
         PairInterference interference(ours->server(), raw->server());
         for (auto _ : timed(state)) {
-            bool ours_first = pairs % 2 == 0;  // A B, then B A, as the round trips
-            double first = run_stream_slice(ours_first ? a : b, self, payload, seq, n);
-            double second = run_stream_slice(ours_first ? b : a, self, payload, seq, n);
-            double t_ours = ours_first ? first : second, t_raw = ours_first ? second : first;
+            auto [t_ours, t_raw] = alternate(pairs, [&] { return run_stream_slice(a, self, payload, seq, n); },
+                                             [&] { return run_stream_slice(b, self, payload, seq, n); });
             if (t_ours > 0) ratios.push_back(t_raw / t_ours);
             ++pairs;
         }
