@@ -249,8 +249,10 @@ private:
 
     // Sends txbuf_ (len text bytes) to queue id. Returns false (not sent)
     // when may_abort and a message waits for us while the peer's queue is full.
+    // The deadline starts at the first interruption (as a StreamReader's,
+    // io.hpp: LazyDeadline): a message that goes at once reads no clock.
     bool send_raw(int id, long mtype, std::size_t len, bool may_abort) {
-        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
+        LazyDeadline deadline(limits_.timeout_ms);
         txbuf_.mtype() = mtype;
         for (;;) {
             if (::msgsnd(id, txbuf_.raw(), len, 0) == 0) return true;
@@ -260,7 +262,7 @@ private:
             on_eintr();
             if (may_abort && reply_pending()) return false;
             check_peer();
-            if (deadline.expired())
+            if (deadline.get().expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms: the peer's queue stayed full");
         }
@@ -268,7 +270,7 @@ private:
 
     // Receives one message into rxbuf_; false when the queue was removed.
     bool receive_raw(std::size_t& n) {
-        Deadline deadline(limits_.timeout_ms > 0 ? limits_.timeout_ms : -1);
+        LazyDeadline deadline(limits_.timeout_ms);
         for (;;) {
             ssize_t got = ::msgrcv(rx_, rxbuf_.raw(), rxbuf_.capacity(), 0, 0);
             if (got >= 0) {
@@ -286,7 +288,7 @@ private:
             if (errno != EINTR) throw_errno("msgrcv");
             on_eintr();
             check_peer_before_receive();
-            if (deadline.expired())
+            if (deadline.get().expired())
                 throw TimeoutError("timed out after " + std::to_string(limits_.timeout_ms) +
                                    " ms waiting for the peer");
         }
