@@ -5,12 +5,16 @@
 //   [0, 4096)                        SegmentHeader (below)
 //   [4096, 4096 + kRingCapacity)     client -> server ring data
 //   [.., + kRingCapacity)            server -> client ring data
-// Messages in each ring: the frame header of ipc/framing.hpp (type, u32
-// big-endian length) followed by the payload, streamed through the ring in
-// chunks when larger than it. A pad frame (type kPadFrame, length = bytes
-// after it left unwritten, ending at the ring's end at the latest) makes the
-// reader skip them: to the ring's start (see kRestartAfter), or to where a
-// payload starts on a cache line (see kAlignFrom).
+// Messages in each ring, one frame each, every frame starting on a
+// kFrameAlign (16-byte) boundary: the ring's stamp (8 bytes, see
+// ipc/shm_ring.hpp), the frame header of ipc/framing.hpp (type, u32
+// big-endian length), 3 zero bytes, then the payload at kFramePrefix, or for
+// payloads of kAlignFrom bytes and more on the next cache line. A frame
+// whose payload ends before the ring's end within kPublishChunk bytes of its
+// start is stamped whole; any other streams its payload (wrapping) in chunks
+// behind the head index once the header is stamped. A pad frame (type
+// kPadFrame, length = bytes after its 16 up to the ring's end) sends the
+// reader to the ring's start (see kRestartAfter).
 //
 // Rendezvous: the server owns a FIFO, private_dir()/NAME.shm; a client writes
 // one hello (ipc/fifo_hello.hpp: its pid and N) naming its segment, then
@@ -32,7 +36,8 @@
 namespace ipclab::shm {
 
 inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
-inline constexpr std::uint32_t kVersion = 3;  // 2: pad frames; 3: pads anywhere, not only to the end
+// 2: pad frames; 3: pads anywhere, not only to the end; 4: stamped frames on 16-byte boundaries
+inline constexpr std::uint32_t kVersion = 4;
 
 // 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
 // round trip never waits for room; larger ones stream through in chunks.
@@ -69,6 +74,23 @@ inline constexpr std::size_t kMinTail = kPublishChunk / 4;
 inline constexpr std::size_t kRestartAfter = 16 * 1024;
 // Payloads from this size on start on a cache line (ShmChannel::send_in_place).
 inline constexpr std::size_t kAlignFrom = 1024;
+// Stamp, frame header, zeros: where a smaller payload starts in its frame.
+inline constexpr std::size_t kFramePrefix = 16;
+static_assert(kStampBytes + kFrameHeaderSize <= kFramePrefix && kFramePrefix % kFrameAlign == 0);
+static_assert(kRingCapacity % kCacheLine == 0 && kPublishChunk < kRingCapacity);
+
+// Where the payload of `length` bytes starts, from its frame's start at
+// `offset` (both sides compute it: it is not in the frame).
+constexpr std::size_t payload_offset(std::size_t offset, std::uint64_t length) {
+    return length < kAlignFrom ? kFramePrefix
+                               : static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
+}
+// Whether that frame is stamped whole (its payload already there when the
+// stamp is), read where it lies; otherwise its payload streams in after it.
+constexpr bool frame_in_place(std::size_t offset, std::uint64_t length, std::size_t capacity) {
+    const std::uint64_t end = payload_offset(offset, length) + length;
+    return end <= kPublishChunk && end <= capacity - offset;
+}
 inline constexpr std::uint8_t kPadFrame = 0xFF;  // not a FrameType: never leaves the ring
 static_assert(kPadFrame != static_cast<std::uint8_t>(FrameType::data) &&
               kPadFrame != static_cast<std::uint8_t>(FrameType::error));
