@@ -316,10 +316,10 @@ private:
 
     // A frame of one publish chunk at most, before the ring's end: written
     // in place and stamped whole, one copy of the payload and one publish.
-    // The payload of kAlignFrom bytes or more starts on a cache line: copies
-    // from and to the ring then move whole lines (Paired/shm-spin/4096 ratio
-    // 1.67 -> 1.55); smaller ones follow the 16-byte prefix, so a 64-byte
-    // payload spans two lines, as the raw ping-pong's flag and buffer do.
+    // A payload that does not fit the rest of the prefix's line starts on
+    // the next (payload_offset): a 64-byte payload then takes one line and
+    // the stamp another, as the raw ping-pong's buffer and flag do, and
+    // copies move whole lines.
     void send_in_place(FrameType type, std::span<const std::byte> payload) {
         const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
         // With the gap to the next boundary (never past the ring's end).

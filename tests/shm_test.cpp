@@ -269,27 +269,31 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
 }
 
 // Frames start on 16-byte boundaries (stamp, header, 3 zero bytes, then the
-// payload); payloads from kAlignFrom on start on the next cache line, smaller
-// ones right after the 16 bytes. The head index covers every frame.
-TEST_P(ShmTest, PayloadsFromTheAlignSizeStartOnACacheLine) {
+// payload); a payload that does not fit the rest of that cache line starts
+// on the next one. The head index covers every frame.
+TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
     start();
     auto ch = connect(endpoint(), Limits{});
     auto segments = segments_named(name_);
     ASSERT_EQ(segments.size(), 1u);
     SegmentView h(segments[0]);
     ASSERT_TRUE(h) << segments[0];
-    expect_echo(*ch, 64);
-    EXPECT_EQ(h->to_server.head.load(), shm::kFramePrefix + 64) << "two lines, no padding";
-    expect_echo(*ch, shm::kAlignFrom, 2);
-    // The frame at 80, its payload on the line at 128.
-    EXPECT_EQ(h->to_server.head.load(), 2 * kCacheLine + shm::kAlignFrom);
-    EXPECT_EQ(h->to_client.head.load(), 2 * kCacheLine + shm::kAlignFrom) << "the echo alike";
-    expect_echo(*ch, shm::kAlignFrom - 1, 3);
-    // 16 + 1023 bytes, up to the next 16-byte boundary.
-    EXPECT_EQ(h->to_server.head.load(), 2 * kCacheLine + shm::kAlignFrom + shm::kFramePrefix + shm::kAlignFrom);
-    expect_echo(*ch, 1, 4);
-    EXPECT_EQ(h->to_server.head.load(),
-              2 * kCacheLine + shm::kAlignFrom + 2 * shm::kFramePrefix + shm::kAlignFrom + kFrameAlign);
+    struct Step {
+        std::size_t size;
+        std::uint64_t head;  // after the frame, on the next 16-byte boundary
+    };
+    for (const Step& step : std::initializer_list<Step>{
+             {64, 128},      // prefix at 0, payload on the line at 64
+             {1024, 1216},   // prefix at 128, payload at 192
+             {1023, 2304},   // prefix at 1216, payload at 1280
+             {1, 2336},      // fits the prefix's line: packed
+             {48, 2416},     // prefix at 2336: 32 bytes of its line left, payload at 2368
+             {16, 2448},     // prefix at 2416, the line's last 16 bytes: payload at 2432
+             {32, 2496}}) {  // prefix at 2448: fits exactly
+        expect_echo(*ch, step.size, static_cast<unsigned>(step.size));
+        EXPECT_EQ(h->to_server.head.load(), step.head) << step.size;
+        EXPECT_EQ(h->to_client.head.load(), step.head) << step.size << ", the echo alike";
+    }
 }
 
 // Every path a frame can take, byte-exact, in both wait modes: in place
@@ -302,15 +306,15 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     limits.timeout_ms = 10000;
     auto ch = connect(endpoint(), limits);
     unsigned seed = 0;
-    // Around one line with the 16-byte prefix, two lines, the aligned
-    // payloads, and the largest in-place payload: 16 KiB less the prefix
-    // (small payloads) or less up to 64 bytes (aligned ones), by offset.
+    // Around one line with the 16-byte prefix, two lines, and the largest
+    // in-place payload: 16 KiB less the prefix and up to 48 bytes before the
+    // payload's line, by offset.
     const std::size_t edge = shm::kPublishChunk - shm::kFramePrefix;
     for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{15}, std::size_t{16},
                              std::size_t{47}, std::size_t{48}, std::size_t{49}, std::size_t{63},
                              std::size_t{64}, std::size_t{65}, std::size_t{111}, std::size_t{112},
-                             std::size_t{113}, shm::kAlignFrom - 1, shm::kAlignFrom,
-                             shm::kAlignFrom + 1, std::size_t{4096}, shm::kPublishChunk - kCacheLine - 1,
+                             std::size_t{113}, std::size_t{1023}, std::size_t{1024},
+                             std::size_t{1025}, std::size_t{4096}, shm::kPublishChunk - kCacheLine - 1,
                              shm::kPublishChunk - kCacheLine, shm::kPublishChunk - kCacheLine + 1,
                              edge - 1, edge, edge + 1, shm::kPublishChunk})
         for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
