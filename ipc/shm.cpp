@@ -139,77 +139,85 @@ public:
         if (send_broken_) throw PeerGone("the peer stopped reading this session");
         last_was_receive_ = false;
         // The room of what we received since our last wait goes back now
-        // (see receive()): stored before our frame's index, so a peer that
+        // (see receive()): stored before our frame's stamp, so a peer that
         // sees the frame sees the room too (its restart_at_ring_start needs
         // it), and rung after the publish, behind the fence that costs us
         // nothing there: we wait for the reply next anyway.
         rx_.release(false);
-        restart_at_ring_start();
-        if (!send_in_place(type, payload)) {
-            // A pad restart_at_ring_start() staged before encode_header
-            // refuses the length stays valid: it goes out with the next message.
-            HeaderBytes h = encode_header(type, payload.size());
-            try {
-                put(h);
-                put(payload);
+        try {
+            restart_at_ring_start();
+            if (frame_in_place(tx_.offset(), payload.size(), tx_.capacity())) {
+                send_in_place(type, payload);
+            } else {
+                const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
+                std::byte* at = begin_frame(prefix);
+                write_frame_header(at, type, payload.size());
+                tx_.commit(prefix);
+                put(payload);  // its first publish stamps the frame
+                // On to the next boundary (at most 15 bytes, never past the
+                // ring's end: that is a boundary too), as the reader does
+                // after the frame: its index may then reach ours.
+                if (std::size_t gap = tx_.frame_gap()) {
+                    await_room(gap);
+                    tx_.skip(gap);
+                }
                 tx_.publish();
-            } catch (const SendAbandoned&) {
-                send_broken_ = true;
             }
+        } catch (const SendAbandoned&) {
+            send_broken_ = true;
         }
-        rx_.release();
+        // Every path above published a frame (16 bytes at least) with wake,
+        // so a fence ran after the release(false) store at the top (or
+        // await_room's release() rang for it before SendAbandoned).
+        rx_.ring_released_after_fence();
     }
 
     // Counts one wait outcome per message (immediate when its first bytes were
     // already there), plus one per further wait inside a large message.
     bool receive(Message& msg) override {
         waited_ = false;
-        if (rx_.readable() == 0 && !await_bytes(true)) {
-            count_first_wait();
-            return false;
-        }
-        // A whole frame of one publish chunk at most, not wrapped: read in
-        // place (header fields once each: the peer may scribble), one copy.
-        const std::byte* at;
-        while ((at = rx_.peek(kFrameHeaderSize)) && at[0] == std::byte{kPadFrame}) {
-            std::uint32_t n = get_u32(at + 1);
-            rx_.advance(kFrameHeaderSize);
-            rx_.skip(n);
-        }
-        if (at) {
-            FrameHeader h = decode_header(std::span<const std::byte, kFrameHeaderSize>(at, kFrameHeaderSize),
-                                          limits_.max_message);
-            const std::size_t frame = kFrameHeaderSize + std::size_t{h.length};
-            if (frame <= kPublishChunk && rx_.peek(frame)) {
+        std::byte* at;
+        for (;;) {
+            at = rx_.frame();
+            if (at == nullptr) {
+                if (await_frame()) continue;
                 count_first_wait();
+                return false;
+            }
+            // Each field read once: the peer may scribble on them meanwhile.
+            HeaderBytes hb;
+            std::memcpy(hb.data(), at + kStampBytes, hb.size());
+            if (hb[0] != std::byte{kPadFrame}) {
+                count_first_wait();
+                const std::size_t offset = rx_.offset();
+                FrameHeader h = decode_header(hb, limits_.max_message);
+                const std::size_t prefix = payload_offset(offset, h.length);
                 msg.type = h.type;
                 msg.payload.resize(h.length);
-                if (h.length > 0) copy_bytes(msg.payload.data(), at + kFrameHeaderSize, h.length);
-                rx_.advance(frame);
-                // The room goes back at our next send or wait, or here every
-                // kPublishChunk: a release here would cost a fence (Dekker,
-                // for a writer asleep on a full ring) between the bytes'
-                // arrival and our reply (perf: 5-10 ns of each receive).
-                if (rx_.unreleased() >= kPublishChunk) rx_.release(rx_.unrung() >= kWakeChunk);
+                if (frame_in_place(offset, h.length, rx_.capacity())) {
+                    if (h.length > 0) copy_bytes(msg.payload.data(), at + prefix, h.length);
+                    rx_.advance(prefix + h.length);
+                    rx_.end_frame();
+                    // The room goes back at our next send or wait, or here every
+                    // kPublishChunk: a release here would cost a fence (Dekker,
+                    // for a writer asleep on a full ring) between the bytes'
+                    // arrival and our reply (perf: 5-10 ns of each receive).
+                    if (rx_.unreleased() >= kPublishChunk) rx_.release(rx_.unrung() >= kWakeChunk);
+                } else {
+                    rx_.advance(prefix);
+                    get(msg.payload);
+                    rx_.end_frame();
+                    rx_.release();
+                }
                 last_was_receive_ = true;
                 return true;
             }
+            // A pad: its length must take us exactly to the ring's end.
+            const std::uint64_t n = kFramePrefix + std::uint64_t{get_u32(hb.data() + 1)};
+            if (n != rx_.capacity() - rx_.offset())
+                throw ProtocolError("shm ring: a pad frame that does not end at the ring's end");
+            rx_.advance(static_cast<std::size_t>(n));
         }
-        std::array<std::byte, kFrameHeaderSize> hb;
-        bool more = get(hb, true);
-        while (more && hb[0] == std::byte{kPadFrame}) {
-            rx_.skip(get_u32(hb.data() + 1));
-            more = get(hb, true);
-        }
-        count_first_wait();
-        if (!more) return false;
-        FrameHeader h = decode_header(hb, limits_.max_message);
-        msg.type = h.type;
-        msg.payload.resize(h.length);
-        get(msg.payload, false);
-        rx_.release();
-        last_was_receive_ = true;
-        return true;
     }
 
     ShmSessionCounts counts() const {
@@ -276,63 +284,66 @@ private:
             restart_blocked_ = false;
             return;
         }
-        std::size_t to_end = tx_.capacity() - at;
-        // A pad needs its header and at least one byte to skip: with to_end
-        // == header size the reader would already be at offset 0 after the
-        // header, and the wrap is bytes away anyway.
-        if (restart_blocked_ || to_end <= kFrameHeaderSize) return;
+        if (restart_blocked_) return;
         if (tx_.space(tx_.capacity()) < tx_.capacity()) {
             restart_blocked_ = true;
             return;
         }
-        HeaderBytes pad{};
-        pad[0] = std::byte{kPadFrame};
-        put_u32(pad.data() + 1, static_cast<std::uint32_t>(to_end - kFrameHeaderSize));
-        tx_.stage(pad);
-        tx_.skip_to_end();  // published with the message: the reader never waits between
+        // A frame of its own, stamped with the message that follows at
+        // offset 0 (after it: see RingWriter::begin_frame).
+        std::size_t to_end = tx_.capacity() - at;
+        std::byte* pad = begin_frame(kFramePrefix);
+        pad[kStampBytes] = std::byte{kPadFrame};
+        put_u32(pad + kStampBytes + 1, static_cast<std::uint32_t>(to_end - kFramePrefix));
+        tx_.commit(kFramePrefix);
+        tx_.skip(to_end - kFramePrefix);
     }
 
-    // A frame of one publish chunk at most, with room for it before the
-    // ring's end, is written in place and published once, as put() would.
-    // In place, not through encode_header: its result, read back from the
-    // stack in other widths than it was stored in, stalled store forwarding
-    // (perf: encode_header 14% of a one-thread send/receive loop). Payloads
-    // of kAlignFrom bytes or more start on a cache line, behind a pad frame:
-    // copies from and to the ring then move whole lines (Paired/shm-spin/4096
-    // ratio 1.67 -> 1.55); smaller ones stay packed (a 64-byte payload
-    // aligned took 270 ns per round trip instead of 240: twice the lines).
-    // Returns false when the frame must go the long way (put()).
-    bool send_in_place(FrameType type, std::span<const std::byte> payload) {
-        const std::size_t frame = kFrameHeaderSize + payload.size();
-        if (frame > kPublishChunk) return false;
-        std::size_t gap = 0;
-        if (payload.size() >= kAlignFrom) {
-            gap = (kCacheLine - kFrameHeaderSize - tx_.offset()) % kCacheLine;
-            if (gap != 0 && gap < kFrameHeaderSize) gap += kCacheLine;  // a pad needs its header
-        }
-        std::byte* at = tx_.reserve(gap + frame);
-        if (at == nullptr) return false;
-        if (gap > 0) {
-            at[0] = std::byte{kPadFrame};
-            put_u32(at + 1, static_cast<std::uint32_t>(gap - kFrameHeaderSize));
-            tx_.commit(kFrameHeaderSize);
-            tx_.skip(gap - kFrameHeaderSize);
-            at += gap;
-        }
-        at[0] = static_cast<std::byte>(type);
-        put_u32(at + 1, static_cast<std::uint32_t>(payload.size()));
-        if (!payload.empty()) copy_bytes(at + kFrameHeaderSize, payload.data(), payload.size());
+    // Room for n bytes at head_, the frame boundary, marked as a frame's start.
+    std::byte* begin_frame(std::size_t n) {
+        std::byte* at;
+        while ((at = tx_.reserve(n)) == nullptr) await_room(n);
+        tx_.begin_frame();
+        return at;
+    }
+
+    // The stamp's word is the ring's; the rest of the frame's prefix is ours.
+    static void write_frame_header(std::byte* at, FrameType type, std::size_t length) {
+        at[kStampBytes] = static_cast<std::byte>(type);
+        put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
+        std::memset(at + kStampBytes + kFrameHeaderSize, 0, kFramePrefix - kStampBytes - kFrameHeaderSize);
+    }
+
+    // A frame of one publish chunk at most, before the ring's end: written
+    // in place and stamped whole, one copy of the payload and one publish.
+    // A payload that does not fit the rest of the prefix's line starts on
+    // the next (payload_offset): a 64-byte payload then takes one line and
+    // the stamp another, as the raw ping-pong's buffer and flag do, and
+    // copies move whole lines.
+    void send_in_place(FrameType type, std::span<const std::byte> payload) {
+        const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
+        // With the gap to the next boundary (never past the ring's end).
+        const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
+        std::byte* at = begin_frame(frame);
+        // The line the reader polls (the stamp's) goes last, in one burst
+        // of stores: payload bytes in it, header, stamp. Stored before the
+        // rest, its first bytes would land in that line while the rest waited
+        // for the next line, and the polling reader would take the line back
+        // in between, so that it crossed over twice.
+        const std::size_t in_first = std::min(payload.size(), kCacheLine - (tx_.offset() % kCacheLine) - std::min(prefix, kCacheLine - (tx_.offset() % kCacheLine)));
+        if (payload.size() > in_first)
+            copy_bytes(at + prefix + in_first, payload.data() + in_first, payload.size() - in_first);
+        if (in_first > 0) std::memcpy(at + prefix, payload.data(), in_first);
+        write_frame_header(at, type, payload.size());
         tx_.commit(frame);
         tx_.publish();
-        return true;
     }
 
     // Stages src, publishing every kPublishChunk bytes so the reader copies
     // out while we copy in, except that a tail shorter than kMinTail goes out
     // with the chunk before it: published alone it would wake the reader for
-    // the chunk and then make it wait (or sleep) for the tail: a 64 KiB
-    // payload's last chunk carries the 5 bytes its header shifted over. A
-    // reader asleep is woken every kWakeChunk and at the end (send()).
+    // the chunk and then make it wait (or sleep) for the tail. A reader
+    // asleep is woken every kWakeChunk and at the end (send()).
     void put(std::span<const std::byte> src) {
         while (!src.empty()) {
             std::size_t piece = kPublishChunk - std::min(tx_.unpublished(), kPublishChunk);
@@ -340,60 +351,65 @@ private:
             std::size_t n = tx_.stage(src.first(piece));
             src = src.subspan(n);
             if (n == 0 && piece > 0) {
-                tx_.publish();  // the reader must see what we have before we wait on it
-                wait_for_room();
+                await_room(1);
             } else if (!src.empty() && tx_.unpublished() >= kPublishChunk) {
                 tx_.publish(tx_.unrung() >= kWakeChunk);
             }
         }
     }
 
-    // The ring is full: a reader that is receiving frees a chunk within
-    // microseconds, so the wait may poll (see wait()).
-    void wait_for_room() {
+    // Waits for room for n bytes (a receiving reader frees a chunk within
+    // microseconds, so the wait may poll, see wait()); publishes first: the
+    // reader must see what we have before we wait on it.
+    void await_room(std::size_t n) {
+        if (tx_.space(n) >= n) return;
+        tx_.publish();
         rx_.release();  // the peer may be waiting for room too, to send what frees ours
         wait(
-            tx_.space_bell(), [&] { return tx_.reader_closed() || tx_.space() > 0; },
+            tx_.space_bell(), [&] { return tx_.reader_closed() || tx_.space(n) >= n; },
             is_client_ ? "the server to read" : "the client to read", true);
         if (!tx_.reader_closed()) return;
         // The server ends a session it refuses (e.g. oversized) after an error
         // frame; let the caller's receive() see that frame rather than EPIPE.
-        if (is_client_ && rx_.readable() > 0) throw SendAbandoned{};
+        if (is_client_ && rx_.frame() != nullptr) throw SendAbandoned{};
         throw PeerGone(is_client_ ? "the server ended the session" : "the client ended the session");
     }
 
-    // Fills dst from the ring. Returns false on a clean end before the first
-    // byte of a message (at_boundary); an end anywhere else is PeerGone.
-    bool get(std::span<std::byte> dst, bool at_boundary) {
+    // Fills dst from the ring: a payload that streams in behind its frame's stamp.
+    void get(std::span<std::byte> dst) {
         std::size_t got = 0;
         while (got < dst.size()) {
             std::size_t n = rx_.take(dst.subspan(got, std::min(dst.size() - got, kPublishChunk)));
             got += n;
             if (rx_.unreleased() >= kPublishChunk) rx_.release(rx_.unrung() >= kWakeChunk);
             if (got == dst.size()) break;
-            if (n > 0) continue;
-            if (!await_bytes(at_boundary && got == 0)) return false;
+            if (n == 0) await_bytes();
         }
-        return true;
     }
 
-    // Waits until bytes are readable. Returns false on a clean end at a
-    // message boundary (at_boundary); an end anywhere else is PeerGone.
-    bool await_bytes(bool at_boundary) {
+    // Waits for the next frame's stamp. Returns false on a clean end there.
+    // The writer is at work when it streams to us (our last call was a
+    // receive too). A reply to what we sent, or a session's first message,
+    // needs the peer to wake or do its work first: that wait sleeps at once,
+    // as a semaphore ping-pong does.
+    bool await_frame() {
         rx_.release();  // the writer may be waiting for exactly this room
         waited_ = true;
-        // The writer is at work when it is inside a message (its first
-        // bytes are here) or streams to us (our last call was a receive
-        // too). A reply to what we sent, or a session's first message,
-        // needs the peer to wake or do its work first: that wait sleeps
-        // at once, as a semaphore ping-pong does.
+        wait(
+            rx_.data_bell(), [&] { return rx_.frame() != nullptr || rx_.writer_closed(); },
+            is_client_ ? "the server's reply" : "the client", last_was_receive_);
+        // A frame stamped before the close flag is visible once it is (seq_cst).
+        return rx_.frame() != nullptr;
+    }
+
+    // Waits for more of a payload that streams in: the writer is at work.
+    void await_bytes() {
+        rx_.release();
+        waited_ = true;
         wait(
             rx_.data_bell(), [&] { return rx_.readable() > 0 || rx_.writer_closed(); },
-            is_client_ ? "the server's reply" : "the client", !at_boundary || last_was_receive_);
-        // Bytes published before the close flag are visible once it is (seq_cst).
-        if (rx_.readable() > 0) return true;
-        if (at_boundary) return false;
-        throw PeerGone("the peer closed in the middle of a message");
+            is_client_ ? "the server's reply" : "the client", true);
+        if (rx_.readable() == 0) throw PeerGone("the peer closed in the middle of a message");
     }
 
     // One wait outcome per message: immediate when its first bytes were
@@ -557,6 +573,8 @@ std::unique_ptr<Channel> connect_shm(const Endpoint& ep, const Limits& limits) {
     auto* h = new (map.get()) SegmentHeader();
     h->client_pid = self;
     h->session = session;
+    h->to_server.stamp_key = random_u64();
+    h->to_client.stamp_key = random_u64();
     h->magic.store(kSegmentMagic, std::memory_order_release);
 
     fifo::Hello hello{static_cast<std::uint32_t>(self), session};

@@ -17,7 +17,19 @@
 // than a seq_cst store: on x86 that store is an xchg, which waits for the
 // message's bytes to reach the peer-shared lines before it even asks for the
 // index's line; a plain store lets both requests go out together (see
-// RingWriter::publish). futex_wait compares seq inside the kernel, so a bump between
+// RingWriter::publish).
+//
+// In the rings the ringer's stores are the head index and then the frame
+// stamps (ipc/shm_ring.hpp), all before the one fence of the publish that
+// rings; the sleeper's ready() reads, with seq_cst loads, the stamp at its
+// frame boundary (between messages) or the head index (inside a frame whose
+// payload streams in). Either word was stored before the fence, so the pair
+// above holds for whichever the sleeper reads. A publish without wake
+// (chunks inside a message) skips the fence: the writer's next
+// publish with wake, before it waits or at the message's end, fences after
+// those stores too. RingReader::ring_released_after_fence relies on the
+// same: the tail index it rings for was stored before the publish whose
+// fence ran in between. futex_wait compares seq inside the kernel, so a bump between
 // the sleeper's read of seq and its futex_wait makes the wait return at once
 // instead of being lost. The ringer clears sleeping as it wakes: further
 // rings before the woken sleeper has run (a large message publishes every
@@ -84,6 +96,10 @@ struct Doorbell {
     // when it had to make the (costly) wake system call.
     bool ring() {
         ringer_fence();
+        return ring_after_fence();
+    }
+    // The same when a fence has already run between that store and here.
+    bool ring_after_fence() {
         if (sleeping.load(std::memory_order_seq_cst) == 0) return false;
         if (sleeping.exchange(0, std::memory_order_seq_cst) == 0) return false;
         seq.fetch_add(1, std::memory_order_seq_cst);

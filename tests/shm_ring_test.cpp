@@ -223,6 +223,86 @@ TEST(ShmRing, RejectsAPeerScribblingOnTheIndices) {
     EXPECT_THROW(RingWriter(nullptr, nullptr, 48), std::invalid_argument);
 }
 
+// A frame is seen by its stamp only once published, only at its own index:
+// not in a fresh ring's zeros (whatever the key, even 0), not in the stamp
+// a lap ago at the same offset. The head index still covers every frame,
+// and a reader that passed it by stamps reads nothing from it.
+TEST(ShmRing, StampedFramesAreSeenWholeAndOnlyAtTheirIndex) {
+    for (std::uint64_t key : {std::uint64_t{0}, std::uint64_t{0x0123456789abcdef}}) {
+        TestRing r(256);
+        r.shared->stamp_key = key;
+        auto w = r.writer();
+        auto rd = r.reader();
+        EXPECT_EQ(rd.frame(), nullptr) << "a fresh ring's zeros are no stamp";
+        for (std::uint64_t i = 0; i < 8; ++i) {  // one lap of 32-byte frames
+            std::byte* at = w.reserve(32);
+            ASSERT_NE(at, nullptr);
+            w.begin_frame();
+            std::memset(at + kStampBytes, static_cast<int>(i), 32 - kStampBytes);
+            w.commit(32);
+            EXPECT_EQ(rd.frame(), nullptr) << "not before its publish";
+            w.publish();
+            EXPECT_EQ(r.shared->head.load(), (i + 1) * 32) << "the head index covers it";
+            std::byte* f = rd.frame();
+            ASSERT_EQ(f, r.data + i * 32);
+            EXPECT_EQ(f[kStampBytes + 5], static_cast<std::byte>(i));
+            rd.advance(32);
+            rd.end_frame();
+            EXPECT_EQ(rd.readable(), 0u) << "the head index is no further than the frames";
+        }
+        rd.release();
+        EXPECT_EQ(rd.frame(), nullptr) << "offset 0 holds the stamp of index 0, not 256";
+        std::byte* at = w.reserve(16);
+        ASSERT_EQ(at, r.data);
+        w.begin_frame();
+        w.commit(16);
+        w.publish();
+        EXPECT_EQ(rd.frame(), r.data);
+    }
+}
+
+TEST(ShmRing, FramesStartOnlyOnTheirBoundaries) {
+    TestRing r(256);
+    auto w = r.writer();
+    auto rd = r.reader();
+    auto src = bytes_from(0, 5);
+    ASSERT_EQ(w.stage(src), 5u);
+    EXPECT_EQ(w.frame_gap(), 11u);
+    EXPECT_THROW(w.begin_frame(), std::logic_error);
+    w.skip(w.frame_gap());
+    EXPECT_EQ(w.frame_gap(), 0u);
+    w.begin_frame();
+    w.commit(16);
+    w.begin_frame();  // a pad and its frame
+    w.commit(16);
+    EXPECT_THROW(w.begin_frame(), std::logic_error) << "two stamps already pending";
+    w.publish();
+    ipclab::Bytes dst(5);
+    ASSERT_EQ(rd.take(dst), 5u);
+    EXPECT_THROW(rd.frame(), std::logic_error);
+    rd.end_frame();
+    EXPECT_EQ(rd.offset(), 16u);
+    EXPECT_EQ(rd.frame(), r.data + 16);
+    rd.advance(16);
+    EXPECT_EQ(rd.frame(), r.data + 32);
+}
+
+// A writer's head index may lag behind a reader that passed frames by their
+// stamps; anything beyond the room it was given is still refused.
+TEST(ShmRing, AHeadIndexBehindTheReaderReadsAsNothing) {
+    TestRing r(256);
+    auto rd = r.reader();
+    rd.advance(64);  // as after frames read by their stamps
+    r.shared->head.store(32);
+    EXPECT_EQ(rd.readable(), 0u);
+    r.shared->head.store(80);
+    EXPECT_EQ(rd.readable(), 16u);
+    r.shared->head.store(40);
+    EXPECT_THROW(rd.readable(17), ProtocolError) << "the writer went back";
+    r.shared->head.store(64 + 256 + 1);
+    EXPECT_THROW(rd.readable(17), ProtocolError) << "more than the ring holds";
+}
+
 TEST(ShmRing, DoorbellCallsWakeOnlyForASleeper) {
     TestRing r(64);
     auto w = r.writer();

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +21,8 @@
 #include "ipc/fifo_hello.hpp"
 #include "ipc/shm_layout.hpp"
 #include "ipc/shm_mapping.hpp"
+#include "ipc/shm_ring.hpp"
+#include "ipc/registry.hpp"
 #include "ipc/shm_stats.hpp"
 #include "ipc/transports.hpp"
 #include "server/options.hpp"
@@ -264,25 +268,32 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     EXPECT_GT(h->to_client.head.load(), 2 * shm::kRingCapacity);
 }
 
-// Frames of one publish chunk at most go in place (ShmChannel::send_in_place);
-// payloads from kAlignFrom on start on a cache line behind a pad frame,
-// smaller ones stay packed.
-TEST_P(ShmTest, PayloadsFromTheAlignSizeStartOnACacheLine) {
+// Frames start on 16-byte boundaries (stamp, header, 3 zero bytes, then the
+// payload); a payload that does not fit the rest of that cache line starts
+// on the next one. The head index covers every frame.
+TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
     start();
     auto ch = connect(endpoint(), Limits{});
     auto segments = segments_named(name_);
     ASSERT_EQ(segments.size(), 1u);
     SegmentView h(segments[0]);
     ASSERT_TRUE(h) << segments[0];
-    expect_echo(*ch, 64);
-    EXPECT_EQ(h->to_server.head.load(), kFrameHeaderSize + 64) << "packed: no padding";
-    expect_echo(*ch, shm::kAlignFrom, 2);
-    // 69 bytes in: a pad frame and the 49 bytes after it skipped, then the
-    // header at 123 = 2 * 64 - 5, so the payload starts at 128.
-    EXPECT_EQ(h->to_server.head.load(), 2 * kCacheLine + shm::kAlignFrom);
-    EXPECT_EQ(h->to_client.head.load(), 2 * kCacheLine + shm::kAlignFrom) << "the echo alike";
-    expect_echo(*ch, shm::kAlignFrom - 1, 3);
-    EXPECT_EQ(h->to_server.head.load(), 2 * kCacheLine + 2 * shm::kAlignFrom - 1 + kFrameHeaderSize);
+    struct Step {
+        std::size_t size;
+        std::uint64_t head;  // after the frame, on the next 16-byte boundary
+    };
+    for (const Step& step : std::initializer_list<Step>{
+             {64, 128},      // prefix at 0, payload on the line at 64
+             {1024, 1216},   // prefix at 128, payload at 192
+             {1023, 2304},   // prefix at 1216, payload at 1280
+             {1, 2336},      // fits the prefix's line: packed
+             {48, 2416},     // prefix at 2336: 32 bytes of its line left, payload at 2368
+             {16, 2448},     // prefix at 2416, the line's last 16 bytes: payload at 2432
+             {32, 2496}}) {  // prefix at 2448: fits exactly
+        expect_echo(*ch, step.size, static_cast<unsigned>(step.size));
+        EXPECT_EQ(h->to_server.head.load(), step.head) << step.size;
+        EXPECT_EQ(h->to_client.head.load(), step.head) << step.size << ", the echo alike";
+    }
 }
 
 // Every path a frame can take, byte-exact, in both wait modes: in place
@@ -295,10 +306,17 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     limits.timeout_ms = 10000;
     auto ch = connect(endpoint(), limits);
     unsigned seed = 0;
-    const std::size_t edge = shm::kPublishChunk - kFrameHeaderSize;  // the largest in-place payload
-    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{63}, std::size_t{64},
-                             std::size_t{65}, shm::kAlignFrom - 1, shm::kAlignFrom,
-                             shm::kAlignFrom + 1, std::size_t{4096}, edge, edge + 1})
+    // Around one line with the 16-byte prefix, two lines, and the largest
+    // in-place payload: 16 KiB less the prefix and up to 48 bytes before the
+    // payload's line, by offset.
+    const std::size_t edge = shm::kPublishChunk - shm::kFramePrefix;
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{15}, std::size_t{16},
+                             std::size_t{47}, std::size_t{48}, std::size_t{49}, std::size_t{63},
+                             std::size_t{64}, std::size_t{65}, std::size_t{111}, std::size_t{112},
+                             std::size_t{113}, std::size_t{1023}, std::size_t{1024},
+                             std::size_t{1025}, std::size_t{4096}, shm::kPublishChunk - kCacheLine - 1,
+                             shm::kPublishChunk - kCacheLine, shm::kPublishChunk - kCacheLine + 1,
+                             edge - 1, edge, edge + 1, shm::kPublishChunk})
         for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
     // Ping-pongs of 4 KiB restart at the ring's start after kRestartAfter.
     for (int i = 0; i < 20; ++i) expect_echo(*ch, 4096, ++seed);
@@ -369,6 +387,125 @@ TEST_P(ShmTest, AStreamFillsTheRingWhileTheReaderIsBehind) {
     Message ack;
     ASSERT_TRUE(ch->receive(ack));
     EXPECT_EQ(ack.type, FrameType::data);
+}
+
+// Both ends of one session in this process: the server's channel opened by
+// a thread (the listener validates and claims the segment as a server
+// does), and the segment mapped read-write to scribble on as a hostile
+// peer could.
+struct LocalSession {
+    std::unique_ptr<Listener> listener;
+    std::unique_ptr<Channel> server;
+    std::unique_ptr<Channel> client;
+    Mapping segment;
+    shm::SegmentHeader* header() { return reinterpret_cast<shm::SegmentHeader*>(segment.get()); }
+    std::byte* to_client() { return segment.get() + shm::kHeaderBytes + shm::kRingCapacity; }
+};
+
+std::unique_ptr<LocalSession> local_session(const Endpoint& ep, const Limits& limits) {
+    auto s = std::make_unique<LocalSession>();
+    s->listener = listen(ep, limits);
+    std::exception_ptr failed;
+    std::thread accepter([&] {
+        try {
+            auto pending = s->listener->accept(-1);
+            if (pending) s->server = pending->open(limits);
+        } catch (...) {
+            failed = std::current_exception();
+        }
+    });
+    s->client = connect(ep, limits);
+    accepter.join();
+    if (failed) std::rethrow_exception(failed);
+    auto segments = segments_named(ep.name);
+    if (segments.size() != 1 || !s->server) throw std::runtime_error("no local session");
+    Fd fd(::shm_open(segments[0].substr(segments[0].rfind('/')).c_str(), O_RDWR, 0));
+    if (!fd) throw std::runtime_error("shm_open " + segments[0]);
+    s->segment = map_shared(fd.get(), shm::kSegmentSize, "test segment");
+    return s;
+}
+
+// Writes a frame at the start of the to_client ring as a hostile server
+// could: stamp (right or wrong), type, big-endian length.
+void forge_frame(LocalSession& s, std::uint64_t stamp, std::uint8_t type, std::uint32_t length) {
+    std::byte* at = s.to_client();
+    at[kStampBytes] = std::byte{type};
+    put_u32(at + kStampBytes + 1, length);
+    stamp_word(at).store(stamp, std::memory_order_release);
+}
+
+// A peer that scribbles on a frame's stamp or header gets the reader a
+// ProtocolError, or (a stamp that is not this frame's) nothing at all
+// until the wait times out: never a crash, a wild copy or a hang.
+TEST_P(ShmTest, AHostileWriterGetsAProtocolErrorNeverAHang) {
+    Limits limits;
+    limits.timeout_ms = 300;
+    auto right = [](LocalSession& s) { return 0 ^ (s.header()->to_client.stamp_key | kStampKeyBit); };
+    const std::uint8_t data = static_cast<std::uint8_t>(FrameType::data);
+    struct Case {
+        const char* what;
+        std::function<void(LocalSession&)> scribble;
+        bool times_out;
+    };
+    const std::vector<Case> cases = {
+        {"an unknown frame type", [&](LocalSession& s) { forge_frame(s, right(s), 7, 4); }, false},
+        {"a length over --max-message",
+         [&](LocalSession& s) { forge_frame(s, right(s), data, static_cast<std::uint32_t>(limits.max_message + 1)); },
+         false},
+        {"a pad frame short of the ring's end", [&](LocalSession& s) { forge_frame(s, right(s), shm::kPadFrame, 5); },
+         false},
+        {"a pad frame past the ring's end",
+         [&](LocalSession& s) { forge_frame(s, right(s), shm::kPadFrame, 0xFFFFFFFFu); }, false},
+        {"a streamed payload behind a head index beyond the ring",
+         [&](LocalSession& s) {
+             s.header()->to_client.head.store(3 * shm::kRingCapacity);
+             forge_frame(s, right(s), data, 100000);
+         },
+         false},
+        {"a streamed payload that never comes", [&](LocalSession& s) { forge_frame(s, right(s), data, 100000); }, true},
+        {"the stamp of the same offset a lap on",
+         [&](LocalSession& s) {
+             forge_frame(s, shm::kRingCapacity ^ (s.header()->to_client.stamp_key | kStampKeyBit), data, 4);
+         },
+         true},
+        {"a stamp of all ones", [&](LocalSession& s) { forge_frame(s, ~std::uint64_t{0}, data, 4); }, true},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.what);
+        auto s = local_session(endpoint(), limits);
+        c.scribble(*s);
+        Message m;
+        auto t0 = Clock::now();
+        if (c.times_out)
+            EXPECT_THROW(s->client->receive(m), TimeoutError);
+        else
+            EXPECT_THROW(s->client->receive(m), ProtocolError);
+        EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+    }
+}
+
+// A reader asleep on the futex at a frame boundary (in block mode at once,
+// in spin mode after its budget) is woken by the stamp of the next frame.
+TEST_P(ShmTest, ASleepingReaderIsWokenByAStampedFrame) {
+    Limits limits;
+    limits.timeout_ms = 20000;
+    auto s = local_session(endpoint(), limits);
+    for (std::size_t size : {std::size_t{0}, std::size_t{64}, std::size_t{4096}, std::size_t{100000}}) {
+        SCOPED_TRACE(size);
+        Message got;
+        bool received = false;
+        std::thread reader([&] { received = s->client->receive(got); });
+        bool slept = eventually([&] { return s->header()->to_client.data.sleeping.load() == 1; }, 10000);
+        auto sent = payload_of(size, static_cast<unsigned>(size));
+        s->server->send(FrameType::data, sent);
+        reader.join();
+        EXPECT_TRUE(slept) << "the reader never went to sleep";
+        ASSERT_TRUE(received);
+        EXPECT_TRUE(got.payload == sent);
+    }
+    auto counts = shm_session_counts(*s->client);
+    ASSERT_TRUE(counts.has_value());
+    EXPECT_GE(counts->local.slept, 4u);
 }
 
 TEST_P(ShmTest, ServesSequentialSessions) {

@@ -12,7 +12,8 @@
 // its capacity as a trusted constant; a small one makes wrap-around common.
 //
 // Contract: RingReader/RingWriter throw ProtocolError for an index out of
-// range and never touch bytes outside their data area; readable() and
+// range and never touch bytes outside their data area (frame() included,
+// whatever the stamps hold); readable() and
 // space() stay within the capacity; take()/stage() move at most what was
 // asked. decode_hello refuses a wrong magic or version and is lossless otherwise. parse_segment_entry never throws.
 #include <unistd.h>
@@ -125,7 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::uint64_t arg = get_u64(argb);
         std::size_t small = static_cast<std::size_t>(arg % (2 * kRing + 2));
         try {
-            switch (op % 12) {
+            switch (op % 14) {
             case 0: seg->to_server.head.store(arg); break;  // the peer's producer index, any value
             case 1: seg->to_server.head.fetch_add(arg % (kRing + 2)); break;  // a plausible one
             case 2: seg->to_client.tail.store(arg); break;  // the peer's consumer index, any value
@@ -163,6 +164,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     require(reader.offset() == 0, "skip_to_end() did not end at offset 0");
                 }
                 break;
+            case 12:  // a frame's stamp, where the reader looks for the next frame
+                stamp_word(to_server.get() + static_cast<std::size_t>(arg % kRing) / kFrameAlign * kFrameAlign)
+                    .store(get_u64(argb) ^ (arg >> 8));
+                break;
+            case 13:
+                if (reader_ok) {
+                    reader.end_frame();
+                    std::byte* f = reader.frame();
+                    require(f == nullptr || (f >= to_server.get() && f + kFrameAlign <= to_server.get() + kRing),
+                            "frame() outside the data area");
+                }
+                break;
             case 11:
                 if (writer_ok && writer.space(kRing - writer.offset()) >= kRing - writer.offset()) {
                     writer.skip_to_end();
@@ -173,7 +186,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
         } catch (const ProtocolError&) {
             // The session is over for that side; the other may still run.
-            (op % 12 == 4 || op % 12 == 5 || op % 12 == 8 || op % 12 == 10 ? reader_ok : writer_ok) = false;
+            (op % 14 == 4 || op % 14 == 5 || op % 14 == 8 || op % 14 == 10 || op % 14 == 13 ? reader_ok : writer_ok) = false;
         }
     }
     seg->~SegmentHeader();
