@@ -75,13 +75,20 @@ TEST(BenchHarness, InterferenceShareSubtractsTheAllowance) {
 
 TEST(PlacementProbe, MeasuresALineBetweenTwoCpusAndNothingWhereItCannotPin) {
     if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "one CPU: no line travels between CPUs";
-    auto line = cross_cpu_round_trip_ns(0, 1);
-    ASSERT_TRUE(line.has_value()) << "both CPUs online, yet no figure";
+    // A probe gives up when the CPUs are busy elsewhere (a loaded test run
+    // shares them): a few tries, bounded (at most 100 ms each).
+    auto probe = [](auto attempt) {
+        std::optional<double> got;
+        for (int i = 0; i < 10 && !got; ++i) got = attempt();
+        return got;
+    };
+    auto line = probe([] { return cross_cpu_round_trip_ns(0, 1); });
+    ASSERT_TRUE(line.has_value()) << "both CPUs online, yet no figure in 10 tries";
     EXPECT_GT(*line, 0.0);
     std::optional<double> from_pinned;
     std::thread t([&] {
         pin_to_cpu(0);
-        from_pinned = cross_cpu_round_trip_ns(0, 1);  // asks from the calling thread itself
+        from_pinned = probe([] { return cross_cpu_round_trip_ns(0, 1); });  // asks from the calling thread itself
     });
     t.join();
     ASSERT_TRUE(from_pinned.has_value());
