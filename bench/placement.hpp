@@ -20,8 +20,8 @@ namespace ipclab::bench {
 
 // The median of a few batches of one cache line's round trips between a
 // thread pinned to cpu_a and one pinned to cpu_b, in ns; nullopt when either
-// cannot be pinned there or the probe ran out of its time bounds (20 ms for
-// one round trip, 100 ms in all: the CPUs were given to others that long).
+// cannot be pinned there or the probe ran out of its 100 ms (the CPUs were
+// given to others that long).
 std::optional<double> cross_cpu_round_trip_ns(int cpu_a, int cpu_b);
 
 // The one CPU the calling thread is pinned to, or -1 (not pinned to one CPU).
