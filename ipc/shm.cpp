@@ -212,11 +212,9 @@ public:
                 last_was_receive_ = true;
                 return true;
             }
-            // A pad: its length must take us exactly to the ring's end.
-            const std::uint64_t n = kFramePrefix + std::uint64_t{get_u32(hb.data() + 1)};
-            if (n != rx_.capacity() - rx_.offset())
-                throw ProtocolError("shm ring: a pad frame that does not end at the ring's end");
-            rx_.advance(static_cast<std::size_t>(n));
+            // A pad: its length must take us exactly to the ring's end (the
+            // ring checks that, and that the writer published it).
+            rx_.skip_to_end(kFramePrefix + std::size_t{get_u32(hb.data() + 1)});
         }
     }
 
@@ -296,7 +294,7 @@ private:
         pad[kStampBytes] = std::byte{kPadFrame};
         put_u32(pad + kStampBytes + 1, static_cast<std::uint32_t>(to_end - kFramePrefix));
         tx_.commit(kFramePrefix);
-        tx_.skip(to_end - kFramePrefix);
+        tx_.skip_to_end();
     }
 
     // Room for n bytes at head_, the frame boundary, marked as a frame's start.
