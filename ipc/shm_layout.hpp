@@ -57,11 +57,15 @@ inline constexpr std::size_t kPublishChunk = 16 * 1024;
 // A message's last piece shorter than this is published with the chunk
 // before it rather than alone (see ShmChannel::put).
 // A peer asleep is woken only for this much inside a message (or at its end,
-// or before we wait ourselves): a wake costs a system call and two context
-// switches, and a woken peer that shares our CPU preempts us. Waking it for
-// every 16 KiB chunk made Stream/shm/1048576 with both sides on one CPU 6x
-// slower (39 sleeps per message instead of 2) and a 64 KiB round trip there
-// 2.4x slower; a peer that polls sees every chunk without any wake.
+// or before we wait ourselves) when we cannot tell whether it runs beside us:
+// a wake costs a system call and two context switches, and a woken peer that
+// shares our CPU preempts us. Waking it for every 16 KiB chunk made
+// Stream/shm/1048576 with both sides on one CPU 6x slower (39 sleeps per
+// message instead of 2) and a 64 KiB round trip there 2.4x slower; a peer
+// that polls sees every chunk without any wake. A message's first chunk
+// wakes it too (it copies out while we copy in), and nothing inside a
+// message does when both sides are pinned to one CPU (SideCounts::only_cpu,
+// ShmChannel::wake_inside_message).
 inline constexpr std::size_t kWakeChunk = 64 * 1024;
 inline constexpr std::size_t kMinTail = kPublishChunk / 4;
 
@@ -108,11 +112,15 @@ inline constexpr std::uint32_t kClaimed = 1;   // server parent validated it (on
 inline constexpr std::uint32_t kAttached = 2;  // session child runs; server_pid is set
 
 // Wait outcomes of one side, mirrored here so the peer (e.g. a benchmark
-// client) can report how the server waited. Only that side stores.
+// client) can report how the server waited, and where that side may run.
+// Only that side stores.
 struct SideCounts {
     std::atomic<std::uint64_t> immediate{0};
     std::atomic<std::uint64_t> spun{0};
     std::atomic<std::uint64_t> slept{0};
+    // 1 + the one CPU this side's affinity allows, 0 when several or unknown
+    // (so the zeros of a peer that never stores it read as unknown).
+    std::atomic<std::int32_t> only_cpu{0};
 };
 
 struct SegmentHeader {

@@ -381,6 +381,37 @@ TEST(ShmRing, AWakeLeftOutIsOwedToTheNextOne) {
     EXPECT_FALSE(rd.release());
 }
 
+// A restart's pad is no data a sleeper waits for: the bytes after it alone
+// decide when a chunked writer (or reader) owes the other side a wake.
+TEST(ShmRing, PaddingIsNotCountedAsUnrungBytes) {
+    TestRing r(64);
+    auto w = r.writer();
+    auto rd = r.reader();
+    ipclab::Bytes got(16);
+    ASSERT_EQ(w.stage(bytes_from(0, 16)), 16u);
+    EXPECT_FALSE(w.publish());
+    ASSERT_EQ(rd.take(got), 16u);
+    EXPECT_FALSE(rd.release());
+
+    w.skip_to_end();  // 48 bytes of pad
+    ASSERT_EQ(w.stage(bytes_from(16, 8)), 8u);
+    EXPECT_EQ(w.unrung(), 8u) << "the pad is not owed a wake";
+    w.publish(false);
+    EXPECT_EQ(w.unrung(), 8u);
+    w.publish();
+    EXPECT_EQ(w.unrung(), 0u);
+
+    rd.skip_to_end(48);
+    ipclab::Bytes second(8);
+    ASSERT_EQ(rd.take(second), 8u);
+    EXPECT_EQ(second, bytes_from(16, 8));
+    EXPECT_EQ(rd.unrung(), 8u) << "nor is the reader's pass over it";
+    rd.release(false);
+    EXPECT_EQ(rd.unrung(), 8u);
+    rd.release();
+    EXPECT_EQ(rd.unrung(), 0u);
+}
+
 WaitPolicy block_poll_policy(int timeout_ms) {
     WaitPolicy p{WaitMode::block, kSpinIterations, timeout_ms, 0, "test data"};
     p.block_spin = kBlockSpin;

@@ -2,6 +2,7 @@
 // clients through ipclab::connect, in both wait modes.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -266,6 +267,57 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     ASSERT_TRUE(h) << segments[0];
     EXPECT_GT(h->to_server.head.load(), 2 * shm::kRingCapacity);
     EXPECT_GT(h->to_client.head.load(), 2 * shm::kRingCapacity);
+}
+
+// Pins the calling thread (and what it forks) to one CPU, the first it may
+// run on now; the old mask comes back at the end of the scope.
+class PinnedToOneCpu {
+public:
+    PinnedToOneCpu() {
+        CPU_ZERO(&old_);
+        if (::sched_getaffinity(0, sizeof old_, &old_) != 0) throw std::runtime_error("sched_getaffinity");
+        while (!CPU_ISSET(cpu_, &old_)) ++cpu_;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu_, &one);
+        if (::sched_setaffinity(0, sizeof one, &one) != 0) throw std::runtime_error("sched_setaffinity");
+    }
+    ~PinnedToOneCpu() { ::sched_setaffinity(0, sizeof old_, &old_); }
+    PinnedToOneCpu(const PinnedToOneCpu&) = delete;
+    PinnedToOneCpu& operator=(const PinnedToOneCpu&) = delete;
+    int cpu() const { return cpu_; }
+
+private:
+    cpu_set_t old_;
+    int cpu_ = 0;
+};
+
+// Both sides on one CPU, in block mode: a 64 KiB message (published in
+// chunks, after a restart's pad every time) wakes its sleeping reader only
+// once it is whole, so each side waits exactly once per message. A wake
+// inside the message would let the reader preempt the writer, find the
+// message incomplete and wait a second time. No timing: counts of waits.
+TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
+    if (GetParam() != WaitMode::block) GTEST_SKIP() << "a spinning reader needs no wake";
+    PinnedToOneCpu pin;
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    expect_echo(*ch, 64);
+    auto sum = [](const WaitCounts& c) { return c.immediate + c.spun + c.slept; };
+    auto before = shm_session_counts(*ch);
+    ASSERT_TRUE(before.has_value());
+    constexpr unsigned kMessages = 40;
+    for (unsigned i = 0; i < kMessages; ++i) expect_echo(*ch, std::size_t{64} << 10, i);
+    auto after = shm_session_counts(*ch);
+    EXPECT_EQ(sum(after->peer) - sum(before->peer), kMessages) << "the server waited inside a message";
+    EXPECT_EQ(sum(after->local) - sum(before->local), kMessages) << "the client waited inside a reply";
+
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    SegmentView h(segments[0]);
+    ASSERT_TRUE(h) << segments[0];
+    EXPECT_EQ(h->client_counts.only_cpu.load(), pin.cpu() + 1) << "each side says where it may run";
+    EXPECT_EQ(h->server_counts.only_cpu.load(), pin.cpu() + 1);
 }
 
 // Frames start on 16-byte boundaries (stamp, header, 3 zero bytes, then the
