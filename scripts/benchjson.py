@@ -75,10 +75,13 @@ def ns(b):
     return b["real_time"] * _TIME_UNIT_NS[b.get("time_unit", "ns")]
 
 
-def repetitions(path):
+def repetitions(path, placement_reference_ns=None):
     """(report, reps, errors): reps maps each benchmark name to its
     repetitions (plain runs, not aggregates) in the order they ran; errors
-    lists 'name: message' once per failed benchmark."""
+    lists 'name: message' once per failed benchmark. Placement probes are
+    judged against placement_reference_ns when given (a re-run of a few
+    benchmarks, against the run it belongs to), else against this file's
+    own median probe."""
     with open(path) as f:
         report = json.load(f)
     reps, errors = {}, []
@@ -90,7 +93,7 @@ def repetitions(path):
                 errors.append(msg)
         elif b.get("run_type", "iteration") == "iteration":
             reps.setdefault(name, []).append(b)
-    mark_placement_reference(reps)
+    mark_placement_reference(reps, placement_reference_ns)
     return report, reps, errors
 
 
@@ -125,14 +128,21 @@ PLACEMENT_SLACK = 1.5
 MIN_TYPICAL_REPETITIONS = 6
 
 
-def mark_placement_reference(reps):
-    """Stores the run's median placement probe in every repetition that has
-    one (as 'placement_reference_ns'), so placement_flags judge a benchmark's
-    repetitions against the whole run, not only against each other."""
+def placement_reference(reps):
+    """The run's median placement probe (ns), or None when nothing was probed."""
     probes = [b["xcpu_rtt_ns"] for runs in reps.values() for b in runs if b.get("xcpu_rtt_ns")]
-    if not probes:
+    return stats.median(probes) if probes else None
+
+
+def mark_placement_reference(reps, reference=None):
+    """Stores the run's median placement probe (or the reference given) in
+    every repetition that has a probe (as 'placement_reference_ns'), so
+    placement_flags judge a benchmark's repetitions against the whole run,
+    not only against each other."""
+    if reference is None:
+        reference = placement_reference(reps)
+    if reference is None:
         return
-    reference = stats.median(probes)
     for runs in reps.values():
         for b in runs:
             if b.get("xcpu_rtt_ns"):

@@ -1,9 +1,11 @@
 """scripts/stats.py on synthetic data with known answers: the order-statistics
 interval and its coverage, the stability rule, and the Mann-Whitney U test
 (exact and normal, against values published for scipy.stats.mannwhitneyu)."""
+import json
 import os
 import random
 import sys
+import tempfile
 import unittest
 
 sys.dont_write_bytecode = True
@@ -166,6 +168,23 @@ class Figures(unittest.TestCase):
         self.assertIn("not comparable", report.placement_difference(reps, slow))
         self.assertEqual(report.placement_difference(reps, {"Paired/shm-spin/64": [{"xcpu_rtt_ns": 140}]}), "")
         self.assertEqual(report.placement_difference(reps, {"Paired/unix/64": [{}]}), "", "no probe: nothing to say")
+
+    def test_a_rerun_is_judged_against_the_first_runs_placement(self):
+        # The first run sat at ~110 ns; a re-run of one benchmark spent wholly at ~400 ns agrees with
+        # itself, but not with the run it is to be merged into.
+        first = {"Paired/shm-spin/64": [{"xcpu_rtt_ns": v} for v in (100, 110, 112, 120)],
+                 "Stream/shm-spin/64": [{"xcpu_rtt_ns": v} for v in (105, 400)]}
+        self.assertEqual(benchjson.placement_reference(first), 111)
+        self.assertIsNone(benchjson.placement_reference({"Paired/unix/64": [{}]}))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "retry.json")
+            with open(path, "w") as f:
+                json.dump({"benchmarks": [{"name": "Stream/shm-spin/64/real_time", "run_type": "iteration",
+                                           "real_time": 1.0, "xcpu_rtt_ns": v} for v in (390, 400, 410)]}, f)
+            _, own, _ = benchjson.repetitions(path)
+            self.assertEqual(benchjson.placement_flags(own["Stream/shm-spin/64"]), [False] * 3)
+            _, judged, _ = benchjson.repetitions(path, benchjson.placement_reference(first))
+            self.assertEqual(benchjson.placement_flags(judged["Stream/shm-spin/64"]), [True] * 3)
 
     def test_a_figure_is_taken_from_the_runs_typical_placement(self):
         def paired(p50s, probes):
