@@ -401,6 +401,7 @@ void report_interference(benchmark::State& state, const Interference& i, std::ui
     state.counters["client_nivcsw_per_msg"] = per(i.client_nivcsw());
     state.counters["server_nivcsw_per_msg"] = per(i.server_nivcsw());
     state.counters["steal_ns_per_msg"] = per(i.steal());
+    state.counters["runq_share"] = runq_share(i.client_runq_ns() + i.server_runq_ns(), i.wall_ns());
     double share = interference_share(i.client_runq_ns() + i.server_runq_ns(), i.wall_ns(), messages, allowance_ns);
     state.counters["interference"] = share;
     state.counters["disturbed"] = share > kDisturbedShare ? 1 : 0;

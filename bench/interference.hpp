@@ -22,9 +22,10 @@ namespace ipclab::bench {
 // figure must agree. Waking a sleeping peer always costs some run delay (the
 // wake-up's own latency: under 0.6 µs per message here when quiet), so the quiet share is subtracted
 // through kWakeAllowanceNs per message before the share is taken.
-// scripts/compare judges a repetition against its benchmark's quietest
-// repetition instead (benchjson.py: DISTURBED_EXCESS), since how much a
-// benchmark queues by itself depends on where its processes are placed.
+// scripts/compare judges a repetition's runq_share (no allowance) against
+// its benchmark's median repetition instead (benchjson.py:
+// DISTURBED_EXCESS), since how much a benchmark queues by itself depends on
+// where its processes are placed.
 inline constexpr double kDisturbedShare = 0.05;
 inline constexpr double kWakeAllowanceNs = 1000;
 // A fork per session puts the new child and the listener on the runqueue
@@ -103,6 +104,15 @@ private:
     SchedStat::Reading client_, server_{};
     std::uint64_t client_nivcsw_ = 0, server_nivcsw_ = 0, steal_ = 0, wall_ = 0;
 };
+
+// Run delay of both processes over the wall time it was read across, with
+// no allowance (counter runq_share): what scripts/compare judges each
+// repetition by, against its benchmark's other repetitions. The allowance
+// below exceeds the whole time of a message in a stream or a small spinning
+// round trip, so `interference` reads 0 there even beside a busy loop.
+inline double runq_share(std::uint64_t runq_ns, std::uint64_t wall_ns) {
+    return wall_ns == 0 ? 0 : static_cast<double>(runq_ns) / static_cast<double>(wall_ns);
+}
 
 // The share of wall time lost to waiting for a CPU, beyond the per-message
 // allowance; compare with kDisturbedShare.

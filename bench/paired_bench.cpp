@@ -31,6 +31,7 @@ struct Side {
     Histogram samples;                    // every message of the repetition
     std::vector<std::uint64_t> slice;     // the current slice (at most kMaxSliceMessages: its exact median)
     std::uint64_t client_cpu = 0, server_cpu = 0, client_runq = 0, server_runq = 0;
+    std::uint64_t ns = 0;  // wall time of the timed slices
 };
 
 // This thread's CPU time, up to date (schedstat's figure of a task that has
@@ -53,12 +54,14 @@ double run_slice(Side& side, const SchedStat& self, Bytes& payload, std::uint64_
     auto c0 = self.read();
     auto s0 = side.server.read();
     side.slice.clear();
+    const auto start = Clock::now();
     for (std::uint64_t i = 0; i < n; ++i) {
         if (payload.size() >= 8) put_u64(payload.data(), seq++);
         auto t0 = Clock::now();
         side.p.round_trip(payload);
         side.slice.push_back(elapsed_ns(t0, Clock::now()));
     }
+    side.ns += elapsed_ns(start, Clock::now());
     auto c1 = self.read();
     std::uint64_t cpu1 = thread_cpu_ns();
     auto s1 = side.server.read();
@@ -126,13 +129,15 @@ public:
         nivcsw1_ = switches();
         steal1_ = steal_ns();
     }
+    // measured_ns: the wall time of the slices, over which the run delay was read.
     void report(benchmark::State& state, std::uint64_t client_runq, std::uint64_t server_runq,
-                std::uint64_t messages, std::size_t size) const {
+                std::uint64_t messages, std::size_t size, std::uint64_t measured_ns) const {
         auto per_msg = [&](std::uint64_t v) { return static_cast<double>(v) / static_cast<double>(messages); };
         state.counters["client_runq_ns_per_msg"] = per_msg(client_runq);
         state.counters["server_runq_ns_per_msg"] = per_msg(server_runq);
         state.counters["nivcsw_per_msg"] = per_msg(nivcsw1_ - nivcsw0_);
         state.counters["steal_ns_per_msg"] = per_msg(steal1_ - steal0_);
+        state.counters["runq_share"] = runq_share(client_runq + server_runq, measured_ns);
         double share = interference_share(client_runq + server_runq, wall_, messages, message_allowance_ns(size));
         state.counters["interference"] = share;
         state.counters["disturbed"] = share > kDisturbedShare ? 1 : 0;
@@ -195,7 +200,8 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
         put("server_cpu_ns_per_msg", per_msg(a.server_cpu, msgs));
         put("raw_client_cpu_ns_per_msg", per_msg(b.client_cpu, all - msgs));
         put("raw_server_cpu_ns_per_msg", per_msg(b.server_cpu, all - msgs));
-        interference.report(state, a.client_runq + b.client_runq, a.server_runq + b.server_runq, all, size);
+        interference.report(state, a.client_runq + b.client_runq, a.server_runq + b.server_runq, all, size,
+                            a.ns + b.ns);
         state.SetBytesProcessed(static_cast<std::int64_t>(msgs * size));
         ours->report(state, msgs + pairs);  // the waits counted include each slice's untimed first message
     } catch (const std::exception& e) {
@@ -267,7 +273,7 @@ void paired_stream(benchmark::State& state, const std::string& transport, std::s
         state.counters["pairs"] = static_cast<double>(pairs);
         state.counters["slice_messages"] = static_cast<double>(n);
         interference.report(state, a.client_runq + b.client_runq, a.server_runq + b.server_runq,
-                            a.messages + b.messages, size);
+                            a.messages + b.messages, size, a.ns + b.ns);
         state.SetBytesProcessed(static_cast<std::int64_t>(a.messages * size));
     } catch (const std::exception& e) {
         fail(state, e.what());

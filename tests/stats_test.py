@@ -135,10 +135,27 @@ class Figures(unittest.TestCase):
         rows = benchjson.figures(fake_reps([12] * 9, disturbed=5), ["tcp"], [64])
         self.assertFalse(any(r[4]["stable"] for r in rows))
 
-    def test_disturbed_is_relative_to_the_quietest_repetition(self):
+    def test_disturbed_is_relative_to_the_quietest_repetition_in_older_files(self):
         runs = [{"interference": v} for v in (0.40, 0.42, 0.44, 0.47, 0.60)]
         self.assertEqual(benchjson.disturbed_flags(runs), [False, False, False, True, True])
         self.assertEqual(benchjson.disturbed_flags([{"disturbed": 1}, {"disturbed": 0}]), [True, False])
+
+    def test_disturbed_is_relative_to_the_typical_repetitions_run_delay(self):
+        # A stream on one CPU queues 0.43-0.48 of its time by itself; three repetitions met a busy loop.
+        # Its `interference` (beyond a per-message allowance longer than a stream's message) reads 0 in
+        # all of them: runq_share is what is judged, against the median (0.47), 5 points the bound.
+        shares = [0.44, 0.43, 0.46, 0.48, 0.45, 0.47, 0.62, 0.60, 0.55, 0.46, 0.50]
+        runs = [{"runq_share": v, "interference": 0.0} for v in shares]
+        self.assertEqual(benchjson.delay_flags(runs), [v > 0.53 for v in shares])
+        self.assertEqual(sum(benchjson.delay_flags(runs)), 3)
+        # Against the quietest repetition (0.43) it would also have flagged 0.50, the stream's own spread.
+        self.assertEqual(benchjson.waiting_share(runs[0]), 0.44)
+        self.assertEqual(benchjson.waiting_share({"interference": 0.1}), 0.1)
+        self.assertIsNone(benchjson.waiting_share({}))
+        lines, disturbed, total = report.interference_summary({"Stream/unix/4096": runs})
+        self.assertEqual((disturbed, total), (3, 11))
+        self.assertTrue(any("median repetition" in line for line in lines), lines)
+        self.assertTrue(any("was 47.0%" in line for line in lines), lines)
 
     def test_placement_flags_judge_against_the_runs_median_probe(self):
         # Stream/shm-spin's own probes agree with each other, but the run's
