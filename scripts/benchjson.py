@@ -106,8 +106,8 @@ def repetitions(path, placement_reference_ns=None):
 # machine), on two CPUs hardly at all. Against the median, the typical
 # repetition, as for placement: a stream's share moves by itself from one
 # repetition to the next (tcp 1 MiB 0.18-0.58 on a quiet machine), so
-# against the quietest one 22% of the repetitions outside a 25 s busy loop
-# on the server's CPU were flagged, against the median 6%, while 92% of
+# against the quietest one 23% of the repetitions outside a 25 s busy loop
+# on the server's CPU were flagged, against the median 7%, while 92% of
 # those it hit were (95% against the quietest). Files without runq_share
 # (before it existed) are judged by `interference` against the quietest
 # repetition, as they were then.
