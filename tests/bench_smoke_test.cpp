@@ -276,12 +276,15 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
     EXPECT_TRUE(children_of(::getpid()).empty());
 }
 
-// A busy loop at the highest CPU priority pinned to the server's CPU: the
-// server waits for that CPU on nearly every message, and the run must say so
-// (run delay counted, the repetition flagged disturbed). The loop gets ~99%
-// of its CPU by weight, so no timing noise can decide the outcome. A stream
-// too: its messages take less time than the round trip's allowance, so only
-// runq_share (no allowance) shows it, the counter scripts/compare judges by.
+// A busy loop at a high CPU priority pinned to the server's CPU: the server
+// waits for that CPU on nearly every message, and the run must say so (run
+// delay counted, the repetition flagged disturbed). At nice -10 the loop
+// gets ~90% of the CPU by weight, so no timing noise can decide the outcome,
+// and the server still gets enough to start (at nice -20, ~1%, a server
+// under ThreadSanitizer took more than 30 s to fork its session). Both
+// shares show it: `interference` (beyond the allowance) and runq_share,
+// the counter scripts/compare judges by. (A stream here would starve for
+// seconds, and with it every other test on that CPU.)
 TEST(BenchSmoke, ABusyLoopOnTheServersCpuIsCountedAndFlagged) {
     const long ncpu = ::sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 2) GTEST_SKIP() << "needs two CPUs (client and server on different ones)";
@@ -292,7 +295,7 @@ TEST(BenchSmoke, ABusyLoopOnTheServersCpuIsCountedAndFlagged) {
         CPU_ZERO(&set);
         CPU_SET(1, &set);
         ::sched_setaffinity(0, sizeof set, &set);
-        ::setpriority(PRIO_PROCESS, 0, -20);  // as root; at nice 0 the test still holds, less sharply
+        ::setpriority(PRIO_PROCESS, 0, -10);  // as root; at nice 0 the test still holds, less sharply
         auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);  // bounded even if orphaned
         while (std::chrono::steady_clock::now() < end) {
         }
@@ -301,9 +304,8 @@ TEST(BenchSmoke, ABusyLoopOnTheServersCpuIsCountedAndFlagged) {
     char tmpl[] = "/tmp/ipclab-bench-busy-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     const std::string dir = tmpl, json = dir + "/bench.json";
-    ProgramResult r = run_program({bin("ipc-bench"), "--pin=0,1", "--transports=unix", "--sizes=64,4k",
-                                   "--benchmark_filter=^(RoundTrip/unix/64|Stream/unix/4096)/",
-                                   "--benchmark_min_time=0.2",
+    ProgramResult r = run_program({bin("ipc-bench"), "--pin=0,1", "--transports=unix", "--sizes=64",
+                                   "--benchmark_filter=^RoundTrip/unix/64/", "--benchmark_min_time=0.2",
                                    "--benchmark_out=" + json, "--benchmark_out_format=json"},
                                   "", 60000);
     ::kill(busy, SIGKILL);
@@ -312,17 +314,13 @@ TEST(BenchSmoke, ABusyLoopOnTheServersCpuIsCountedAndFlagged) {
     std::filesystem::remove_all(dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto entries = MiniJson(text).benchmarks();
-    ASSERT_EQ(entries.size(), 2u) << text;
-    for (const auto& b : entries) {
-        ASSERT_EQ(b.count("error_occurred"), 0u) << b.at("error_message");
-        const std::string name = b.at("name");
-        EXPECT_GT(number(b, "server_runq_ns_per_msg"), 0) << name;
-        EXPECT_GT(number(b, "runq_share"), 0.3) << name << ": server run delay " << number(b, "server_runq_ns_per_msg");
-        if (name.rfind("RoundTrip/", 0) == 0) {
-            EXPECT_GT(number(b, "interference"), 0.05) << "server run delay " << number(b, "server_runq_ns_per_msg");
-            EXPECT_EQ(number(b, "disturbed"), 1);
-        }
-    }
+    ASSERT_EQ(entries.size(), 1u) << text;
+    const auto& b = entries[0];
+    ASSERT_EQ(b.count("error_occurred"), 0u) << b.at("error_message");
+    EXPECT_GT(number(b, "server_runq_ns_per_msg"), 0);
+    EXPECT_GT(number(b, "interference"), 0.05) << "server run delay " << number(b, "server_runq_ns_per_msg");
+    EXPECT_GT(number(b, "runq_share"), number(b, "interference")) << "runq_share has no allowance taken off";
+    EXPECT_EQ(number(b, "disturbed"), 1);
 }
 
 // Client and servers on CPU 0: shm-spin's servers go to CPU 1, so its runs

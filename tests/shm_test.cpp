@@ -294,9 +294,13 @@ private:
 
 // Both sides on one CPU, in block mode: a 64 KiB message (published in
 // chunks, after a restart's pad every time) wakes its sleeping reader only
-// once it is whole, so each side waits exactly once per message. A wake
-// inside the message would let the reader preempt the writer, find the
-// message incomplete and wait a second time. No timing: counts of waits.
+// once it is whole, so each side waits once per message. A wake inside the
+// message would let the reader preempt the writer, find the message
+// incomplete and wait a second time (the old code: 78-79 server waits per
+// 40 messages). No timing: counts of waits. A sleeper also wakes by itself
+// every 100 ms slice to check its peer's pid (ipc/shm_futex.hpp); where a
+// message takes that long to write (under ThreadSanitizer, once in 40) that
+// wake-up may find it half written, so a tenth more waits are allowed.
 TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
     if (GetParam() != WaitMode::block) GTEST_SKIP() << "a spinning reader needs no wake";
     PinnedToOneCpu pin;
@@ -309,8 +313,11 @@ TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
     constexpr unsigned kMessages = 40;
     for (unsigned i = 0; i < kMessages; ++i) expect_echo(*ch, std::size_t{64} << 10, i);
     auto after = shm_session_counts(*ch);
-    EXPECT_EQ(sum(after->peer) - sum(before->peer), kMessages) << "the server waited inside a message";
-    EXPECT_EQ(sum(after->local) - sum(before->local), kMessages) << "the client waited inside a reply";
+    constexpr unsigned kSliceWakes = kMessages / 10;
+    EXPECT_GE(sum(after->peer) - sum(before->peer), kMessages);
+    EXPECT_LE(sum(after->peer) - sum(before->peer), kMessages + kSliceWakes) << "the server waited inside messages";
+    EXPECT_GE(sum(after->local) - sum(before->local), kMessages);
+    EXPECT_LE(sum(after->local) - sum(before->local), kMessages + kSliceWakes) << "the client waited inside replies";
 
     auto segments = segments_named(name_);
     ASSERT_EQ(segments.size(), 1u);
