@@ -3,8 +3,8 @@
 // the fifo transport), futex rendezvouss for waiting (see ipc/shm_layout.hpp
 // for the layout, ipc/shm_futex.hpp for the protocol).
 #include <fcntl.h>
-#include <sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
