@@ -166,6 +166,26 @@ def placement_flags(runs):
     return [other(b) for b in runs]
 
 
+def pool_rerun(first, fresh, names, min_iterations):
+    """{name: repetitions} of benchmarks run again: the re-run's repetitions
+    join the first pass's undisturbed ones (judged within the first pass), so
+    a figure spans both stretches of the run. A re-run packs all its
+    repetitions into a few seconds at the run's end: kept alone, its interval
+    showed only those seconds, and a figure that moved by 13% between two
+    runs (acc15: Stream/tcp/4096, re-run in both) was stable in both. Only
+    the re-run's when the first pass was cut short (fewer than
+    min_iterations in its first repetition: every repetition of that
+    process ran too few iterations). first and fresh as repetitions()
+    returns them; names: the benchmarks that were run again."""
+    pooled = {}
+    for n in sorted(set(names) & set(fresh)):
+        runs = first.get(n, [])
+        cut_short = bool(runs) and runs[0].get("iterations", min_iterations) < min_iterations
+        keep = [] if cut_short else [b for b, d in zip(runs, disturbed_flags(runs)) if not d]
+        pooled[n] = keep + fresh[n]
+    return pooled
+
+
 def waiting_share(b):
     """The share of a repetition's time its client and server spent runnable
     but waiting for a CPU: runq_share, or in older files `interference`
@@ -177,8 +197,10 @@ def delay_flags(runs):
     """One flag per repetition from run delay alone (see DISTURBED_EXCESS);
     ipc-bench's own `disturbed` counter when the file has neither
     `runq_share` nor `interference`."""
+    if not runs:
+        return []
     shares = [b.get("runq_share") for b in runs]
-    if all(v is not None for v in shares) and shares:
+    if all(v is not None for v in shares):
         typical = stats.median(shares)
         return [v - typical > DISTURBED_EXCESS for v in shares]
     shares = [b.get("interference") for b in runs]

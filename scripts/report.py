@@ -57,7 +57,9 @@ waits for the waker to block), and against the typical repetition because
 some benchmarks' own queueing moves from one repetition to the next. Why 5%: a
 round trip is serial, so such waiting adds straight to the measured time.
 Benchmarks with more than a third of their repetitions disturbed are run
-again once; if they are still disturbed, their figures are flagged.
+again once; the re-run's repetitions join the first pass's undisturbed ones
+(a re-run alone spans only a few seconds at the run's end), and a figure
+still disturbed is flagged.
 
 ipc-bench's log says `Library was built as DEBUG`: Debian builds Google
 Benchmark without NDEBUG. The timed loop is inlined into ipclab's optimised

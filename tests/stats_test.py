@@ -203,6 +203,25 @@ class Figures(unittest.TestCase):
             _, judged, _ = benchjson.repetitions(path, benchjson.placement_reference(first))
             self.assertEqual(benchjson.placement_flags(judged["Stream/shm-spin/64"]), [True] * 3)
 
+    def test_a_rerun_joins_the_first_passs_undisturbed_repetitions(self):
+        def reps(shares, iterations=1000):
+            return [{"runq_share": v, "iterations": iterations, "real_time": 1.0} for v in shares]
+        # First pass: 4 of 10 disturbed against its median (so it was run again); the re-run's 10 join
+        # the 6 quiet ones.
+        first = {"Stream/tcp/4096": reps([0.3, 0.9, 0.3, 0.3, 0.9, 0.3, 0.9, 0.3, 0.9, 0.3]),
+                 "Paired/unix/64": reps([0.4] * 10, iterations=2),
+                 "Paired/fifo/64": reps([0.4] * 10)}
+        fresh = {"Stream/tcp/4096": reps([0.31] * 10), "Paired/unix/64": reps([0.41] * 10),
+                 "Connect/tcp": reps([0.5] * 5)}
+        pooled = benchjson.pool_rerun(first, fresh, {"Stream/tcp/4096", "Paired/unix/64", "Connect/tcp"}, 5)
+        self.assertEqual(sorted(pooled), ["Connect/tcp", "Paired/unix/64", "Stream/tcp/4096"])
+        self.assertEqual([b["runq_share"] for b in pooled["Stream/tcp/4096"]], [0.3] * 6 + [0.31] * 10)
+        # A first pass cut short (2 iterations a repetition) is replaced, not pooled.
+        self.assertEqual([b["runq_share"] for b in pooled["Paired/unix/64"]], [0.41] * 10)
+        # A benchmark only the re-run has keeps the re-run; one not re-run is not touched.
+        self.assertEqual(len(pooled["Connect/tcp"]), 5)
+        self.assertNotIn("Paired/fifo/64", pooled)
+
     def test_a_figure_is_taken_from_the_runs_typical_placement(self):
         def paired(p50s, probes):
             return [{"name": "Paired/shm-spin/64/real_time", "run_name": "Paired/shm-spin/64/real_time",
