@@ -166,6 +166,15 @@ def placement_flags(runs):
     return [other(b) for b in runs]
 
 
+def cut_short(name, runs, min_iterations):
+    """Whether a Paired, Stream or BaselineStream benchmark's first repetition
+    settled on fewer than min_iterations iterations: a descheduled first try
+    stops Google Benchmark's search, and every repetition of that process
+    runs too few."""
+    return bool(runs) and name.split("/")[0] in ("Paired", "Stream", "BaselineStream") and \
+        runs[0].get("iterations", min_iterations) < min_iterations
+
+
 def pool_rerun(first, fresh, names, min_iterations):
     """{name: repetitions} of benchmarks run again: the re-run's repetitions
     join the first pass's undisturbed ones (judged within the first pass), so
@@ -173,15 +182,14 @@ def pool_rerun(first, fresh, names, min_iterations):
     repetitions into a few seconds at the run's end: kept alone, its interval
     showed only those seconds, and a figure that moved by 13% between two
     runs (acc15: Stream/tcp/4096, re-run in both) was stable in both. Only
-    the re-run's when the first pass was cut short (fewer than
-    min_iterations in its first repetition: every repetition of that
-    process ran too few iterations). first and fresh as repetitions()
-    returns them; names: the benchmarks that were run again."""
+    the re-run's when the first pass was cut short (cut_short). first and
+    fresh as repetitions() returns them; names: the benchmarks that were run
+    again."""
     pooled = {}
     for n in sorted(set(names) & set(fresh)):
         runs = first.get(n, [])
-        cut_short = bool(runs) and runs[0].get("iterations", min_iterations) < min_iterations
-        keep = [] if cut_short else [b for b, d in zip(runs, disturbed_flags(runs)) if not d]
+        keep = [] if cut_short(n, runs, min_iterations) else \
+            [b for b, d in zip(runs, disturbed_flags(runs)) if not d]
         pooled[n] = keep + fresh[n]
     return pooled
 

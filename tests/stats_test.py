@@ -218,6 +218,14 @@ class Figures(unittest.TestCase):
         self.assertEqual([b["runq_share"] for b in pooled["Stream/tcp/4096"]], [0.3] * 6 + [0.31] * 10)
         # A first pass cut short (2 iterations a repetition) is replaced, not pooled.
         self.assertEqual([b["runq_share"] for b in pooled["Paired/unix/64"]], [0.41] * 10)
+        # Few iterations mean cut short only for Paired, Stream and BaselineStream (as needs_rerun says):
+        # a Connect run again for disturbance keeps its first pass's quiet repetitions.
+        slow = {"Connect/udp": reps([0.4] * 4, iterations=2)}
+        joined = benchjson.pool_rerun(slow, {"Connect/udp": reps([0.5] * 4, iterations=2)}, {"Connect/udp"}, 5)
+        self.assertEqual(len(joined["Connect/udp"]), 8)
+        self.assertTrue(benchjson.cut_short("Stream/tcp/64", reps([0.1], iterations=3), 5))
+        self.assertFalse(benchjson.cut_short("Connect/udp", reps([0.1], iterations=3), 5))
+        self.assertFalse(benchjson.cut_short("Stream/tcp/64", [], 5))
         # A benchmark only the re-run has keeps the re-run; one not re-run is not touched.
         self.assertEqual(len(pooled["Connect/tcp"]), 5)
         self.assertNotIn("Paired/fifo/64", pooled)
