@@ -249,11 +249,11 @@ def interference_summary(reps):
         if any(v is None for v in shares):
             continue
         flags = benchjson.disturbed_flags(runs)
-        levels.append(stats.median(shares))
+        share = stats.median(shares)
+        levels.append(share)
         total += len(flags)
         disturbed += sum(flags)
         if sum(flags):
-            share = stats.median(shares)
             runq = stats.median([b.get("client_runq_ns_per_msg", 0) + b.get("server_runq_ns_per_msg", 0)
                                  for b in runs])
             worst.append((sum(flags), len(flags), name, share, runq))
