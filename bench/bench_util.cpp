@@ -26,13 +26,13 @@
 
 namespace ipclab::bench {
 
-namespace {
+volatile sig_atomic_t g_stop_signal = 0;
 
-volatile sig_atomic_t g_interrupted = 0;
+namespace {
 
 void on_stop_signal(int) {
     int saved = errno;
-    g_interrupted = 1;
+    g_stop_signal = 1;
     request_stop();
     errno = saved;
 }
@@ -125,7 +125,7 @@ void install_stop_handlers() {
     set_action(SIGTERM, on_stop_signal);
 }
 
-bool interrupted() noexcept { return g_interrupted != 0 || stop_requested(); }
+bool interrupted() noexcept { return g_stop_signal != 0 || stop_requested(); }
 
 namespace {
 bool g_loop_entered = false;  // of the benchmark call running now (one thread)
@@ -178,7 +178,7 @@ pid_t fork_child(int cpu, const std::function<int()>& body) {
     sa.sa_handler = SIG_DFL;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGCHLD, &sa, nullptr);
-    g_interrupted = 0;
+    g_stop_signal = 0;
     clear_stop();
     int rc = 1;
     try {

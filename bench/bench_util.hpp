@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "client/histogram.hpp"
+#include "ipc/error.hpp"
 #include "ipc/page_buffer.hpp"
 
 namespace ipclab::bench {
@@ -53,6 +54,19 @@ void pin_to_cpu(int cpu);
 // blocking calls return EINTR and the benchmarks unwind.
 void install_stop_handlers();
 bool interrupted() noexcept;
+
+// The handler's flag, read by stop_if_signalled.
+extern volatile sig_atomic_t g_stop_signal;
+
+// Once per timed-loop iteration (or per 64 MiB of copies): a stop that lands
+// while no call is blocked interrupts nothing - a stream's writes seldom
+// block, a client computes between its calls - and the loop then ran to its
+// repetition's end (seen: compare stopping 5-15 s after SIGTERM at
+// --min-time 5, and timeout's SIGKILL taking it down). Inline: one load of
+// a flag next to a system call. Throws Interrupted.
+inline void stop_if_signalled() {
+    if (g_stop_signal != 0) throw Interrupted();
+}
 
 // Google Benchmark 1.7 aborts the whole program when the repetitions of one
 // benchmark report different iteration counts (ComputeStats' check), and a
@@ -164,6 +178,7 @@ void measure_exchanges(benchmark::State& state, pid_t peer, Exchange exchange,
     std::uint64_t n = 0;
     meter.start();
     for (auto _ : timed(state)) {
+        stop_if_signalled();
         auto t0 = Clock::now();
         bool ok = exchange();
         meter.add(elapsed_ns(t0, Clock::now()));

@@ -162,6 +162,7 @@ void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::s
     std::uint64_t seq = 0;
     meter.start();
     for (auto _ : timed(state)) {
+        stop_if_signalled();
         if (size >= 8) put_u64(payload.data(), seq);
         auto t0 = Clock::now();
         pump.send(payload);

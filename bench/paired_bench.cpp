@@ -178,6 +178,7 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
         ours->mark_start();
         PairInterference interference(ours->server(), raw->server());
         for (auto _ : timed(state)) {
+            stop_if_signalled();
             auto [m_ours, m_raw] = alternate(pairs, [&] { return run_slice(a, self, payload, seq, n); },
                                              [&] { return run_slice(b, self, payload, seq, n); });
             if (m_raw > 0) ratios.push_back(m_ours / m_raw);
@@ -257,6 +258,7 @@ void paired_stream(benchmark::State& state, const std::string& transport, std::s
         std::uint64_t seq = 0, pairs = 0;
         PairInterference interference(ours->server(), raw->server());
         for (auto _ : timed(state)) {
+            stop_if_signalled();
             auto [t_ours, t_raw] = alternate(pairs, [&] { return run_stream_slice(a, self, payload, seq, n); },
                                              [&] { return run_stream_slice(b, self, payload, seq, n); });
             if (t_ours > 0) ratios.push_back(t_raw / t_ours);

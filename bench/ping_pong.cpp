@@ -42,6 +42,7 @@ void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size)
     std::uint64_t seq = 0;
     meter.start();
     for (auto _ : timed(state)) {
+        stop_if_signalled();
         bool verify = seq % kVerifyEvery == 0 || seq == last;
         if (verify) {
             state.PauseTiming();
