@@ -7,9 +7,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <chrono>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
@@ -112,6 +115,22 @@ int RunningProgram::stop(int signo, int timeout_ms) {
     int status = wait_or_kill(pid_, timeout_ms);
     pid_ = -1;
     return exit_code(status);
+}
+
+std::optional<int> RunningProgram::wait_exit(int timeout_ms) {
+    if (pid_ <= 0) return std::nullopt;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    int status = 0;
+    do {
+        pid_t r = ::waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+            pid_ = -1;
+            return exit_code(status);
+        }
+        if (r < 0 && errno != EINTR) return std::nullopt;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return std::nullopt;
 }
 
 std::string seed_exchanges(const std::string& port, int times) {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ public:
     std::string listening_port(int timeout_ms = 10000) const;
     // Sends signo, waits; returns the exit code (-1 if killed or timed out).
     int stop(int signo, int timeout_ms = 15000);
+    // Waits up to timeout_ms for it to exit by itself, killing nothing:
+    // its exit code (-1 if killed by a signal), or nullopt while it runs.
+    std::optional<int> wait_exit(int timeout_ms);
 
 private:
     pid_t pid_ = -1;
