@@ -101,6 +101,16 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
         ::dup2(err, STDERR_FILENO);
         ::close(out);
         ::close(err);
+        // "ok" goes out before run_server installs its stop handlers: a
+        // SIGTERM from a short test in between took the default action and
+        // left the listener's FIFO and lock behind (2 in 60 runs of
+        // Contract.ASecondLiveServerIsRefused/shm under load). Blocked here,
+        // it waits for run_server, which unblocks it once it is handled.
+        sigset_t stops;
+        sigemptyset(&stops);
+        sigaddset(&stops, SIGTERM);
+        sigaddset(&stops, SIGINT);
+        if (::sigprocmask(SIG_BLOCK, &stops, nullptr) != 0) ::_exit(126);
         int rc = 1;
         try {
             auto listener = listen(ep, options.limits);
