@@ -291,15 +291,7 @@ public:
         return n;
     }
 
-    // The next n published bytes in place, if they do not wrap; nullptr
-    // otherwise (take() copes with a wrap). The peer may still scribble on
-    // them: read each field once. advance(n) then takes them.
-    const std::byte* peek(std::size_t n) {
-        std::size_t at = offset();
-        if (n > capacity_ - at || readable(n) < n) return nullptr;
-        return data_ + at;
-    }
-    // After peek(m) returned bytes, with n <= m.
+    // Takes n bytes that were read in place (a frame found by frame()).
     void advance(std::size_t n) { tail_ += n; }
 
     std::size_t unreleased() const { return static_cast<std::size_t>(tail_ - released_); }
