@@ -6,13 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
@@ -119,18 +116,10 @@ int RunningProgram::stop(int signo, int timeout_ms) {
 
 std::optional<int> RunningProgram::wait_exit(int timeout_ms) {
     if (pid_ <= 0) return std::nullopt;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    int status = 0;
-    do {
-        pid_t r = ::waitpid(pid_, &status, WNOHANG);
-        if (r == pid_) {
-            pid_ = -1;
-            return exit_code(status);
-        }
-        if (r < 0 && errno != EINTR) return std::nullopt;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    } while (std::chrono::steady_clock::now() < deadline);
-    return std::nullopt;
+    auto status = wait_within(pid_, timeout_ms);
+    if (!status) return std::nullopt;
+    pid_ = -1;
+    return exit_code(*status);
 }
 
 std::string seed_exchanges(const std::string& port, int times) {

@@ -46,15 +46,21 @@ pid_t test_fork() {
     return pid;
 }
 
-int wait_or_kill(pid_t pid, int timeout_ms) {
+std::optional<int> wait_within(pid_t pid, int timeout_ms) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     int status = 0;
     while (std::chrono::steady_clock::now() < deadline) {
         pid_t r = ::waitpid(pid, &status, WNOHANG);
         if (r == pid) return status;
-        if (r < 0 && errno != EINTR) return status;
+        if (r < 0 && errno != EINTR) return 0;
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    return std::nullopt;
+}
+
+int wait_or_kill(pid_t pid, int timeout_ms) {
+    if (auto done = wait_within(pid, timeout_ms)) return *done;
+    int status = 0;
     ::kill(pid, SIGKILL);
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }

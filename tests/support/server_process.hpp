@@ -80,6 +80,11 @@ std::string make_capture_dir();
 // outlives its test or holds ctest's output pipe open until the timeout.
 pid_t test_fork();
 
+// Waits up to timeout_ms for a child to exit, killing nothing: its wait
+// status, or nullopt while it still runs. A pid that is no child of ours
+// (ECHILD) counts as gone, status 0.
+std::optional<int> wait_within(pid_t pid, int timeout_ms);
+
 // Waits for a child to exit within timeout_ms; kills it if it does not.
 // Returns the wait status, or -1 when it had to be killed.
 int wait_or_kill(pid_t pid, int timeout_ms);
