@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "ipc/fd.hpp"
+#include "ipc/io.hpp"
 #include "ipc/registry.hpp"
 #include "server/server_loop.hpp"
 #include "server/session_threads.hpp"
@@ -112,13 +113,9 @@ ServerProcess::ServerProcess(const Endpoint& ep, const ServerOptions& options) :
         // left the listener's FIFO and lock behind (2 in 60 runs of
         // Contract.ASecondLiveServerIsRefused/shm under load). Blocked here,
         // it waits for run_server, which unblocks it once it is handled.
-        sigset_t stops;
-        sigemptyset(&stops);
-        sigaddset(&stops, SIGTERM);
-        sigaddset(&stops, SIGINT);
-        if (::sigprocmask(SIG_BLOCK, &stops, nullptr) != 0) ::_exit(126);
         int rc = 1;
         try {
+            SignalsBlocked until_run_server_handles_them({SIGTERM, SIGINT});
             auto listener = listen(ep, options.limits);
             std::string msg = "ok " + listener->bound_port() + "\n";
             [[maybe_unused]] ssize_t n = ::write(ready_write.get(), msg.data(), msg.size());
