@@ -791,7 +791,7 @@ void baseline_memcpy(benchmark::State& state, std::size_t size) {
             benchmark::DoNotOptimize(dst.data());
             benchmark::ClobberMemory();
         }
-        if (g_stop_signal != 0) return fail(state, "interrupted");
+        if (interrupted()) return fail(state, "interrupted");
     }
     if (size > 0 && std::memcmp(dst.data(), src.data(), size) != 0)
         return fail(state, "memcpy copied wrong bytes");
