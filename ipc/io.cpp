@@ -174,7 +174,7 @@ std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
 }
 
 void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
-               const char* what) {
+               const char* what, int send_flags) {
     // Started at the first EAGAIN (the writes before it did not wait): most
     // calls never need it (see LazyDeadline).
     LazyDeadline deadline(timeout_ms);
@@ -184,14 +184,14 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
         // One buffer goes by write/send: cheaper in the kernel than an iovec walk.
         if (iovcnt == 1) {
             if (is_socket) wait_within_cap(fd, POLLOUT, what);
-            n = is_socket ? ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL)
+            n = is_socket ? ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | send_flags)
                           : ::write(fd, iov->iov_base, iov->iov_len);
         } else if (is_socket) {
             wait_within_cap(fd, POLLOUT, what);
             struct msghdr mh {};
             mh.msg_iov = iov;
             mh.msg_iovlen = static_cast<std::size_t>(iovcnt);
-            n = ::sendmsg(fd, &mh, MSG_NOSIGNAL);
+            n = ::sendmsg(fd, &mh, MSG_NOSIGNAL | send_flags);
         } else {
             n = ::writev(fd, iov, iovcnt);
         }

@@ -108,9 +108,10 @@ std::size_t read_some(int fd, void* buf, std::size_t len, const char* what);
 // Writes every byte of the iovec array, continuing after short writes.
 // Sockets use send/sendmsg(MSG_NOSIGNAL); other descriptors write/writev. When
 // a non-blocking descriptor is full, waits for room up to timeout_ms (<= 0:
-// as long as it takes).
+// as long as it takes). send_flags are added to a socket's MSG_NOSIGNAL
+// (MSG_MORE: more of the same frame follows at once).
 void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
-               const char* what);
+               const char* what, int send_flags = 0);
 void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
                const char* what);
 

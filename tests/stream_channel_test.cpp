@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -322,6 +323,65 @@ TEST(FramedChannel, ClientAndServerSidesTalk) {
     ASSERT_TRUE(c->receive(m));
     EXPECT_EQ(m.type, FrameType::error);
     EXPECT_EQ(std::string(reinterpret_cast<char*>(m.payload.data()), m.payload.size()), "nope");
+}
+
+// A connected TCP pair on loopback (large frames go out corked: the header
+// with MSG_MORE, then the payload).
+struct TcpPair {
+    Fd a, b;
+    TcpPair() {
+        Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        struct sockaddr_in sa {};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof sa;
+        if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 ||
+            ::listen(listener.get(), 1) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+            throw std::runtime_error("loopback listener");
+        a.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!a || ::connect(a.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) throw std::runtime_error("connect");
+        b.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!b) throw std::runtime_error("accept");
+    }
+};
+
+TEST(FramedChannel, LargeTcpFramesArriveWholeInOrderAndNothingWaitsBehindThem) {
+    TcpPair p;
+    auto c = make_framed_channel(StreamFds{std::move(p.a), Fd{}, true}, limits(), true);
+    // Around the size from which the header goes ahead with MSG_MORE; the
+    // opening rides with the first frame; a small frame after each large
+    // one must not wait behind a corked header.
+    const std::vector<std::size_t> sizes{256 * 1024 - 1, 256 * 1024, 1 << 20, 3, 300 * 1024, 1};
+    std::vector<ipclab::Bytes> sent;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        sent.emplace_back(sizes[i]);
+        fill_payload(sent.back(), static_cast<unsigned>(i), sizes[i]);
+    }
+    // The server side echoes each frame, through its own corked path.
+    std::thread server([&] {
+        try {
+            auto s = open_stream_session(std::move(p.b), limits());
+            Message m;
+            while (s->receive(m)) s->send(FrameType::data, m.payload);
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "the server side: " << e.what();
+        }
+    });
+    try {
+        Message m;
+        for (const auto& b : sent) {
+            c->send(FrameType::data, b);
+            if (!c->receive(m)) {
+                ADD_FAILURE() << "no echo of a frame of " << b.size() << " bytes";
+                break;
+            }
+            EXPECT_EQ(m.payload, b) << "echo of a frame of " << b.size() << " bytes";
+        }
+    } catch (const std::exception& e) {  // a frame left waiting would time out here
+        ADD_FAILURE() << "the client side: " << e.what();
+    }
+    c.reset();  // the server side sees the end and returns
+    server.join();
 }
 
 TEST(FramedChannel, OversizedFrameIsRefusedBeforeItsPayload) {
