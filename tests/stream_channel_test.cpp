@@ -335,11 +335,12 @@ struct TcpPair {
         sa.sin_family = AF_INET;
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         socklen_t len = sizeof sa;
-        if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 ||
-            ::listen(listener.get(), 1) != 0 || ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+        auto* addr = reinterpret_cast<sockaddr*>(&sa);
+        if (!listener || ::bind(listener.get(), addr, len) != 0 || ::listen(listener.get(), 1) != 0 ||
+            ::getsockname(listener.get(), addr, &len) != 0)
             throw std::runtime_error("loopback listener");
         a.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (!a || ::connect(a.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) throw std::runtime_error("connect");
+        if (!a || ::connect(a.get(), addr, len) != 0) throw std::runtime_error("connect");
         b.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!b) throw std::runtime_error("accept");
     }
