@@ -1,7 +1,12 @@
 // The sysv-mq transport against the real server loop.
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/msg.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "ipc/chunking.hpp"
 #include "ipc/private_dir.hpp"
@@ -17,6 +22,40 @@ constexpr const char* kTransport = "sysv-mq";
 
 namespace ipclab::test {
 namespace {
+
+// A prefork worker waits on the listener its supervisor made, and fork
+// copies the listener but not the tick that bounds its blocking msgrcv. A
+// stop that lands just before that msgrcv comes with no later signal; the
+// wait must still end, at the worker's own tick, as the supervisor's does.
+TEST_F(QueueTransport, AForkedChildsWaitOnTheListenerEndsWithoutASignal) {
+    auto listener = listen(ep_, echo_.limits);
+    int ends[2];
+    ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    Fd wake_read(ends[0]), wake_write(ends[1]);
+    pid_t pid = test_fork();
+    if (pid == 0) {
+        for (int i = 0; i < 1000; ++i) {  // a tick returns nullptr; the wake then ends the loop
+            try {
+                if (listener->accept(wake_read.get())) ::_exit(2);
+            } catch (const std::exception&) {
+                ::_exit(3);
+            }
+            struct pollfd p {wake_read.get(), POLLIN, 0};
+            if (::poll(&p, 1, 0) == 1) ::_exit(0);
+        }
+        ::_exit(4);
+    }
+    // The wake is written only once the child blocks in msgrcv, past its check.
+    const std::string wchan = "/proc/" + std::to_string(pid) + "/wchan";
+    EXPECT_TRUE(eventually([&] { return slurp(wchan).find("msgrcv") != std::string::npos; }))
+        << "the child never blocked in msgrcv";
+    char byte = 1;
+    EXPECT_EQ(::write(wake_write.get(), &byte, 1), 1);
+    std::optional<int> status = wait_within(pid, 10000);
+    if (!status) wait_or_kill(pid, 0);
+    ASSERT_TRUE(status) << "10 s after its wake the child still waited in msgrcv: no tick of its own";
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "child status " << *status;
+}
 
 TEST_F(QueueTransport, ForgedHellosAreRejectedAndServingContinues) {
     ServerProcess server(ep_, echo_);
