@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/msg.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -45,9 +46,11 @@ TEST_F(QueueTransport, AForkedChildsWaitOnTheListenerEndsWithoutASignal) {
         }
         ::_exit(4);
     }
-    // The wake is written only once the child blocks in msgrcv, past its check.
-    const std::string wchan = "/proc/" + std::to_string(pid) + "/wchan";
-    EXPECT_TRUE(eventually([&] { return slurp(wchan).find("msgrcv") != std::string::npos; }))
+    // The wake is written only once the child blocks in msgrcv, past its
+    // check (/proc/PID/syscall: the number of the call a task sleeps in).
+    const std::string in_call = "/proc/" + std::to_string(pid) + "/syscall";
+    const std::string msgrcv = std::to_string(SYS_msgrcv) + " ";
+    EXPECT_TRUE(eventually([&] { return slurp(in_call).rfind(msgrcv, 0) == 0; }))
         << "the child never blocked in msgrcv";
     char byte = 1;
     EXPECT_EQ(::write(wake_write.get(), &byte, 1), 1);
