@@ -283,8 +283,9 @@ private:
         mine_->slept.store(local_.slept, std::memory_order_relaxed);
     }
 
-    // See kRestartAfter. Only once the reader has caught up (the ring is
-    // empty): a ping-pong then cycles through the ring's first pages, while a
+    // See kRestartAfter and kSpinRestartAfter (ipc/shm_layout.hpp). Only
+    // once the reader has caught up (the ring is empty): a ping-pong then
+    // cycles through the ring's first pages, while a
     // stream whose reader is behind keeps the whole ring to run ahead in.
     // (Restarting whenever the pad merely fitted made every message above
     // kRestartAfter wait at offset 0 for the reader to free the previous one:
@@ -293,7 +294,7 @@ private:
     // the ring: a busy ring costs no extra reads of its index.
     void restart_at_ring_start() {
         std::size_t at = tx_.offset();
-        if (at < kRestartAfter) {
+        if (at < restart_after(mode_ == WaitMode::spin)) {
             restart_blocked_ = false;
             return;
         }

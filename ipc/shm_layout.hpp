@@ -77,6 +77,17 @@ inline constexpr std::size_t kMinTail = kPublishChunk / 4;
 // RoundTrip/shm-spin/64 had a 55-65 us stall every 59 messages, i.e. every
 // 4 KiB of ring, p99 65 us; a 16 KiB ring had p99 1.6 us).
 inline constexpr std::size_t kRestartAfter = 16 * 1024;
+// The same for spinning sides, which run on two CPUs: reusing lines the peer
+// has just read makes each of the writer's stores wait on the peer's cache
+// (measured on an Intel Xeon VM, Paired/shm-spin pinned 1,1, 4 interleaved
+// rounds of 3 repetitions, restart point 16 KiB -> 256 KiB: 4 KiB 1.71 ->
+// 1.48, 64 KiB 1.28 -> 0.97, 64 B 1.10 -> 1.06 with p99 0.71 -> 0.66 us;
+// 8 KiB made 4 KiB worse, 1.89; 1 MiB less good, 1.57). 64 pages, still
+// far from the whole ring's 512 of the stalls above. Blocking sides
+// keep 16 KiB: on one CPU the larger cycle only costs cache (shm 4 KiB 1.22
+// -> 1.28, 64 KiB 1.08 at both; on two CPUs 1.01 -> 1.02 and 0.98 -> 1.00).
+inline constexpr std::size_t kSpinRestartAfter = 256 * 1024;
+constexpr std::size_t restart_after(bool spinning) { return spinning ? kSpinRestartAfter : kRestartAfter; }
 // Stamp, frame header, zeros: where a smaller payload starts in its frame.
 inline constexpr std::size_t kFramePrefix = 16;
 static_assert(kStampBytes + kFrameHeaderSize <= kFramePrefix && kFramePrefix % kFrameAlign == 0);

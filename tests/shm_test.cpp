@@ -119,6 +119,9 @@ protected:
         server_ = std::make_unique<ServerProcess>(endpoint(), options);
     }
 
+    // Where this wait mode's ping-pongs go back to the ring's start.
+    static std::size_t restart_after() { return shm::restart_after(GetParam() == WaitMode::spin); }
+
     void expect_echo(Channel& ch, std::size_t size, unsigned seed = 1) {
         auto sent = payload_of(size, seed);
         ch.send(FrameType::data, sent);
@@ -245,6 +248,32 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
     EXPECT_EQ(c.immediate + c.spun + c.slept, 2000u) << "one wait per reply";
 }
 
+// A ping-pong goes back to the ring's start at its wait mode's point: a
+// blocking pair after 16 KiB (one CPU: a small cycle stays in cache), a
+// spinning pair after 256 KiB (two CPUs: lines the peer has just read are
+// slow to write again). The restart comes at the first send that starts at
+// or past that point, so the index before it lies within one frame past it.
+TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    auto segments = segments_named(name_);
+    ASSERT_EQ(segments.size(), 1u);
+    SegmentView h(segments[0]);
+    ASSERT_TRUE(h) << segments[0];
+    const std::size_t size = 4096;
+    std::uint64_t before_restart = 0;
+    unsigned seed = 0;
+    for (std::size_t i = 0; i < restart_after() / size + 8; ++i) {
+        expect_echo(*ch, size, ++seed);
+        std::uint64_t head = h->to_server.head.load();
+        if (head >= shm::kRingCapacity) break;  // the pad took the index to the ring's end
+        before_restart = head;
+    }
+    EXPECT_GE(h->to_server.head.load(), shm::kRingCapacity) << "never went back to the ring's start";
+    EXPECT_GE(before_restart, restart_after()) << "went back before its point";
+    EXPECT_LT(before_restart, restart_after() + size + 2 * kCacheLine) << "went back late";
+}
+
 // Small messages restart at the ring's start (pad frames, see kRestartAfter)
 // and must still arrive byte-exact when mixed with ones larger than the ring.
 TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
@@ -257,7 +286,7 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     for (unsigned i = 0; i < 600; ++i) expect_echo(*ch, 1 + i % 120, ++seed);  // ~40 KiB
     expect_echo(*ch, (std::size_t{3} << 20) + 7, ++seed);  // wraps the 2 MiB ring
     for (unsigned i = 0; i < 600; ++i) expect_echo(*ch, 1 + i % 120, ++seed);
-    expect_echo(*ch, shm::kRestartAfter - 3, ++seed);  // lands just before the restart point
+    expect_echo(*ch, restart_after() - 3, ++seed);  // lands just before the restart point
     for (unsigned i = 0; i < 50; ++i) expect_echo(*ch, 1 + i, ++seed);
 
     // Both rings jumped over padding: their indices ran far ahead of the bytes sent.
@@ -377,8 +406,9 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
                              shm::kPublishChunk - kCacheLine, shm::kPublishChunk - kCacheLine + 1,
                              edge - 1, edge, edge + 1, shm::kPublishChunk})
         for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
-    // Ping-pongs of 4 KiB restart at the ring's start after kRestartAfter.
-    for (int i = 0; i < 20; ++i) expect_echo(*ch, 4096, ++seed);
+    // Ping-pongs of 4 KiB restart at the ring's start after restart_after().
+    const int to_restart = static_cast<int>(restart_after() / 4096) + 20;
+    for (int i = 0; i < to_restart; ++i) expect_echo(*ch, 4096, ++seed);
     auto segments = segments_named(name_);
     ASSERT_EQ(segments.size(), 1u);
     SegmentView h(segments[0]);
@@ -395,7 +425,7 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     // Just past a restart: a pad to the ring's end, taken while the reader
     // is stopped, would hold the whole ring until it skips it.
     auto offset = [&] { return h->to_server.head.load() & (shm::kRingCapacity - 1); };
-    for (int i = 0; i < 10 && offset() >= 2 * size; ++i) expect_echo(*ch, size, ++seed);
+    for (int i = 0; i < to_restart && offset() >= 2 * size; ++i) expect_echo(*ch, size, ++seed);
     ASSERT_LT(offset(), 2 * size);
     // Frames of 4096-4098 bytes take 4160-4288 bytes of ring aligned.
     const std::size_t burst = (shm::kRingCapacity - 2 * size) / (size + 3 * kCacheLine);
