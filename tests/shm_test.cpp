@@ -15,6 +15,7 @@
 #include <functional>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "client/session.hpp"
 #include "ipc/error.hpp"
@@ -80,6 +81,8 @@ public:
     ~SegmentView() {
         if (h_) ::munmap(const_cast<shm::SegmentHeader*>(h_), shm::kHeaderBytes);
     }
+    SegmentView() = default;
+    SegmentView(SegmentView&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
     SegmentView(const SegmentView&) = delete;
     SegmentView& operator=(const SegmentView&) = delete;
     const shm::SegmentHeader* operator->() const { return h_; }
@@ -117,6 +120,19 @@ protected:
 
     void start(const ServerOptions& options = echo_options()) {
         server_ = std::make_unique<ServerProcess>(endpoint(), options);
+    }
+
+    // The header of the session's one segment; an empty view, the failure
+    // said, when there is not exactly one or it cannot be mapped.
+    SegmentView session_segment() const {
+        auto segments = segments_named(name_);
+        if (segments.size() != 1) {
+            ADD_FAILURE() << segments.size() << " segments named " << name_;
+            return SegmentView();
+        }
+        SegmentView h(segments[0]);
+        if (!h) ADD_FAILURE() << "cannot map " << segments[0];
+        return h;
     }
 
     // Where this wait mode's ping-pongs go back to the ring's start.
@@ -185,9 +201,7 @@ TEST_P(ShmTest, AStreamThroughAFullRingArrivesByteExact) {
     for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
     ASSERT_TRUE(pending);
     auto ch = pending->open(Limits{});
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView view(segments[0]);
+    SegmentView view = session_segment();
     ASSERT_TRUE(view);
     EXPECT_TRUE(eventually([&] { return view->to_server.space.sleeping.load() == 1; }, 20000))
         << "the writer never slept on the full ring";
@@ -214,9 +228,7 @@ TEST_P(ShmTest, AnIdleStreamReaderEndsAsleep) {
     auto ch = connect(endpoint(), Limits{});
     auto payload = payload_of(4096);
     for (int i = 0; i < 200; ++i) ch->send(FrameType::data, payload);
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView view(segments[0]);
+    SegmentView view = session_segment();
     ASSERT_TRUE(view);
     EXPECT_TRUE(eventually([&] { return view->to_server.data.sleeping.load() == 1; }, 20000))
         << "the idle reader never armed its futex sleep";
@@ -256,10 +268,8 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
 TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
     start();
     auto ch = connect(endpoint(), Limits{});
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView h(segments[0]);
-    ASSERT_TRUE(h) << segments[0];
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
     const std::size_t size = 4096;
     std::uint64_t before_restart = 0;
     unsigned seed = 0;
@@ -290,10 +300,8 @@ TEST_P(ShmTest, PadsBackToTheRingStartLosingNoBytes) {
     for (unsigned i = 0; i < 50; ++i) expect_echo(*ch, 1 + i, ++seed);
 
     // Both rings jumped over padding: their indices ran far ahead of the bytes sent.
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView h(segments[0]);
-    ASSERT_TRUE(h) << segments[0];
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
     EXPECT_GT(h->to_server.head.load(), 2 * shm::kRingCapacity);
     EXPECT_GT(h->to_client.head.load(), 2 * shm::kRingCapacity);
 }
@@ -348,10 +356,8 @@ TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
     EXPECT_GE(sum(after->local) - sum(before->local), kMessages);
     EXPECT_LE(sum(after->local) - sum(before->local), kMessages + kSliceWakes) << "the client waited inside replies";
 
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView h(segments[0]);
-    ASSERT_TRUE(h) << segments[0];
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
     EXPECT_EQ(h->client_counts.only_cpu.load(), pin.cpu() + 1) << "each side says where it may run";
     EXPECT_EQ(h->server_counts.only_cpu.load(), pin.cpu() + 1);
 }
@@ -362,10 +368,8 @@ TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
 TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
     start();
     auto ch = connect(endpoint(), Limits{});
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView h(segments[0]);
-    ASSERT_TRUE(h) << segments[0];
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
     struct Step {
         std::size_t size;
         std::uint64_t head;  // after the frame, on the next 16-byte boundary
@@ -409,10 +413,8 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     // Ping-pongs of 4 KiB restart at the ring's start after restart_after().
     const int to_restart = static_cast<int>(restart_after() / 4096) + 20;
     for (int i = 0; i < to_restart; ++i) expect_echo(*ch, 4096, ++seed);
-    auto segments = segments_named(name_);
-    ASSERT_EQ(segments.size(), 1u);
-    SegmentView h(segments[0]);
-    ASSERT_TRUE(h) << segments[0];
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
     EXPECT_GT(h->to_server.head.load(), shm::kRingCapacity) << "restarted at offset 0";
 
     // A burst runs up to the ring's end while the server is stopped, then
