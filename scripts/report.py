@@ -314,6 +314,36 @@ def placement_difference(old_reps, new_reps):
             "the vCPUs placed otherwise; the spinning transports' figures of the two runs are not comparable.")
 
 
+# How far two runs' host copy speeds may differ before --diff says so. The
+# probe is ipc-bench's largest memcpy: on a VM whose vCPUs move between
+# physical cores the memory speed changes, and large-message figures follow
+# it (seven acceptance pairs, Intel Xeon VM: 25-26 GB/s went with a unix 1 MiB
+# stream of 7.2-7.4 GB/s, 31-32 GB/s with 9.7-10.2; in one pair the probe fell
+# 5% between the runs and that stream 11%, stable in both).
+HOST_SPEED_SLACK = 0.05
+
+
+def host_speed_difference(old_rows, new_rows):
+    """A note when two runs' host copy speed (the memcpy throughput at the
+    largest size both measured) differs by more than HOST_SPEED_SLACK, else
+    ''. Each run's intervals see only its own time, so a shift between the
+    runs moves absolute figures without marking them."""
+    def probe(rows):
+        return {s: f["value"] for t, s, m, _, f in rows if t == "memcpy" and m == "memcpy_throughput"}
+    a, b = probe(old_rows), probe(new_rows)
+    sizes = sorted(set(a) & set(b))
+    if not sizes or not a[sizes[-1]]:
+        return ""
+    size = sizes[-1]
+    change = b[size] / a[size] - 1
+    if abs(change) <= HOST_SPEED_SLACK:
+        return ""
+    return (f"Host speed differed: memcpy of {human_size(size)} ran {fmt(a[size])} MB/s in the first run and "
+            f"{fmt(b[size])} MB/s in the second ({change:+.0%}). Absolute figures, large messages most, move "
+            "with the host between runs, unmarked by either run's intervals; the ipclab/raw ratios, paired "
+            "within each run, do not.")
+
+
 def spins(info, t):
     return info.get(t, {}).get("wait") == "spin"
 

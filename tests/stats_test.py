@@ -131,6 +131,17 @@ class Figures(unittest.TestCase):
                                                       ["tcp"], [64]))
         self.assertIn("0 figure(s) changed significantly", same)
 
+    def test_diff_notes_a_host_speed_shift_between_runs(self):
+        def run(mb_per_s):  # the memcpy rows of one run, as benchjson.figures makes them
+            return [("memcpy", size, "memcpy_throughput", "MB/s", {"value": v, "values": [v] * 5, "stable": True})
+                    for size, v in ((65536, 47000), (1048576, mb_per_s))]
+        text = report.host_speed_difference(run(31300), run(29700))  # -5.1%, the largest size decides
+        self.assertIn("Host speed differed", text)
+        self.assertIn("1 MiB", text)
+        self.assertIn("-5%", text)
+        self.assertEqual(report.host_speed_difference(run(31300), run(30000)), "")  # -4.2%: within the slack
+        self.assertEqual(report.host_speed_difference(run(31300), []), "")  # no probe in one run: nothing said
+
     def test_disturbed_repetitions_flag_the_figure(self):
         rows = benchjson.figures(fake_reps([12] * 9, disturbed=5), ["tcp"], [64])
         self.assertFalse(any(r[4]["stable"] for r in rows))
