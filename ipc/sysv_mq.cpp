@@ -357,9 +357,8 @@ public:
           name_(std::move(name)),
           key_(std::move(key)),
           queue_(std::move(queue)),
-          buf_(kernel_msgmax()) {
-        tick_here();
-    }
+          buf_(kernel_msgmax()),
+          timer_(kListenerTickMs) {}
 
     std::string describe() const override {
         return "sysv-mq msqid " + std::to_string(queue_.name().id) + " (" + key_.name() + ")";
@@ -374,7 +373,7 @@ public:
         }
         ssize_t got = ::msgrcv(queue_.name().id, buf_.raw(), buf_.capacity(), 0, IPC_NOWAIT);
         if (got < 0 && errno == ENOMSG) {  // nothing yet: block until a hello, signal or tick
-            tick_here();
+            timer_.arm_here();  // a prefork worker's own: see timer_
             got = ::msgrcv(queue_.name().id, buf_.raw(), buf_.capacity(), 0, 0);
         }
         if (got < 0) {
@@ -412,28 +411,19 @@ public:
     void close_in_child() noexcept override { lock_.close_in_child(); }
 
 private:
-    // The tick that bounds the blocking msgrcv belongs to the process that
-    // armed it, and fork does not copy timers: a prefork worker waiting on
-    // this listener had none, so a stop that landed between its wake_fd
-    // check and the blocking msgrcv (the supervisor's death, PDEATHSIG) was
-    // never seen, and the worker waited forever holding the instance lock
-    // (found in CI: a SIGKILLed supervisor's worker, the restarted server
-    // refused). Each process arms its own before it first blocks.
-    void tick_here() {
-        const pid_t me = ::getpid();
-        if (timer_pid_ == me) return;
-        timer_.reset();  // another process's timer: ~TickTimer leaves it alone
-        timer_.emplace(kListenerTickMs);
-        timer_pid_ = me;
-    }
-
     InstanceLock lock_;  // first: released last, after the names are gone
     std::string name_;
     OwnedPath key_;
     OwnedMsq queue_;
     MsgBuf buf_;
-    std::optional<TickTimer> timer_;
-    pid_t timer_pid_ = 0;
+    // Bounds the blocking msgrcv in accept(). fork does not copy timers: a
+    // prefork worker waiting on this listener had none, so a stop that
+    // landed between its wake_fd check and the blocking msgrcv (the
+    // supervisor's death, PDEATHSIG) was never seen, and the worker waited
+    // forever holding the instance lock (found in CI: a SIGKILLed
+    // supervisor's worker, the restarted server refused). accept() arms one
+    // for the process that blocks (arm_here).
+    TickTimer timer_;
 };
 
 // The key a server wrote into its key file; nullopt when there is none.

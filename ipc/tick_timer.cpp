@@ -21,22 +21,34 @@ void install_tick_handler(int signo, void (*handler)(int)) {
 
 }  // namespace
 
-TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : owner_(::getpid()) {
+TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms_(period_ms), signo_(signo) {
     install_tick_handler(signo, handler != nullptr ? handler : on_tick);
+    arm();
+}
+
+void TickTimer::arm() {
     struct sigevent sev {};
     sev.sigev_notify = SIGEV_THREAD_ID;
-    sev.sigev_signo = signo;
+    sev.sigev_signo = signo_;
     sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    check(::timer_create(CLOCK_MONOTONIC, &sev, &id_), "timer_create");
+    timer_t id{};
+    check(::timer_create(CLOCK_MONOTONIC, &sev, &id), "timer_create");
     struct itimerspec it {};
-    it.it_interval.tv_sec = period_ms / 1000;
-    it.it_interval.tv_nsec = static_cast<long>(period_ms % 1000) * 1000000L;
+    it.it_interval.tv_sec = period_ms_ / 1000;
+    it.it_interval.tv_nsec = static_cast<long>(period_ms_ % 1000) * 1000000L;
     it.it_value = it.it_interval;
-    if (::timer_settime(id_, 0, &it, nullptr) != 0) {
+    if (::timer_settime(id, 0, &it, nullptr) != 0) {
         int err = errno;
-        ::timer_delete(id_);
+        ::timer_delete(id);
         throw_errno("timer_settime", err);
     }
+    id_ = id;
+    owner_ = ::getpid();
+}
+
+// The handler's disposition came with fork; only the timer did not.
+void TickTimer::arm_here() {
+    if (::getpid() != owner_) arm();
 }
 
 TickTimer::~TickTimer() {

@@ -21,9 +21,19 @@ public:
     TickTimer& operator=(const TickTimer&) = delete;
     ~TickTimer();
 
+    // In a process forked after the timer was made (a prefork worker waiting
+    // on its supervisor's listener), arms a timer of its own with the same
+    // period and signal: the parent's does not tick here. One getpid; a no-op
+    // in the process that made it.
+    void arm_here();
+
 private:
+    void arm();  // creates and starts the timer for this thread, owned by this process
+
+    int period_ms_;
+    int signo_;
     timer_t id_{};
-    pid_t owner_;
+    pid_t owner_ = 0;
 };
 
 }  // namespace ipclab
