@@ -285,8 +285,8 @@ private:
 
     // See kRestartAfter and kSpinRestartAfter (ipc/shm_layout.hpp). Only
     // once the reader has caught up (the ring is empty): a ping-pong then
-    // cycles through the ring's first pages, while a
-    // stream whose reader is behind keeps the whole ring to run ahead in.
+    // cycles through the ring's first pages, while a stream whose reader is
+    // behind keeps the whole ring to run ahead in.
     // (Restarting whenever the pad merely fitted made every message above
     // kRestartAfter wait at offset 0 for the reader to free the previous one:
     // a 2 MiB ring one 64 KiB message deep, writer and reader each sleeping
