@@ -272,6 +272,27 @@ def figure(reps, metric, transport, size=""):
     return f
 
 
+# From this message size up a message's copies are a large part of its time,
+# so its absolute figures follow the host's copy speed (stats.with_host_term).
+# Below, system calls and wake-ups dominate; the memcpy probe there times a
+# few nanoseconds and would only add its own timer noise.
+HOST_TERM_FROM = 65536
+
+
+def host_terms(rows):
+    """Applies stats.with_host_term to every absolute figure (not a ratio) of
+    HOST_TERM_FROM bytes and up that has a memcpy probe at its size. Returns
+    how many it marked unstable."""
+    probes = {s: f for t, s, m, _, f in rows if t == "memcpy"}
+    marked = 0
+    for t, s, metric, unit, f in rows:
+        if t == "memcpy" or unit == "ratio" or s == "" or s < HOST_TERM_FROM or s not in probes:
+            continue
+        stats.with_host_term(f, probes[s])
+        marked += bool(f.get("host_unstable"))
+    return marked
+
+
 def figures(reps, transports, sizes, connect_baseline=None):
     """Every figure of a run: a list of (transport, size or '', metric, unit,
     figure); the memcpy reference comes as transport 'memcpy', the raw fork
@@ -299,4 +320,5 @@ def figures(reps, transports, sizes, connect_baseline=None):
             f = figure(reps, metric, t)
             if f:
                 rows.append((t, "", metric, UNITS[metric], f))
+    host_terms(rows)
     return rows

@@ -68,7 +68,16 @@ figures here are not affected (README: "Benchmarks").
 
 Stable means: the interval's half-width is within 5% of the figure (within
 ±0.05 for a ratio) and no more than a third of its repetitions were
-disturbed. Unstable figures carry `?` in the tables and `stable=false` in
+disturbed. From 64 KiB messages up, where copying is a large part of a
+message's time, an absolute figure (not a ratio) is stable only if the
+host's own speed held still too: the memcpy probe at its size
+(`Baseline/memcpy`, repeated through the run like every benchmark) must
+have an interval within the same 5%. Why: a figure's interval sees only its
+own repetitions, and a host that wanders moves such figures between runs
+while each run's repetitions agree (seen on this kind of VM: a unix 1 MiB
+stream 11% apart between two runs, with narrow intervals in both, while
+memcpy of 1 MiB wandered ±5.8% in the second).
+Unstable figures carry `?` in the tables and `stable=false` in
 summary.csv. To make them stable: quiet the machine (stop other work), run
 more repetitions (`--repetitions 15`) or longer ones (`--min-time 0.1`), or
 pin (`--pin 0,1`; on this kind of VM pinning slows blocking transports, so
@@ -342,6 +351,21 @@ def host_speed_difference(old_rows, new_rows):
             f"{fmt(b[size])} MB/s in the second ({change:+.0%}). Absolute figures, large messages most, move "
             "with the host between runs, unmarked by either run's intervals; the ipclab/raw ratios, paired "
             "within each run, do not.")
+
+
+def host_speed_summary(rows):
+    """Lines for REPORT.md on the host-speed probe within this run (see
+    benchjson.host_terms), or none."""
+    probes = [(s, f) for t, s, m, _, f in rows if t == "memcpy" and s >= benchjson.HOST_TERM_FROM]
+    if not probes:
+        return []
+    marked = sum(1 for *_, f in rows if f.get("host_unstable"))
+    spread = "; ".join(f"{human_size(s)} {fmt(f['value'])} MB/s [{fmt(f['low'])}, {fmt(f['high'])}] "
+                       f"(±{stats.relative_half_width(f):.1%})" for s, f in probes)
+    return ["", f"Host speed during the run (memcpy probe, median and 95% interval): {spread}. "
+                f"{marked} absolute figure(s) of {human_size(benchjson.HOST_TERM_FROM)} and up were marked "
+                "unstable because the probe at their size passed the 5% bound (How to read these figures). "
+                "Ratios are paired within the run and do not depend on it."]
 
 
 def spins(info, t):

@@ -158,6 +158,7 @@ TEST(Compare, QuickRunWritesEveryFile) {
     // The method, said where the figures are.
     for (const char* text : {"## How to read these figures", "confidence interval", "random interleaved order",
                              "Paired/<transport>/<bytes>", "run delay", "disturbed", "Stable means",
+                             "the memcpy probe at its size",
                              "Smoke test, not a measurement", "## Interference",
                              "ipclab against raw system calls (paired"})
         EXPECT_NE(report.find(text), std::string::npos) << text;

@@ -142,6 +142,54 @@ class Figures(unittest.TestCase):
         self.assertEqual(report.host_speed_difference(run(31300), run(30000)), "")  # -4.2%: within the slack
         self.assertEqual(report.host_speed_difference(run(31300), []), "")  # no probe in one run: nothing said
 
+    def test_large_absolute_figures_are_stable_only_while_the_host_held_still(self):
+        # 15 repetitions: the interval is [x(4), x(12)] of the sorted values.
+        def probe(half):  # memcpy MB/s whose interval is 30000 ±half
+            return [30000 - half] * 4 + [30000] * 7 + [30000 + half] * 4
+
+        def stream(half):  # a 1 MiB stream's MB/s, 10000 ±half
+            return [10000 - half] * 4 + [10000] * 7 + [10000 + half] * 4
+
+        def reps(probe_half, stream_half, size=1048576):
+            bps = [{"name": f"Baseline/memcpy/{size}", "bytes_per_second": v * 1e6} for v in probe(probe_half)]
+            st = [{"name": f"Stream/unix/{size}", "bytes_per_second": v * 1e6} for v in stream(stream_half)]
+            return {f"Baseline/memcpy/{size}": bps, f"Stream/unix/{size}": st}
+
+        def stream_figure(rows):
+            return next(r[4] for r in rows if r[2] == "stream_throughput")
+
+        # The probe wandered ±6%: the stream, ±3% on its own, is unstable too.
+        f = stream_figure(benchjson.figures(reps(1800, 300), ["unix"], [1048576]))
+        self.assertFalse(f["stable"])
+        self.assertTrue(f["host_unstable"])
+        self.assertAlmostEqual(f["host_share"], 0.06)
+        # The probe within ±4.1% (and the stream within ±3%): stable. The two
+        # are not added: the stream's own interval already saw the host move.
+        f = stream_figure(benchjson.figures(reps(1230, 300), ["unix"], [1048576]))
+        self.assertTrue(f["stable"])
+        self.assertNotIn("host_unstable", f)
+        # A figure unstable on its own stays so, and is not counted as the host's.
+        f = stream_figure(benchjson.figures(reps(1800, 900), ["unix"], [1048576]))
+        self.assertFalse(f["stable"])
+        self.assertNotIn("host_unstable", f)
+        # Below 64 KiB the probe is not applied, however much it wandered.
+        f = stream_figure(benchjson.figures(reps(3000, 300, size=4096), ["unix"], [4096]))
+        self.assertTrue(f["stable"])
+        self.assertNotIn("host_share", f)
+        # Without a probe at its size a figure keeps its own rule.
+        rows = benchjson.figures({k: v for k, v in reps(3000, 300).items() if "memcpy" not in k}, ["unix"], [1048576])
+        self.assertTrue(stream_figure(rows)["stable"])
+        # REPORT.md says how far the host wandered and how many figures it marked.
+        lines = report.host_speed_summary(benchjson.figures(reps(1800, 300), ["unix"], [1048576]))
+        self.assertTrue(any("±6.0%" in x and "1 absolute figure(s)" in x for x in lines), lines)
+
+    def test_ratios_do_not_carry_the_host_term(self):
+        f = {"value": 1.0, "low": 0.98, "high": 1.02, "stable": True}
+        probe = {"value": 100, "low": 80, "high": 120, "stable": False}
+        rows = [("memcpy", 1048576, "memcpy_throughput", "MB/s", probe), ("tcp", 1048576, "rtt_ratio", "ratio", f)]
+        self.assertEqual(benchjson.host_terms(rows), 0)
+        self.assertTrue(f["stable"])
+
     def test_disturbed_repetitions_flag_the_figure(self):
         rows = benchjson.figures(fake_reps([12] * 9, disturbed=5), ["tcp"], [64])
         self.assertFalse(any(r[4]["stable"] for r in rows))
