@@ -202,7 +202,7 @@ int posix_timers() {
 }
 
 // Whether thread tid of this process sleeps in one of the system calls.
-bool sleeps_in(pid_t tid, std::initializer_list<long> calls) {
+bool sleeps_in(pid_t tid, const std::vector<long>& calls) {
     std::string now = test::slurp("/proc/self/task/" + std::to_string(tid) + "/syscall");
     for (long c : calls)
         if (now.rfind(std::to_string(c) + " ", 0) == 0) return true;
@@ -231,8 +231,7 @@ TEST(ReadWrite, ASocketsFirstWaitsPollThenItsTickTakesOver) {
     const std::byte one[1] = {std::byte{1}};
     for (int i = 0; i < 9; ++i) {
         const bool polled = i < 8;
-        std::initializer_list<long> calls = polled ? std::initializer_list<long>{SYS_poll, SYS_ppoll}
-                                                   : std::initializer_list<long>{SYS_read};
+        const std::vector<long> calls = polled ? std::vector<long>{SYS_poll, SYS_ppoll} : std::vector<long>{SYS_read};
         EXPECT_TRUE(test::eventually([&] { return got == i && sleeps_in(tid, calls); }))
             << "wait " << i << ": not asleep in " << (polled ? "poll" : "read");
         EXPECT_EQ(posix_timers(), timers_before + (polled ? 0 : 1)) << "wait " << i;
