@@ -82,7 +82,7 @@ void StreamReader::put_back(std::span<const std::byte> bytes) {
 // timer_delete) and pages its code into a fresh session child, which is most
 // of what a short session does (Connect: one exchange). So a socket's first
 // kPolledWaits waits are found by a recv with MSG_DONTWAIT (EAGAIN: it would
-// wait) and done in poll, bounded by the deadline: one system call more per
+// wait) and done in polls of one tick at most: one system call more per
 // wait, until a session that keeps waiting has paid for its tick.
 namespace {
 constexpr int kPolledWaits = 8;
