@@ -13,10 +13,9 @@
 
 namespace ipclab {
 
-StreamReader::StreamReader(int fd, int timeout_ms, bool is_socket)
+StreamReader::StreamReader(int fd, int timeout_ms)
     : fd_(fd),
       timeout_ms_(timeout_ms),
-      socket_(is_socket),
       buf_(take_read_buffer(kReadBuffer, parked_buf_)) {}
 
 StreamReader::~StreamReader() {
@@ -76,18 +75,6 @@ void StreamReader::put_back(std::span<const std::byte> bytes) {
 // deadline starts at the first interruption (a timeout may run one tick
 // late): a read that finds its data reads no clock. A descriptor that is
 // non-blocking, or a socket with its own SO_RCVTIMEO, waits in poll.
-//
-// The tick is a POSIX timer: making and deleting it takes seven system calls
-// (sigaction, gettid, timer_create, timer_settime, getpid, getpid,
-// timer_delete) and pages its code into a fresh session child, which is most
-// of what a short session does (Connect: one exchange). So a socket's first
-// kPolledWaits waits are found by a recv with MSG_DONTWAIT (EAGAIN: it would
-// wait) and done in polls of one tick at most: one system call more per
-// wait, until a session that keeps waiting has paid for its tick.
-namespace {
-constexpr int kPolledWaits = 8;
-}  // namespace
-
 std::size_t StreamReader::read_ticked(std::byte* buf, std::size_t len) {
     struct iovec iov {buf, len};
     return readv_ticked(&iov, 1);
@@ -95,48 +82,21 @@ std::size_t StreamReader::read_ticked(std::byte* buf, std::size_t len) {
 
 std::size_t StreamReader::readv_ticked(::iovec* iov, int count) {
     constexpr int kTickMs = 100;
-    const bool polling = timeout_ms_ > 0 && !tick_ && socket_ && polled_waits_ < kPolledWaits;
-    if (timeout_ms_ > 0 && !tick_ && !polling) tick_.emplace(kTickMs);
+    if (timeout_ms_ > 0 && !tick_) tick_.emplace(kTickMs);
     LazyDeadline deadline(timeout_ms_);
     for (;;) {
         if (stop_requested()) throw Interrupted();
-        ssize_t n;
-        if (polling) {
-            struct msghdr m {};
-            m.msg_iov = iov;
-            m.msg_iovlen = static_cast<std::size_t>(count);
-            n = count == 1 ? ::recv(fd_, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT)
-                           : ::recvmsg(fd_, &m, MSG_DONTWAIT);
-        } else {
-            // read(2) for one piece: the kernel's iovec import costs a little.
-            n = count == 1 ? ::read(fd_, iov[0].iov_base, iov[0].iov_len) : ::readv(fd_, iov, count);
-        }
+        // read(2) for one piece: the kernel's iovec import costs a little.
+        ssize_t n = count == 1 ? ::read(fd_, iov[0].iov_base, iov[0].iov_len) : ::readv(fd_, iov, count);
         if (n >= 0) return static_cast<std::size_t>(n);
         int err = errno;
         if (err == EINTR || err == EAGAIN) {
             if (err == EINTR) on_eintr();
-            if (err == EAGAIN && polling) {
-                // A polled wait: one tick's poll, and no clock read unless
-                // the tick passes without data (the deadline starts there, as
-                // with the timer: a fresh child's first clock read faults in
-                // pages). A stop signal that lands just before the poll is
-                // seen a tick later at most, as with the timer.
-                ++polled_waits_;
-                struct pollfd p {fd_, POLLIN, 0};
-                int ready = ::poll(&p, 1, kTickMs);
-                if (ready > 0) continue;
-                if (ready < 0 && errno != EINTR) throw_errno("poll stream");
-                // A tick passed, or a signal came (another tick of this
-                // thread's, e.g. the iterative server's grace tick, may
-                // interrupt every poll): either way the deadline runs.
-                if (ready < 0) on_eintr();
-            }
             const Deadline& d = deadline.get();
-            if (d.expired())
-                throw TimeoutError("timed out after " + std::to_string(timeout_ms_) + " ms waiting for the peer");
-            // A non-blocking descriptor: wait for data the plain way (a timeout
-            // is found by the next pass).
-            if (err == EAGAIN && !polling) wait_fd(fd_, POLLIN, d.remaining_ms(), "stream");
+            // EAGAIN: a non-blocking descriptor; wait for data the plain way.
+            if (d.expired() || (err == EAGAIN && !wait_fd(fd_, POLLIN, d.remaining_ms(), "stream")))
+                throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
+                                   " ms waiting for the peer");
             continue;
         }
         if (err == ECONNRESET) throw PeerGone("connection reset reading stream");
@@ -186,7 +146,7 @@ public:
           pending_opening_(send_opening),
           reply_(reply),
           reader_(reader ? std::move(reader)
-                         : std::make_unique<StreamReader>(fds_.read.get(), limits.timeout_ms, fds_.is_socket)) {
+                         : std::make_unique<StreamReader>(fds_.read.get(), limits.timeout_ms)) {
         if (!timeouts_set) apply_timeouts(fds_, limits.timeout_ms);
     }
 
@@ -385,7 +345,7 @@ std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits
 
 std::unique_ptr<Channel> open_stream_session(Fd socket, const Limits& limits, bool timeouts_set) {
     if (!timeouts_set) set_send_timeout(socket.get(), limits.timeout_ms);
-    auto reader = std::make_unique<StreamReader>(socket.get(), limits.timeout_ms, true);
+    auto reader = std::make_unique<StreamReader>(socket.get(), limits.timeout_ms);
     if (reader->fill(1) && reader->data()[0] == std::byte{0}) {
         Opening opening;
         // Each fill asks for one more byte than is buffered: an opening's

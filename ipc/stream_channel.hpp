@@ -25,9 +25,8 @@ inline constexpr std::size_t kReadBuffer = 64 * 1024;
 class StreamReader {
 public:
     // Reads are bounded by timeout_ms (<= 0: none) through a tick timer of
-    // this thread, for pipes and sockets alike (see read_ticked); a socket's
-    // first few waits poll instead (kPolledWaits).
-    StreamReader(int fd, int timeout_ms, bool is_socket = false);
+    // this thread, for pipes and sockets alike (see read_ticked).
+    StreamReader(int fd, int timeout_ms);
     StreamReader(const StreamReader&) = delete;
     StreamReader& operator=(const StreamReader&) = delete;
     ~StreamReader();
@@ -61,15 +60,13 @@ private:
 
     int fd_;
     int timeout_ms_;
-    bool socket_;
-    int polled_waits_ = 0;  // waits done in poll, before the tick (kPolledWaits)
     bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
     // Page-aligned, so offsets in it are page offsets (fill's `at`).
     PageBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
-    std::optional<TickTimer> tick_;  // with a timeout: wakes blocked reads
+    std::optional<TickTimer> tick_;  // with a timeout: wakes blocked reads (in place: no allocation)
 };
 
 struct StreamFds {

@@ -6,16 +6,12 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <numeric>
 #include <thread>
@@ -25,7 +21,6 @@
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/page_buffer.hpp"
-#include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace ipclab {
@@ -191,90 +186,6 @@ TEST(ReadWrite, ReadTimesOut) {
     Pair p;
     std::byte buf[1];
     EXPECT_THROW(StreamReader(p.a.get(), 50).read_exact(buf, "test"), TimeoutError);
-}
-
-// POSIX timers of this process (/proc/self/timers: one "ID:" line each).
-int posix_timers() {
-    std::ifstream f("/proc/self/timers");
-    int n = 0;
-    for (std::string line; std::getline(f, line);) n += line.rfind("ID:", 0) == 0;
-    return n;
-}
-
-// Whether thread tid of this process sleeps in one of the system calls.
-bool sleeps_in(pid_t tid, const std::vector<long>& calls) {
-    std::string now = test::slurp("/proc/self/task/" + std::to_string(tid) + "/syscall");
-    for (long c : calls)
-        if (now.rfind(std::to_string(c) + " ", 0) == 0) return true;
-    return false;
-}
-
-// A socket reader's first waits are polls (no POSIX timer made), and once a
-// session has waited that often its tick takes over (the wait is a plain
-// read, and the timer exists while the reader does). No timing: each byte is
-// written only once the reader's thread sleeps in the call expected.
-TEST(ReadWrite, ASocketsFirstWaitsPollThenItsTickTakesOver) {
-    if (!std::filesystem::exists("/proc/self/timers")) GTEST_SKIP() << "no /proc/self/timers on this kernel";
-    Pair p;
-    const int timers_before = posix_timers();
-    std::atomic<pid_t> tid{0};
-    std::atomic<int> got{0};
-    std::atomic<bool> done{false};
-    std::thread reader([&] {
-        tid = static_cast<pid_t>(::syscall(SYS_gettid));
-        try {
-            StreamReader r(p.a.get(), 5000, true);
-            std::byte b[1];
-            while (got < 9 && r.read_exact(b, "test")) ++got;
-            while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the timer lives with r
-        } catch (const std::exception& e) {
-            ADD_FAILURE() << "reader: " << e.what();
-        }
-    });
-    while (tid == 0) std::this_thread::yield();
-    const std::byte one[1] = {std::byte{1}};
-    for (int i = 0; i < 9; ++i) {
-        const bool polled = i < 8;
-        const std::vector<long> calls = polled ? std::vector<long>{SYS_poll, SYS_ppoll} : std::vector<long>{SYS_read};
-        EXPECT_TRUE(test::eventually([&] { return got == i && sleeps_in(tid, calls); }))
-            << "wait " << i << ": not asleep in " << (polled ? "poll" : "read");
-        EXPECT_EQ(posix_timers(), timers_before + (polled ? 0 : 1)) << "wait " << i;
-        write_all(p.b.get(), one, true, 1000, "test");
-    }
-    EXPECT_TRUE(test::eventually([&] { return got == 9; }));
-    done = true;
-    reader.join();
-    EXPECT_EQ(posix_timers(), timers_before) << "the reader's tick outlived it";
-}
-
-TEST(ReadWrite, APolledWaitEndsAtItsTimeoutOrAStop) {
-    Pair p;
-    std::byte buf[1];
-    EXPECT_THROW(StreamReader(p.a.get(), 50, true).read_exact(buf, "test"), TimeoutError);
-    // A stop requested without a signal (as a thread of the server sees it)
-    // ends the wait within a tick.
-    std::atomic<pid_t> tid{0};
-    std::atomic<int> outcome{0};  // 1: Interrupted, 2: anything else
-    std::thread reader([&] {
-        tid = static_cast<pid_t>(::syscall(SYS_gettid));
-        try {
-            StreamReader(p.a.get(), 60000, true).read_exact(buf, "test");
-            outcome = 2;
-        } catch (const Interrupted&) {
-            outcome = 1;
-        } catch (const std::exception&) {
-            outcome = 2;
-        }
-    });
-    while (tid == 0) std::this_thread::yield();
-    EXPECT_TRUE(test::eventually([&] { return sleeps_in(tid, {SYS_poll, SYS_ppoll}); }));
-    request_stop();
-    bool ended = test::eventually([&] { return outcome != 0; }, 10000);
-    if (!ended) write_all(p.b.get(), std::span<const std::byte>(buf, 1), true, 1000, "test");  // let it end
-    reader.join();
-    clear_stop();
-    EXPECT_TRUE(ended) << "a stop did not end the polled wait";
-    EXPECT_EQ(outcome, 1);
 }
 
 TEST(ReadWrite, WritingToAClosedPeerIsPeerGoneNotSigpipe) {
