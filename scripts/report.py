@@ -71,8 +71,11 @@ Stable means: the interval's half-width is within 5% of the figure (within
 disturbed. From 64 KiB messages up, where copying is a large part of a
 message's time, an absolute figure (not a ratio) is stable only if the
 host's own speed held still too: the memcpy probe at its size
-(`Baseline/memcpy`, repeated through the run like every benchmark) must
-have an interval within the same 5%. Why: a figure's interval sees only its
+(`Baseline/memcpy`, repeated through the run like every benchmark), timed
+per CPU second, must have an interval within the same 5%. Per CPU second
+because a process sharing the probe's CPU halves its wall-clock throughput
+without slowing the copy, and run delay is judged on its own (above). Why:
+a figure's interval sees only its
 own repetitions, and a host that wanders moves such figures between runs
 while each run's repetitions agree (seen on this kind of VM: a unix 1 MiB
 stream 11% apart between two runs, with narrow intervals in both, while
@@ -356,13 +359,13 @@ def host_speed_difference(old_rows, new_rows):
 def host_speed_summary(rows):
     """Lines for REPORT.md on the host-speed probe within this run (see
     benchjson.host_terms), or none."""
-    probes = [(s, f) for t, s, m, _, f in rows if t == "memcpy" and s >= benchjson.HOST_TERM_FROM]
+    probes = [(s, f.get("cpu_probe") or f) for t, s, m, _, f in rows if t == "memcpy" and s >= benchjson.HOST_TERM_FROM]
     if not probes:
         return []
     marked = sum(1 for *_, f in rows if f.get("host_unstable"))
     spread = "; ".join(f"{human_size(s)} {fmt(f['value'])} MB/s [{fmt(f['low'])}, {fmt(f['high'])}] "
                        f"(±{stats.relative_half_width(f):.1%})" for s, f in probes)
-    return ["", f"Host speed during the run (memcpy probe, median and 95% interval): {spread}. "
+    return ["", f"Host speed during the run (memcpy probe, bytes per CPU second: median and 95% interval): {spread}. "
                 f"{marked} absolute figure(s) of {human_size(benchjson.HOST_TERM_FROM)} and up were marked "
                 "unstable because the probe at their size passed the 5% bound (How to read these figures). "
                 "Ratios are paired within the run and do not depend on it."]

@@ -192,15 +192,15 @@ def relative_half_width(f):
 def with_host_term(f, probe):
     """Holds an absolute figure to the host's own speed as well. probe: the
     figure of the host-speed probe at the same message size (the memcpy
-    throughput). A figure's interval sees only its own repetitions; a host
-    whose copy speed wandered during the run may be elsewhere in the next,
-    and figures that follow copy speed move with it while each run's
-    repetitions agree (seen: a unix 1 MiB stream 11% apart between two
-    runs, each with a narrow interval, while memcpy of 1 MiB wandered ±5.8%
-    in the second). So such a figure is stable only if the probe is too:
-    its interval's half-width within the same relative bound. The two
-    half-widths are not added: the figure's own interval already saw the
-    host move during its repetitions, and counting it twice marked 1 MiB
+    throughput per CPU second). A figure's interval sees only its own
+    repetitions; a host whose copy speed wandered during the run may be
+    elsewhere in the next, and figures that follow copy speed move with it
+    while each run's repetitions agree (seen: a unix 1 MiB stream 11% apart
+    between two runs, each with a narrow interval, while memcpy of 1 MiB
+    wandered ±5.8% in the second). So such a figure is stable only if the
+    probe is too: its interval's half-width within the same relative bound.
+    The two half-widths are not added: the figure's own interval already saw
+    the host move during its repetitions, and counting it twice marked 1 MiB
     figures in 30 of 32 stored runs. Sets f["host_share"] (the probe's
     relative half-width) and f["host_unstable"] when the probe alone made f
     unstable. Returns f."""

@@ -183,6 +183,24 @@ class Figures(unittest.TestCase):
         lines = report.host_speed_summary(benchjson.figures(reps(1800, 300), ["unix"], [1048576]))
         self.assertTrue(any("±6.0%" in x and "1 absolute figure(s)" in x for x in lines), lines)
 
+    def test_the_host_probe_is_timed_per_cpu_second(self):
+        # A busy loop on the probe's CPU halves the wall-clock throughput of 5
+        # of its 15 repetitions, but not the copy: per CPU second the probe
+        # held still, and the stream beside it stays stable.
+        probe = [{"name": "Baseline/memcpy/1048576", "bytes_per_second": (15e9 if i < 5 else 31e9),
+                  "cpu_time": 1048576 / 31e9 * 1e9, "time_unit": "ns"} for i in range(15)]
+        stream = [{"name": "Stream/unix/1048576", "bytes_per_second": 10e9} for _ in range(15)]
+        rows = benchjson.figures({"Baseline/memcpy/1048576": probe, "Stream/unix/1048576": stream}, ["unix"], [1048576])
+        memcpy = next(r[4] for r in rows if r[0] == "memcpy")
+        self.assertFalse(memcpy["stable"])  # the wall-clock figure the table shows is unstable ...
+        self.assertAlmostEqual(memcpy["cpu_probe"]["value"], 31000, places=0)  # ... its copy speed is not
+        self.assertTrue(next(r[4] for r in rows if r[2] == "stream_throughput")["stable"])
+        # The same probe slowed per CPU second (the copy itself slower) marks the stream.
+        for i in range(5):
+            probe[i]["cpu_time"] = 1048576 / 15e9 * 1e9
+        rows = benchjson.figures({"Baseline/memcpy/1048576": probe, "Stream/unix/1048576": stream}, ["unix"], [1048576])
+        self.assertTrue(next(r[4] for r in rows if r[2] == "stream_throughput")["host_unstable"])
+
     def test_ratios_do_not_carry_the_host_term(self):
         f = {"value": 1.0, "low": 0.98, "high": 1.02, "stable": True}
         probe = {"value": 100, "low": 80, "high": 120, "stable": False}
