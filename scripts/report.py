@@ -72,14 +72,14 @@ disturbed. From 64 KiB messages up, where copying is a large part of a
 message's time, an absolute figure (not a ratio) is stable only if the
 host's own speed held still too: the memcpy probe at its size
 (`Baseline/memcpy`, repeated through the run like every benchmark), timed
-per CPU second, must have an interval within the same 5%. Per CPU second
-because a process sharing the probe's CPU halves its wall-clock throughput
-without slowing the copy, and run delay is judged on its own (above). Why:
-a figure's interval sees only its
-own repetitions, and a host that wanders moves such figures between runs
-while each run's repetitions agree (seen on this kind of VM: a unix 1 MiB
-stream 11% apart between two runs, with narrow intervals in both, while
-memcpy of 1 MiB wandered ±5.8% in the second).
+per CPU second, must have an interval within the same 5%. Why: a figure's
+interval sees only its own repetitions, and a host that wanders moves such
+figures between runs while each run's repetitions agree (seen on this kind
+of VM: a unix 1 MiB stream 11% apart between two runs, with narrow
+intervals in both, while memcpy of 1 MiB wandered ±6.8% per CPU second in
+the second). Per CPU second because a process sharing the probe's CPU
+halves its wall-clock throughput without slowing the copy, and run delay is
+judged on its own (above).
 Unstable figures carry `?` in the tables and `stable=false` in
 summary.csv. To make them stable: quiet the machine (stop other work), run
 more repetitions (`--repetitions 15`) or longer ones (`--min-time 0.1`), or
