@@ -197,8 +197,9 @@ def with_host_term(f, probe):
     elsewhere in the next, and figures that follow copy speed move with it
     while each run's repetitions agree (seen: a unix 1 MiB stream 11% apart
     between two runs, each with a narrow interval, while memcpy of 1 MiB
-    wandered ±6.8% per CPU second in the second). So such a figure is stable only if the
-    probe is too: its interval's half-width within the same relative bound.
+    wandered ±6.8% per CPU second in the second). So such a figure is
+    stable only if the probe is too: its interval's half-width within the
+    same relative bound.
     The two half-widths are not added: the figure's own interval already saw
     the host move during its repetitions, and counting it twice marked 1 MiB
     figures in 30 of 32 stored runs. Sets f["host_share"] (the probe's
