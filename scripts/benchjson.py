@@ -279,11 +279,17 @@ def figure(reps, metric, transport, size=""):
 HOST_TERM_FROM = 65536
 
 
+def host_probe(memcpy_figure):
+    """The host-speed probe a memcpy row carries: its copy speed per CPU
+    second, or (files without cpu_time) its wall-clock throughput."""
+    return memcpy_figure.get("cpu_probe") or memcpy_figure
+
+
 def host_terms(rows):
     """Applies stats.with_host_term to every absolute figure (not a ratio) of
     HOST_TERM_FROM bytes and up that has a memcpy probe at its size. Returns
     how many it marked unstable."""
-    probes = {s: f.get("cpu_probe") or f for t, s, m, _, f in rows if t == "memcpy"}
+    probes = {s: host_probe(f) for t, s, m, _, f in rows if t == "memcpy"}
     marked = 0
     for t, s, metric, unit, f in rows:
         if t == "memcpy" or unit == "ratio" or s == "" or s < HOST_TERM_FROM or s not in probes:

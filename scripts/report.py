@@ -359,7 +359,7 @@ def host_speed_difference(old_rows, new_rows):
 def host_speed_summary(rows):
     """Lines for REPORT.md on the host-speed probe within this run (see
     benchjson.host_terms), or none."""
-    probes = [(s, f.get("cpu_probe") or f) for t, s, m, _, f in rows if t == "memcpy" and s >= benchjson.HOST_TERM_FROM]
+    probes = [(s, benchjson.host_probe(f)) for t, s, m, _, f in rows if t == "memcpy" and s >= benchjson.HOST_TERM_FROM]
     if not probes:
         return []
     marked = sum(1 for *_, f in rows if f.get("host_unstable"))
