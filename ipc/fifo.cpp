@@ -202,59 +202,28 @@ void grow_pipe(int fd) {
         throw_errno("fcntl(F_SETPIPE_SZ)");
 }
 
-// The channel both sides use: the framed stream channel over two FIFOs,
-// plus the first-read poll and the ownership of the session names.
-class FifoChannel final : public Channel {
+// What the framed stream channel over two FIFOs also does: the first-read
+// poll and the ownership of the session names.
+class FifoSessionHooks final : public StreamSessionHooks {
 public:
-    FifoChannel(std::unique_ptr<Channel> inner, int read_fd, int timeout_ms, OwnedPath c2s,
-                OwnedPath s2c, std::unique_ptr<SessionNames> server_names)
-        : inner_(std::move(inner)),
-          read_fd_(read_fd),
+    FifoSessionHooks(int read_fd, int timeout_ms, OwnedPath c2s, OwnedPath s2c,
+                     std::unique_ptr<SessionNames> server_names)
+        : read_fd_(read_fd),
           timeout_ms_(timeout_ms),
           c2s_(std::move(c2s)),
           s2c_(std::move(s2c)),
           server_names_(std::move(server_names)) {}
 
-    ~FifoChannel() override {
-        // Client: names first, so a server child that sees EOF finds them gone.
-        c2s_ = OwnedPath();
-        s2c_ = OwnedPath();
-        inner_.reset();
+    // After the channel closed its descriptors.
+    ~FifoSessionHooks() override {
         if (server_names_) server_names_->remove_if_client_gone(peer_ended_ ? kOwnerExitWaitMs : 0);
     }
 
-    void send(FrameType type, std::span<const std::byte> payload) override {
-        stop_point();
-        try {
-            inner_->send(type, payload);
-        } catch (const PeerGone&) {
-            peer_ended_ = true;
-            throw;
-        }
-    }
-
-    bool receive(Message& msg) override {
-        stop_point();
-        if (!writer_seen_) {
-            wait_for_writer();
-            writer_seen_ = true;
-        }
-        try {
-            bool ok = inner_->receive(msg);
-            if (!ok) peer_ended_ = true;
-            return ok;
-        } catch (const PeerGone&) {
-            peer_ended_ = true;
-            throw;
-        }
-    }
-
-private:
     // Until the peer first opens its end, a read would see EOF. The server
     // also watches the client's process: one killed between its hello and
     // opening its FIFO would otherwise hold the session (and an iterative
     // server, every session) until the idle timeout.
-    void wait_for_writer() {
+    void before_first_read() override {
         struct pollfd p[2] = {{read_fd_, POLLIN, 0},
                               {server_names_ ? server_names_->client_watch_fd() : -1, POLLIN, 0}};
         int n = wait_fds(p, p[1].fd >= 0 ? 2 : 1, timeout_ms_ > 0 ? timeout_ms_ : -1, "fifo");
@@ -262,32 +231,33 @@ private:
         if (p[0].revents == 0) throw PeerGone("the client exited before it opened its FIFO");
     }
 
-    // A stop signal that lands between system calls causes no EINTR; a busy
-    // session would never notice it, so each message looks at the flag.
-    static void stop_point() {
-        if (stop_requested()) throw Interrupted();
+    // Client: names first, so a server child that sees EOF finds them gone.
+    void before_close(bool peer_ended) override {
+        peer_ended_ = peer_ended;
+        c2s_ = OwnedPath();
+        s2c_ = OwnedPath();
     }
 
-    std::unique_ptr<Channel> inner_;
-    int read_fd_;  // owned by inner_
+private:
+    int read_fd_;  // the channel's
     int timeout_ms_;
     OwnedPath c2s_, s2c_;
     std::unique_ptr<SessionNames> server_names_;
-    bool writer_seen_ = false;
     bool peer_ended_ = false;
 };
 
-// Takes names only once nothing can fail, so a failing open() still holds them.
+// The names go to the hooks: if the channel cannot be made, their
+// destructor removes them as a session's end would (a client that vanished).
 std::unique_ptr<Channel> make_fifo_channel(Fd read, Fd write, const Limits& limits, OwnedPath c2s,
                                            OwnedPath s2c, std::unique_ptr<SessionNames>&& names) {
+    int read_fd = read.get();
+    auto hooks = std::make_unique<FifoSessionHooks>(read_fd, limits.timeout_ms, std::move(c2s), std::move(s2c),
+                                                    std::move(names));
     // Reads block (StreamReader's tick timer bounds them by the timeout);
     // writes stay non-blocking so a full pipe waits in poll, bounded by it too.
-    set_nonblocking(read.get(), false);
-    int read_fd = read.get();
-    auto inner = make_framed_channel(StreamFds{std::move(read), std::move(write), false}, limits,
-                                     false);
-    return std::make_unique<FifoChannel>(std::move(inner), read_fd, limits.timeout_ms,
-                                         std::move(c2s), std::move(s2c), std::move(names));
+    set_nonblocking(read_fd, false);
+    return make_framed_channel(StreamFds{std::move(read), std::move(write), false}, limits, false,
+                               SessionReply::server_default, false, std::move(hooks));
 }
 
 class FifoPending final : public PendingSession {
@@ -302,7 +272,7 @@ public:
             return make_fifo_channel(std::move(c2s_), std::move(s2c_), limits, OwnedPath(),
                                      OwnedPath(), std::move(names_));
         } catch (...) {
-            if (names_) names_->remove_if_client_gone(0);
+            if (names_) names_->remove_if_client_gone(0);  // failed before the hooks took them
             throw;
         }
     }

@@ -1,7 +1,5 @@
 #include "ipc/framing.hpp"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -10,48 +8,18 @@
 
 namespace ipclab {
 
-void put_u32(std::byte* out, std::uint32_t v) {
-    std::uint32_t be = htonl(v);
-    std::memcpy(out, &be, sizeof be);
+void throw_unframeable(std::size_t length) {
+    throw ProtocolError("message of " + std::to_string(length) +
+                        " bytes does not fit a frame (4 GiB - 1 at most)");
 }
 
-std::uint32_t get_u32(const std::byte* in) {
-    std::uint32_t be;
-    std::memcpy(&be, in, sizeof be);
-    return ntohl(be);
-}
-
-void put_u64(std::byte* out, std::uint64_t v) {
-    put_u32(out, static_cast<std::uint32_t>(v >> 32));
-    put_u32(out + 4, static_cast<std::uint32_t>(v));
-}
-
-std::uint64_t get_u64(const std::byte* in) {
-    return (std::uint64_t{get_u32(in)} << 32) | get_u32(in + 4);
-}
-
-HeaderBytes encode_header(FrameType type, std::size_t length) {
-    if (length > kMaxWireLength)
-        throw ProtocolError("message of " + std::to_string(length) +
-                            " bytes does not fit a frame (4 GiB - 1 at most)");
-    HeaderBytes h{};
-    h[0] = static_cast<std::byte>(type);
-    put_u32(h.data() + 1, static_cast<std::uint32_t>(length));
-    return h;
-}
-
-FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
-                          std::size_t max_message) {
-    auto type = static_cast<std::uint8_t>(bytes[0]);
+void throw_bad_header(std::uint8_t type, std::uint32_t length, std::size_t max_message) {
     if (type != static_cast<std::uint8_t>(FrameType::data) &&
         type != static_cast<std::uint8_t>(FrameType::error))
         throw ProtocolError("malformed frame: unknown type " + std::to_string(type));
-    std::uint32_t length = get_u32(bytes.data() + 1);
-    if (length > max_message)
-        throw OversizeError("message of " + std::to_string(length) +
-                            " bytes exceeds the receiver's limit of " + std::to_string(max_message) +
-                            " bytes");
-    return {static_cast<FrameType>(type), length};
+    throw OversizeError("message of " + std::to_string(length) +
+                        " bytes exceeds the receiver's limit of " + std::to_string(max_message) +
+                        " bytes");
 }
 
 namespace {

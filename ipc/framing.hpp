@@ -14,9 +14,12 @@
 // Pure functions without I/O so they can be unit-tested and fuzzed.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,12 +57,51 @@ struct FrameHeader {
 
 using HeaderBytes = std::array<std::byte, kFrameHeaderSize>;
 
+// Big-endian fixed-width fields, copied with memcpy (never a cast).
+inline void put_u32(std::byte* out, std::uint32_t v) {
+    std::uint32_t be = htonl(v);
+    std::memcpy(out, &be, sizeof be);
+}
+inline std::uint32_t get_u32(const std::byte* in) {
+    std::uint32_t be;
+    std::memcpy(&be, in, sizeof be);
+    return ntohl(be);
+}
+inline void put_u64(std::byte* out, std::uint64_t v) {
+    put_u32(out, static_cast<std::uint32_t>(v >> 32));
+    put_u32(out + 4, static_cast<std::uint32_t>(v));
+}
+inline std::uint64_t get_u64(const std::byte* in) {
+    return (std::uint64_t{get_u32(in)} << 32) | get_u32(in + 4);
+}
+
+// The errors of encode_header and decode_header, out of line: the two are
+// inline because every message of every framed transport passes them (as
+// calls they were a tenth of a small message's instructions outside the
+// kernel, on each side).
+[[noreturn]] void throw_unframeable(std::size_t length);
+[[noreturn]] void throw_bad_header(std::uint8_t type, std::uint32_t length, std::size_t max_message);
+
 // Throws ProtocolError when the payload cannot be described in 32 bits.
-HeaderBytes encode_header(FrameType type, std::size_t length);
+inline HeaderBytes encode_header(FrameType type, std::size_t length) {
+    if (length > kMaxWireLength) throw_unframeable(length);
+    HeaderBytes h{};
+    h[0] = static_cast<std::byte>(type);
+    put_u32(h.data() + 1, static_cast<std::uint32_t>(length));
+    return h;
+}
 
 // Throws ProtocolError for an unknown type, OversizeError when length > max_message.
-FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
-                          std::size_t max_message);
+inline FrameHeader decode_header(std::span<const std::byte, kFrameHeaderSize> bytes,
+                                 std::size_t max_message) {
+    auto type = static_cast<std::uint8_t>(bytes[0]);
+    std::uint32_t length = get_u32(bytes.data() + 1);
+    if ((type != static_cast<std::uint8_t>(FrameType::data) &&
+         type != static_cast<std::uint8_t>(FrameType::error)) ||
+        length > max_message)
+        throw_bad_header(type, length, max_message);
+    return {static_cast<FrameType>(type), length};
+}
 
 // Reads the opening at the start of `bytes` (a session's first bytes, the
 // first one NUL; more may follow). Returns size 0 while more bytes are needed
@@ -78,11 +120,6 @@ void check_text_line(std::size_t len, std::size_t max_message);
 // An error reply in text mode: "error: TEXT\n".
 std::string text_error_line(std::span<const std::byte> text);
 
-// Big-endian fixed-width fields, copied with memcpy (never a cast).
-void put_u32(std::byte* out, std::uint32_t v);
-std::uint32_t get_u32(const std::byte* in);
-void put_u64(std::byte* out, std::uint64_t v);
-std::uint64_t get_u64(const std::byte* in);
 
 inline std::span<const std::byte> as_bytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};

@@ -16,12 +16,13 @@
 
 namespace ipclab {
 
-namespace {
-// Atomic, not just volatile sig_atomic_t: the thread servers request a
-// stop from the main thread while session threads read it. Lock-free, so
-// still async-signal-safe.
+namespace detail {
 std::atomic<int> g_stop{0};
 static_assert(std::atomic<int>::is_always_lock_free, "set from signal handlers");
+}  // namespace detail
+using detail::g_stop;
+
+namespace {
 
 // The running WaitCap of this thread (see io.hpp).
 struct Cap {
@@ -60,7 +61,6 @@ WaitCap::~WaitCap() { g_cap.on = false; }
 bool WaitCap::expired() const { return g_cap.on && std::chrono::steady_clock::now() >= g_cap.at; }
 
 void request_stop() noexcept { g_stop.store(1); }
-bool stop_requested() noexcept { return g_stop.load() != 0; }
 // Read first: in a freshly forked child the store would cost a copy-on-write fault.
 void clear_stop() noexcept {
     if (g_stop.load() != 0) g_stop.store(0);
@@ -173,11 +173,28 @@ std::size_t read_some(int fd, void* buf, std::size_t len, const char* what) {
     }
 }
 
-void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
-               const char* what, int send_flags) {
-    // Started at the first EAGAIN (the writes before it did not wait): most
-    // calls never need it (see LazyDeadline).
-    LazyDeadline deadline(timeout_ms);
+namespace {
+
+// After a write failed with err: returns when it may be tried again (EINTR;
+// room came in a full pipe), throws otherwise.
+void before_write_again(int fd, int err, bool is_socket, LazyDeadline& deadline, const char* what) {
+    if (err == EINTR) {
+        on_eintr();
+        return;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        if (is_socket)  // SO_SNDTIMEO expired
+            throw TimeoutError(std::string("timed out writing ") + what);
+        if (!wait_fd(fd, POLLOUT, deadline.get().remaining_ms(), what))
+            throw TimeoutError(std::string("timed out writing ") + what);
+        return;
+    }
+    if (err == EPIPE || err == ECONNRESET) throw PeerGone(std::string("peer closed while writing ") + what);
+    throw_errno(std::string("write ") + what, err);
+}
+
+void write_rest(int fd, struct iovec* iov, int iovcnt, bool is_socket, LazyDeadline& deadline,
+                const char* what, int send_flags) {
     while (iovcnt > 0) {
         if (stop_requested()) throw Interrupted();
         ssize_t n;
@@ -196,20 +213,8 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
             n = ::writev(fd, iov, iovcnt);
         }
         if (n < 0) {
-            if (errno == EINTR) {
-                on_eintr();
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (is_socket)  // SO_SNDTIMEO expired
-                    throw TimeoutError(std::string("timed out writing ") + what);
-                if (!wait_fd(fd, POLLOUT, deadline.get().remaining_ms(), what))
-                    throw TimeoutError(std::string("timed out writing ") + what);
-                continue;
-            }
-            if (errno == EPIPE || errno == ECONNRESET)
-                throw PeerGone(std::string("peer closed while writing ") + what);
-            throw_errno(std::string("write ") + what);
+            before_write_again(fd, errno, is_socket, deadline, what);
+            continue;
         }
         // Advance past what was written; a short write leaves a partial iovec.
         auto left = static_cast<std::size_t>(n);
@@ -225,10 +230,35 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
     }
 }
 
+}  // namespace
+
+void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeout_ms,
+               const char* what, int send_flags) {
+    // Started at the first EAGAIN (the writes before it did not wait): most
+    // calls never need it (see LazyDeadline).
+    LazyDeadline deadline(timeout_ms);
+    write_rest(fd, iov, iovcnt, is_socket, deadline, what, send_flags);
+}
+
 void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
                const char* what) {
+    // The usual case tried first, in a few instructions: one call takes it
+    // all (a small message's instructions outside the kernel are most of
+    // what it costs beyond the raw floor). A socket under a WaitCap polls
+    // first: the general path.
+    LazyDeadline deadline(timeout_ms);
+    if (!(is_socket && g_cap.on)) {
+        if (stop_requested()) throw Interrupted();
+        ssize_t n = is_socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
+                              : ::write(fd, bytes.data(), bytes.size());
+        if (n == static_cast<ssize_t>(bytes.size())) [[likely]] return;
+        if (n < 0)
+            before_write_again(fd, errno, is_socket, deadline, what);
+        else
+            bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
     struct iovec iov {const_cast<std::byte*>(bytes.data()), bytes.size()};
-    write_all(fd, &iov, 1, is_socket, timeout_ms, what);
+    write_rest(fd, &iov, 1, is_socket, deadline, what, 0);
 }
 
 void send_whole(int fd, std::span<const std::byte> bytes, const char* what) {

@@ -35,7 +35,7 @@ public:
     // nothing buffered and a page offset `at`, the next bytes are read to
     // that offset of a page of the buffer (see FramedChannel::receive).
     static constexpr std::size_t kAnywhere = static_cast<std::size_t>(-1);
-    bool fill(std::size_t n, std::size_t at = kAnywhere);
+    bool fill(std::size_t n, std::size_t at = kAnywhere) { return buffered() >= n || refill(n, at); }
     std::size_t buffered() const { return end_ - pos_; }
     const std::byte* data() const { return buf_.data() + pos_; }
     void consume(std::size_t n) { pos_ += n; }
@@ -52,9 +52,12 @@ public:
     void put_back(std::span<const std::byte> bytes);
 
 private:
+    bool refill(std::size_t n, std::size_t at);
     // One read(2) or readv(2), bounded by the timeout (see stream_channel.cpp).
     std::size_t read_ticked(std::byte* buf, std::size_t len);
     std::size_t readv_ticked(::iovec* iov, int count);
+    // After a read failed with err: waits as the timeout allows, then reads again.
+    std::size_t read_again(::iovec* iov, int count, int err);
     // Makes the buffer at least n bytes, keeping what is buffered.
     void grow(std::size_t n);
 
@@ -75,13 +78,28 @@ struct StreamFds {
     bool is_socket;
 };
 
+// What a framed channel over a pair of FIFOs adds (fifo.cpp): a wait before
+// its first read, and the session's names, dropped around the close. Held by
+// the channel rather than wrapping it, so a message passes one channel's
+// calls (a wrapper was a tenth of a small message's instructions outside
+// the kernel).
+class StreamSessionHooks {
+public:
+    virtual ~StreamSessionHooks() = default;  // runs after the descriptors closed
+    virtual void before_first_read() = 0;
+    // The channel is closing, its descriptors still open; peer_ended: the
+    // peer closed or went away first (an EOF, or PeerGone thrown).
+    virtual void before_close(bool peer_ended) = 0;
+};
+
 // Framed channel. With send_opening, the first send carries the opening
 // (asking for `reply`, ipc/framing.hpp) in the same system call.
 // timeouts_set: a socket that already has limits.timeout_ms as its SO_SNDTIMEO.
 std::unique_ptr<Channel> make_framed_channel(StreamFds fds, const Limits& limits,
                                              bool send_opening,
                                              SessionReply reply = SessionReply::server_default,
-                                             bool timeouts_set = false);
+                                             bool timeouts_set = false,
+                                             std::unique_ptr<StreamSessionHooks> hooks = nullptr);
 
 // Reads the session's first bytes and picks the framed or the text channel.
 // timeouts_set: the socket already has limits.timeout_ms as its SO_SNDTIMEO

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -323,6 +324,109 @@ TEST(FramedChannel, ClientAndServerSidesTalk) {
     ASSERT_TRUE(c->receive(m));
     EXPECT_EQ(m.type, FrameType::error);
     EXPECT_EQ(std::string(reinterpret_cast<char*>(m.payload.data()), m.payload.size()), "nope");
+}
+
+// One Message reused for frames of changing sizes, as a session does: a small
+// frame is written out in one piece (send_small) and taken whole from the
+// reader's buffer (several frames per read, the payload's size changing or
+// not), and the largest small frame and the first that is not meet the other
+// paths. Each arrives byte-exact, with the size it was sent with.
+TEST(FramedChannel, OneMessageTakesFramesOfChangingSizesWhole) {
+    const std::size_t sizes[] = {64, 64, 10, 0, 64, 2043, 2044, 1, 2043, 0, 0, 5, 64};
+    Pair p;
+    StreamFds client{std::move(p.a), Fd{}, true};
+    auto c = make_framed_channel(std::move(client), limits(), true);
+    std::vector<ipclab::Bytes> payloads;
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+        payloads.emplace_back();
+        fill_payload(payloads.back(), i, sizes[i]);
+        c->send(i % 3 == 2 ? FrameType::error : FrameType::data, payloads.back());  // all buffered before any read
+    }
+    auto s = open_stream_session(std::move(p.b), limits());
+    Message m;
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+        ASSERT_TRUE(s->receive(m)) << i;
+        EXPECT_EQ(m.type, i % 3 == 2 ? FrameType::error : FrameType::data) << i;
+        ASSERT_EQ(m.payload.size(), sizes[i]) << i;
+        EXPECT_TRUE(m.payload == payloads[i]) << "frame " << i << " of " << sizes[i] << " bytes";
+    }
+    c.reset();
+    EXPECT_FALSE(s->receive(m)) << "clean end after the last frame";
+}
+
+// The same frames one byte per read: a small frame's header and payload
+// come in every split, and the payload's size changes from frame to frame.
+TEST(FramedChannel, OneMessageTakesFramesOfChangingSizesOverATrickle) {
+    const std::size_t sizes[] = {64, 3, 64, 0, 7};
+    ipclab::Bytes stream;
+    std::vector<ipclab::Bytes> payloads;
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+        payloads.emplace_back();
+        fill_payload(payloads.back(), i, sizes[i]);
+        auto frame = framed_bytes(payloads.back(), i == 0);
+        stream.insert(stream.end(), frame.begin(), frame.end());
+    }
+    Pair p;
+    pid_t pid = trickle(p.b, stream);
+    auto ch = open_stream_session(std::move(p.a), limits());
+    Message m;
+    for (std::size_t i = 0; i < std::size(sizes); ++i) {
+        ASSERT_TRUE(ch->receive(m)) << i;
+        ASSERT_EQ(m.payload.size(), sizes[i]) << i;
+        EXPECT_TRUE(m.payload == payloads[i]) << i;
+    }
+    EXPECT_FALSE(ch->receive(m));
+    EXPECT_EQ(test::wait_or_kill(pid, 30000), 0);
+}
+
+// Fills a pipe whose write end is non-blocking; returns the bytes it took.
+std::size_t fill_pipe(int fd) {
+    static const std::byte chunk[4096] = {};
+    std::size_t total = 0;
+    for (int i = 0; i < 4096; ++i) {  // bounded: pipes hold 1 MiB at most here
+        ssize_t n = ::write(fd, chunk, sizeof chunk);
+        if (n <= 0) break;
+        total += static_cast<std::size_t>(n);
+    }
+    return total;
+}
+
+// A small frame sent into a full pipe (its write end non-blocking, as a FIFO
+// session's) is not lost in the first write's EAGAIN: it waits for room,
+// then goes whole; with nobody reading it is a timeout, not a hang.
+TEST(FramedChannel, ASmallFrameIntoAFullPipeWaitsForRoomOrTimesOut) {
+    for (bool drained : {true, false}) {
+        int fds[2];
+        ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+        Fd read_end(fds[0]), write_end(fds[1]);
+        int w = write_end.get();
+        auto writer = make_framed_channel(StreamFds{Fd{}, std::move(write_end), false}, limits(kDefaultMaxMessage, 300),
+                                          false);
+        std::size_t filled = fill_pipe(w);
+        ASSERT_GT(filled, 0u);
+        ipclab::Bytes payload;
+        fill_payload(payload, 9, 64);
+        if (!drained) {
+            EXPECT_THROW(writer->send(FrameType::data, payload), TimeoutError);
+            continue;
+        }
+        ipclab::Bytes got;
+        std::thread reader([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the send meets a full pipe
+            std::byte buf[8192];
+            while (got.size() < filled + kFrameHeaderSize + payload.size()) {
+                ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+                if (n <= 0) break;
+                got.insert(got.end(), buf, buf + n);
+            }
+        });
+        EXPECT_NO_THROW(writer->send(FrameType::data, payload));
+        reader.join();
+        ASSERT_EQ(got.size(), filled + kFrameHeaderSize + payload.size());
+        EXPECT_EQ(got[filled], static_cast<std::byte>(FrameType::data));
+        EXPECT_EQ(get_u32(got.data() + filled + 1), payload.size());
+        EXPECT_TRUE(std::equal(payload.begin(), payload.end(), got.begin() + static_cast<std::ptrdiff_t>(filled + 5)));
+    }
 }
 
 // A connected TCP pair on loopback (large frames go out corked: the header
