@@ -20,16 +20,7 @@ std::string n(std::size_t v) { return std::to_string(v); }
 
 }  // namespace
 
-void encode_chunk_header(std::byte* out, const ChunkHeader& h) {
-    out[0] = static_cast<std::byte>(h.type);
-    out[1] = static_cast<std::byte>(h.flags);
-    out[2] = std::byte{0};
-    out[3] = std::byte{0};
-    put_u32(out + 4, h.total);
-    put_u32(out + 8, h.offset);
-}
-
-ChunkHeader decode_chunk_header(std::span<const std::byte> chunk) {
+void throw_bad_chunk_header(std::span<const std::byte> chunk) {
     if (chunk.size() < kChunkHeaderSize)
         throw ProtocolError("malformed chunk: " + n(chunk.size()) + " bytes, shorter than its " +
                             n(kChunkHeaderSize) + "-byte header");
@@ -38,14 +29,7 @@ ChunkHeader decode_chunk_header(std::span<const std::byte> chunk) {
     if (!known_type(type)) throw ProtocolError("malformed chunk: unknown type " + n(type));
     if ((flags & ~(kChunkFirst | kChunkLast | kChunkEnd)) != 0)
         throw ProtocolError("malformed chunk: unknown flags " + n(flags));
-    if (chunk[2] != std::byte{0} || chunk[3] != std::byte{0})
-        throw ProtocolError("malformed chunk: reserved bytes are not zero");
-    ChunkHeader h;
-    h.type = static_cast<FrameType>(type);
-    h.flags = flags;
-    h.total = get_u32(chunk.data() + 4);
-    h.offset = get_u32(chunk.data() + 8);
-    return h;
+    throw ProtocolError("malformed chunk: reserved bytes are not zero");
 }
 
 void encode_end_marker(std::byte* out) {
@@ -87,7 +71,7 @@ std::size_t ChunkSplitter::next(std::span<std::byte> out) {
     return kChunkHeaderSize + piece;
 }
 
-ChunkAssembler::Result ChunkAssembler::feed(std::span<const std::byte> chunk, Message& msg) {
+ChunkAssembler::Result ChunkAssembler::feed_any(std::span<const std::byte> chunk, Message& msg) {
     ChunkHeader h = decode_chunk_header(chunk);
     auto piece = chunk.subspan(kChunkHeaderSize);
     if ((h.flags & kChunkEnd) != 0) {

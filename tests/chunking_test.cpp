@@ -110,6 +110,52 @@ TEST(Chunking, AssemblerReusesMessageAcrossMessages) {
     }
 }
 
+// The queue transports' send loop writes a message that fits one chunk
+// itself (no splitter): the same bytes as the splitter's, and from one byte
+// over on the splitter's chunks.
+TEST(Chunking, SendChunkedWritesOneChunkAsTheSplitterDoes) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{64}, kCapacity, kCapacity + 1}) {
+        auto payload = pattern(size);
+        Chunk buf(kMaxChunk);
+        std::vector<Chunk> sent;
+        bool all = send_chunked(FrameType::error, payload, buf, [&](std::size_t len, bool) {
+            sent.emplace_back(buf.begin(), buf.begin() + static_cast<long>(len));
+            return true;
+        });
+        EXPECT_TRUE(all);
+        EXPECT_EQ(sent, split(FrameType::error, payload)) << size;
+    }
+}
+
+// A whole message in one chunk takes the assembler's short path: messages of
+// changing sizes into one reused Message each come out whole, and a lone
+// chunk whose header does not describe it exactly is refused as before.
+TEST(Chunking, OneChunkMessagesOfChangingSizesAndLiesAboutThem) {
+    ChunkAssembler a(kCapacity);
+    Message msg;
+    for (std::size_t size : {std::size_t{64}, std::size_t{10}, std::size_t{0}, std::size_t{64}, kCapacity, std::size_t{3}}) {
+        auto payload = pattern(size);
+        auto chunks = split(size % 2 ? FrameType::error : FrameType::data, payload);
+        ASSERT_EQ(chunks.size(), 1u);
+        EXPECT_EQ(a.feed(chunks[0], msg), ChunkAssembler::Result::message) << size;
+        EXPECT_EQ(msg.type, size % 2 ? FrameType::error : FrameType::data);
+        EXPECT_EQ(msg.payload, payload) << size;
+        EXPECT_TRUE(a.idle());
+    }
+    auto one = split(FrameType::data, pattern(64))[0];
+    auto lying = [&](std::uint32_t total) {
+        Chunk c = one;
+        put_u32(c.data() + 4, total);
+        return c;
+    };
+    ChunkAssembler b(kCapacity);
+    EXPECT_THROW(b.feed(lying(63), msg), ProtocolError) << "more bytes than its total";
+    ChunkAssembler c(kCapacity);
+    EXPECT_THROW(c.feed(lying(65), msg), ProtocolError) << "flagged last, the message short";
+    ChunkAssembler d(63);
+    EXPECT_THROW(d.feed(one, msg), OversizeError) << "over the receiver's limit";
+}
+
 TEST(Chunking, EndMarker) {
     std::byte marker[kChunkHeaderSize];
     encode_end_marker(marker);
