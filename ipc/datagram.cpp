@@ -1,6 +1,7 @@
 #include "ipc/datagram.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "ipc/error.hpp"
@@ -13,23 +14,7 @@ std::string n(std::size_t v) { return std::to_string(v); }
 
 }  // namespace
 
-DatagramHeaderBytes encode_datagram_header(const DatagramHeader& h) {
-    DatagramHeaderBytes out{};
-    out[0] = static_cast<std::byte>(h.kind);
-    out[1] = h.kind == DatagramKind::data ? static_cast<std::byte>(h.type) : std::byte{0};
-    out[2] = static_cast<std::byte>(kDatagramVersion >> 8);
-    out[3] = static_cast<std::byte>(kDatagramVersion & 0xff);
-    put_u32(out.data() + 4, h.session);
-    put_u32(out.data() + 8, h.dgram);
-    put_u32(out.data() + 12, h.ack);
-    put_u32(out.data() + 16, h.message);
-    put_u32(out.data() + 20, h.index);
-    put_u32(out.data() + 24, h.count);
-    put_u32(out.data() + 28, h.total);
-    return out;
-}
-
-DatagramHeader decode_datagram_header(std::span<const std::byte> d) {
+DatagramHeader decode_any_datagram_header(std::span<const std::byte> d) {
     if (d.size() < kDatagramHeaderSize)
         throw ProtocolError("truncated datagram: " + n(d.size()) + " bytes, shorter than its " +
                             n(kDatagramHeaderSize) + "-byte header");
@@ -107,9 +92,18 @@ DatagramAssembler::Result DatagramAssembler::feed(const DatagramHeader& h, std::
             throw ProtocolError("malformed datagram: " + n(h.count) + " chunks for " + n(h.total) +
                                 " bytes in pieces of " + n(piece_));
         msg.type = h.type;
-        msg.payload.clear();
         current_ = h;
         next_index_ = 0;
+        if (h.count == 1) {  // the whole message (total <= piece_): no reassembly
+            if (piece.size() != h.total)
+                throw ProtocolError("malformed datagram: chunk 0 carries " + n(piece.size()) + " bytes where " +
+                                    n(h.total) + " were due (truncated or overlong)");
+            if (msg.payload.size() != h.total) msg.payload.resize(h.total);  // a ping-pong's stays put
+            if (h.total != 0) std::memcpy(msg.payload.data(), piece.data(), h.total);
+            ++next_message_;
+            return Result::message;
+        }
+        msg.payload.clear();
         active_ = true;
     } else if (h.message != current_.message || h.index != next_index_ || h.count != current_.count ||
                h.total != current_.total || h.type != current_.type) {

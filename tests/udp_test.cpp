@@ -148,6 +148,28 @@ std::string failure_of(void (*spoil)(std::vector<ipclab::Bytes>&)) {
     return "delivered";
 }
 
+// A message in one datagram is copied out without reassembly: one reused
+// Message takes messages of changing sizes whole, and a lone datagram whose
+// piece is not its announced total is refused as before.
+TEST(DatagramAssembler, OneDatagramMessagesOfChangingSizesAndLiesAboutThem) {
+    DatagramAssembler a(1 << 20, kWindow);
+    Message msg;
+    std::uint32_t dgram = 1, message = 1;
+    for (std::size_t size : {std::size_t{64}, std::size_t{10}, std::size_t{0}, std::size_t{64}, piece_size(kWindow)}) {
+        auto payload = pattern(size);
+        auto ds = cut(payload, message++, dgram++);
+        ASSERT_EQ(ds.size(), 1u);
+        EXPECT_EQ(feed(a, ds[0], msg), DatagramAssembler::Result::message) << size;
+        EXPECT_EQ(msg.payload, payload) << size;
+        EXPECT_TRUE(a.idle());
+    }
+    for (std::uint32_t total : {63u, 65u}) {
+        DatagramAssembler b(1 << 20, kWindow);
+        auto piece = pattern(64);
+        EXPECT_THROW(feed(b, datagram(data_header(1, 1, 0, 1, total), piece), msg), ProtocolError) << total;
+    }
+}
+
 TEST(DatagramAssembler, DetectsLostDuplicatedAndReorderedDatagrams) {
     EXPECT_NE(failure_of([](auto& p) { p.erase(p.begin() + 1); }).find("lost"), std::string::npos);
     // The last chunk of a message: the next message's first datagram shows it.
