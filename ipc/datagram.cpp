@@ -27,13 +27,7 @@ DatagramHeader decode_any_datagram_header(std::span<const std::byte> d) {
     if (kind < 1 || kind > 5) throw ProtocolError("malformed datagram: unknown kind " + n(kind));
     DatagramHeader h;
     h.kind = static_cast<DatagramKind>(kind);
-    h.session = get_u32(d.data() + 4);
-    h.dgram = get_u32(d.data() + 8);
-    h.ack = get_u32(d.data() + 12);
-    h.message = get_u32(d.data() + 16);
-    h.index = get_u32(d.data() + 20);
-    h.count = get_u32(d.data() + 24);
-    h.total = get_u32(d.data() + 28);
+    read_datagram_numbers(d, h);
     if (h.session == 0) throw ProtocolError("malformed datagram: session 0");
     if (h.kind == DatagramKind::data) {
         if (type != static_cast<std::uint8_t>(FrameType::data) && type != static_cast<std::uint8_t>(FrameType::error))

@@ -93,6 +93,17 @@ inline DatagramHeaderBytes encode_datagram_header(const DatagramHeader& h) {
     return out;
 }
 
+// The header's seven u32 fields (session .. total), unchecked; d holds a whole header.
+inline void read_datagram_numbers(std::span<const std::byte> d, DatagramHeader& h) {
+    h.session = get_u32(d.data() + 4);
+    h.dgram = get_u32(d.data() + 8);
+    h.ack = get_u32(d.data() + 12);
+    h.message = get_u32(d.data() + 16);
+    h.index = get_u32(d.data() + 20);
+    h.count = get_u32(d.data() + 24);
+    h.total = get_u32(d.data() + 28);
+}
+
 // Every kind, and every error: what decode_datagram_header does for all but
 // a well-formed data datagram.
 DatagramHeader decode_any_datagram_header(std::span<const std::byte> datagram);
@@ -108,13 +119,7 @@ inline DatagramHeader decode_datagram_header(std::span<const std::byte> d) {
     DatagramHeader h;
     h.kind = DatagramKind::data;
     h.type = static_cast<FrameType>(d[1]);
-    h.session = get_u32(d.data() + 4);
-    h.dgram = get_u32(d.data() + 8);
-    h.ack = get_u32(d.data() + 12);
-    h.message = get_u32(d.data() + 16);
-    h.index = get_u32(d.data() + 20);
-    h.count = get_u32(d.data() + 24);
-    h.total = get_u32(d.data() + 28);
+    read_datagram_numbers(d, h);
     if (h.session == 0) return decode_any_datagram_header(d);
     return h;
 }

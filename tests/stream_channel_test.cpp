@@ -68,6 +68,19 @@ ipclab::Bytes framed_bytes(std::span<const std::byte> payload, bool opening) {
     return out;
 }
 
+// A session's bytes: the opening, then a frame of each size (payloads[i]
+// gets frame i's payload).
+ipclab::Bytes framed_stream(std::span<const std::size_t> sizes, std::vector<ipclab::Bytes>& payloads) {
+    ipclab::Bytes stream;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        payloads.emplace_back();
+        fill_payload(payloads.back(), i, sizes[i]);
+        auto frame = framed_bytes(payloads.back(), i == 0);
+        stream.insert(stream.end(), frame.begin(), frame.end());
+    }
+    return stream;
+}
+
 // Writes `bytes` into fd from a thread, then closes fd; joined when it goes
 // out of scope (also after a failed ASSERT). A reader that stops early makes
 // the write time out, which only ends the thread.
@@ -219,14 +232,8 @@ TEST(FramedChannel, RoundTripsEverySizeOverATrickle) {
 // inside a header; each frame still arrives whole and byte-exact.
 TEST(FramedChannel, AReusedLargeMessageGetsFramesOfEverySizeInAnyOrder) {
     const std::size_t sizes[] = {70000, 10, 0, 1u << 20, 3, 1u << 20, 70000, 4096, 5, 4095, 65531, 1};
-    ipclab::Bytes stream;
     std::vector<ipclab::Bytes> payloads;
-    for (std::size_t i = 0; i < std::size(sizes); ++i) {
-        payloads.emplace_back();
-        fill_payload(payloads.back(), i, sizes[i]);
-        auto frame = framed_bytes(payloads.back(), i == 0);
-        stream.insert(stream.end(), frame.begin(), frame.end());
-    }
+    ipclab::Bytes stream = framed_stream(sizes, payloads);
     Pair p;
     BackgroundWriter writer(p.b, stream);
     auto ch = open_stream_session(std::move(p.a), limits());
@@ -358,14 +365,8 @@ TEST(FramedChannel, OneMessageTakesFramesOfChangingSizesWhole) {
 // come in every split, and the payload's size changes from frame to frame.
 TEST(FramedChannel, OneMessageTakesFramesOfChangingSizesOverATrickle) {
     const std::size_t sizes[] = {64, 3, 64, 0, 7};
-    ipclab::Bytes stream;
     std::vector<ipclab::Bytes> payloads;
-    for (std::size_t i = 0; i < std::size(sizes); ++i) {
-        payloads.emplace_back();
-        fill_payload(payloads.back(), i, sizes[i]);
-        auto frame = framed_bytes(payloads.back(), i == 0);
-        stream.insert(stream.end(), frame.begin(), frame.end());
-    }
+    ipclab::Bytes stream = framed_stream(sizes, payloads);
     Pair p;
     pid_t pid = trickle(p.b, stream);
     auto ch = open_stream_session(std::move(p.a), limits());
