@@ -241,7 +241,7 @@ public:
     void send(FrameType type, std::span<const std::byte> payload) override {
         if (peer_ended_) throw PeerGone("the peer ended the session");
         if (send_aborted_) throw PeerGone("the peer answered before the last message was sent");
-        std::byte* chunk = txbuf_.data() + half_a_page_from(payload.data(), kChunkHeaderSize);
+        std::byte* chunk = txbuf_.data() + quarter_page_from(payload.data(), kChunkHeaderSize);
         bool sent = send_chunked(type, payload, {chunk, tx_msgsize_}, [&](std::size_t len, bool may_abort) {
             return send_raw(tx_.get(), chunk, len, may_abort);
         });
@@ -251,7 +251,7 @@ public:
     bool receive(Message& msg) override {
         if (peer_ended_) return false;
         bool got = receive_chunked(assembler_, msg, [&] {
-            std::size_t at = half_a_page_from(assembler_.next_piece(msg), kChunkHeaderSize);
+            std::size_t at = quarter_page_from(assembler_.next_piece(msg), kChunkHeaderSize);
             std::size_t n = receive_raw(at);
             return std::optional<std::span<const std::byte>>(std::in_place, rxbuf_.data() + at, n);
         });

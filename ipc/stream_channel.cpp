@@ -333,7 +333,7 @@ private:
     int write_fd() const { return fds_.write ? fds_.write.get() : fds_.read.get(); }
 
     // Where in a page the next frame should be read to so that its payload
-    // lands half a page away from where msg's storage (reused from the last
+    // lands a quarter page away from where msg's storage (reused from the last
     // message) starts. Copying the payload out of the read buffer is then
     // never 4K-aliased: with source and destination a few bytes apart
     // modulo 4096, each load waited on the store before it (measured: the
@@ -341,7 +341,7 @@ private:
     // heap happened to put the two buffers).
     static std::size_t payload_placement(const Message& msg) {
         if (msg.payload.capacity() == 0) return StreamReader::kAnywhere;
-        return half_a_page_from(msg.payload.data(), kFrameHeaderSize);
+        return quarter_page_from(msg.payload.data(), kFrameHeaderSize);
     }
 
     // First: destroyed last, after the descriptors closed (see StreamSessionHooks).

@@ -93,7 +93,7 @@ std::size_t kernel_msgmax() {
 class MsgBuf {
 public:
     // A page more than the message: place() moves the message within its
-    // first page, so a chunk's piece can sit half a page from the payload it
+    // first page, so a chunk's piece can sit a quarter page from the payload it
     // is copied to or from (ipc/page_buffer.hpp).
     explicit MsgBuf(std::size_t text)
         : text_(text), mem_(sizeof(long) + text + kPageSize), base_(mem_.data()) {}
@@ -101,10 +101,10 @@ public:
     long& mtype() { return *std::launder(reinterpret_cast<long*>(base_)); }
     std::byte* text() { return base_ + sizeof(long); }
     std::size_t capacity() const { return text_; }
-    // Puts the message so that its text's byte `header` lies half a page
+    // Puts the message so that its text's byte `header` lies a quarter page
     // from `other` (rounded down to the mtype's alignment); nullptr: the start.
     void place(const void* other, std::size_t header) {
-        std::size_t at = half_a_page_from(other, header + sizeof(long));
+        std::size_t at = quarter_page_from(other, header + sizeof(long));
         base_ = mem_.data() + at / alignof(long) * alignof(long);
     }
 

@@ -142,6 +142,23 @@ TEST(ReadWrite, FillPlacesTheNextBytesAtTheAskedPageOffset) {
     EXPECT_FALSE(r.fill(70000, 100)) << "EOF: a request beyond the buffer grows it, then meets the end";
 }
 
+// Where a copy's block goes (ipc/page_buffer.hpp): in the first half of its
+// page, its data a quarter page from the other end modulo 4096 (never a few
+// bytes apart), wherever the other end sits and whatever the header; a
+// small frame so ends well before its page's last lines.
+TEST(ReadWrite, CopyBlocksSitAQuarterPageFromTheOtherEndInTheirPagesFirstHalf) {
+    EXPECT_EQ(ipclab::quarter_page_from(nullptr, kFrameHeaderSize), 0u);
+    alignas(4096) static std::byte page[3 * 4096];
+    for (std::size_t other = 0; other < 2 * 4096; other += 7) {
+        for (std::size_t header : {std::size_t{5}, std::size_t{12}, std::size_t{20}}) {
+            std::size_t at = ipclab::quarter_page_from(page + other, header);
+            ASSERT_LT(at, 2048u) << other << " " << header;
+            std::size_t distance = (at + header + 4096 - other % 4096) % 4096;
+            ASSERT_TRUE(distance == 1024 || distance == 3072) << other << " " << header << ": " << distance;
+        }
+    }
+}
+
 // Message buffers of kLargeBuffer bytes and more start kLargeBufferPageOffset
 // into a page, whatever the heap did before (ipc/page_buffer.hpp says why);
 // filling them with append_bytes/assign_bytes copies exactly.
