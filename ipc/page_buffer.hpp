@@ -79,9 +79,8 @@ inline void return_read_buffer(PageBuffer b) { detail::parked_read_buffer = std:
 // into a buffer's first page, whose next page nothing had touched, made
 // `Paired/fifo/64` 1.07-1.12x the raw floor against 1.02-1.05x anywhere up to
 // 3950 (or across into the next page); with that page touched, 1.05-1.07.
-// Where the heap put a message's payload decided which a process got, as it
-// did with the rule before this one (half a page from `other`, anywhere in
-// the page).
+// The rule before (half a page from `other`, anywhere in the page) put it
+// there whenever malloc had put a small payload 1.9-2.0 KiB into its page.
 inline std::size_t quarter_page_from(const void* other, std::size_t header) {
     if (other == nullptr) return 0;
     constexpr std::size_t kHalf = kPageSize / 2;
