@@ -120,7 +120,6 @@ void check_text_line(std::size_t len, std::size_t max_message);
 // An error reply in text mode: "error: TEXT\n".
 std::string text_error_line(std::span<const std::byte> text);
 
-
 inline std::span<const std::byte> as_bytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
