@@ -2,6 +2,8 @@
 // system calls, no framing, no ipclab classes), so every run prints
 // ipclab's overhead as a ratio measured minutes apart on the same machine.
 //   Baseline/<transport>/<bytes>        round-trip ping-pong with a forked echo child
+//   BaselineDuplex/<transport>/<bytes>  shm and shm-spin: the same with the reply in a buffer
+//                                       of its own, not in the request's bytes
 //   BaselineStream/<transport>/<bytes>  one-way writes to a forked reader (tcp, unix, fifo)
 //   Baseline/connect-fork               minimal C fork-per-connection TCP server, one-shot
 //                                       (the child reads once, replies, exits: the seed's server)
@@ -19,6 +21,9 @@
 namespace ipclab::bench {
 
 benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size);
+// Only where has_duplex_baseline (bench/ping_pong.hpp).
+benchmark::internal::Benchmark* register_duplex_baseline_round_trip(const Config& c, const std::string& transport,
+                                                                    std::size_t size);
 // Registered only for transports with a one-way baseline (the byte streams).
 bool has_baseline_stream(const std::string& transport);
 benchmark::internal::Benchmark* register_baseline_stream(const Config& c, const std::string& transport, std::size_t size);

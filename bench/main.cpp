@@ -41,7 +41,8 @@ const char kDescription[] =
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> and PairedStream/<t>/<bytes> (tcp, unix, fifo),\n"
     "Baseline/connect-fork, Baseline/connect-fork-session, Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
     "Connect/<t>/<model>, Sessions/<t>/<model>/<clients>,\n"
-    "Baseline/connect-socat, Baseline/memcpy/<bytes>; with --remote HOST:PORT also\n"
+    "Baseline/connect-socat, Baseline/memcpy/<bytes>, BaselineDuplex/<t>/<bytes> and PairedDuplex/<t>/<bytes>\n"
+    "(shm, shm-spin: the raw reply in a buffer of its own); with --remote HOST:PORT also\n"
     "RoundTrip/remote/<bytes>, Baseline/remote/<bytes>, Paired/remote/<bytes>, Stream/remote/<bytes>\n"
     "and Connect/remote. Every --benchmark_* flag of Google Benchmark works as usual (listed below);\n"
     "without --benchmark_min_time each benchmark runs for at least 0.05 s. scripts/compare runs the\n"
@@ -220,6 +221,10 @@ void register_all(const Config& c) {
             if (s > 0 || !byte_stream) {
                 register_baseline_round_trip(c, t, s);
                 register_paired_round_trip(c, t, s);
+                if (has_duplex_baseline(t)) {
+                    register_duplex_baseline_round_trip(c, t, s);
+                    register_duplex_paired_round_trip(c, t, s);
+                }
             }
         }
         for (std::size_t s : c.sizes) {

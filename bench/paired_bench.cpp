@@ -217,20 +217,40 @@ double median_of(std::vector<double> values) {
     return *mid;
 }
 
+namespace {
+
+// Both servers of a pair on one CPU: on this kind of VM a wake-up across
+// CPUs costs several times one on the same CPU, and the scheduler places
+// each new process by lottery, so unpinned the two members of a pair could
+// land on different paths and their ratio would measure the placement.
+int pair_server_cpu(const Config& c, const std::string& transport) {
+    long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
+    return c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
+}
+
+}  // namespace
+
 benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
                                                            std::size_t size) {
     std::string name = "Paired/" + transport + "/" + std::to_string(size);
-    // Both servers of a pair on one CPU: on this kind of VM a wake-up across
-    // CPUs costs several times one on the same CPU, and the scheduler places
-    // each new process by lottery, so unpinned the two members of a pair could
-    // land on different paths and their ratio would measure the placement.
-    long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
-    int cpu = c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
+    int cpu = pair_server_cpu(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         report_placement(s, cpu);
         paired_round_trip(
             s, [&] { return make_ipclab_ping_pong(transport, cpu); },
             [&] { return make_baseline_ping_pong(transport, size, cpu); }, size);
+    })->UseRealTime();
+}
+
+benchmark::internal::Benchmark* register_duplex_paired_round_trip(const Config& c, const std::string& transport,
+                                                                  std::size_t size) {
+    std::string name = "PairedDuplex/" + transport + "/" + std::to_string(size);
+    int cpu = pair_server_cpu(c, transport);
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        report_placement(s, cpu);
+        paired_round_trip(
+            s, [&] { return make_ipclab_ping_pong(transport, cpu); },
+            [&] { return make_duplex_baseline_ping_pong(transport, size, cpu); }, size);
     })->UseRealTime();
 }
 

@@ -18,13 +18,12 @@
 #include <string>
 
 #include "bench/bench_util.hpp"
+#include "bench/ping_pong.hpp"
 
 namespace ipclab::bench {
 
 inline constexpr std::uint64_t kSliceNs = 1'000'000;
 
-class PingPong;
-using PingPongMaker = std::function<std::unique_ptr<PingPong>()>;
 
 // The paired run of two round trips (ours: ipclab's, raw: its baseline),
 // each made on first use of the run.
@@ -33,6 +32,10 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
 
 benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
                                                            std::size_t size);
+// PairedDuplex/<transport>/<bytes> (shm, shm-spin): the same against the raw
+// ping-pong whose reply has a buffer of its own (make_duplex_baseline_ping_pong).
+benchmark::internal::Benchmark* register_duplex_paired_round_trip(const Config& c, const std::string& transport,
+                                                                  std::size_t size);
 
 // PairedStream/<transport>/<bytes> (tcp, unix, fifo: the transports with a
 // raw stream baseline): ipclab's one-way stream to the sink server and the

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -42,10 +43,19 @@ public:
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, int server_cpu);
 // The same with the echo server at `ep`, run by process `server` (-1: on another host).
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server);
+// Makes a round trip on first use of a run.
+using PingPongMaker = std::function<std::unique_ptr<PingPong>()>;
+
 // The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
 // shm, shm-spin, udp); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
                                                   int server_cpu);
+// The shared-memory baselines again with the reply in a buffer of its own,
+// as a duplex channel has one per direction (the plain ones reply in place:
+// bench/baselines.cpp); shm and shm-spin only.
+bool has_duplex_baseline(const std::string& transport);
+std::unique_ptr<PingPong> make_duplex_baseline_ping_pong(const std::string& transport, std::size_t size,
+                                                         int server_cpu);
 
 // kWarmupMessages checked round trips (fresh patterns); returns their median
 // time, ns. Throws ProtocolError when an echo differs.
