@@ -861,21 +861,27 @@ std::unique_ptr<StreamPump> make_baseline_stream_pump(const std::string& t, std:
     return std::make_unique<RawStream>(t, size, flush_bytes, cpu);
 }
 
-benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size) {
-    std::string name = "Baseline/" + transport + "/" + std::to_string(size);
+namespace {
+
+benchmark::internal::Benchmark* register_raw_round_trip(
+    const std::string& family, const Config& c, const std::string& transport, std::size_t size,
+    std::unique_ptr<PingPong> (*make)(const std::string& transport, std::size_t size, int server_cpu)) {
+    std::string name = family + "/" + transport + "/" + std::to_string(size);
     int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        baseline_round_trip(s, [=] { return make_baseline_ping_pong(transport, size, cpu); }, size);
+        baseline_round_trip(s, [=] { return make(transport, size, cpu); }, size);
     })->UseRealTime();
+}
+
+}  // namespace
+
+benchmark::internal::Benchmark* register_baseline_round_trip(const Config& c, const std::string& transport, std::size_t size) {
+    return register_raw_round_trip("Baseline", c, transport, size, make_baseline_ping_pong);
 }
 
 benchmark::internal::Benchmark* register_duplex_baseline_round_trip(const Config& c, const std::string& transport,
                                                                     std::size_t size) {
-    std::string name = "BaselineDuplex/" + transport + "/" + std::to_string(size);
-    int cpu = server_cpu_for(c, transport);
-    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        baseline_round_trip(s, [=] { return make_duplex_baseline_ping_pong(transport, size, cpu); }, size);
-    })->UseRealTime();
+    return register_raw_round_trip("BaselineDuplex", c, transport, size, make_duplex_baseline_ping_pong);
 }
 
 bool has_baseline_stream(const std::string& t) { return t == "tcp" || t == "unix" || t == "fifo"; }

@@ -228,30 +228,30 @@ int pair_server_cpu(const Config& c, const std::string& transport) {
     return c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
 }
 
+using RawMaker = std::unique_ptr<PingPong> (*)(const std::string& transport, std::size_t size, int server_cpu);
+
+benchmark::internal::Benchmark* register_pair(const std::string& family, const Config& c,
+                                              const std::string& transport, std::size_t size, RawMaker make_raw) {
+    std::string name = family + "/" + transport + "/" + std::to_string(size);
+    int cpu = pair_server_cpu(c, transport);
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        report_placement(s, cpu);
+        paired_round_trip(
+            s, [&] { return make_ipclab_ping_pong(transport, cpu); }, [&] { return make_raw(transport, size, cpu); },
+            size);
+    })->UseRealTime();
+}
+
 }  // namespace
 
 benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
                                                            std::size_t size) {
-    std::string name = "Paired/" + transport + "/" + std::to_string(size);
-    int cpu = pair_server_cpu(c, transport);
-    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        report_placement(s, cpu);
-        paired_round_trip(
-            s, [&] { return make_ipclab_ping_pong(transport, cpu); },
-            [&] { return make_baseline_ping_pong(transport, size, cpu); }, size);
-    })->UseRealTime();
+    return register_pair("Paired", c, transport, size, make_baseline_ping_pong);
 }
 
 benchmark::internal::Benchmark* register_duplex_paired_round_trip(const Config& c, const std::string& transport,
                                                                   std::size_t size) {
-    std::string name = "PairedDuplex/" + transport + "/" + std::to_string(size);
-    int cpu = pair_server_cpu(c, transport);
-    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-        report_placement(s, cpu);
-        paired_round_trip(
-            s, [&] { return make_ipclab_ping_pong(transport, cpu); },
-            [&] { return make_duplex_baseline_ping_pong(transport, size, cpu); }, size);
-    })->UseRealTime();
+    return register_pair("PairedDuplex", c, transport, size, make_duplex_baseline_ping_pong);
 }
 
 void paired_stream(benchmark::State& state, const std::string& transport, std::size_t size, int cpu) {
