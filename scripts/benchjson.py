@@ -7,6 +7,8 @@ Which benchmark gives which figure:
   Paired/<t>/<bytes>     rtt_p50, rtt_p99, client/server_cpu_per_msg (ipclab's side),
                          baseline_rtt_p50 (the raw side) and rtt_ratio (median of the
                          per-pair ratios ipclab / raw, slices interleaved in one process)
+  PairedDuplex/<t>/<bytes>  rtt_ratio_duplex (shm, shm-spin): the same ratio against the raw
+                         ping-pong whose reply has a buffer of its own (Paired's replies in place)
   RoundTrip/<t>/<bytes>  the same figures when no Paired run is in the file
   Baseline/<t>/<bytes>   baseline_rtt_p50 likewise
   Stream/, BaselineStream/<t>/<bytes>   stream_throughput, baseline_stream_throughput
@@ -34,6 +36,7 @@ SIZE_METRICS = [
      lambda b: b["server_cpu_ns_per_msg"] / 1e3 if "server_cpu_ns_per_msg" in b else None, False),
     ("baseline_rtt_p50", "us", ["Paired:raw", "Baseline"], None, False),
     ("rtt_ratio", "ratio", ["Paired"], lambda b: b.get("ratio"), True),
+    ("rtt_ratio_duplex", "ratio", ["PairedDuplex"], lambda b: b.get("ratio"), True),
     ("stream_throughput", "MB/s", ["Stream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
     ("baseline_stream_throughput", "MB/s", ["BaselineStream"], lambda b: b.get("bytes_per_second", 0) / 1e6, False),
 ]
@@ -167,11 +170,11 @@ def placement_flags(runs):
 
 
 def cut_short(name, runs, min_iterations):
-    """Whether a Paired, Stream or BaselineStream benchmark's first repetition
+    """Whether a Paired(Duplex), Stream or BaselineStream benchmark's first repetition
     settled on fewer than min_iterations iterations: a descheduled first try
     stops Google Benchmark's search, and every repetition of that process
     runs too few."""
-    return bool(runs) and name.split("/")[0] in ("Paired", "Stream", "BaselineStream") and \
+    return bool(runs) and name.split("/")[0] in ("Paired", "PairedDuplex", "Stream", "BaselineStream") and \
         runs[0].get("iterations", min_iterations) < min_iterations
 
 

@@ -235,14 +235,20 @@ def ratio_table(rows, transports, sizes, markdown=True, info=None):
     head = ["transport"] + [f"{human_size(s)}: ipclab / raw" for s in sizes]
     body = []
     for t in transports:
-        cells = [label(info, t) if not markdown else f"`{label(info, t)}`"]
-        for s in sizes:
-            r = find(rows, t, s, "rtt_ratio")
-            if not r:
-                cells.append("-")
+        # The second row: against the raw ping-pong whose reply has a buffer
+        # of its own (rtt_ratio_duplex; shm and shm-spin).
+        for metric, suffix in (("rtt_ratio", ""), ("rtt_ratio_duplex", ", own reply buffer")):
+            if metric != "rtt_ratio" and not any(find(rows, t, s, metric) for s in sizes):
                 continue
-            cells.append(f"{r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]" + (" ?" if not r["stable"] else ""))
-        body.append(cells)
+            name = label(info, t)
+            cells = [name + suffix if not markdown else f"`{name}`" + (f" *{suffix[2:]}*" if suffix else "")]
+            for s in sizes:
+                r = find(rows, t, s, metric)
+                if not r:
+                    cells.append("-")
+                    continue
+                cells.append(f"{r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]" + (" ?" if not r["stable"] else ""))
+            body.append(cells)
     if markdown:
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
                          ["| " + " | ".join(c) + " |" for c in body])

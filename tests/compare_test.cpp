@@ -122,6 +122,11 @@ TEST(Compare, QuickRunWritesEveryFile) {
             for (const auto& m : kSizeMetrics) EXPECT_EQ(seen[t + "/" + s + "/" + m], 1) << t << " " << s << " " << m;
         EXPECT_EQ(seen[t + "//connect_rate"], 1) << t;
     }
+    // The shared-memory transports also against the raw ping-pong whose
+    // reply has a buffer of its own (PairedDuplex); no other transport has one.
+    for (const auto& t : kTransports)
+        for (const auto& s : kQuickSizes)
+            EXPECT_EQ(seen[t + "/" + s + "/rtt_ratio_duplex"], t == "shm" || t == "shm-spin" ? 1 : 0) << t << " " << s;
     // The remote row: every figure but the remote server's CPU, which is not ours to read.
     for (const auto& s : kQuickSizes)
         for (const auto& m : kSizeMetrics)
@@ -160,7 +165,8 @@ TEST(Compare, QuickRunWritesEveryFile) {
                              "Paired/<transport>/<bytes>", "run delay", "disturbed", "Stable means",
                              "the memcpy probe at its size",
                              "Smoke test, not a measurement", "## Interference",
-                             "ipclab against raw system calls (paired"})
+                             "ipclab against raw system calls (paired", "`shm-spin` *own reply buffer*",
+                             "PairedDuplex/<transport>/<bytes>"})
         EXPECT_NE(report.find(text), std::string::npos) << text;
     EXPECT_NE(report.find("](latency.png)"), std::string::npos);
     for (const char* plot : {"](latency-p99.png)", "](cpu.png)", "](connect.png)"})
