@@ -76,11 +76,15 @@ void StreamReader::put_back(std::span<const std::byte> bytes) {
 // non-blocking, or a socket with its own SO_RCVTIMEO, waits in poll.
 constexpr int kTickMs = 100;
 
+[[gnu::always_inline]] inline void StreamReader::before_read() {
+    if (timeout_ms_ > 0 && !tick_) [[unlikely]] tick_.emplace(kTickMs);
+    if (stop_requested()) throw Interrupted();
+}
+
 // The first try is inline in each: a read that finds its data (the steady
 // state) costs the system call and a few instructions.
 [[gnu::always_inline]] inline std::size_t StreamReader::read_ticked(std::byte* buf, std::size_t len) {
-    if (timeout_ms_ > 0 && !tick_) [[unlikely]] tick_.emplace(kTickMs);
-    if (stop_requested()) throw Interrupted();
+    before_read();
     ssize_t n = ::read(fd_, buf, len);
     if (n >= 0) [[likely]] return static_cast<std::size_t>(n);
     struct iovec iov {buf, len};
@@ -89,8 +93,7 @@ constexpr int kTickMs = 100;
 
 std::size_t StreamReader::readv_ticked(::iovec* iov, int count) {
     if (count == 1) return read_ticked(static_cast<std::byte*>(iov[0].iov_base), iov[0].iov_len);
-    if (timeout_ms_ > 0 && !tick_) [[unlikely]] tick_.emplace(kTickMs);
-    if (stop_requested()) throw Interrupted();
+    before_read();
     ssize_t n = ::readv(fd_, iov, count);
     if (n >= 0) [[likely]] return static_cast<std::size_t>(n);
     return read_again(iov, count, errno);
@@ -119,7 +122,7 @@ std::size_t StreamReader::read_again(::iovec* iov, int count, int err) {
     }
 }
 
-bool StreamReader::read_exact(std::span<std::byte> out, const char* what) {
+bool StreamReader::read_rest(std::span<std::byte> out, const char* what) {
     std::size_t from_buffer = std::min(out.size(), buffered());
     std::memcpy(out.data(), data(), from_buffer);
     consume(from_buffer);
@@ -251,11 +254,6 @@ private:
             early = h.length;
         }
         if (msg.payload.size() != h.length) msg.payload.resize(h.length);  // a ping-pong's stays put
-        if (early == 0 && reader_->buffered() >= h.length) [[likely]] {  // a small frame, read whole
-            if (h.length != 0) std::memcpy(msg.payload.data(), reader_->data(), h.length);
-            reader_->consume(h.length);
-            return true;
-        }
         if (h.length > early &&
             !reader_->read_exact(std::span<std::byte>(msg.payload).subspan(early), "frame payload"))
             throw PeerGone("peer closed in the middle of a frame payload");

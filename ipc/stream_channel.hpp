@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -41,7 +42,13 @@ public:
     void consume(std::size_t n) { pos_ += n; }
     // Copies out buffered bytes first, then reads the rest straight into out.
     // Returns false on EOF before any byte; throws PeerGone on EOF part-way.
-    bool read_exact(std::span<std::byte> out, const char* what);
+    // Inline for a small frame's payload, which is all buffered already.
+    bool read_exact(std::span<std::byte> out, const char* what) {
+        if (buffered() < out.size()) return read_rest(out, what);
+        if (!out.empty()) std::memcpy(out.data(), data(), out.size());
+        consume(out.size());
+        return true;
+    }
     // With nothing buffered, one readv(2): up to `head` bytes into the
     // buffer, what follows straight into `rest` (a frame's header, then its
     // payload without a copy out of the buffer). Returns the bytes that went
@@ -53,6 +60,9 @@ public:
 
 private:
     bool refill(std::size_t n, std::size_t at);
+    bool read_rest(std::span<std::byte> out, const char* what);  // read_exact beyond the buffer
+    // What every read does first: the tick (see stream_channel.cpp), a stop seen.
+    void before_read();
     // One read(2) or readv(2), bounded by the timeout (see stream_channel.cpp).
     std::size_t read_ticked(std::byte* buf, std::size_t len);
     std::size_t readv_ticked(::iovec* iov, int count);
