@@ -863,9 +863,9 @@ std::unique_ptr<StreamPump> make_baseline_stream_pump(const std::string& t, std:
 
 namespace {
 
-benchmark::internal::Benchmark* register_raw_round_trip(
-    const std::string& family, const Config& c, const std::string& transport, std::size_t size,
-    std::unique_ptr<PingPong> (*make)(const std::string& transport, std::size_t size, int server_cpu)) {
+benchmark::internal::Benchmark* register_raw_round_trip(const std::string& family, const Config& c,
+                                                        const std::string& transport, std::size_t size,
+                                                        BaselineMaker make) {
     std::string name = family + "/" + transport + "/" + std::to_string(size);
     int cpu = server_cpu_for(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {

@@ -228,10 +228,8 @@ int pair_server_cpu(const Config& c, const std::string& transport) {
     return c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
 }
 
-using RawMaker = std::unique_ptr<PingPong> (*)(const std::string& transport, std::size_t size, int server_cpu);
-
 benchmark::internal::Benchmark* register_pair(const std::string& family, const Config& c,
-                                              const std::string& transport, std::size_t size, RawMaker make_raw) {
+                                              const std::string& transport, std::size_t size, BaselineMaker make_raw) {
     std::string name = family + "/" + transport + "/" + std::to_string(size);
     int cpu = pair_server_cpu(c, transport);
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {

@@ -46,6 +46,9 @@ std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server
 // Makes a round trip on first use of a run.
 using PingPongMaker = std::function<std::unique_ptr<PingPong>()>;
 
+// A raw baseline's maker: make_baseline_ping_pong or make_duplex_baseline_ping_pong.
+using BaselineMaker = std::unique_ptr<PingPong> (*)(const std::string& transport, std::size_t size, int server_cpu);
+
 // The raw baseline for the transport (tcp, unix, fifo, posix-mq, sysv-mq,
 // shm, shm-spin, udp); throws std::invalid_argument for any other name.
 std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& transport, std::size_t size,
