@@ -302,6 +302,11 @@ def host_terms(rows):
     return marked
 
 
+def host_marked(rows):
+    """How many figures host_terms marked unstable (the probe, not their own interval)."""
+    return sum(1 for *_, f in rows if f.get("host_unstable"))
+
+
 def figures(reps, transports, sizes, connect_baseline=None):
     """Every figure of a run: a list of (transport, size or '', metric, unit,
     figure); the memcpy reference comes as transport 'memcpy', the raw fork

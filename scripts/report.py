@@ -237,11 +237,14 @@ def ratio_table(rows, transports, sizes, markdown=True, info=None):
     for t in transports:
         # The second row: against the raw ping-pong whose reply has a buffer
         # of its own (rtt_ratio_duplex; shm and shm-spin).
-        for metric, suffix in (("rtt_ratio", ""), ("rtt_ratio_duplex", ", own reply buffer")):
-            if metric != "rtt_ratio" and not any(find(rows, t, s, metric) for s in sizes):
+        for metric, note in (("rtt_ratio", None), ("rtt_ratio_duplex", "own reply buffer")):
+            if note and not any(find(rows, t, s, metric) for s in sizes):
                 continue
             name = label(info, t)
-            cells = [name + suffix if not markdown else f"`{name}`" + (f" *{suffix[2:]}*" if suffix else "")]
+            if markdown:
+                cells = [f"`{name}`" + (f" *{note}*" if note else "")]
+            else:
+                cells = [name + (f", {note}" if note else "")]
             for s in sizes:
                 r = find(rows, t, s, metric)
                 if not r:
@@ -368,7 +371,7 @@ def host_speed_summary(rows):
     probes = [(s, benchjson.host_probe(f)) for t, s, m, _, f in rows if t == "memcpy" and s >= benchjson.HOST_TERM_FROM]
     if not probes:
         return []
-    marked = sum(1 for *_, f in rows if f.get("host_unstable"))
+    marked = benchjson.host_marked(rows)
     spread = "; ".join(f"{human_size(s)} {fmt(f['value'])} MB/s [{fmt(f['low'])}, {fmt(f['high'])}] "
                        f"(±{stats.relative_half_width(f):.1%})" for s, f in probes)
     return ["", f"Host speed during the run (memcpy probe, bytes per CPU second: median and 95% interval): {spread}. "
