@@ -16,6 +16,7 @@
 
 #include "ipc/fd.hpp"
 #include "ipc/framing.hpp"
+#include "ipc/local_heap.hpp"
 #include "ipc/page_buffer.hpp"
 
 namespace ipclab {
@@ -51,7 +52,7 @@ struct Message {
     Bytes payload;  // large ones page-placed: see ipc/page_buffer.hpp
 };
 
-class Channel {
+class Channel : public LocalHeapAllocated<LocalHeap::Use::session> {
 public:
     virtual ~Channel() = default;
     // Sends one whole message. Throws PeerGone, TimeoutError, SystemError.
@@ -70,7 +71,8 @@ public:
     virtual SessionReply asked_reply() const { return SessionReply::server_default; }
 };
 
-class PendingSession {
+// Both in the server loop's LocalHeap where it has one (ipc/local_heap.hpp).
+class PendingSession : public LocalHeapAllocated<LocalHeap::Use::pending_sessions> {
 public:
     virtual ~PendingSession() = default;
     virtual std::string peer() const = 0;

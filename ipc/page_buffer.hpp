@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "ipc/local_heap.hpp"
+
 namespace ipclab {
 
 inline constexpr std::size_t kPageSize = 4096;
@@ -113,7 +115,10 @@ struct PlacedAllocator {
     PlacedAllocator(const PlacedAllocator<U>&) noexcept {}
 
     T* allocate(std::size_t n) {
-        if (n < kLargeBuffer) return static_cast<T*>(::operator new(n));
+        if (n < kLargeBuffer) {
+            if (void* p = LocalHeap::take(n, LocalHeap::Use::session)) return static_cast<T*>(p);  // a session child's first buffer
+            return static_cast<T*>(::operator new(n));
+        }
         std::size_t bytes = (n + kLargeBufferPageOffset + kPageSize - 1) / kPageSize * kPageSize;
         void* base = std::aligned_alloc(kPageSize, bytes);
         if (base == nullptr) throw std::bad_alloc();
@@ -121,7 +126,7 @@ struct PlacedAllocator {
     }
     void deallocate(T* p, std::size_t n) noexcept {
         if (n < kLargeBuffer) {
-            ::operator delete(p);
+            if (!LocalHeap::give_back(p)) ::operator delete(p);
             return;
         }
         std::free(reinterpret_cast<std::byte*>(p) - kLargeBufferPageOffset);

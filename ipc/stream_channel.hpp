@@ -13,6 +13,7 @@
 
 #include "ipc/channel.hpp"
 #include "ipc/fd.hpp"
+#include "ipc/local_heap.hpp"
 #include "ipc/page_buffer.hpp"
 #include "ipc/tick_timer.hpp"
 
@@ -23,7 +24,7 @@ namespace ipclab {
 inline constexpr std::size_t kReadBuffer = 64 * 1024;
 
 // Read side of a stream with a buffer, so small frames cost one read(2).
-class StreamReader {
+class StreamReader : public LocalHeapAllocated<LocalHeap::Use::session> {
 public:
     // Reads are bounded by timeout_ms (<= 0: none) through a tick timer of
     // this thread, for pipes and sockets alike (see read_ticked).

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,10 +25,12 @@
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
 #include "ipc/page_buffer.hpp"
+#include "ipc/local_heap.hpp"
 #include "ipc/stream_channel.hpp"
 #include "ipc/tick_timer.hpp"
 #include "server/event_loop.hpp"
 #include "server/fd_passing.hpp"
+#include "server/live_children.hpp"
 #include "server/session.hpp"
 #include "server/session_threads.hpp"
 
@@ -160,29 +163,6 @@ private:
     AcceptLock* lock_;
 };
 
-// The live children's pids. A fork server writes this table right after
-// each fork, while the child still shares the parent's pages: a std::set
-// allocated a node there (malloc in the parent: its heap pages copied on
-// write, the child's copies faulted in). Room for --max-clients is made
-// once, up front, so adding and removing never allocate.
-class LiveChildren {
-public:
-    void reserve(std::size_t n) { pids_.reserve(n); }
-    void add(pid_t pid) { pids_.push_back(pid); }
-    void remove(pid_t pid) {
-        auto it = std::find(pids_.begin(), pids_.end(), pid);
-        if (it == pids_.end()) return;
-        *it = pids_.back();
-        pids_.pop_back();
-    }
-    std::size_t size() const { return pids_.size(); }
-    auto begin() const { return pids_.begin(); }
-    auto end() const { return pids_.end(); }
-
-private:
-    std::vector<pid_t> pids_;
-};
-
 class Parent {
 public:
     Parent(std::unique_ptr<Listener> listener, const ServerOptions& options)
@@ -238,8 +218,12 @@ public:
         if (options_.model == ServerModel::prethread) return supervise_threads();
         if (options_.model == ServerModel::epoll) return serve_events();
         // Each session child takes its copy of this buffer (never touched
-        // here) rather than growing the heap it shares with us.
-        if (options_.model == ServerModel::fork) park_read_buffer(kReadBuffer);
+        // here) rather than growing the heap it shares with us; each pending
+        // session is made and destroyed in this object, not on the heap.
+        if (options_.model == ServerModel::fork) {
+            park_read_buffer(kReadBuffer);
+            pending_heap_.emplace(pending_storage_.bytes, LocalHeap::Use::pending_sessions);
+        }
         if (options_.no_reap)
             log_line("server: --no-reap (teaching mode): ended sessions stay zombies until the "
                      "server exits; --max-clients is not enforced\n");
@@ -610,15 +594,21 @@ private:
         // copy-on-write fault per session).
         // Ctrl-C reaches the whole process group; the parent decides when
         // children end, so they ignore SIGINT and unwind on SIGTERM.
+        // Value-initialised, sa_mask is already empty: no sigemptyset, whose
+        // page of libc a fresh child would fault in for nothing.
         struct sigaction sa {};
-        sigemptyset(&sa.sa_mask);
         sa.sa_handler = SIG_DFL;
         ::sigaction(SIGCHLD, &sa, nullptr);
         sa.sa_handler = SIG_IGN;
         ::sigaction(SIGINT, &sa, nullptr);
         sa.sa_handler = [](int) { request_stop(); };
         ::sigaction(SIGTERM, &sa, nullptr);
-        clear_stop();
+        // Only an iterative loop requests stops in its own process; a write
+        // here would copy the flag's page for nothing.
+        if (stop_requested()) clear_stop();
+        // The session's channel, reader and message buffer (ipc/local_heap.hpp).
+        LocalHeapStorage<2048> storage;
+        LocalHeap session_heap(storage.bytes, LocalHeap::Use::session);
         SessionReport report = run_session(pending, options_);
         if (options_.log_sessions) log_report(report, ::getpid());
         ::_exit(report.clean ? 0 : 1);
@@ -696,7 +686,7 @@ private:
     }
 
     void signal_children(int signo) {
-        for (pid_t pid : live_) ::kill(pid, signo);
+        live_.for_each([signo](pid_t pid) { ::kill(pid, signo); });
     }
 
     void shut_down() {
@@ -734,6 +724,8 @@ private:
     }
 
     std::unique_ptr<Listener> listener_;
+    LocalHeapStorage<256> pending_storage_;    // fork: where accept puts each session
+    std::optional<LocalHeap> pending_heap_;
     ServerOptions options_;
     Fd wake_read_, wake_write_;
     std::map<int, struct sigaction> saved_;
