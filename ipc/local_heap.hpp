@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 #include <span>
 
@@ -51,6 +52,47 @@ private:
     Use use_;
     LocalHeap* outer_;
 };
+
+namespace detail {
+inline thread_local LocalHeap* innermost_local_heap = nullptr;
+}  // namespace detail
+
+// Inline, so a session child runs them where its other code is: in a file
+// of their own they were one more page of code it faulted in.
+inline LocalHeap::LocalHeap(std::span<std::byte> storage, Use use) noexcept
+    : begin_(storage.data()),
+      end_(storage.data() + storage.size()),
+      next_(begin_),
+      use_(use),
+      outer_(detail::innermost_local_heap) {
+    detail::innermost_local_heap = this;
+}
+
+inline LocalHeap::~LocalHeap() { detail::innermost_local_heap = outer_; }
+
+inline void* LocalHeap::take(std::size_t size, Use use) noexcept {
+    LocalHeap* h = detail::innermost_local_heap;
+    while (h != nullptr && h->use_ != use) h = h->outer_;
+    constexpr std::size_t kAlign = alignof(std::max_align_t);
+    std::size_t rounded = (size + kAlign - 1) / kAlign * kAlign;
+    if (h == nullptr || rounded == 0 || rounded > static_cast<std::size_t>(h->end_ - h->next_)) return nullptr;
+    void* p = h->next_;
+    h->next_ += rounded;
+    ++h->live_;
+    return p;
+}
+
+inline bool LocalHeap::give_back(void* p) noexcept {
+    // Integers, not pointers: p is compared with arrays it may not be in.
+    auto at = reinterpret_cast<std::uintptr_t>(p);
+    for (LocalHeap* h = detail::innermost_local_heap; h != nullptr; h = h->outer_) {
+        if (at < reinterpret_cast<std::uintptr_t>(h->begin_) || at >= reinterpret_cast<std::uintptr_t>(h->end_))
+            continue;
+        if (--h->live_ == 0) h->next_ = h->begin_;
+        return true;
+    }
+    return false;
+}
 
 template <std::size_t N>
 struct LocalHeapStorage {

@@ -47,30 +47,65 @@ private:
 };
 
 // A fork-per-session server parks a stream read buffer before it forks
-// (park_read_buffer); each session child's first StreamReader takes its
-// copy (take_read_buffer) instead of allocating one, and parks it again as
-// it ends (return_read_buffer). A 64 KiB allocation in
-// a fresh child grew the heap (brk) and wrote malloc's bookkeeping, pages the
-// child shares with the parent, so each write was a copy-on-write fault.
-// The parked buffer's pages were never touched by the parent: the child
-// faults in only those it reads into. Not for threads: one process, one slot.
+// (park_read_buffer); each session child's StreamReader borrows it
+// (ReadBuffer) instead of allocating one. A 64 KiB allocation in a fresh
+// child grew the heap (brk) and wrote malloc's bookkeeping, pages the child
+// shares with the parent, so each write was a copy-on-write fault; the
+// parked buffer's pages were never touched by the parent, so the child
+// faults in only those it reads into. Lending it writes nothing but two
+// thread-local flags, in the page of thread-local storage every forked child
+// has already written (taking it out of the global was one more page copied
+// per session). Only the thread that parked it, and the children forked
+// from that thread (their one thread is its copy), may borrow it, one
+// reader at a time: another thread of the parent's process never does.
 namespace detail {
 inline PageBuffer parked_read_buffer;
-}
+inline thread_local bool parked_here = false;  // this thread (or the one it was forked from) parked it
+inline thread_local bool parked_lent = false;
+}  // namespace detail
 inline void park_read_buffer(std::size_t n) {
     if (detail::parked_read_buffer.size() < n) detail::parked_read_buffer = PageBuffer(n);
+    detail::parked_here = true;
 }
-// taken: whether the parked buffer was the one returned; only its taker
-// hands it back (return_read_buffer), so a process that never parked one
-// (threads sharing it) never writes the slot.
-inline PageBuffer take_read_buffer(std::size_t n, bool& taken) {
-    taken = detail::parked_read_buffer.size() >= n;
-    if (taken) return std::exchange(detail::parked_read_buffer, PageBuffer());
-    return PageBuffer(n);
-}
-// Parks the taken buffer again rather than freeing it: freed at the top of
-// a session child's heap, it made malloc trim the heap (brk) as the child ended.
-inline void return_read_buffer(PageBuffer b) { detail::parked_read_buffer = std::move(b); }
+
+// A stream reader's buffer: the parked one when this thread may borrow it
+// and it is big enough and free, else one of its own.
+class ReadBuffer {
+public:
+    explicit ReadBuffer(std::size_t n) {
+        if (detail::parked_here && !detail::parked_lent && detail::parked_read_buffer.size() >= n) {
+            detail::parked_lent = true;
+            lent_ = true;
+            data_ = detail::parked_read_buffer.data();
+            size_ = detail::parked_read_buffer.size();
+        } else {
+            own(PageBuffer(n));
+        }
+    }
+    ~ReadBuffer() {
+        if (lent_) detail::parked_lent = false;
+    }
+    ReadBuffer(const ReadBuffer&) = delete;
+    ReadBuffer& operator=(const ReadBuffer&) = delete;
+    std::byte* data() { return data_; }
+    const std::byte* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    bool lent() const { return lent_; }
+    // From now on this storage (a grown buffer); a lent one is given back.
+    void own(PageBuffer b) {
+        if (lent_) detail::parked_lent = false;
+        lent_ = false;
+        owned_ = std::move(b);
+        data_ = owned_.data();
+        size_ = owned_.size();
+    }
+
+private:
+    std::byte* data_ = nullptr;
+    std::size_t size_ = 0;
+    bool lent_ = false;
+    PageBuffer owned_;
+};
 
 // The offset in the first half of a page-aligned buffer at which to start a
 // block whose data begins `header` bytes in, so that the data sits a quarter

@@ -13,14 +13,7 @@
 
 namespace ipclab {
 
-StreamReader::StreamReader(int fd, int timeout_ms)
-    : fd_(fd),
-      timeout_ms_(timeout_ms),
-      buf_(take_read_buffer(kReadBuffer, parked_buf_)) {}
-
-StreamReader::~StreamReader() {
-    if (parked_buf_) return_read_buffer(std::move(buf_));
-}
+StreamReader::StreamReader(int fd, int timeout_ms) : fd_(fd), timeout_ms_(timeout_ms), buf_(kReadBuffer) {}
 
 bool StreamReader::refill(std::size_t n, std::size_t at) {
     if (buffered() == 0 && at != kAnywhere && at % kPageSize + n <= buf_.size()) {
@@ -44,8 +37,7 @@ void StreamReader::grow(std::size_t n) {
     std::memcpy(bigger.data(), buf_.data() + pos_, buffered());
     end_ -= pos_;
     pos_ = 0;
-    buf_ = std::move(bigger);
-    parked_buf_ = false;  // the parked one (if it was) went with the old buffer
+    buf_.own(std::move(bigger));  // a lent parked buffer is given back
 }
 
 bool StreamReader::read_split(std::size_t head, std::span<std::byte> rest, std::size_t& into_rest) {
@@ -308,13 +300,17 @@ private:
     // The usual frame, written out without send_coalesced's walk over three
     // parts (a small message's instructions outside the kernel are most of
     // what it costs beyond the raw floor: RoundTrip/fifo/64).
+    // The frame is built at the array's top end, beside the frames above it:
+    // at its bottom, 2 KiB down, a small frame was one more stack page for a
+    // fresh session child to fault in (Connect/<t>).
     [[gnu::always_inline]] void send_small(FrameType type, std::span<const std::byte> payload) {
-        alignas(64) std::byte frame[kCoalescedFrame];
+        alignas(64) std::byte space[kCoalescedFrame];
+        const std::size_t n = kFrameHeaderSize + payload.size();
+        std::byte* frame = space + ((kCoalescedFrame - n) & ~std::size_t{63});
         frame[0] = static_cast<std::byte>(type);
         put_u32(frame + 1, static_cast<std::uint32_t>(payload.size()));
         if (!payload.empty()) std::memcpy(frame + kFrameHeaderSize, payload.data(), payload.size());
-        write_all(write_fd(), std::span<const std::byte>(frame, kFrameHeaderSize + payload.size()), fds_.is_socket,
-                  limits_.timeout_ms, "frame");
+        write_all(write_fd(), std::span<const std::byte>(frame, n), fds_.is_socket, limits_.timeout_ms, "frame");
     }
 
     void send_coalesced(std::span<const std::byte> opening, std::span<const std::byte> header,

@@ -31,7 +31,6 @@ public:
     StreamReader(int fd, int timeout_ms);
     StreamReader(const StreamReader&) = delete;
     StreamReader& operator=(const StreamReader&) = delete;
-    ~StreamReader();
 
     // Ensures at least n buffered bytes; false if EOF came first. With
     // nothing buffered and a page offset `at`, the next bytes are read to
@@ -74,11 +73,11 @@ private:
 
     int fd_;
     int timeout_ms_;
-    bool parked_buf_ = false;  // buf_ is the parked read buffer (ipc/page_buffer.hpp)
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
-    // Page-aligned, so offsets in it are page offsets (fill's `at`).
-    PageBuffer buf_;
+    // Page-aligned, so offsets in it are page offsets (fill's `at`). In a
+    // session child, the buffer its server parked (ipc/page_buffer.hpp).
+    ReadBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
     std::optional<TickTimer> tick_;  // with a timeout: wakes blocked reads (in place: no allocation)
 };

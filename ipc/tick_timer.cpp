@@ -12,17 +12,29 @@ namespace {
 void on_tick(int) {}  // only there to make blocked calls return EINTR
 
 void install_tick_handler(int signo, void (*handler)(int)) {
-    struct sigaction sa {};
+    struct sigaction sa {};  // value-initialised: an empty sa_mask
     sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;  // no SA_RESTART: msgsnd/msgrcv must return EINTR
     check(::sigaction(signo, &sa, nullptr), "sigaction(tick)");
 }
 
+// Nothing else in the program sets SIGALRM's disposition, so once is enough
+// for the process and for every child forked after it.
+bool g_default_installed = false;
+
 }  // namespace
 
+void TickTimer::install_default_handler() {
+    if (g_default_installed) return;
+    install_tick_handler(SIGALRM, on_tick);
+    g_default_installed = true;
+}
+
 TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms_(period_ms), signo_(signo) {
-    install_tick_handler(signo, handler != nullptr ? handler : on_tick);
+    if (handler == nullptr && signo == SIGALRM)
+        install_default_handler();
+    else
+        install_tick_handler(signo, handler != nullptr ? handler : on_tick);
     arm();
 }
 

@@ -21,6 +21,12 @@ public:
     TickTimer& operator=(const TickTimer&) = delete;
     ~TickTimer();
 
+    // Installs the default tick's SIGALRM handler now, once per process: a
+    // fork server does it before forking, so its session children's ticks
+    // install nothing (a sigaction call and a page of libc's code faulted in
+    // per session).
+    static void install_default_handler();
+
     // In a process forked after the timer was made (a prefork worker waiting
     // on its supervisor's listener), arms a timer of its own with the same
     // period and signal: the parent's does not tick here. One getpid; a no-op

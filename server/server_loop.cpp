@@ -52,7 +52,16 @@ static_assert(sizeof(Record) <= PIPE_BUF, "records must be written atomically");
 
 int g_wake_write = -1;
 
+// The pid of the process whose loop installed these handlers. A fork
+// design's session child keeps them rather than installing its own (three
+// sigaction calls that faulted in a page of libc's code and one of stack in
+// every session) and they tell the two apart: getpid is async-signal-safe.
+pid_t g_loop_pid = 0;
+
+bool in_session_child() { return ::getpid() != g_loop_pid; }
+
 void on_child(int) {
+    if (in_session_child()) return;  // it has no children of its own
     int saved = errno;
     int status;
     pid_t pid;
@@ -79,6 +88,12 @@ std::int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
 }
 
 void on_stop(int signo) {
+    // Ctrl-C reaches the whole process group; the parent decides when its
+    // children end, so a child ignores SIGINT and unwinds on SIGTERM.
+    if (in_session_child()) {
+        if (signo == SIGTERM) request_stop();
+        return;
+    }
     int saved = errno;
     Record r{0, signo};
     [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
@@ -173,6 +188,7 @@ public:
         wake_read_.reset(fds[0]);
         wake_write_.reset(fds[1]);
         g_wake_write = wake_write_.get();
+        g_loop_pid = ::getpid();
         for (int s : {SIGCHLD, SIGINT, SIGTERM, kSweepSignal}) {
             struct sigaction old {};
             ::sigaction(s, nullptr, &old);
@@ -207,6 +223,7 @@ public:
         tick_.reset();
         for (auto& [s, old] : saved_) ::sigaction(s, &old, nullptr);
         g_wake_write = -1;
+        g_loop_pid = 0;
         g_serving_here = false;
     }
 
@@ -222,6 +239,7 @@ public:
         // session is made and destroyed in this object, not on the heap.
         if (options_.model == ServerModel::fork) {
             park_read_buffer(kReadBuffer);
+            TickTimer::install_default_handler();
             pending_heap_.emplace(pending_storage_.bytes, LocalHeap::Use::pending_sessions);
         }
         if (options_.no_reap)
@@ -589,25 +607,13 @@ private:
         listener_->close_in_child();
         wake_read_.reset();
         wake_write_.reset();
-        // g_wake_write is left as is: the child resets SIGCHLD to the default
-        // below, so on_child never runs here (and the write would cost a
-        // copy-on-write fault per session).
-        // Ctrl-C reaches the whole process group; the parent decides when
-        // children end, so they ignore SIGINT and unwind on SIGTERM.
-        // Value-initialised, sa_mask is already empty: no sigemptyset, whose
-        // page of libc a fresh child would fault in for nothing.
-        struct sigaction sa {};
-        sa.sa_handler = SIG_DFL;
-        ::sigaction(SIGCHLD, &sa, nullptr);
-        sa.sa_handler = SIG_IGN;
-        ::sigaction(SIGINT, &sa, nullptr);
-        sa.sa_handler = [](int) { request_stop(); };
-        ::sigaction(SIGTERM, &sa, nullptr);
+        // The loop's signal handlers stay: in a session child they ignore
+        // SIGCHLD and SIGINT and turn SIGTERM into a stop (on_stop).
         // Only an iterative loop requests stops in its own process; a write
         // here would copy the flag's page for nothing.
         if (stop_requested()) clear_stop();
         // The session's channel, reader and message buffer (ipc/local_heap.hpp).
-        LocalHeapStorage<2048> storage;
+        LocalHeapStorage<1024> storage;  // a stream session takes about 250 bytes
         LocalHeap session_heap(storage.bytes, LocalHeap::Use::session);
         SessionReport report = run_session(pending, options_);
         if (options_.log_sessions) log_report(report, ::getpid());

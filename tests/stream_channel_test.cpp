@@ -577,35 +577,40 @@ TEST(TextChannel, RepliesAreRawBytesAndErrorsALine) {
 }
 
 // The buffer a fork server parks before forking (ipc/page_buffer.hpp): a
-// session's reader takes it, reads into it, and parks it again as it ends,
-// so the next session of this process (a forked child's only one) finds it.
-TEST(ParkedReadBuffer, AReaderTakesItAndParksItAgain) {
-    park_read_buffer(kReadBuffer);
-    bool taken = false;
-    PageBuffer probe = take_read_buffer(kReadBuffer, taken);
-    ASSERT_TRUE(taken);
-    const std::byte* parked = probe.data();
-    return_read_buffer(std::move(probe));
-
-    Pair p;
-    {
-        StreamReader reader(p.a.get(), 5000);
-        EXPECT_EQ(reader.data(), parked);  // nothing buffered yet: the buffer's start
-        ASSERT_EQ(::write(p.b.get(), "abc", 3), 3);
-        ASSERT_TRUE(reader.fill(3));
-        EXPECT_EQ(std::memcmp(reader.data(), "abc", 3), 0);
-        // A second reader meanwhile gets a buffer of its own.
-        StreamReader other(p.b.get(), 5000);
-        EXPECT_NE(other.data(), parked);
-    }
-    PageBuffer again = take_read_buffer(kReadBuffer, taken);
-    EXPECT_TRUE(taken);
-    EXPECT_EQ(again.data(), parked);
-    EXPECT_GE(again.size(), kReadBuffer);
-    // Nothing parked now: a taker allocates, and is told so.
-    PageBuffer fresh = take_read_buffer(kReadBuffer, taken);
-    EXPECT_FALSE(taken);
-    EXPECT_NE(fresh.data(), nullptr);
+// session's reader borrows it, one reader at a time, and only in the thread
+// that parked it (a forked child's one thread is that thread's copy).
+TEST(ParkedReadBuffer, OneReaderAtATimeBorrowsItInTheParkingThreadOnly) {
+    std::thread([] {  // a thread of its own: parking marks the thread for good
+        park_read_buffer(kReadBuffer);
+        const std::byte* parked = detail::parked_read_buffer.data();
+        ASSERT_NE(parked, nullptr);
+        Pair p;
+        {
+            StreamReader reader(p.a.get(), 5000);
+            EXPECT_EQ(reader.data(), parked);  // nothing buffered yet: the buffer's start
+            ASSERT_EQ(::write(p.b.get(), "abc", 3), 3);
+            ASSERT_TRUE(reader.fill(3));
+            EXPECT_EQ(std::memcmp(reader.data(), "abc", 3), 0);
+            // A second reader meanwhile gets a buffer of its own.
+            StreamReader other(p.b.get(), 5000);
+            EXPECT_NE(other.data(), parked);
+            // Another thread of this process never borrows it, even while it is free.
+            std::thread([&] {
+                ReadBuffer elsewhere(kReadBuffer);
+                EXPECT_FALSE(elsewhere.lent());
+                EXPECT_NE(elsewhere.data(), parked);
+            }).join();
+        }
+        ReadBuffer again(kReadBuffer);  // given back as the reader ended
+        EXPECT_TRUE(again.lent());
+        EXPECT_EQ(again.data(), parked);
+        EXPECT_GE(again.size(), kReadBuffer);
+        ReadBuffer bigger(kReadBuffer * 2);  // more than is parked: its own
+        EXPECT_FALSE(bigger.lent());
+        again.own(PageBuffer(kReadBuffer * 2));  // grown: the parked one is free again
+        ReadBuffer after(kReadBuffer);
+        EXPECT_TRUE(after.lent());
+    }).join();
 }
 
 // A session opened on a socket whose send timeout came from its listener
