@@ -102,7 +102,10 @@ public:
     // After pollable_fd() polled readable: the pending session, or nullptr if
     // it went away meanwhile (a reset before accept). Never blocks.
     virtual std::unique_ptr<PendingSession> accept_ready() { return nullptr; }
-    // In a forked child: drop descriptors and mappings, remove no names.
+    // In a forked child, once, before it serves (or waits for) its sessions:
+    // drop descriptors and mappings, remove no names. The child never
+    // destroys the listener (it ends with _exit), so the object may be left
+    // as it is: a write to it would copy its page, shared with the parent.
     virtual void close_in_child() noexcept = 0;
     // What the server runs now and then while it serves, and once after its
     // last child ended: removes this endpoint's per-session objects whose

@@ -25,6 +25,14 @@ public:
 
     int release() noexcept { return std::exchange(fd_, -1); }
 
+    // Closes the descriptor but leaves this owner holding its old number: in
+    // a forked child that will never destroy the owner (it ends with _exit),
+    // so the owner's page, shared with the parent, is not copied for one
+    // write (a page fault per session). Nothing may use the owner afterwards.
+    void close_in_exiting_child() const noexcept {
+        if (fd_ >= 0) ::close(fd_);
+    }
+
     // close(2) is not retried on EINTR: on Linux the descriptor is gone either way.
     void reset(int fd = -1) noexcept {
         if (fd_ >= 0) ::close(fd_);

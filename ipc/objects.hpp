@@ -51,7 +51,7 @@ public:
     InstanceLock& operator=(InstanceLock&&) = delete;
     ~InstanceLock();
     // A forked child drops its copy of the descriptor; the lock stays with the parent.
-    void close_in_child() noexcept { fd_.reset(); }
+    void close_in_child() noexcept { fd_.close_in_exiting_child(); }
 
 private:
     Fd fd_;

@@ -233,7 +233,7 @@ void SocketListener::set_inherited_tcp_options(int timeout_ms) {
 }
 
 void SocketListener::close_in_child() noexcept {
-    fd_.reset();
+    fd_.close_in_exiting_child();
     if (lock_) lock_->close_in_child();
 }
 

@@ -417,10 +417,11 @@ private:
         o.model = ServerModel::iterative;
         o.pool_worker = true;
         int rc = 1;
+        const bool passing_to_me = static_cast<bool>(passed);  // else the worker accepts on listener_
         try {
             if (accept_lock_) accept_lock_->enter_worker();
             std::unique_ptr<Listener> source;
-            if (passed) {
+            if (passing_to_me) {
                 listener_->close_in_child();
                 source = std::make_unique<PassedListener>(std::move(passed), listener_->describe());
             } else {
@@ -431,7 +432,7 @@ private:
         } catch (const std::exception& e) {
             log_line(std::string("server: worker ") + std::to_string(::getpid()) + ": " + e.what() + "\n");
         }
-        listener_->close_in_child();
+        if (!passing_to_me) listener_->close_in_child();  // once (Listener::close_in_child)
         ::_exit(rc);
     }
 

@@ -289,6 +289,37 @@ TEST_F(TcpServer, SigtermWithAClientAttachedEndsEverythingAndExitsZero) {
     EXPECT_THROW(connect_stream(ep, 2000), std::runtime_error);
 }
 
+// Ctrl-C reaches the server's whole process group. A session child keeps
+// the loop's signal handlers (it installs none of its own), which in a child
+// ignore SIGINT: the session in progress goes on through the grace period and
+// ends when its client closes; then the server exits 0.
+TEST_F(TcpServer, CtrlCToTheGroupLetsTheSessionInProgressFinish) {
+    start({"--grace", "20"});
+    Endpoint ep;
+    ep.host = "127.0.0.1";
+    ep.port = port_;
+    auto channel = connect(ep, client_limits(10000));
+    Message reply;
+    channel->send(FrameType::data, as_bytes("before"));
+    ASSERT_TRUE(channel->receive(reply));
+    ASSERT_TRUE(eventually([&] { return children_of(server_->pid()).size() == 1; }));
+    pid_t child = children_of(server_->pid()).front();
+    ASSERT_EQ(::kill(child, SIGINT), 0);
+    ASSERT_EQ(::kill(server_->pid(), SIGINT), 0);
+    channel->send(FrameType::data, as_bytes("after"));
+    ASSERT_TRUE(channel->receive(reply)) << server_->err();
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(reply.payload.data()), reply.payload.size()),
+              "I got your message");
+    EXPECT_EQ(::kill(child, 0), 0) << "the session child did not outlive Ctrl-C";
+    channel.reset();
+    std::optional<int> rc = server_->wait_exit(10000);
+    ASSERT_TRUE(rc.has_value()) << "the server did not stop once its last session ended\n" << server_->err();
+    EXPECT_EQ(*rc, 0) << server_->err();
+    EXPECT_NE(server_->err().find("messages=2 bytes_in=11 bytes_out=36"), std::string::npos) << server_->err();
+    EXPECT_NE(server_->err().find("end=\"client closed\""), std::string::npos) << server_->err();
+    EXPECT_EQ(server_->out(), "Here is the message: before\nHere is the message: after\n");
+}
+
 TEST_F(TcpServer, BindLimitsTheServerToOneAddress) {
     start({"--bind", "127.0.0.1"});
     EXPECT_EQ(seed_client("127.0.0.1", port_, "v4\n"), kAck);
