@@ -151,7 +151,8 @@ struct PlacedAllocator {
 
     T* allocate(std::size_t n) {
         if (n < kLargeBuffer) {
-            if (void* p = LocalHeap::take(n, LocalHeap::Use::session)) return static_cast<T*>(p);  // a session child's first buffer
+            // In a session child, its first message buffers (ipc/local_heap.hpp).
+            if (void* p = LocalHeap::take(n, LocalHeap::Use::session)) return static_cast<T*>(p);
             return static_cast<T*>(::operator new(n));
         }
         std::size_t bytes = (n + kLargeBufferPageOffset + kPageSize - 1) / kPageSize * kPageSize;

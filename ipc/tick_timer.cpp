@@ -18,8 +18,8 @@ void install_tick_handler(int signo, void (*handler)(int)) {
     check(::sigaction(signo, &sa, nullptr), "sigaction(tick)");
 }
 
-// Nothing else in the program sets SIGALRM's disposition, so once is enough
-// for the process and for every child forked after it.
+// Only ticks set SIGALRM's disposition here, so once is enough for the
+// process and for every child forked after it.
 bool g_default_installed = false;
 
 }  // namespace
@@ -31,10 +31,12 @@ void TickTimer::install_default_handler() {
 }
 
 TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms_(period_ms), signo_(signo) {
-    if (handler == nullptr && signo == SIGALRM)
+    if (handler == nullptr && signo == SIGALRM) {
         install_default_handler();
-    else
+    } else {
         install_tick_handler(signo, handler != nullptr ? handler : on_tick);
+        if (signo == SIGALRM) g_default_installed = false;  // another handler holds it now
+    }
     arm();
 }
 
