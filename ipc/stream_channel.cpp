@@ -300,17 +300,13 @@ private:
     // The usual frame, written out without send_coalesced's walk over three
     // parts (a small message's instructions outside the kernel are most of
     // what it costs beyond the raw floor: RoundTrip/fifo/64).
-    // The frame is built at the array's top end, beside the frames above it:
-    // at its bottom, 2 KiB down, a small frame was one more stack page for a
-    // fresh session child to fault in (Connect/<t>).
     [[gnu::always_inline]] void send_small(FrameType type, std::span<const std::byte> payload) {
-        alignas(64) std::byte space[kCoalescedFrame];
-        const std::size_t n = kFrameHeaderSize + payload.size();
-        std::byte* frame = space + ((kCoalescedFrame - n) & ~std::size_t{63});
+        alignas(64) std::byte frame[kCoalescedFrame];
         frame[0] = static_cast<std::byte>(type);
         put_u32(frame + 1, static_cast<std::uint32_t>(payload.size()));
         if (!payload.empty()) std::memcpy(frame + kFrameHeaderSize, payload.data(), payload.size());
-        write_all(write_fd(), std::span<const std::byte>(frame, n), fds_.is_socket, limits_.timeout_ms, "frame");
+        write_all(write_fd(), std::span<const std::byte>(frame, kFrameHeaderSize + payload.size()), fds_.is_socket,
+                  limits_.timeout_ms, "frame");
     }
 
     void send_coalesced(std::span<const std::byte> opening, std::span<const std::byte> header,
