@@ -71,7 +71,8 @@ public:
     virtual SessionReply asked_reply() const { return SessionReply::server_default; }
 };
 
-// Both in the server loop's LocalHeap where it has one (ipc/local_heap.hpp).
+// In the fork loop's LocalHeap where it has one (ipc/local_heap.hpp), as
+// a session child's channels are in the child's.
 class PendingSession : public LocalHeapAllocated<LocalHeap::Use::pending_sessions> {
 public:
     virtual ~PendingSession() = default;

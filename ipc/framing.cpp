@@ -39,10 +39,6 @@ constexpr std::array<std::byte, kOpeningV2Size> kOpeningAck = opening_v2(Session
 constexpr std::array<std::byte, kOpeningV2Size> kOpeningEcho = opening_v2(SessionReply::echo);
 constexpr std::array<std::byte, kOpeningV2Size> kOpeningSink = opening_v2(SessionReply::sink);
 
-}  // namespace
-
-namespace {
-
 // The opening's first kVersionAt bytes as one number, little end first.
 constexpr std::uint64_t magic_of(const std::byte* b) {
     std::uint64_t v = 0;
