@@ -22,6 +22,15 @@ void install_tick_handler(int signo, void (*handler)(int)) {
 // process and for every child forked after it.
 bool g_default_installed = false;
 
+// The timer goes through syscall(2), which arm() calls anyway for the
+// thread id, not glibc's timer_create/timer_settime/timer_delete: those sit
+// in a 64 KiB window of libc's code that nothing else a session child runs
+// touches, so every fresh fork-server child faulted it in (perf
+// page-faults: timer_create, 1 of a session's 17). For a signal timer
+// glibc's wrappers add nothing but turning the kernel's int timer id into
+// a timer_t.
+long timer_call(long number, long a, long b, long c, long d) { return ::syscall(number, a, b, c, d); }
+
 }  // namespace
 
 void TickTimer::install_default_handler() {
@@ -45,15 +54,17 @@ void TickTimer::arm() {
     sev.sigev_notify = SIGEV_THREAD_ID;
     sev.sigev_signo = signo_;
     sev._sigev_un._tid = static_cast<pid_t>(::syscall(SYS_gettid));
-    timer_t id{};
-    check(::timer_create(CLOCK_MONOTONIC, &sev, &id), "timer_create");
+    int id = -1;  // the kernel's timer id (__kernel_timer_t)
+    check(static_cast<int>(timer_call(SYS_timer_create, CLOCK_MONOTONIC, reinterpret_cast<long>(&sev),
+                                      reinterpret_cast<long>(&id), 0)),
+          "timer_create");
     struct itimerspec it {};
     it.it_interval.tv_sec = period_ms_ / 1000;
     it.it_interval.tv_nsec = static_cast<long>(period_ms_ % 1000) * 1000000L;
     it.it_value = it.it_interval;
-    if (::timer_settime(id, 0, &it, nullptr) != 0) {
+    if (timer_call(SYS_timer_settime, id, 0, reinterpret_cast<long>(&it), 0) != 0) {
         int err = errno;
-        ::timer_delete(id);
+        timer_call(SYS_timer_delete, id, 0, 0, 0);
         throw_errno("timer_settime", err);
     }
     id_ = id;
@@ -66,7 +77,7 @@ void TickTimer::arm_here() {
 }
 
 TickTimer::~TickTimer() {
-    if (::getpid() == owner_) ::timer_delete(id_);
+    if (::getpid() == owner_) timer_call(SYS_timer_delete, id_, 0, 0, 0);
 }
 
 }  // namespace ipclab

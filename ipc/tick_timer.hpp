@@ -38,7 +38,7 @@ private:
 
     int period_ms_;
     int signo_;
-    timer_t id_{};
+    int id_ = -1;  // the kernel's timer id
     pid_t owner_ = 0;
 };
 
