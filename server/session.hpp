@@ -25,7 +25,10 @@ struct SessionReport {
 // way a session can end is recorded in the report.
 SessionReport run_session(PendingSession& pending, const ServerOptions& options);
 
-// Serves an open channel: receive, print, reply, until the peer stops.
+// Serves an open channel: receive, print, reply, until the peer stops. A
+// peer that closes leaves report.ending as it came (a new report's "client
+// closed"): assigning the same words again was a fresh session child's first
+// call into glibc's memcpy, a page of libc's code faulted in for nothing.
 void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report);
 
 // "server: session ended pid=... peer=... messages=..." (one line, with '\n').
