@@ -8,16 +8,20 @@
 #include <cstring>
 #include <string>
 
+#include "ipc/copy_inline.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 
 namespace ipclab {
 
-StreamReader::StreamReader(int fd, int timeout_ms) : fd_(fd), timeout_ms_(timeout_ms), buf_(kReadBuffer) {}
+StreamReader::StreamReader(int fd, int timeout_ms)
+    : fd_(fd), timeout_ms_(timeout_ms), buf_(kReadBuffer, kFirstReads) {}
 
 bool StreamReader::refill(std::size_t n, std::size_t at) {
-    if (buffered() == 0 && at != kAnywhere && at % kPageSize + n <= buf_.size()) {
+    if (buffered() == 0 && at != kAnywhere && !buf_.first_reads() && at % kPageSize + n <= buf_.size()) {
         pos_ = end_ = at % kPageSize;
+    } else if (buffered() == 0) {
+        pos_ = end_ = 0;
     } else if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
         std::memmove(buf_.data(), buf_.data() + pos_, buffered());
         end_ -= pos_;
@@ -28,16 +32,24 @@ bool StreamReader::refill(std::size_t n, std::size_t at) {
         std::size_t got = read_ticked(buf_.data() + end_, buf_.size() - end_);
         if (got == 0) return false;
         end_ += got;
+        // A read that filled the first reads' storage: the peer sends more
+        // than a short exchange; the next reads go to the full buffer.
+        if (end_ == buf_.size() && buf_.first_reads()) [[unlikely]]
+            grow(kReadBuffer);
     }
     return true;
 }
 
 void StreamReader::grow(std::size_t n) {
-    PageBuffer bigger(std::max(n, buf_.size() * 2));  // geometrically
-    std::memcpy(bigger.data(), buf_.data() + pos_, buffered());
+    if (buf_.first_reads() && n <= kReadBuffer) {
+        buf_.leave_first_reads(pos_, buffered());
+    } else {
+        PageBuffer bigger(std::max(n, buf_.size() * 2));  // geometrically
+        std::memcpy(bigger.data(), buf_.data() + pos_, buffered());
+        buf_.own(std::move(bigger));  // a lent parked buffer is given back
+    }
     end_ -= pos_;
     pos_ = 0;
-    buf_.own(std::move(bigger));  // a lent parked buffer is given back
 }
 
 bool StreamReader::read_split(std::size_t head, std::span<std::byte> rest, std::size_t& into_rest) {
@@ -169,8 +181,10 @@ public:
 
     void send(FrameType type, std::span<const std::byte> payload) override {
         try {
-            if (!pending_opening_ && payload.size() <= kCoalescedFrame - kFrameHeaderSize) [[likely]]
-                send_small(type, payload);
+            if (!pending_opening_ && payload.size() <= kShortFrame - kFrameHeaderSize) [[likely]]
+                send_small<kShortFrame>(type, payload);
+            else if (!pending_opening_ && payload.size() <= kCoalescedFrame - kFrameHeaderSize)
+                send_medium(type, payload);
             else
                 send_any(type, payload);
         } catch (const PeerGone&) {
@@ -259,6 +273,13 @@ private:
     // where glibc's memcpy is a vector loop (its `rep movsb`, used above,
     // can be 4K-aliased: ipc/page_buffer.hpp).
     static constexpr std::size_t kCoalescedFrame = 2048;
+    // A frame up to this size (the textbook's 256-byte buffer) is built in
+    // send()'s own frame; larger ones in a function of their own. The stack
+    // below a session child's fork point is pages it writes for the first
+    // time, a page fault each: with the 2 KiB array inline, its reply's
+    // send() and write reached 4.4 KiB below that point (perf page-faults:
+    // two stack pages, where the C fork server's child touches none).
+    static constexpr std::size_t kShortFrame = 256;
 
     // A receive whose Message held a payload this large (a reused one: the
     // next is likely alike) reads header and payload in one readv, the
@@ -300,17 +321,23 @@ private:
     // The usual frame, written out without send_coalesced's walk over three
     // parts (a small message's instructions outside the kernel are most of
     // what it costs beyond the raw floor: RoundTrip/fifo/64).
+    template <std::size_t kFrame>
     [[gnu::always_inline]] void send_small(FrameType type, std::span<const std::byte> payload) {
-        alignas(64) std::byte frame[kCoalescedFrame];
+        alignas(64) std::byte frame[kFrame];
         frame[0] = static_cast<std::byte>(type);
         put_u32(frame + 1, static_cast<std::uint32_t>(payload.size()));
-        if (!payload.empty()) std::memcpy(frame + kFrameHeaderSize, payload.data(), payload.size());
+        copy_inline(frame + kFrameHeaderSize, payload.data(), payload.size());
         write_all(write_fd(), std::span<const std::byte>(frame, kFrameHeaderSize + payload.size()), fds_.is_socket,
                   limits_.timeout_ms, "frame");
     }
 
-    void send_coalesced(std::span<const std::byte> opening, std::span<const std::byte> header,
-                        std::span<const std::byte> payload) {
+    // Out of line, so that send()'s frame holds a short frame's array only.
+    [[gnu::noinline]] void send_medium(FrameType type, std::span<const std::byte> payload) {
+        send_small<kCoalescedFrame>(type, payload);
+    }
+
+    [[gnu::noinline]] void send_coalesced(std::span<const std::byte> opening, std::span<const std::byte> header,
+                                          std::span<const std::byte> payload) {
         alignas(64) std::byte frame[kCoalescedFrame];
         std::byte* at = frame;
         for (auto part : {opening, header, payload}) {
