@@ -32,21 +32,6 @@ struct Cap {
 };
 thread_local Cap g_cap;
 
-// Set by ignore_sigpipe(), which the programs here call at start-up: SIGPIPE
-// cannot kill this process nor a child it forks, so a socket's one buffer
-// goes out by write(2), as a pipe's does and the textbook server's reply
-// does, rather than send(2) with MSG_NOSIGNAL. send() sits in a 64 KiB window
-// of libc's code apart from read() and close(), which a fork server's fresh
-// session child faulted in for its reply alone (perf page-faults: __send).
-bool g_sigpipe_ignored = false;
-
-// One buffer to fd: write(2), or send(2) where SIGPIPE may still kill us or
-// flags (MSG_MORE) are asked for.
-[[gnu::always_inline]] inline ssize_t write_one(int fd, const void* p, std::size_t n, bool is_socket, int flags) {
-    if (is_socket && (flags != 0 || !g_sigpipe_ignored)) return ::send(fd, p, n, MSG_NOSIGNAL | flags);
-    return ::write(fd, p, n);
-}
-
 // Under a cap, a socket call waits here for readiness with the time left,
 // so its own SO_RCVTIMEO/SO_SNDTIMEO (the cap's length) never runs past the
 // cap. The first read and the first write skip the poll while the cap is
@@ -90,7 +75,6 @@ void ignore_sigpipe() {
     sa.sa_handler = SIG_IGN;
     sigemptyset(&sa.sa_mask);
     check(::sigaction(SIGPIPE, &sa, nullptr), "sigaction(SIGPIPE)");
-    g_sigpipe_ignored = true;
 }
 
 namespace {
@@ -217,7 +201,8 @@ void write_rest(int fd, struct iovec* iov, int iovcnt, bool is_socket, LazyDeadl
         // One buffer goes by write/send: cheaper in the kernel than an iovec walk.
         if (iovcnt == 1) {
             if (is_socket) wait_within_cap(fd, POLLOUT, what);
-            n = write_one(fd, iov->iov_base, iov->iov_len, is_socket, send_flags);
+            n = is_socket ? ::send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL | send_flags)
+                          : ::write(fd, iov->iov_base, iov->iov_len);
         } else if (is_socket) {
             wait_within_cap(fd, POLLOUT, what);
             struct msghdr mh {};
@@ -264,7 +249,8 @@ void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int tim
     LazyDeadline deadline(timeout_ms);
     if (!(is_socket && g_cap.on)) {
         if (stop_requested()) throw Interrupted();
-        ssize_t n = write_one(fd, bytes.data(), bytes.size(), is_socket, 0);
+        ssize_t n = is_socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
+                              : ::write(fd, bytes.data(), bytes.size());
         if (n == static_cast<ssize_t>(bytes.size())) [[likely]] return;
         if (n < 0)
             before_write_again(fd, errno, is_socket, deadline, what);

@@ -37,9 +37,7 @@ void clear_stop() noexcept;
 // stop was requested, otherwise returns so the caller retries.
 void on_eintr();
 
-// Ignores SIGPIPE process-wide: a vanished peer must surface as EPIPE, not
-// kill us. For good: from then on sockets are written with write(2), not
-// send(2) with MSG_NOSIGNAL, so SIGPIPE must not be set back to its default.
+// Ignores SIGPIPE process-wide: a vanished peer must surface as EPIPE, not kill us.
 void ignore_sigpipe();
 
 // Unblocks the signals a program handles. A blocked signal mask survives
@@ -118,8 +116,7 @@ public:
 std::size_t read_some(int fd, void* buf, std::size_t len, const char* what);
 
 // Writes every byte of the iovec array, continuing after short writes.
-// Sockets use send/sendmsg(MSG_NOSIGNAL), or write(2) for one buffer once
-// ignore_sigpipe() ran; other descriptors write/writev. When
+// Sockets use send/sendmsg(MSG_NOSIGNAL); other descriptors write/writev. When
 // a non-blocking descriptor is full, waits for room up to timeout_ms (<= 0:
 // as long as it takes). send_flags are added to a socket's MSG_NOSIGNAL
 // (MSG_MORE: more of the same frame follows at once).
