@@ -94,12 +94,6 @@ inline bool LocalHeap::give_back(void* p) noexcept {
     return false;
 }
 
-// What a fork server's session child sets aside in its frame for its
-// session: a stream session's channel and reader take about 250 bytes, its
-// first reads 256 (kFirstReads, ipc/stream_channel.hpp), a first message of
-// a few hundred bytes the rest (a larger one is on the heap).
-inline constexpr std::size_t kSessionHeapBytes = 1024;
-
 template <std::size_t N>
 struct LocalHeapStorage {
     alignas(alignof(std::max_align_t)) std::byte bytes[N];

@@ -70,56 +70,9 @@ inline void park_read_buffer(std::size_t n) {
 
 // A stream reader's buffer: the parked one when this thread may borrow it
 // and it is big enough and free, else one of its own.
-//
-// With `first` (less than n), the first reads of a session go to `first`
-// bytes of its LocalHeap (ipc/local_heap.hpp: in a session child's frame),
-// when one is installed and has room, until the reader asks for more
-// (leave_first_reads). A fresh child's first read into the parked buffer
-// was a page it faulted in (the kernel's copy to it: one fault per session,
-// where the C fork server's child reads into its stack); a short session
-// never leaves the frame's pages.
 class ReadBuffer {
 public:
-    explicit ReadBuffer(std::size_t n, std::size_t first = 0) {
-        if (first != 0 && first < n) {
-            if (void* p = LocalHeap::take(first, LocalHeap::Use::session)) {
-                data_ = static_cast<std::byte*>(p);
-                size_ = first;
-                full_ = n;
-                return;
-            }
-        }
-        take(n);
-    }
-    ~ReadBuffer() { let_go(); }
-    ReadBuffer(const ReadBuffer&) = delete;
-    ReadBuffer& operator=(const ReadBuffer&) = delete;
-    std::byte* data() { return data_; }
-    const std::byte* data() const { return data_; }
-    std::size_t size() const { return size_; }
-    bool lent() const { return lent_; }
-    // Still the first reads' storage (not page-aligned, `first` bytes).
-    bool first_reads() const { return full_ != 0; }
-    // From now on the full-size buffer asked for at first (the parked one
-    // when free), holding the `keep` bytes that were at `from`.
-    void leave_first_reads(std::size_t from, std::size_t keep) {
-        std::byte* first = data_;
-        std::size_t n = full_;
-        full_ = 0;
-        take(n);
-        std::memcpy(data_, first + from, keep);
-        LocalHeap::give_back(first);
-    }
-    // From now on this storage (a grown buffer); a lent one is given back.
-    void own(PageBuffer b) {
-        let_go();
-        owned_ = std::move(b);
-        data_ = owned_.data();
-        size_ = owned_.size();
-    }
-
-private:
-    void take(std::size_t n) {
+    explicit ReadBuffer(std::size_t n) {
         if (detail::parked_here && !detail::parked_lent && detail::parked_read_buffer.size() >= n) {
             detail::parked_lent = true;
             lent_ = true;
@@ -129,16 +82,27 @@ private:
             own(PageBuffer(n));
         }
     }
-    void let_go() {
+    ~ReadBuffer() {
+        if (lent_) detail::parked_lent = false;
+    }
+    ReadBuffer(const ReadBuffer&) = delete;
+    ReadBuffer& operator=(const ReadBuffer&) = delete;
+    std::byte* data() { return data_; }
+    const std::byte* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    bool lent() const { return lent_; }
+    // From now on this storage (a grown buffer); a lent one is given back.
+    void own(PageBuffer b) {
         if (lent_) detail::parked_lent = false;
         lent_ = false;
-        if (full_ != 0) LocalHeap::give_back(data_);
-        full_ = 0;
+        owned_ = std::move(b);
+        data_ = owned_.data();
+        size_ = owned_.size();
     }
 
+private:
     std::byte* data_ = nullptr;
     std::size_t size_ = 0;
-    std::size_t full_ = 0;  // nonzero: data_ is the first reads' storage; the size asked for
     bool lent_ = false;
     PageBuffer owned_;
 };

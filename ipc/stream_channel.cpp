@@ -14,11 +14,10 @@
 
 namespace ipclab {
 
-StreamReader::StreamReader(int fd, int timeout_ms)
-    : fd_(fd), timeout_ms_(timeout_ms), buf_(kReadBuffer, kFirstReads) {}
+StreamReader::StreamReader(int fd, int timeout_ms) : fd_(fd), timeout_ms_(timeout_ms), buf_(kReadBuffer) {}
 
 bool StreamReader::refill(std::size_t n, std::size_t at) {
-    if (buffered() == 0 && at != kAnywhere && !buf_.first_reads() && at % kPageSize + n <= buf_.size()) {
+    if (buffered() == 0 && at != kAnywhere && at % kPageSize + n <= buf_.size()) {
         pos_ = end_ = at % kPageSize;
     } else if (buffered() == 0) {
         pos_ = end_ = 0;
@@ -32,24 +31,16 @@ bool StreamReader::refill(std::size_t n, std::size_t at) {
         std::size_t got = read_ticked(buf_.data() + end_, buf_.size() - end_);
         if (got == 0) return false;
         end_ += got;
-        // A read that filled the first reads' storage: the peer sends more
-        // than a short exchange; the next reads go to the full buffer.
-        if (end_ == buf_.size() && buf_.first_reads()) [[unlikely]]
-            grow(kReadBuffer);
     }
     return true;
 }
 
 void StreamReader::grow(std::size_t n) {
-    if (buf_.first_reads() && n <= kReadBuffer) {
-        buf_.leave_first_reads(pos_, buffered());
-    } else {
-        PageBuffer bigger(std::max(n, buf_.size() * 2));  // geometrically
-        std::memcpy(bigger.data(), buf_.data() + pos_, buffered());
-        buf_.own(std::move(bigger));  // a lent parked buffer is given back
-    }
+    PageBuffer bigger(std::max(n, buf_.size() * 2));  // geometrically
+    std::memcpy(bigger.data(), buf_.data() + pos_, buffered());
     end_ -= pos_;
     pos_ = 0;
+    buf_.own(std::move(bigger));  // a lent parked buffer is given back
 }
 
 bool StreamReader::read_split(std::size_t head, std::span<std::byte> rest, std::size_t& into_rest) {

@@ -23,10 +23,6 @@ namespace ipclab {
 // The size of a StreamReader's buffer: park_read_buffer(kReadBuffer)
 // before forking session children (ipc/page_buffer.hpp).
 inline constexpr std::size_t kReadBuffer = 64 * 1024;
-// Where a session's first reads go when it has a LocalHeap with room (a
-// fork server's session child): that many bytes of it (ReadBuffer), the
-// textbook server's buffer.
-inline constexpr std::size_t kFirstReads = 256;
 
 // Read side of a stream with a buffer, so small frames cost one read(2).
 class StreamReader : public LocalHeapAllocated<LocalHeap::Use::session> {
@@ -81,8 +77,7 @@ private:
     // Not a vector: its zero-filling would touch (and, in a forked child,
     // fault in) every page of the buffer before the first byte arrives.
     // Page-aligned, so offsets in it are page offsets (fill's `at`). In a
-    // session child, the buffer its server parked (ipc/page_buffer.hpp),
-    // after first reads in the child's frame (not page-aligned: no `at`).
+    // session child, the buffer its server parked (ipc/page_buffer.hpp).
     ReadBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
     std::optional<TickTimer> tick_;  // with a timeout: wakes blocked reads (in place: no allocation)

@@ -614,7 +614,7 @@ private:
         // here would copy the flag's page for nothing.
         if (stop_requested()) clear_stop();
         // The session's channel, reader and message buffer (ipc/local_heap.hpp).
-        LocalHeapStorage<kSessionHeapBytes> storage;
+        LocalHeapStorage<1024> storage;  // a stream session takes about 250 bytes
         LocalHeap session_heap(storage.bytes, LocalHeap::Use::session);
         SessionReport report = run_session(pending, options_);
         if (options_.log_sessions) log_report(report, ::getpid());

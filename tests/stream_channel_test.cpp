@@ -15,14 +15,12 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
-#include <span>
 #include <thread>
 #include <vector>
 
 #include "client/payload.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
-#include "ipc/local_heap.hpp"
 #include "ipc/page_buffer.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -83,18 +81,15 @@ ipclab::Bytes framed_stream(std::span<const std::size_t> sizes, std::vector<ipcl
     return stream;
 }
 
-// Writes `bytes` into fd from a thread (`piece` bytes per write; 0: all in
-// one), then closes fd; joined when it goes out of scope (also after a failed
-// ASSERT). A reader that stops early makes the write time out, which only
-// ends the thread.
+// Writes `bytes` into fd from a thread, then closes fd; joined when it goes
+// out of scope (also after a failed ASSERT). A reader that stops early makes
+// the write time out, which only ends the thread.
 class BackgroundWriter {
 public:
-    BackgroundWriter(Fd& fd, const ipclab::Bytes& bytes, std::size_t piece = 0)
-        : t_([&fd, &bytes, piece] {
+    BackgroundWriter(Fd& fd, const ipclab::Bytes& bytes)
+        : t_([&fd, &bytes] {
               try {
-                  std::span<const std::byte> all(bytes);
-                  for (std::size_t at = 0, n = piece == 0 ? all.size() : piece; at < all.size(); at += n)
-                      write_all(fd.get(), all.subspan(at, std::min(n, all.size() - at)), true, 10000, "test");
+                  write_all(fd.get(), bytes, true, 10000, "test");
               } catch (const std::exception&) {
               }
               fd.reset();
@@ -616,86 +611,6 @@ TEST(ParkedReadBuffer, OneReaderAtATimeBorrowsItInTheParkingThreadOnly) {
         ReadBuffer after(kReadBuffer);
         EXPECT_TRUE(after.lent());
     }).join();
-}
-
-template <std::size_t N>
-bool in_storage(const void* p, const LocalHeapStorage<N>& storage) {
-    auto at = reinterpret_cast<std::uintptr_t>(p), begin = reinterpret_cast<std::uintptr_t>(storage.bytes);
-    return at >= begin && at < begin + N;
-}
-
-// In a session child (a LocalHeap installed for the session), a reader's
-// first reads go to the heap, in the child's frame; a read that fills them
-// moves what it read to the full buffer (the parked one, in the thread that
-// parked it), where the rest goes.
-TEST(ReadBuffer, ASessionsFirstReadsStayInItsFrameUntilAReadFillsThem) {
-    std::thread([] {  // a thread of its own: parking marks the thread for good
-        park_read_buffer(kReadBuffer);
-        LocalHeapStorage<kSessionHeapBytes> storage;
-        auto in_frame = [&](const std::byte* p) { return in_storage(p, storage); };
-        ipclab::Bytes data(3 * kFirstReads);
-        std::iota(reinterpret_cast<unsigned char*>(data.data()),
-                  reinterpret_cast<unsigned char*>(data.data()) + data.size(), 0);
-        Pair p;
-        {
-            LocalHeap heap(storage.bytes, LocalHeap::Use::session);
-            StreamReader r(p.a.get(), 5000);
-            ASSERT_TRUE(in_frame(r.data()));
-            ASSERT_EQ(::write(p.b.get(), data.data(), 100), 100);
-            ASSERT_TRUE(r.fill(100));
-            EXPECT_TRUE(in_frame(r.data())) << "a short exchange stays in the frame";
-            EXPECT_EQ(std::memcmp(r.data(), data.data(), 100), 0);
-            r.consume(100);
-            ASSERT_EQ(::write(p.b.get(), data.data() + 100, data.size() - 100), static_cast<ssize_t>(data.size() - 100));
-            ASSERT_TRUE(r.fill(10));
-            EXPECT_EQ(r.data(), detail::parked_read_buffer.data()) << "a full read moved it to the parked buffer";
-            ASSERT_EQ(r.buffered(), kFirstReads);
-            EXPECT_EQ(std::memcmp(r.data(), data.data() + 100, kFirstReads), 0);
-            ASSERT_TRUE(r.fill(data.size() - 100));
-            EXPECT_EQ(std::memcmp(r.data(), data.data() + 100, data.size() - 100), 0);
-            StreamReader other(p.b.get(), 5000);  // meanwhile another reader starts in the frame too
-            EXPECT_TRUE(in_frame(other.data()));
-        }
-        LocalHeap heap(storage.bytes, LocalHeap::Use::session);
-        EXPECT_NE(LocalHeap::take(sizeof storage.bytes, LocalHeap::Use::session), nullptr)
-            << "every byte given back";
-    }).join();
-}
-
-// Frames of every size through a session whose channel, reader and first
-// reads live in its LocalHeap, back to back and over a trickle: the reads
-// that cross from the first reads' storage to the full buffer (a frame that
-// ends at its last byte, one a byte past it, a large one read around it)
-// lose nothing, and the heap is all given back at the end.
-TEST(FramedChannel, FramesOfEverySizeCrossFromASessionsFirstReadsWhole) {
-    const std::size_t a = kFirstReads - kFrameHeaderSize - kFramedOpening.size();
-    const std::size_t sizes[] = {a, 1, kFirstReads - 10, 0, kFirstReads, 3, 70000, 5, kFirstReads + 1, 64};
-    for (bool slowly : {false, true}) {
-        LocalHeapStorage<kSessionHeapBytes> storage;
-        std::vector<ipclab::Bytes> payloads;
-        ipclab::Bytes stream = framed_stream(sizes, payloads);
-        Pair p;
-        BackgroundWriter writer(p.b, stream, slowly ? 1 : 0);
-        {
-            LocalHeap heap(storage.bytes, LocalHeap::Use::session);
-            {
-                auto ch = open_stream_session(std::move(p.a), limits());
-                Message m;
-                for (std::size_t i = 0; i < std::size(sizes); ++i) {
-                    ASSERT_TRUE(ch->receive(m)) << i;
-                    ASSERT_EQ(m.payload.size(), sizes[i]) << i;
-                    EXPECT_TRUE(m.payload == payloads[i]) << "frame " << i << " of " << sizes[i] << " bytes";
-                    // The channel, its reader, first reads and a first message this size fit in a child's heap.
-                    if (i == 0) {
-                        EXPECT_TRUE(in_storage(m.payload.data(), storage));
-                    }
-                }
-                EXPECT_FALSE(ch->receive(m)) << "clean end after the last frame";
-            }
-        }
-        LocalHeap heap(storage.bytes, LocalHeap::Use::session);
-        EXPECT_NE(LocalHeap::take(sizeof storage.bytes, LocalHeap::Use::session), nullptr) << slowly;
-    }
 }
 
 // A session opened on a socket whose send timeout came from its listener
