@@ -269,7 +269,7 @@ private:
     // below a session child's fork point is pages it writes for the first
     // time, a page fault each: with the 2 KiB array inline, its reply's
     // send() and write reached 4.4 KiB below that point (perf page-faults:
-    // two stack pages, where the C fork server's child touches none).
+    // two stack pages more than the C fork server's child writes).
     static constexpr std::size_t kShortFrame = 256;
 
     // A receive whose Message held a payload this large (a reused one: the
@@ -327,6 +327,7 @@ private:
         send_small<kCoalescedFrame>(type, payload);
     }
 
+    // Out of line too: send_any, which calls it, may be inlined into send().
     [[gnu::noinline]] void send_coalesced(std::span<const std::byte> opening, std::span<const std::byte> header,
                                           std::span<const std::byte> payload) {
         alignas(64) std::byte frame[kCoalescedFrame];

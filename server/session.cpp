@@ -51,8 +51,8 @@ constexpr std::string_view kMessagePrefix = "Here is the message: ";
 // steady_clock::now() reads: a session child reads the clock twice, and a
 // fresh child's first vDSO read faulted in the vDSO's code and data pages
 // and now()'s own page of code (perf page-faults: 3 of a logging session's
-// 22 against a system call's 0.1 us). syscall() is code the child runs anyway
-// (its tick's timer).
+// 22), where a system call costs about 0.1 us. syscall() is code the child
+// runs anyway (its tick's timer).
 std::int64_t session_clock_ns() {
     timespec ts{};
     if (::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) != 0) return 0;  // cannot fail for this clock

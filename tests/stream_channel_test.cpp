@@ -353,10 +353,12 @@ TEST(FramedChannel, ClientAndServerSidesTalk) {
 // One Message reused for frames of changing sizes, as a session does: a small
 // frame is written out in one piece (send_small) and taken whole from the
 // reader's buffer (several frames per read, the payload's size changing or
-// not), and the largest small frame and the first that is not meet the other
-// paths. Each arrives byte-exact, with the size it was sent with.
+// not), the largest frame built in send()'s own 256-byte array (251) and the
+// first built out of line (252) alike, and the largest small frame and the
+// first that is not meet the other paths. Each arrives byte-exact, with the
+// size it was sent with.
 TEST(FramedChannel, OneMessageTakesFramesOfChangingSizesWhole) {
-    const std::size_t sizes[] = {64, 64, 10, 0, 64, 2043, 2044, 1, 2043, 0, 0, 5, 64};
+    const std::size_t sizes[] = {64, 64, 10, 0, 64, 251, 252, 2043, 2044, 1, 251, 2043, 0, 0, 5, 64};
     Pair p;
     StreamFds client{std::move(p.a), Fd{}, true};
     auto c = make_framed_channel(std::move(client), limits(), true);
