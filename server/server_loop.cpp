@@ -6,7 +6,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,12 +79,6 @@ std::atomic<std::int64_t> g_stop_at_ns{0};  // 0: no stop signal yet
 std::int64_t g_grace_ns = 0;
 bool g_serving_here = false;
 static_assert(std::atomic<std::int64_t>::is_always_lock_free, "used from signal handlers");
-
-std::int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
 
 void on_stop(int signo) {
     // Ctrl-C reaches the whole process group; the parent decides when its

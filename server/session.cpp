@@ -47,18 +47,6 @@ std::string_view shown_payload(std::span<const std::byte> payload, LineBuilder& 
 
 constexpr std::string_view kMessagePrefix = "Here is the message: ";
 
-// CLOCK_MONOTONIC in nanoseconds through the system call, not the vDSO that
-// steady_clock::now() reads: a session child reads the clock twice, and a
-// fresh child's first vDSO read faulted in the vDSO's code and data pages
-// and now()'s own page of code (perf page-faults: 3 of a logging session's
-// 22), where a system call costs about 0.1 us. syscall() is code the child
-// runs anyway (its tick's timer).
-std::int64_t session_clock_ns() {
-    timespec ts{};
-    if (::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts) != 0) return 0;  // cannot fail for this clock
-    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
 void build_report(const SessionReport& r, long pid, LineBuilder& line) {
     line.append("server: session ended pid=").append_uint(static_cast<std::uint64_t>(pid));
     line.append(" peer=").append(r.peer);
@@ -70,6 +58,12 @@ void build_report(const SessionReport& r, long pid, LineBuilder& line) {
 }
 
 }  // namespace
+
+std::int64_t monotonic_ns() {
+    timespec ts{};  // stays 0 if the call failed, which it cannot for this clock
+    ::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 LineBuilder& LineBuilder::append(std::string_view s) {
     if (!spilled_ && used_ + s.size() <= fixed_.size()) {
@@ -183,7 +177,7 @@ SessionReport run_session(PendingSession& pending, const ServerOptions& options)
     // call into glibc's memcpy, a page of code it faulted in for nothing.
     const bool timed = options.log_sessions;
     if (timed) report.peer = pending.peer();
-    const std::int64_t start = timed ? session_clock_ns() : 0;
+    const std::int64_t start = timed ? monotonic_ns() : 0;
     std::unique_ptr<Channel> channel;
     auto refuse = [&](const std::exception& e, const char* kind) {
         report.ending = std::string(kind) + ": " + e.what();
@@ -217,7 +211,7 @@ SessionReport run_session(PendingSession& pending, const ServerOptions& options)
         report.clean = false;
     }
     channel.reset();  // removes per-session objects before the report goes out
-    if (timed) report.seconds = static_cast<double>(session_clock_ns() - start) / 1e9;
+    if (timed) report.seconds = static_cast<double>(monotonic_ns() - start) / 1e9;
     return report;
 }
 

@@ -31,6 +31,16 @@ SessionReport run_session(PendingSession& pending, const ServerOptions& options)
 // call into glibc's memcpy, a page of libc's code faulted in for nothing.
 void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report);
 
+// CLOCK_MONOTONIC in nanoseconds, through syscall(2) rather than the vDSO
+// that clock_gettime and steady_clock::now() read: a fresh session child's
+// first vDSO read faulted in the vDSO's code and data pages, which fork does
+// not map into a child, and now() its own page of code (perf page-faults: 3
+// of a logging session's 22), where the system call costs about 0.1 us and
+// syscall() is code the child runs anyway (its tick's timer). The session's
+// duration and the server loop's grace deadline (async-signal-safe: one
+// system call) both read it.
+std::int64_t monotonic_ns();
+
 // "server: session ended pid=... peer=... messages=..." (one line, with '\n').
 std::string format_report(const SessionReport& report, long pid);
 
