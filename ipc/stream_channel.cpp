@@ -17,10 +17,8 @@ namespace ipclab {
 StreamReader::StreamReader(int fd, int timeout_ms) : fd_(fd), timeout_ms_(timeout_ms), buf_(kReadBuffer) {}
 
 bool StreamReader::refill(std::size_t n, std::size_t at) {
-    if (buffered() == 0 && at != kAnywhere && at % kPageSize + n <= buf_.size()) {
-        pos_ = end_ = at % kPageSize;
-    } else if (buffered() == 0) {
-        pos_ = end_ = 0;
+    if (buffered() == 0) {  // start over: at the asked page offset when the bytes fit there
+        pos_ = end_ = at != kAnywhere && at % kPageSize + n <= buf_.size() ? at % kPageSize : 0;
     } else if (pos_ > 0) {  // compact so the wanted bytes fit behind what is left
         std::memmove(buf_.data(), buf_.data() + pos_, buffered());
         end_ -= pos_;
