@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ipc/error.hpp"
+#include "ipc/session_path.hpp"
 
 namespace ipclab {
 
@@ -48,7 +49,7 @@ constexpr std::uint64_t magic_of(const std::byte* b) {
 
 }  // namespace
 
-Opening parse_opening(std::span<const std::byte> bytes) {
+IPCLAB_SESSION_PATH Opening parse_opening(std::span<const std::byte> bytes) {
     // Nothing is decided before the eight bytes every version has (as version
     // 1 always did), so a short or foreign opening meets one rule.
     if (bytes.size() < kOpeningSize) return {};

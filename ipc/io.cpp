@@ -13,6 +13,8 @@
 #include <string>
 
 #include "ipc/error.hpp"
+#include "ipc/raw_syscall.hpp"
+#include "ipc/session_path.hpp"
 
 namespace ipclab {
 
@@ -240,8 +242,8 @@ void write_all(int fd, struct iovec* iov, int iovcnt, bool is_socket, int timeou
     write_rest(fd, iov, iovcnt, is_socket, deadline, what, send_flags);
 }
 
-void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
-               const char* what) {
+IPCLAB_SESSION_PATH void write_all(int fd, std::span<const std::byte> bytes, bool is_socket, int timeout_ms,
+                                   const char* what) {
     // The usual case tried first, in a few instructions: one call takes it
     // all (a small message's instructions outside the kernel are most of
     // what it costs beyond the raw floor). A socket under a WaitCap polls

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ipc/local_heap.hpp"
+#include "ipc/session_path.hpp"
 
 namespace ipclab {
 
@@ -192,6 +193,11 @@ inline void append_bytes(Bytes& to, std::span<const std::byte> from) {
     to.resize(have + from.size());
     if (!from.empty()) std::memcpy(to.data() + have, from.data(), from.size());
 }
+
+// resize() for a received frame: vector's own is out of line, wherever the
+// linker put that template's code; this copy, flattened, lies with the
+// session path that calls it (ipc/session_path.hpp).
+IPCLAB_SESSION_PATH [[gnu::flatten, gnu::noinline]] inline void resize_bytes(Bytes& b, std::size_t n) { b.resize(n); }
 
 inline void assign_bytes(Bytes& to, std::span<const std::byte> from) {
     to.clear();

@@ -7,10 +7,13 @@
 #include <poll.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/raw_syscall.hpp"
+#include "ipc/session_path.hpp"
 #include "ipc/stream_channel.hpp"
 
 namespace ipclab {
@@ -155,17 +158,33 @@ class SocketPending final : public PendingSession {
 public:
     // inherited_timeout_ms: the timeout the socket came with from its
     // listener (set_inherited_tcp_options), if any.
-    SocketPending(Fd fd, std::string peer, std::optional<int> inherited_timeout_ms = std::nullopt)
-        : fd_(std::move(fd)), peer_(std::move(peer)), inherited_timeout_ms_(inherited_timeout_ms) {}
-    std::string peer() const override { return peer_; }
-    std::unique_ptr<Channel> open(const Limits& limits) override {
+    SocketPending(Fd fd, std::string peer) : fd_(std::move(fd)), peer_(std::move(peer)) {}
+    // A session accepted here keeps the peer's address and formats it only
+    // when asked (the log line): inet_ntop's sprintf, run per accept in a fork
+    // server's parent, wrote a stack page below its loop that the parent
+    // shares with its newest child, a copy-on-write fault per session (perf
+    // record -e page-faults, call chains: __vfprintf_internal <- accept_ready).
+    SocketPending(Fd fd, const sockaddr_storage& address, socklen_t address_len,
+                  std::optional<int> inherited_timeout_ms)
+        : fd_(std::move(fd)),
+          address_len_(std::min<socklen_t>(address_len, sizeof address_)),
+          inherited_timeout_ms_(inherited_timeout_ms) {
+        std::memcpy(&address_, &address, address_len_);
+    }
+    IPCLAB_SESSION_PATH std::string peer() const override {
+        if (address_len_ == 0) return peer_;
+        return sockaddr_to_string(reinterpret_cast<const sockaddr*>(&address_), address_len_);
+    }
+    IPCLAB_SESSION_PATH std::unique_ptr<Channel> open(const Limits& limits) override {
         return open_stream_session(std::move(fd_), limits, limits.timeout_ms == inherited_timeout_ms_);
     }
     Fd release_descriptor() override { return std::move(fd_); }
 
 private:
     Fd fd_;
-    std::string peer_;
+    std::string peer_;  // a name given, or
+    sockaddr_storage address_;  // the address accept gave (address_len_ > 0)
+    socklen_t address_len_ = 0;
     std::optional<int> inherited_timeout_ms_;
 };
 
@@ -190,10 +209,15 @@ SocketListener::SocketListener(Fd fd, std::string description, std::optional<Ins
 
 bool wait_listener(int fd, int wake_fd, const char* what) {
     struct pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    int n = ::poll(p, wake_fd >= 0 ? 2 : 1, -1);
+    // A fork server's parent waits here while its session child runs, and
+    // the child's end (SIGCHLD) interrupts the wait. glibc's poll would store
+    // EINTR in errno, a write to the page of thread-local storage that the
+    // parent shares with that child: a page fault per session. ppoll without
+    // a timeout or mask is poll; raw_syscall4 leaves errno alone.
+    const long n = raw_syscall4(SYS_ppoll, reinterpret_cast<long>(p), wake_fd >= 0 ? 2 : 1, 0, 0);
     if (n < 0) {
-        if (errno == EINTR) return false;
-        throw_errno(std::string("poll ") + what);
+        if (n == -EINTR) return false;
+        throw_errno(std::string("poll ") + what, static_cast<int>(-n));
     }
     return (p[0].revents & POLLIN) != 0;
 }
@@ -219,8 +243,7 @@ std::unique_ptr<PendingSession> SocketListener::accept_ready() {
         check(::setsockopt(conn.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one),
               "setsockopt(TCP_NODELAY)");
     }
-    std::string peer = sockaddr_to_string(reinterpret_cast<sockaddr*>(&ss), len);
-    return std::make_unique<SocketPending>(std::move(conn), std::move(peer), inherited_timeout_ms_);
+    return std::make_unique<SocketPending>(std::move(conn), ss, len, inherited_timeout_ms_);
 }
 
 void SocketListener::set_inherited_tcp_options(int timeout_ms) {
@@ -232,7 +255,7 @@ void SocketListener::set_inherited_tcp_options(int timeout_ms) {
     inherited_timeout_ms_ = timeout_ms;
 }
 
-void SocketListener::close_in_child() noexcept {
+IPCLAB_SESSION_PATH void SocketListener::close_in_child() noexcept {
     fd_.close_in_exiting_child();
     if (lock_) lock_->close_in_child();
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "ipc/error.hpp"
+#include "ipc/session_path.hpp"
 
 namespace ipclab {
 
@@ -39,7 +40,7 @@ void TickTimer::install_default_handler() {
     g_default_installed = true;
 }
 
-TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms_(period_ms), signo_(signo) {
+IPCLAB_SESSION_PATH TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms_(period_ms), signo_(signo) {
     if (handler == nullptr && signo == SIGALRM) {
         install_default_handler();
     } else {
@@ -49,7 +50,7 @@ TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms
     arm();
 }
 
-void TickTimer::arm() {
+IPCLAB_SESSION_PATH void TickTimer::arm() {
     struct sigevent sev {};
     sev.sigev_notify = SIGEV_THREAD_ID;
     sev.sigev_signo = signo_;
@@ -76,7 +77,7 @@ void TickTimer::arm_here() {
     if (::getpid() != owner_) arm();
 }
 
-TickTimer::~TickTimer() {
+IPCLAB_SESSION_PATH TickTimer::~TickTimer() {
     if (::getpid() == owner_) timer_call(SYS_timer_delete, id_, 0, 0, 0);
 }
 

@@ -25,10 +25,13 @@
 #include "ipc/io.hpp"
 #include "ipc/local_heap.hpp"
 #include "ipc/page_buffer.hpp"
+#include "ipc/raw_syscall.hpp"
+#include "ipc/session_path.hpp"
 #include "ipc/stream_channel.hpp"
 #include "ipc/tick_timer.hpp"
 #include "server/event_loop.hpp"
 #include "server/fd_passing.hpp"
+#include "server/fork_signal_stack.hpp"
 #include "server/live_children.hpp"
 #include "server/session.hpp"
 #include "server/session_threads.hpp"
@@ -59,16 +62,19 @@ pid_t g_loop_pid = 0;
 
 bool in_session_child() { return ::getpid() != g_loop_pid; }
 
+// Runs once per session in a fork server, on its ForkFreeSignalStack. Its
+// calls leave errno alone (ipc/raw_syscall.hpp), so it has none to restore:
+// glibc's waitpid stores ECHILD when it finds no child left, and the store
+// and the restore were writes to the page of thread-local storage that the
+// parent shares with its newest child, a page fault per session.
 void on_child(int) {
     if (in_session_child()) return;  // it has no children of its own
-    int saved = errno;
     int status;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-        Record r{pid, status};
-        [[maybe_unused]] ssize_t n = ::write(g_wake_write, &r, sizeof r);
+    long pid;
+    while ((pid = raw_syscall4(SYS_wait4, -1, reinterpret_cast<long>(&status), WNOHANG, 0)) > 0) {
+        Record r{static_cast<pid_t>(pid), status};
+        raw_syscall4(SYS_write, g_wake_write, reinterpret_cast<long>(&r), sizeof r, 0);
     }
-    errno = saved;
 }
 
 // The iterative server serves sessions in its own process, so a stop must
@@ -137,7 +143,9 @@ void set_handler(int signo, void (*handler)(int)) {
     struct sigaction sa {};
     sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = signo == SIGCHLD ? SA_NOCLDSTOP : 0;  // no SA_RESTART: waits must wake
+    // No SA_RESTART: waits must wake. SIGCHLD's handler runs on the
+    // ForkFreeSignalStack if this thread has one.
+    sa.sa_flags = signo == SIGCHLD ? SA_NOCLDSTOP | SA_ONSTACK : 0;
     check(::sigaction(signo, &sa, nullptr), "sigaction");
 }
 
@@ -190,6 +198,7 @@ public:
         if (options_.no_reap) {
             set_handler(SIGCHLD, SIG_DFL);  // default, not SIG_IGN, which would reap for us
         } else {
+            if (options_.model == ServerModel::fork) signal_stack_.emplace();
             set_handler(SIGCHLD, on_child);
         }
         g_serving_here = options_.model == ServerModel::iterative;  // a prefork worker is iterative
@@ -585,7 +594,9 @@ private:
         if (options_.log_sessions) log_report(report, ::getpid());
     }
 
-    void spawn(PendingSession& pending) {
+    // Out of line with child(): what a session child runs of this loop is
+    // the return from fork and child(), not Parent::run's 10 KiB around them.
+    IPCLAB_SESSION_PATH [[gnu::noinline]] void spawn(PendingSession& pending) {
         pid_t pid = ::fork();
         if (pid < 0) {
             log_line(std::string("server: fork failed: ") + std::strerror(errno) +
@@ -597,7 +608,8 @@ private:
         ++started_;
     }
 
-    [[noreturn]] void child(PendingSession& pending) {
+    IPCLAB_SESSION_PATH [[noreturn, gnu::noinline]] void child(PendingSession& pending) {
+        if (signal_stack_) ForkFreeSignalStack::disable_in_child();  // not mapped here
         listener_->close_in_child();
         wake_read_.reset();
         wake_write_.reset();
@@ -618,10 +630,13 @@ private:
     void drain() {
         std::array<Record, 64> recs;
         for (;;) {
-            ssize_t n = ::read(wake_read_.get(), recs.data(), sizeof recs);
+            // Leaves errno alone: a fork server's parent drains after each
+            // accept, often an empty pipe (EAGAIN), and glibc's errno store
+            // was a page fault per session (see on_child).
+            const long n = raw_syscall4(SYS_read, wake_read_.get(), reinterpret_cast<long>(recs.data()), sizeof recs, 0);
             if (n <= 0) {
-                if (n < 0 && errno == EINTR) continue;
-                return;  // EAGAIN: empty
+                if (n == -EINTR) continue;
+                return;  // -EAGAIN: empty
             }
             for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(Record); ++i) {
                 const Record& r = recs[i];
@@ -729,6 +744,7 @@ private:
     ServerOptions options_;
     Fd wake_read_, wake_write_;
     std::map<int, struct sigaction> saved_;
+    std::optional<ForkFreeSignalStack> signal_stack_;  // fork: where SIGCHLD's handler runs
     LiveChildren live_;
     std::function<void()> sweep_;
     std::unique_ptr<TickTimer> tick_;

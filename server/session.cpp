@@ -11,6 +11,7 @@
 #include "ipc/copy_inline.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
+#include "ipc/session_path.hpp"
 
 namespace ipclab {
 
@@ -26,7 +27,7 @@ bool printable(std::span<const std::byte> bytes) {
     return true;
 }
 
-void write_quietly_failing(std::string_view line, int fd, const char* what) {
+IPCLAB_SESSION_PATH void write_quietly_failing(std::string_view line, int fd, const char* what) {
     try {
         write_all(fd, as_bytes(line), false, 5000, what);
     } catch (const std::exception&) {
@@ -47,7 +48,7 @@ std::string_view shown_payload(std::span<const std::byte> payload, LineBuilder& 
 
 constexpr std::string_view kMessagePrefix = "Here is the message: ";
 
-void build_report(const SessionReport& r, long pid, LineBuilder& line) {
+IPCLAB_SESSION_PATH void build_report(const SessionReport& r, long pid, LineBuilder& line) {
     line.append("server: session ended pid=").append_uint(static_cast<std::uint64_t>(pid));
     line.append(" peer=").append(r.peer);
     line.append(" messages=").append_uint(r.messages);
@@ -59,13 +60,13 @@ void build_report(const SessionReport& r, long pid, LineBuilder& line) {
 
 }  // namespace
 
-std::int64_t monotonic_ns() {
+IPCLAB_SESSION_PATH std::int64_t monotonic_ns() {
     timespec ts{};  // stays 0 if the call failed, which it cannot for this clock
     ::syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts);
     return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
-LineBuilder& LineBuilder::append(std::string_view s) {
+IPCLAB_SESSION_PATH LineBuilder& LineBuilder::append(std::string_view s) {
     if (!spilled_ && used_ + s.size() <= fixed_.size()) {
         // Inline moves for the line's short pieces: glibc's memcpy was a
         // page of code a fresh session child faulted in for its log line.
@@ -82,7 +83,7 @@ LineBuilder& LineBuilder::append(std::string_view s) {
     return *this;
 }
 
-LineBuilder& LineBuilder::append_uint(std::uint64_t v) {
+IPCLAB_SESSION_PATH LineBuilder& LineBuilder::append_uint(std::uint64_t v) {
     char digits[20];
     std::size_t n = 0;
     do {
@@ -92,7 +93,7 @@ LineBuilder& LineBuilder::append_uint(std::uint64_t v) {
     return append({digits + sizeof digits - n, n});
 }
 
-LineBuilder& LineBuilder::append_fixed3(double v) {
+IPCLAB_SESSION_PATH LineBuilder& LineBuilder::append_fixed3(double v) {
     // printf's "%.3f", whose code a session child would fault in to print one number.
     if (!(v >= 0) || v >= 1e15) return append(v < 0 ? "-" : "?");
     // Rounded half up by hand (v >= 0 here): llround was libm's code, one
@@ -119,7 +120,7 @@ void print_message_line(std::span<const std::byte> payload) {
 
 void log_line(const std::string& line) { write_quietly_failing(line, STDERR_FILENO, "stderr"); }
 
-void log_report(const SessionReport& report, long pid) {
+IPCLAB_SESSION_PATH void log_report(const SessionReport& report, long pid) {
     LineBuilder line;
     build_report(report, pid, line);
     write_quietly_failing(line.view(), STDERR_FILENO, "stderr");
@@ -150,7 +151,7 @@ std::string format_message_line(std::span<const std::byte> payload) {
     return line;
 }
 
-void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report) {
+IPCLAB_SESSION_PATH void serve_channel(Channel& channel, const ServerOptions& options, SessionReport& report) {
     const ReplyMode mode = session_reply_mode(options, channel.asked_reply());
     Message msg;
     while (channel.receive(msg)) {
@@ -169,7 +170,7 @@ void serve_channel(Channel& channel, const ServerOptions& options, SessionReport
     }
 }
 
-SessionReport run_session(PendingSession& pending, const ServerOptions& options) {
+IPCLAB_SESSION_PATH SessionReport run_session(PendingSession& pending, const ServerOptions& options) {
     SessionReport report;
     // The peer's name and the clock only serve the log line; a server that
     // logs no sessions (the benchmarks' peer) skips both: a fresh child's
