@@ -89,6 +89,7 @@ public:
         if (!deadline_) deadline_.emplace(timeout_ms_ > 0 ? timeout_ms_ : -1);
         return *deadline_;
     }
+    bool started() const { return deadline_.has_value(); }
 
 private:
     int timeout_ms_;

@@ -76,10 +76,31 @@ void StreamReader::put_back(std::span<const std::byte> bytes) {
 // each made one per session (strace). Up to then each read first waits in
 // poll, sliced by the tick's period so that a stop is seen as soon.
 constexpr int kTickMs = 100;
+constexpr int kPolledReads = 4;
 
 [[gnu::always_inline]] inline void StreamReader::before_read() {
-    if (timeout_ms_ > 0 && !tick_) [[unlikely]] tick_.emplace(kTickMs);
+    if (timeout_ms_ > 0 && !tick_) [[unlikely]] {
+        if (polled_reads_ < kPolledReads)
+            wait_readable();
+        else
+            tick_.emplace(kTickMs);
+    }
     if (stop_requested()) throw Interrupted();
+}
+
+IPCLAB_SESSION_PATH void StreamReader::wait_readable() {
+    ++polled_reads_;
+    LazyDeadline deadline(timeout_ms_);  // no clock read unless a slice passes empty
+    for (;;) {
+        if (stop_requested()) throw Interrupted();
+        struct pollfd p {fd_, POLLIN, 0};
+        const int slice = deadline.started() ? std::min(deadline.get().remaining_ms(), kTickMs) : kTickMs;
+        const int n = ::poll(&p, 1, slice);
+        if (n > 0) return;  // readable, or closed or failed: the read says which
+        if (n < 0 && errno != EINTR) throw_errno("poll stream");
+        if (deadline.get().expired())
+            throw TimeoutError("timed out after " + std::to_string(timeout_ms_) + " ms waiting for the peer");
+    }
 }
 
 // The first try is inline in each: a read that finds its data (the steady

@@ -64,6 +64,9 @@ private:
     bool read_rest(std::span<std::byte> out, const char* what);  // read_exact beyond the buffer
     // What every read does first: the tick (see stream_channel.cpp), a stop seen.
     void before_read();
+    // Before one of a session's first reads: waits in poll until the
+    // descriptor is readable, as the timeout allows (see stream_channel.cpp).
+    void wait_readable();
     // One read(2) or readv(2), bounded by the timeout (see stream_channel.cpp).
     std::size_t read_ticked(std::byte* buf, std::size_t len);
     std::size_t readv_ticked(::iovec* iov, int count);
@@ -81,6 +84,7 @@ private:
     ReadBuffer buf_;
     std::size_t pos_ = 0, end_ = 0;
     std::optional<TickTimer> tick_;  // with a timeout: wakes blocked reads (in place: no allocation)
+    int polled_reads_ = 0;           // reads that waited in poll, before the tick was made
 };
 
 struct StreamFds {
