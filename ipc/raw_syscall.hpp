@@ -8,12 +8,14 @@
 
 namespace ipclab {
 
-// For a signal handler in a fork server's parent: glibc's wrappers store
-// errno when a call fails (waitpid's last call, with no child left, always
-// does: ECHILD), and a handler must put it back. Either write is to the page
-// of thread-local storage, which the parent shares with its newest child
-// until that child ends, so it was a copy-on-write fault per session (perf
-// record -e page-faults: on_child writing errno, ~1.8 us each on this VM).
+// For the few calls of a fork server where glibc's wrapper costs a page
+// fault per session. In the parent, glibc stores errno when a call fails
+// (waitpid's last call in the SIGCHLD handler, with no child left: ECHILD;
+// the self-pipe's drain: EAGAIN; the accept wait cut short by SIGCHLD:
+// EINTR), a write to the page of thread-local storage that the parent shares
+// with its newest child (perf record -e page-faults: ~1.8 us each on this
+// VM). In the child, a wrapper that nothing else it runs is near is a 64 KiB
+// window of libc's code to fault in (sigaltstack, send: ~1.1 us each).
 inline long raw_syscall4(long number, long a, long b, long c, long d) noexcept {
 #if defined(__x86_64__)
     long ret;
