@@ -11,9 +11,11 @@
 // the logging server's log line more (perf record -e page-faults with call
 // chains: the child took 14 faults against the C fork server's 10).
 //
-// GCC puts functions marked hot in .text.hot, and GNU ld's default linker
-// script puts every object's .text.hot together. The mark also lets GCC
-// optimise them for speed harder, which these per-message functions want
-// anyway. A function the child runs that is not marked is no error, only a
-// window more: tests/session_path_test checks the marked ones' placement.
+// GCC puts functions marked hot in .text.hot (when it optimises), and
+// ipc/session_path.ld gathers every object's .text.hot into a section that
+// starts a 64 KiB window, in programs loaded at 64 KiB boundaries: one
+// fault maps the whole path. The mark also lets GCC optimise them for speed
+// harder, which these per-message functions want anyway. A function the
+// child runs that is not marked is no error, only a window more:
+// tests/session_path_test.py checks that the child's functions are there.
 #define IPCLAB_SESSION_PATH [[gnu::hot]]
