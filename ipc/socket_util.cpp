@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "ipc/decimal.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/raw_syscall.hpp"
@@ -99,17 +100,6 @@ std::string bound_address(int fd) {
 }
 
 namespace {
-
-[[gnu::always_inline]] inline char* put_decimal(char* at, unsigned v) {
-    char digits[10];
-    int n = 0;
-    do {
-        digits[n++] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    while (n > 0) *at++ = digits[--n];
-    return at;
-}
 
 // "a.b.c.d:port" digit by digit, not by inet_ntop's sprintf: a logging fork
 // server's session child formats its peer's name (SocketPending::peer), and

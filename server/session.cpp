@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "ipc/copy_inline.hpp"
+#include "ipc/decimal.hpp"
 #include "ipc/error.hpp"
 #include "ipc/io.hpp"
 #include "ipc/session_path.hpp"
@@ -85,12 +86,7 @@ IPCLAB_SESSION_PATH LineBuilder& LineBuilder::append(std::string_view s) {
 
 IPCLAB_SESSION_PATH LineBuilder& LineBuilder::append_uint(std::uint64_t v) {
     char digits[20];
-    std::size_t n = 0;
-    do {
-        digits[sizeof digits - ++n] = static_cast<char>('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return append({digits + sizeof digits - n, n});
+    return append({digits, static_cast<std::size_t>(put_decimal(digits, v) - digits)});
 }
 
 IPCLAB_SESSION_PATH LineBuilder& LineBuilder::append_fixed3(double v) {
