@@ -248,7 +248,7 @@ namespace {
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
     return ::send(fd, buf, len, MSG_NOSIGNAL);
 #else
-    const long n = raw_syscall6(SYS_sendto, fd, reinterpret_cast<long>(buf), static_cast<long>(len), MSG_NOSIGNAL, 0, 0);
+    const long n = raw_syscall(SYS_sendto, fd, reinterpret_cast<long>(buf), static_cast<long>(len), MSG_NOSIGNAL);
     if (n < 0) {
         errno = static_cast<int>(-n);
         return -1;

@@ -232,14 +232,14 @@ bool wait_listener(int fd, int wake_fd, const char* what) {
     // the child's end (SIGCHLD) interrupts the wait. glibc's poll would store
     // EINTR in errno, a write to the page of thread-local storage that the
     // parent shares with that child: a page fault per session. ppoll without
-    // a timeout or mask is poll; raw_syscall4 leaves errno alone. Not under
+    // a timeout or mask is poll; raw_syscall leaves errno alone. Not under
     // ThreadSanitizer, which runs a signal's handler only at a call it
     // intercepts: behind a raw system call the stop signal's handler never
     // ran, and the server waited on (tcp_e2e_test's stops timed out).
 #if defined(__SANITIZE_THREAD__)
     const long n = ::poll(p, wake_fd >= 0 ? 2 : 1, -1) < 0 ? -errno : 0;
 #else
-    const long n = raw_syscall4(SYS_ppoll, reinterpret_cast<long>(p), wake_fd >= 0 ? 2 : 1, 0, 0);
+    const long n = raw_syscall(SYS_ppoll, reinterpret_cast<long>(p), wake_fd >= 0 ? 2 : 1);
 #endif
     if (n < 0) {
         if (n == -EINTR) return false;

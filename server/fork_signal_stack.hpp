@@ -34,7 +34,7 @@ public:
     static void disable_in_child() noexcept {
         stack_t ss{};
         ss.ss_flags = SS_DISABLE;
-        raw_syscall4(SYS_sigaltstack, reinterpret_cast<long>(&ss), 0, 0, 0);
+        raw_syscall(SYS_sigaltstack, reinterpret_cast<long>(&ss));
     }
 
 private:

@@ -71,9 +71,9 @@ void on_child(int) {
     if (in_session_child()) return;  // it has no children of its own
     int status;
     long pid;
-    while ((pid = raw_syscall4(SYS_wait4, -1, reinterpret_cast<long>(&status), WNOHANG, 0)) > 0) {
+    while ((pid = raw_syscall(SYS_wait4, -1, reinterpret_cast<long>(&status), WNOHANG)) > 0) {
         Record r{static_cast<pid_t>(pid), status};
-        raw_syscall4(SYS_write, g_wake_write, reinterpret_cast<long>(&r), sizeof r, 0);
+        raw_syscall(SYS_write, g_wake_write, reinterpret_cast<long>(&r), sizeof r);
     }
 }
 
@@ -633,7 +633,7 @@ private:
             // Leaves errno alone: a fork server's parent drains after each
             // accept, often an empty pipe (EAGAIN), and glibc's errno store
             // was a page fault per session (see on_child).
-            const long n = raw_syscall4(SYS_read, wake_read_.get(), reinterpret_cast<long>(recs.data()), sizeof recs, 0);
+            const long n = raw_syscall(SYS_read, wake_read_.get(), reinterpret_cast<long>(recs.data()), sizeof recs);
             if (n <= 0) {
                 if (n == -EINTR) continue;
                 return;  // -EAGAIN: empty
