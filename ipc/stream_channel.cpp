@@ -78,6 +78,12 @@ void StreamReader::put_back(std::span<const std::byte> bytes) {
 constexpr int kTickMs = 100;
 constexpr int kPolledReads = 4;
 
+namespace {
+[[noreturn]] void throw_peer_timeout(int timeout_ms) {
+    throw TimeoutError("timed out after " + std::to_string(timeout_ms) + " ms waiting for the peer");
+}
+}  // namespace
+
 [[gnu::always_inline]] inline void StreamReader::before_read() {
     if (timeout_ms_ > 0 && !tick_) [[unlikely]] {
         if (polled_reads_ < kPolledReads)
@@ -98,8 +104,7 @@ IPCLAB_SESSION_PATH void StreamReader::wait_readable() {
         const int n = ::poll(&p, 1, slice);
         if (n > 0) return;  // readable, or closed or failed: the read says which
         if (n < 0 && errno != EINTR) throw_errno("poll stream");
-        if (deadline.get().expired())
-            throw TimeoutError("timed out after " + std::to_string(timeout_ms_) + " ms waiting for the peer");
+        if (deadline.get().expired()) throw_peer_timeout(timeout_ms_);
     }
 }
 
@@ -129,8 +134,7 @@ std::size_t StreamReader::read_again(::iovec* iov, int count, int err) {
             const Deadline& d = deadline.get();
             // EAGAIN: a non-blocking descriptor; wait for data the plain way.
             if (d.expired() || (err == EAGAIN && !wait_fd(fd_, POLLIN, d.remaining_ms(), "stream")))
-                throw TimeoutError("timed out after " + std::to_string(timeout_ms_) +
-                                   " ms waiting for the peer");
+                throw_peer_timeout(timeout_ms_);
         } else if (err == ECONNRESET) {
             throw PeerGone("connection reset reading stream");
         } else {
