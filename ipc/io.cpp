@@ -62,6 +62,8 @@ WaitCap::~WaitCap() { g_cap.on = false; }
 
 bool WaitCap::expired() const { return g_cap.on && std::chrono::steady_clock::now() >= g_cap.at; }
 
+bool WaitCap::active() { return g_cap.on; }
+
 void request_stop() noexcept { g_stop.store(1); }
 // Read first: in a freshly forked child the store would cost a copy-on-write fault.
 void clear_stop() noexcept {

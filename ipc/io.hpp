@@ -110,6 +110,9 @@ public:
     WaitCap& operator=(const WaitCap&) = delete;
     ~WaitCap();
     bool expired() const;
+    // Whether one lives in this thread: a lazy deadline (LazyDeadline) must
+    // then start at once, or its first slice could outlast the cap.
+    static bool active();
 };
 
 // One read(2): returns bytes read (0 at EOF). EINTR retried; EAGAIN throws

@@ -458,6 +458,24 @@ TEST(ShmRing, WaitTimesOutOnASilentRing) {
     EXPECT_LT(ms, 1500);
 }
 
+// The wait starts its own deadline lazily (at the first wake that finds
+// nothing), but a client's WaitCap is a bound on the whole exchange: under
+// one the wait must end by the cap, not a slice or a policy timeout later.
+TEST(ShmRing, WaitEndsByTheThreadsWaitCap) {
+    TestRing r(64);
+    auto rd = r.reader();
+    WaitPolicy p{WaitMode::block, kSpinIterations, 20000, 0, "test data"};
+    auto t0 = std::chrono::steady_clock::now();
+    {
+        WaitCap cap(30);
+        EXPECT_THROW(wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, p), TimeoutError);
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(ms, 25);
+    EXPECT_LT(ms, 90) << "the wait outlasted its cap: its first slice (" << kSliceMs << " ms) ran out first";
+}
+
 TEST(ShmRing, WaitNoticesADeadPeerWithinASlice) {
     TestRing r(64);
     auto rd = r.reader();
