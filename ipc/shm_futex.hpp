@@ -196,12 +196,12 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
     // the condition true (nearly every wake: the ringer bumps seq only after
     // its store). A block-mode round trip sleeps on each side, and the four
     // clock reads each such wait made (deadline, liveness slice, time left,
-    // the wake's time) took 5.3% of RoundTrip/shm/64's samples on one CPU
-    // against the semaphore ping-pong's 1.7% (perf, EPYC host): far more
-    // than 30 ns a read, as most came right after a context switch. So the
-    // deadline starts at the first wake that finds nothing, as
-    // LazyDeadline's do: the timeout may end one slice late, unless a
-    // WaitCap bounds this wait (then it starts at once).
+    // the wake's time) held 5.3% of RoundTrip/shm/64's perf samples on one
+    // CPU against the semaphore ping-pong's 1.7% (EPYC host); without them
+    // Paired/shm/64 and /4096 read about 1% lower. So the deadline starts at
+    // the first wake that finds nothing, as LazyDeadline's do: the timeout
+    // may end one slice late, unless a WaitCap bounds this wait (then it
+    // starts at once).
     LazyDeadline deadline(policy.timeout_ms);
     if (WaitCap::active()) deadline.get();
     std::chrono::steady_clock::time_point next_check{};  // the first unready wake checks the peer
