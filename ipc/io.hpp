@@ -90,6 +90,12 @@ public:
         return *deadline_;
     }
     bool started() const { return deadline_.has_value(); }
+    // Milliseconds left, as Deadline::remaining_ms, without starting it:
+    // the whole timeout until then.
+    int remaining_ms() const {
+        if (deadline_) return deadline_->remaining_ms();
+        return timeout_ms_ > 0 ? timeout_ms_ : -1;
+    }
 
 private:
     int timeout_ms_;

@@ -213,8 +213,7 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
     WaitOutcome done = polls ? WaitOutcome::spun : WaitOutcome::immediate;
     for (;;) {
         if (stop_requested()) throw Interrupted();
-        const int left = deadline.started() ? deadline.get().remaining_ms()
-                                            : (policy.timeout_ms > 0 ? policy.timeout_ms : -1);
+        const int left = deadline.remaining_ms();
         if (left == 0) {
             if (ready()) return done;
             throw TimeoutError("timed out after " + std::to_string(policy.timeout_ms) +
