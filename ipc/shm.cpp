@@ -159,28 +159,7 @@ public:
         // it), and rung after the publish, behind the fence that costs us
         // nothing there: we wait for the reply next anyway.
         rx_.release(false);
-        try {
-            restart_at_ring_start();
-            if (frame_in_place(tx_.offset(), payload.size(), tx_.capacity())) {
-                send_in_place(type, payload);
-            } else {
-                const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
-                std::byte* at = begin_frame(prefix);
-                write_frame_header(at, type, payload.size());
-                tx_.commit(prefix);
-                put(payload);  // its first publish stamps the frame
-                // On to the next boundary (at most 15 bytes, never past the
-                // ring's end: that is a boundary too), as the reader does
-                // after the frame: its index may then reach ours.
-                if (std::size_t gap = tx_.frame_gap()) {
-                    await_room(gap);
-                    tx_.skip(gap);
-                }
-                tx_.publish();
-            }
-        } catch (const SendAbandoned&) {
-            send_broken_ = true;
-        }
+        if (!send_whole(type, payload)) send_general(type, payload);
         // Every path above published a frame (16 bytes at least) with wake,
         // so a fence ran after the release(false) store at the top (or
         // await_room's release() rang for it before SendAbandoned).
@@ -191,39 +170,18 @@ public:
     // already there), plus one per further wait inside a large message.
     bool receive(Message& msg) override {
         waited_ = false;
-        std::byte* at;
         for (;;) {
-            at = rx_.frame();
-            if (at == nullptr) {
-                if (await_frame()) continue;
+            std::byte* at = rx_.frame();
+            if (at == nullptr && (at = await_frame()) == nullptr) {
                 count_first_wait();
                 return false;
             }
             // Each field read once: the peer may scribble on them meanwhile.
             HeaderBytes hb;
             std::memcpy(hb.data(), at + kStampBytes, hb.size());
-            if (hb[0] != std::byte{kPadFrame}) {
+            if (hb[0] != std::byte{kPadFrame}) [[likely]] {
                 count_first_wait();
-                const std::size_t offset = rx_.offset();
-                FrameHeader h = decode_header(hb, limits_.max_message);
-                const std::size_t prefix = payload_offset(offset, h.length);
-                msg.type = h.type;
-                msg.payload.resize(h.length);
-                if (frame_in_place(offset, h.length, rx_.capacity())) {
-                    if (h.length > 0) copy_bytes(msg.payload.data(), at + prefix, h.length);
-                    rx_.advance(prefix + h.length);
-                    rx_.end_frame();
-                    // The room goes back at our next send or wait, or here every
-                    // kPublishChunk: a release here would cost a fence (Dekker,
-                    // for a writer asleep on a full ring) between the bytes'
-                    // arrival and our reply (perf: 5-10 ns of each receive).
-                    if (rx_.unreleased() >= kPublishChunk) rx_.release(wake_inside_message(rx_.unrung(), false));
-                } else {
-                    rx_.advance(prefix);
-                    get(msg.payload);
-                    rx_.end_frame();
-                    rx_.release();
-                }
+                take_frame(at, hb, msg);
                 last_was_receive_ = true;
                 return true;
             }
@@ -245,26 +203,42 @@ public:
 private:
     SegmentHeader* header() const { return reinterpret_cast<SegmentHeader*>(map_.get()); }
 
-    WaitPolicy policy(const char* what) const {
-        // Every 64th wait probes with the full budget, so a host that got
-        // quieter is noticed again.
+    // The next wait's spin budget. Every 64th wait probes with the full
+    // budget, so a host that got quieter is noticed again.
+    int spin_budget() const {
         std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
-        int budget = waits % 64 == 0 ? kSpinIterations : spin_budget_;
-        return {mode_, budget, limits_.timeout_ms, peer_, what};
+        return waits % 64 == 0 ? kSpinIterations : spin_budget_;
     }
 
-    // Waits for ready() on bell and counts how. In block mode a wait polls
+    // Waits for ready() on bell and counts how. Spin mode polls here, inline
+    // (see spin_until): a peer that answers within the poll, as in every
+    // spin-mode ping-pong, costs nothing more; only a wait that outlasts it
+    // goes on to sleep_wait.
+    template <typename Ready>
+    void wait(Doorbell& bell, Ready ready, const char* what, bool peer_active) {
+        if (mode_ == WaitMode::spin) {
+            if (ready()) return count(WaitOutcome::immediate);
+            if (spin_until(ready, spin_budget())) return count(WaitOutcome::spun);
+        }
+        sleep_wait(bell, ready, what, peer_active);
+    }
+
+    // The rest of a wait, through wait_until. In block mode a wait polls
     // for up to kBlockSpin first when the peer is at work (peer_active, the
     // caller's knowledge) and polling has not failed kMaxFailedPolls times
     // in a row (the peer lacks a core, or has gone quiet); after that only
     // every 64th wait tries again. An idle peer so costs a block-mode waiter
     // at most kBlockSpin of CPU per wait, and after a few waits almost none.
     template <typename Ready>
-    void wait(Doorbell& bell, Ready ready, const char* what, bool peer_active) {
-        WaitPolicy p = policy(what);
+    [[gnu::noinline]] void sleep_wait(Doorbell& bell, Ready ready, const char* what, bool peer_active) {
+        WaitPolicy p{mode_, 0, limits_.timeout_ms, peer_, what};
+        if (mode_ == WaitMode::spin) {
+            // wait() has spun already: what is ready at once was ready after a poll.
+            WaitOutcome o = wait_until(bell, ready, p);
+            return count(o == WaitOutcome::immediate ? WaitOutcome::spun : o);
+        }
         std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
-        bool poll = mode_ == WaitMode::block && peer_active &&
-                    (failed_polls_ < kMaxFailedPolls || waits % 64 == 0);
+        bool poll = peer_active && (failed_polls_ < kMaxFailedPolls || waits % 64 == 0);
         if (poll) p.block_spin = kBlockSpin;
         WaitOutcome o = wait_until(bell, ready, p);
         if (poll) failed_polls_ = o == WaitOutcome::slept ? failed_polls_ + 1 : 0;
@@ -272,15 +246,21 @@ private:
     }
 
     void count(WaitOutcome o) {
-        local_.add(o);
-        if (o == WaitOutcome::slept)
-            spin_budget_ = std::max(spin_budget_ / 2, kMinSpinIterations);
-        else if (o == WaitOutcome::spun)
-            spin_budget_ = kSpinIterations;
-        // Single writer: a plain store, no locked read-modify-write.
-        mine_->immediate.store(local_.immediate, std::memory_order_relaxed);
-        mine_->spun.store(local_.spun, std::memory_order_relaxed);
-        mine_->slept.store(local_.slept, std::memory_order_relaxed);
+        // Single writer: a plain store of the one counter that moved, no
+        // locked read-modify-write.
+        switch (o) {
+            case WaitOutcome::immediate:
+                mine_->immediate.store(++local_.immediate, std::memory_order_relaxed);
+                break;
+            case WaitOutcome::spun:
+                mine_->spun.store(++local_.spun, std::memory_order_relaxed);
+                spin_budget_ = kSpinIterations;
+                break;
+            case WaitOutcome::slept:
+                mine_->slept.store(++local_.slept, std::memory_order_relaxed);
+                spin_budget_ = std::max(spin_budget_ / 2, kMinSpinIterations);
+                break;
+        }
     }
 
     // See kRestartAfter and kSpinRestartAfter (ipc/shm_layout.hpp). Only
@@ -294,7 +274,7 @@ private:
     // the ring: a busy ring costs no extra reads of its index.
     void restart_at_ring_start() {
         std::size_t at = tx_.offset();
-        if (at < restart_after(mode_ == WaitMode::spin)) {
+        if (at < restart_after_) {
             restart_blocked_ = false;
             return;
         }
@@ -327,30 +307,100 @@ private:
         put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
         std::memset(at + kStampBytes + kFrameHeaderSize, 0, kFramePrefix - kStampBytes - kFrameHeaderSize);
     }
-
-    // A frame of one publish chunk at most, before the ring's end: written
-    // in place and stamped whole, one copy of the payload and one publish.
-    // A payload that does not fit the rest of the prefix's line starts on
-    // the next (payload_offset): a 64-byte payload then takes one line and
-    // the stamp another, as the raw ping-pong's buffer and flag do, and
-    // copies move whole lines.
-    void send_in_place(FrameType type, std::span<const std::byte> payload) {
-        const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
-        // With the gap to the next boundary (never past the ring's end).
+    // The common frame, on a short path: every small round trip's critical
+    // path runs through here, receive's inline poll and take_frame, so they
+    // do only what such a frame needs (the instructions from the stamp seen
+    // to the reply's stamp stored are what a spin-mode round trip costs over
+    // the raw ping-pong). A frame before the restart point (no pad due),
+    // stamped whole, whose room is free. false: nothing done, a case for
+    // send_general.
+    bool send_whole(FrameType type, std::span<const std::byte> payload) {
+        const std::size_t offset = tx_.offset();
+        if (offset >= restart_after_) return false;
+        if (!frame_in_place(offset, payload.size(), tx_.capacity())) return false;
+        const std::size_t prefix = payload_offset(offset, payload.size());
         const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
-        std::byte* at = begin_frame(frame);
-        // The line the reader polls (the stamp's) goes last, in one burst
-        // of stores: payload bytes in it, header, stamp. Stored before the
-        // rest, its first bytes would land in that line while the rest waited
-        // for the next line, and the polling reader would take the line back
-        // in between, so that it crossed over twice.
-        const std::size_t in_first = std::min(payload.size(), kCacheLine - (tx_.offset() % kCacheLine) - std::min(prefix, kCacheLine - (tx_.offset() % kCacheLine)));
-        if (payload.size() > in_first)
-            copy_bytes(at + prefix + in_first, payload.data() + in_first, payload.size() - in_first);
-        if (in_first > 0) std::memcpy(at + prefix, payload.data(), in_first);
+        std::byte* at = tx_.reserve(frame);
+        if (at == nullptr) return false;
+        restart_blocked_ = false;  // as restart_at_ring_start, for a ring back at its start
+        fill_whole(at, prefix, type, payload);
+        tx_.publish_frame(frame);
+        return true;
+    }
+
+    // Any other frame: after a pad back to the ring's start, or a wait for
+    // room, or with a payload that streams in chunks.
+    [[gnu::noinline]] void send_general(FrameType type, std::span<const std::byte> payload) {
+        try {
+            restart_at_ring_start();
+            if (frame_in_place(tx_.offset(), payload.size(), tx_.capacity())) {
+                const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
+                const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
+                fill_whole(begin_frame(frame), prefix, type, payload);
+                tx_.commit(frame);
+                tx_.publish();
+            } else {
+                const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
+                std::byte* at = begin_frame(prefix);
+                write_frame_header(at, type, payload.size());
+                tx_.commit(prefix);
+                put(payload);  // its first publish stamps the frame
+                // On to the next boundary (at most 15 bytes, never past the
+                // ring's end: that is a boundary too), as the reader does
+                // after the frame: its index may then reach ours.
+                if (std::size_t gap = tx_.frame_gap()) {
+                    await_room(gap);
+                    tx_.skip(gap);
+                }
+                tx_.publish();
+            }
+        } catch (const SendAbandoned&) {
+            send_broken_ = true;
+        }
+    }
+
+    // A frame stamped whole (of one publish chunk at most, before the ring's
+    // end), its room at `at` reserved, filled in place: one copy of the
+    // payload; the caller publishes it, once. A payload that does not fit
+    // the rest of the prefix's line starts on the next (payload_offset): a
+    // 64-byte payload then takes one line and the stamp another, as the raw
+    // ping-pong's buffer and flag do, and copies move whole lines. The line
+    // the reader polls (the stamp's) goes last, in one burst of stores:
+    // payload bytes in it (the whole payload, or none: payload_offset),
+    // header, then the stamp at the publish. Stored before the rest, its
+    // first bytes would land in that line while the rest waited for the next
+    // line, and the polling reader would take the line back in between, so
+    // that it crossed over twice.
+    void fill_whole(std::byte* at, std::size_t prefix, FrameType type, std::span<const std::byte> payload) {
+        copy_bytes(at + prefix, payload.data(), payload.size());  // none for n = 0 (src may be null)
         write_frame_header(at, type, payload.size());
-        tx_.commit(frame);
-        tx_.publish();
+    }
+
+    // The frame at `at`, a data or error frame whose header hb was read
+    // from it, into msg.
+    void take_frame(std::byte* at, const HeaderBytes& hb, Message& msg) {
+        const std::size_t offset = rx_.offset();
+        const FrameHeader h = decode_header(hb, limits_.max_message);
+        const std::size_t prefix = payload_offset(offset, h.length);
+        msg.type = h.type;
+        msg.payload.resize(h.length);
+        if (!frame_in_place(offset, h.length, rx_.capacity())) return take_streamed(prefix, msg);
+        copy_bytes(msg.payload.data(), at + prefix, h.length);
+        rx_.advance(prefix + h.length);
+        rx_.end_frame();
+        // The room goes back at our next send or wait, or here every
+        // kPublishChunk: a release here would cost a fence (Dekker, for a
+        // writer asleep on a full ring) between the bytes' arrival and our
+        // reply (perf: 5-10 ns of each receive).
+        if (rx_.unreleased() >= kPublishChunk) rx_.release(wake_inside_message(rx_.unrung(), false));
+    }
+
+    // A payload that streams in behind its frame's stamp, `prefix` bytes in.
+    [[gnu::noinline]] void take_streamed(std::size_t prefix, Message& msg) {
+        rx_.advance(prefix);
+        get(msg.payload);
+        rx_.end_frame();
+        rx_.release();
     }
 
     // Stages src, publishing every kPublishChunk bytes so the reader copies
@@ -417,19 +467,20 @@ private:
         }
     }
 
-    // Waits for the next frame's stamp. Returns false on a clean end there.
-    // The writer is at work when it streams to us (our last call was a
-    // receive too). A reply to what we sent, or a session's first message,
-    // needs the peer to wake or do its work first: that wait sleeps at once,
-    // as a semaphore ping-pong does.
-    bool await_frame() {
+    // Waits for the next frame's stamp; returns the frame, nullptr on a
+    // clean end there. The writer is at work when it streams to us (our last
+    // call was a receive too). A reply to what we sent, or a session's first
+    // message, needs the peer to wake or do its work first: that wait sleeps
+    // at once, as a semaphore ping-pong does.
+    std::byte* await_frame() {
         rx_.release();  // the writer may be waiting for exactly this room
         waited_ = true;
+        std::byte* at = nullptr;
         wait(
-            rx_.data_bell(), [&] { return rx_.frame() != nullptr || rx_.writer_closed(); },
+            rx_.data_bell(), [&] { return (at = rx_.frame()) != nullptr || rx_.writer_closed(); },
             is_client_ ? "the server's reply" : "the client", last_was_receive_);
         // A frame stamped before the close flag is visible once it is (seq_cst).
-        return rx_.frame() != nullptr;
+        return at != nullptr ? at : rx_.frame();
     }
 
     // Waits for more of a payload that streams in: the writer is at work.
@@ -467,6 +518,7 @@ private:
     int spin_budget_ = kSpinIterations;
     int failed_polls_ = 0;  // block mode: polls in a row that ended asleep anyway
     std::int32_t only_cpu_ = 0;  // as SideCounts::only_cpu, for this side
+    const std::size_t restart_after_ = restart_after(mode_ == WaitMode::spin);
 };
 
 // Removes a segment whose creator is dead, if it is really ours.

@@ -170,6 +170,20 @@ inline constexpr int kMaxFailedPolls = 4;
 // Sleep slices: a SIGKILLed peer (no closed flag ever comes) is noticed this soon.
 inline constexpr int kSliceMs = 100;
 
+// Spin mode's busy-poll: true as soon as ready(), false after `iterations`
+// pauses. Inline, apart from wait_until's sleeping part, so that a caller
+// whose peer answers within the poll (a spin-mode ping-pong, every message)
+// goes on from the loop's exit at once: the few instructions between the
+// peer's store and our reply are the round trip's critical path.
+template <typename Ready>
+inline bool spin_until(Ready ready, int iterations) {
+    for (int i = 0; i < iterations; ++i) {
+        cpu_relax();
+        if (ready()) return true;
+    }
+    return false;
+}
+
 // Waits until ready() (which must read the other side's state with seq_cst
 // loads, see above). Throws TimeoutError, PeerGone (policy.peer died),
 // Interrupted (stop requested).
@@ -178,10 +192,7 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
     if (ready()) return WaitOutcome::immediate;
     const bool polls = policy.mode == WaitMode::spin || policy.block_spin.count() > 0;
     if (policy.mode == WaitMode::spin) {
-        for (int i = 0; i < policy.spin_iterations; ++i) {
-            cpu_relax();
-            if (ready()) return WaitOutcome::spun;
-        }
+        if (spin_until(ready, policy.spin_iterations)) return WaitOutcome::spun;
     } else if (polls) {
         // The clock is read once per few pauses: a vDSO read costs about as much as one.
         const auto until = std::chrono::steady_clock::now() + policy.block_spin;

@@ -259,6 +259,45 @@ TEST(ShmRing, StampedFramesAreSeenWholeAndOnlyAtTheirIndex) {
     }
 }
 
+// publish_frame, the short way for a whole frame: the same index and stamp
+// as begin_frame, commit and publish, and the same wake for a sleeper; only
+// when nothing else is staged or pending.
+TEST(ShmRing, PublishFrameStampsAWholeFrameAtOnce) {
+    TestRing r(256);
+    r.shared->stamp_key = 0x0123456789abcdef;
+    auto w = r.writer();
+    auto rd = r.reader();
+    for (std::uint64_t i = 0; i < 12; ++i) {  // past the ring's end, the reader keeping up
+        std::byte* at = w.reserve(32);
+        ASSERT_NE(at, nullptr) << "frame " << i;
+        ASSERT_EQ(at, r.data + (i * 32) % 256);
+        std::memset(at + kStampBytes, static_cast<int>(i), 32 - kStampBytes);
+        EXPECT_EQ(rd.frame(), nullptr) << "not before its publish";
+        EXPECT_FALSE(w.publish_frame(32)) << "nobody sleeps: no wake";
+        EXPECT_EQ(r.shared->head.load(), (i + 1) * 32) << "the head index covers it";
+        std::byte* f = rd.frame();
+        ASSERT_EQ(f, at);
+        EXPECT_EQ(f[kStampBytes + 5], static_cast<std::byte>(i));
+        rd.advance(32);
+        rd.end_frame();
+        rd.release(false);
+    }
+    r.shared->data.sleeping.store(1);
+    std::uint32_t seq = r.shared->data.seq.load();
+    ASSERT_NE(w.reserve(16), nullptr);
+    EXPECT_TRUE(w.publish_frame(16)) << "a sleeping reader is woken";
+    EXPECT_EQ(r.shared->data.seq.load(), seq + 1);
+
+    auto src = bytes_from(0, 5);
+    ASSERT_EQ(w.stage(src), 5u);
+    EXPECT_THROW(w.publish_frame(16), std::logic_error) << "bytes staged before it, unpublished";
+    w.skip(w.frame_gap());
+    w.publish();
+    ASSERT_NE(w.reserve(32), nullptr);
+    w.begin_frame();  // its stamp pending, nothing staged yet
+    EXPECT_THROW(w.publish_frame(16), std::logic_error) << "another stamp pending";
+}
+
 TEST(ShmRing, FramesStartOnlyOnTheirBoundaries) {
     TestRing r(256);
     auto w = r.writer();
@@ -320,7 +359,8 @@ TEST(ShmRing, CopyBytesIsMemcpyAtEveryDistance) {
     const auto src = bytes_from(0, 9000);
     std::vector<std::byte> dst(4096 + 9100);
     for (std::size_t distance : {0, 1, 5, 63, 64, 100, 4095}) {
-        for (std::size_t n : {0, 1, 2047, 2048, 2049, 4096, 6145, 9000}) {
+        for (std::size_t n : {0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 2047, 2048, 2049,
+                              4096, 6145, 9000}) {
             std::fill(dst.begin(), dst.end(), std::byte{0xEE});
             // The destination `distance` bytes after the source, modulo 4 KiB.
             auto off = (reinterpret_cast<std::uintptr_t>(src.data()) + distance -
