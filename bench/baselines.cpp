@@ -678,15 +678,15 @@ void baseline_stream(benchmark::State& state, const std::string& t, std::size_t 
 
 // ---- Fork per connection -----------------------------------------------------
 
-// one_shot: the child reads once, replies and exits (the seed's server);
-// otherwise it answers every message until the client closes, as an ipclab
-// session child does - the comparable figure for Connect/tcp.
-void baseline_connect_fork(benchmark::State& state, int cpu, bool one_shot) {
-    if (!begin_run(state)) return;
-    try {
-        sockaddr_in addr{};
-        Fd listener = tcp_listener(addr, 1024);
-        Child server(fork_child(cpu, [&]() -> int {
+// A minimal C fork-per-connection TCP server on loopback. one_shot: the
+// child reads once, replies and exits (the seed's server); otherwise it
+// answers every message until the client closes, as an ipclab session child
+// does - the comparable figure for Connect/tcp.
+class RawForkServer {
+public:
+    RawForkServer(int cpu, bool one_shot) {
+        Fd listener = tcp_listener(addr_, 1024);
+        server_ = Child(fork_child(cpu, [&]() -> int {
             int l = listener.get();
             for (;;) {
                 int c = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
@@ -710,16 +710,32 @@ void baseline_connect_fork(benchmark::State& state, int cpu, bool one_shot) {
                 }
             }
         }));
-        listener.reset();
+    }
+
+    // One connection: the message, its acknowledgement, close. False when
+    // the acknowledgement did not come.
+    bool exchange(std::span<const std::byte> message) const {
+        Fd c = tcp_connect(addr_);
+        writen(c.get(), message.data(), message.size());
+        char reply[sizeof kAckText];
+        const std::size_t ack_len = sizeof kAckText - 1;
+        return readn(c.get(), reply, ack_len) && std::memcmp(reply, kAckText, ack_len) == 0;
+    }
+
+    pid_t pid() const { return server_.pid(); }
+
+private:
+    sockaddr_in addr_{};
+    Child server_;
+};
+
+void baseline_connect_fork(benchmark::State& state, int cpu, bool one_shot) {
+    if (!begin_run(state)) return;
+    try {
+        RawForkServer server(cpu, one_shot);
         Bytes payload;
         fill_payload(payload, 1, 64);
-        char reply[64];
-        const std::size_t ack_len = sizeof kAckText - 1;
-        auto exchange = [&]() {
-            Fd c = tcp_connect(addr);
-            writen(c.get(), payload.data(), payload.size());
-            return readn(c.get(), reply, ack_len) && std::memcmp(reply, kAckText, ack_len) == 0;
-        };
+        auto exchange = [&]() { return server.exchange(payload); };
         for (int i = 0; i < 2; ++i)
             if (!exchange()) return fail(state, "baseline fork server did not answer");
         measure_exchanges(state, server.pid(), exchange, "baseline fork server did not answer");
@@ -727,6 +743,23 @@ void baseline_connect_fork(benchmark::State& state, int cpu, bool one_shot) {
         fail(state, e.what());
     }
 }
+
+// Baseline/connect-fork-session as a member of a pair (PairedConnect/tcp):
+// each round trip is one whole connection.
+class RawSessionPingPong : public PingPong {
+public:
+    explicit RawSessionPingPong(int cpu) : server_(cpu, false) {}
+    void round_trip(std::span<const std::byte> request) override { acked_ = server_.exchange(request); }
+    bool echoed(std::span<const std::byte>) const override { return acked_; }
+    std::string mismatch(std::span<const std::byte>) const override {
+        return "the C fork server did not acknowledge the connection's message";
+    }
+    pid_t server() const override { return server_.pid(); }
+
+private:
+    RawForkServer server_;
+    bool acked_ = false;
+};
 
 // ---- socat in fork mode -------------------------------------------------------
 
@@ -848,6 +881,10 @@ std::unique_ptr<PingPong> make_baseline_ping_pong(const std::string& t, std::siz
 }
 
 bool has_duplex_baseline(const std::string& t) { return t == "shm" || t == "shm-spin"; }
+
+std::unique_ptr<PingPong> make_session_baseline_ping_pong(int server_cpu) {
+    return std::make_unique<RawSessionPingPong>(server_cpu);
+}
 
 std::unique_ptr<PingPong> make_duplex_baseline_ping_pong(const std::string& t, std::size_t size, int cpu) {
     if (t == "shm") return std::make_unique<ShmSemPingPong>(size, cpu, ReplyBuffer::own);

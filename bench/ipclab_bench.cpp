@@ -96,6 +96,31 @@ private:
     std::optional<ShmWaits> waits_;
 };
 
+// A whole session per round trip, with the ack server: connect (a
+// fork-per-session server forks a child for it), one message, its
+// acknowledgement, close. Connect/<t> times these; PairedConnect/<t> pairs
+// them with the C fork server's.
+class IpclabSessionPingPong : public PingPong {
+public:
+    IpclabSessionPingPong(const Endpoint& ep, pid_t server) : ep_(ep), server_(server) {}
+
+    void round_trip(std::span<const std::byte> request) override {
+        auto channel = connect(ep_, client_limits());
+        channel->send(FrameType::data, request);
+        if (!channel->receive(reply_)) throw PeerGone("the server ended the session before its reply");
+    }
+    bool echoed(std::span<const std::byte>) const override { return is_ack(reply_); }
+    std::string mismatch(std::span<const std::byte>) const override {
+        return "the server did not acknowledge the session's message";
+    }
+    pid_t server() const override { return server_; }
+
+private:
+    Endpoint ep_;
+    pid_t server_;
+    Message reply_;
+};
+
 // ipclab's side of a paired stream: one session with the sink server.
 class IpclabStreamPump : public StreamPump {
 public:
@@ -182,17 +207,14 @@ void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::s
 void connect_to(benchmark::State& state, const Endpoint& ep, pid_t server) {
     Bytes payload;
     fill_payload(payload, 1, 64);
-    Message reply;
+    IpclabSessionPingPong session(ep, server);
     auto exchange = [&]() {
-        auto channel = connect(ep, client_limits());
-        channel->send(FrameType::data, payload);
-        return channel->receive(reply);
+        session.round_trip(payload);
+        return session.echoed(payload);
     };
     for (int i = 0; i < 2; ++i)
-        if (!exchange() || !is_ack(reply))
-            return fail(state, "warm-up: no ack from the server");
-    measure_exchanges(state, server, [&] { return exchange() && is_ack(reply); },
-                      "the server did not acknowledge the session's message");
+        if (!exchange()) return fail(state, "warm-up: no ack from the server");
+    measure_exchanges(state, server, exchange, "the server did not acknowledge the session's message");
 }
 
 std::unique_ptr<StreamPump> make_ipclab_stream_pump(const std::string& transport, int server_cpu) {
@@ -207,6 +229,11 @@ std::unique_ptr<PingPong> make_ipclab_ping_pong(const std::string& transport, in
 
 std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server) {
     return std::make_unique<IpclabPingPong>(ep, server);
+}
+
+std::unique_ptr<PingPong> make_ipclab_session_ping_pong(const std::string& transport, int server_cpu) {
+    BenchServer& server = server_for(transport, ReplyMode::ack, server_cpu, ServerModel::fork);
+    return std::make_unique<IpclabSessionPingPong>(server.client_endpoint(), server.pid());
 }
 
 benchmark::internal::Benchmark* register_ipclab_round_trip(const Config& c, const std::string& transport, std::size_t size) {

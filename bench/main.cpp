@@ -39,7 +39,8 @@ const char kDescription[] =
     "ipc-bench: ipclab transports against plain baselines (Google Benchmark).\n"
     "Benchmarks: RoundTrip/<t>/<bytes>, Paired/<t>/<bytes>, Stream/<t>/<bytes>, Connect/<t>,\n"
     "Baseline/<t>/<bytes>, BaselineStream/<t>/<bytes> and PairedStream/<t>/<bytes> (tcp, unix, fifo),\n"
-    "Baseline/connect-fork, Baseline/connect-fork-session, Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
+    "Baseline/connect-fork, Baseline/connect-fork-session, PairedConnect/tcp (Connect/tcp and connect-fork-session\n"
+    "interleaved), Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
     "Connect/<t>/<model>, Sessions/<t>/<model>/<clients>,\n"
     "Baseline/connect-socat, Baseline/memcpy/<bytes>, BaselineDuplex/<t>/<bytes> and PairedDuplex/<t>/<bytes>\n"
     "(shm, shm-spin: the raw reply in a buffer of its own); with --remote HOST:PORT also\n"
@@ -246,6 +247,7 @@ void register_all(const Config& c) {
         if (has_baseline_connect(t)) {
             register_baseline_connect_fork(c);
             register_baseline_connect_fork_session(c);
+            register_paired_connect(c, t);
             register_baseline_connect_socat(c);
         }
     }

@@ -155,7 +155,7 @@ private:
 }  // namespace
 
 void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, const PingPongMaker& make_raw,
-                       std::size_t size) {
+                       std::size_t size, std::uint64_t slice_ns) {
     if (!begin_run(state)) return;
     try {
         auto ours = make_ours();
@@ -167,7 +167,7 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
         // The same message count on both sides, so both slices span about the
         // same stretch of the machine's time.
         std::uint64_t per = std::max<std::uint64_t>({t_ours, t_raw, 1});
-        std::uint64_t n = std::clamp<std::uint64_t>(kSliceNs / per, 1, kMaxSliceMessages);
+        std::uint64_t n = std::clamp<std::uint64_t>(slice_ns / per, 1, kMaxSliceMessages);
         fill_payload(payload, 0, size);
 
         Side a{*ours, TreeSchedStat(ours->server()), {}, {}};
@@ -250,6 +250,17 @@ benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, cons
 benchmark::internal::Benchmark* register_duplex_paired_round_trip(const Config& c, const std::string& transport,
                                                                   std::size_t size) {
     return register_pair("PairedDuplex", c, transport, size, make_duplex_baseline_ping_pong);
+}
+
+benchmark::internal::Benchmark* register_paired_connect(const Config& c, const std::string& transport) {
+    std::string name = "PairedConnect/" + transport;
+    int cpu = pair_server_cpu(c, transport);
+    return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
+        report_placement(s, cpu);
+        paired_round_trip(
+            s, [&] { return make_ipclab_session_ping_pong(transport, cpu); },
+            [&] { return make_session_baseline_ping_pong(cpu); }, kSessionMessage, kSessionSliceNs);
+    })->UseRealTime();
 }
 
 void paired_stream(benchmark::State& state, const std::string& transport, std::size_t size, int cpu) {

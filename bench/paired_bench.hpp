@@ -26,9 +26,9 @@ inline constexpr std::uint64_t kSliceNs = 1'000'000;
 
 
 // The paired run of two round trips (ours: ipclab's, raw: its baseline),
-// each made on first use of the run.
+// each made on first use of the run, in slices of about slice_ns.
 void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, const PingPongMaker& make_raw,
-                       std::size_t size);
+                       std::size_t size, std::uint64_t slice_ns = kSliceNs);
 
 benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, const std::string& transport,
                                                            std::size_t size);
@@ -36,6 +36,18 @@ benchmark::internal::Benchmark* register_paired_round_trip(const Config& c, cons
 // ping-pong whose reply has a buffer of its own (make_duplex_baseline_ping_pong).
 benchmark::internal::Benchmark* register_duplex_paired_round_trip(const Config& c, const std::string& transport,
                                                                   std::size_t size);
+
+// PairedConnect/<transport> (tcp: the transport with a raw fork server):
+// Connect/<t>'s sessions - connect, a 64-byte message, its acknowledgement,
+// close, each served by a forked child - alternating in slices with
+// Baseline/connect-fork-session's, the C fork server whose child also
+// answers until the client closes. A session takes hundreds of µs, so a
+// slice is about kSessionSliceNs (about ten sessions) rather than
+// kSliceNs. Counters as Paired's: ratio is ipclab's session time over the
+// C server's (below 1: ipclab faster); the CPU counters are per session.
+inline constexpr std::size_t kSessionMessage = 64;
+inline constexpr std::uint64_t kSessionSliceNs = 4'000'000;
+benchmark::internal::Benchmark* register_paired_connect(const Config& c, const std::string& transport);
 
 // PairedStream/<transport>/<bytes> (tcp, unix, fifo: the transports with a
 // raw stream baseline): ipclab's one-way stream to the sink server and the

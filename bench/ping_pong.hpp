@@ -46,6 +46,13 @@ std::unique_ptr<PingPong> make_ipclab_ping_pong(const Endpoint& ep, pid_t server
 // Makes a round trip on first use of a run.
 using PingPongMaker = std::function<std::unique_ptr<PingPong>()>;
 
+// One session per round trip (PairedConnect/<t>): connect to the ack server
+// of the fork-per-session design, one message, its acknowledgement, close;
+// echoed() then says whether the acknowledgement came.
+std::unique_ptr<PingPong> make_ipclab_session_ping_pong(const std::string& transport, int server_cpu);
+// The same against Baseline/connect-fork-session's C server (tcp).
+std::unique_ptr<PingPong> make_session_baseline_ping_pong(int server_cpu);
+
 // A raw baseline's maker: make_baseline_ping_pong or make_duplex_baseline_ping_pong.
 using BaselineMaker = std::unique_ptr<PingPong> (*)(const std::string& transport, std::size_t size, int server_cpu);
 

@@ -139,6 +139,7 @@ std::vector<std::string> expected_names() {
     }
     names.push_back("Baseline/connect-fork");
     names.push_back("Baseline/connect-fork-session");
+    names.push_back("PairedConnect/tcp");
     names.push_back("Baseline/connect-socat");  // make test installs socat
     names.push_back("Baseline/memcpy/64");
     names.push_back("Baseline/memcpy/4096");
@@ -255,7 +256,8 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
         // session reaches cutime in clock ticks, so over one brief iteration it
         // may read zero. Present and not negative is what can be asserted.
         EXPECT_GE(number(b, "server_cpu_ns_per_msg"), 0);
-        const bool paired = name.rfind("Paired/", 0) == 0 || name.rfind("PairedDuplex/", 0) == 0;
+        const bool paired = name.rfind("Paired/", 0) == 0 || name.rfind("PairedDuplex/", 0) == 0 ||
+                            name.rfind("PairedConnect/", 0) == 0;
         // Page faults per message (the fork path's profile), counted by the kernel.
         if (!paired) {
             for (const char* c : {"client_faults_per_msg", "server_faults_per_msg"}) EXPECT_GE(number(b, c), 0) << c;
