@@ -43,7 +43,8 @@ const char kDescription[] =
     "interleaved), Concurrent/<t>/<clients>, OpenLoop/<t>/<percent of the closed-loop rate>,\n"
     "Connect/<t>/<model>, Sessions/<t>/<model>/<clients>,\n"
     "Baseline/connect-socat, Baseline/memcpy/<bytes>, BaselineDuplex/<t>/<bytes> and PairedDuplex/<t>/<bytes>\n"
-    "(shm, shm-spin: the raw reply in a buffer of its own); with --remote HOST:PORT also\n"
+    "(shm, shm-spin: the raw reply in a buffer of its own), PairedWait/shm/<bytes> (shm's block-mode stream\n"
+    "against its spin-mode one, interleaved); with --remote HOST:PORT also\n"
     "RoundTrip/remote/<bytes>, Baseline/remote/<bytes>, Paired/remote/<bytes>, Stream/remote/<bytes>\n"
     "and Connect/remote. Every --benchmark_* flag of Google Benchmark works as usual (listed below);\n"
     "without --benchmark_min_time each benchmark runs for at least 0.05 s. scripts/compare runs the\n"
@@ -251,8 +252,12 @@ void register_all(const Config& c) {
             register_baseline_connect_socat(c);
         }
     }
-    for (std::size_t s : c.sizes)
+    const bool both_modes = std::find(c.transports.begin(), c.transports.end(), "shm") != c.transports.end() &&
+                            std::find(c.transports.begin(), c.transports.end(), "shm-spin") != c.transports.end();
+    for (std::size_t s : c.sizes) {
         if (s > 0) register_baseline_memcpy(s);
+        if (s > 0 && both_modes) register_paired_wait_stream(c, s);
+    }
 }
 
 }  // namespace

@@ -64,6 +64,21 @@ void paired_stream(benchmark::State& state, const std::string& transport, std::s
 benchmark::internal::Benchmark* register_paired_stream(const Config& c, const std::string& transport,
                                                        std::size_t size);
 
+// PairedWait/shm/<bytes>: shm's stream in block mode (the default) against
+// the same stream in spin mode, alternating in slices as PairedStream's,
+// each mode's sink server where its own Stream benchmark puts it (with
+// --pin=C,S both on S unless C = S, where the spinning one goes to the other
+// CPU). Counters: throughput_ratio (the median over pairs of block's bytes
+// per second ÷ spin's, per slice), block_bytes_per_second,
+// spin_bytes_per_second, pairs, slice_messages and the interference counters.
+// Slices of about kWaitSliceNs: the spin-mode sink keeps polling for up to a
+// few hundred µs after its slice (its budget, see kSpinIterations), on the
+// CPU the block-mode sink may share, which in 1 ms slices took a large share
+// of the block member's CPU.
+inline constexpr std::uint64_t kWaitSliceNs = 10'000'000;
+void paired_wait_stream(benchmark::State& state, std::size_t size, int block_cpu, int spin_cpu);
+benchmark::internal::Benchmark* register_paired_wait_stream(const Config& c, std::size_t size);
+
 // Median of values (by copy; 0 for none). Upper median for an even count, as
 // the nearest-rank percentile.
 double median_of(std::vector<double> values);

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -140,6 +141,8 @@ std::vector<std::string> expected_names() {
     names.push_back("Baseline/connect-fork");
     names.push_back("Baseline/connect-fork-session");
     names.push_back("PairedConnect/tcp");
+    names.push_back("PairedWait/shm/64");
+    names.push_back("PairedWait/shm/4096");
     names.push_back("Baseline/connect-socat");  // make test installs socat
     names.push_back("Baseline/memcpy/64");
     names.push_back("Baseline/memcpy/4096");
@@ -240,11 +243,13 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
             EXPECT_GT(number(b, "bytes_per_second"), 0);
         }
         if (memcpy) continue;
-        if (name.rfind("PairedStream/", 0) == 0) {
+        const bool wait_pair = name.rfind("PairedWait/", 0) == 0;
+        if (name.rfind("PairedStream/", 0) == 0 || wait_pair) {
             // A slice is timed whole: no per-message samples, no CPU split.
-            for (const char* c : {"throughput_ratio", "ipclab_bytes_per_second", "raw_bytes_per_second", "pairs",
-                                  "slice_messages"})
-                EXPECT_GT(number(b, c), 0) << c;
+            for (const char* c : {"throughput_ratio", "pairs", "slice_messages"}) EXPECT_GT(number(b, c), 0) << c;
+            for (const char* member : wait_pair ? std::initializer_list<const char*>{"block", "spin"}
+                                                : std::initializer_list<const char*>{"ipclab", "raw"})
+                EXPECT_GT(number(b, std::string(member) + "_bytes_per_second"), 0) << member;
             for (const char* c : {"client_runq_ns_per_msg", "server_runq_ns_per_msg", "interference", "runq_share"})
                 EXPECT_GE(number(b, c), 0) << c;
             continue;
