@@ -272,7 +272,7 @@ struct StreamPairNames {
     const char* other;  // <other>_bytes_per_second
 };
 
-// The stream pair's core: ours sets the slice (about kSliceNs, in whole
+// The stream pair's core: ours sets the slice (about slice_ns, in whole
 // messages); make_other gets the bytes a slice carries (a raw reader
 // answers once per slice's bytes). throughput_ratio is ours ÷ other.
 void run_stream_pair(benchmark::State& state, std::unique_ptr<StreamPump> ours,
