@@ -50,6 +50,7 @@
 #include "ipc/io.hpp"
 #include "ipc/objects.hpp"
 #include "ipc/private_dir.hpp"
+#include "ipc/sleep_watch.hpp"
 
 namespace ipclab {
 
@@ -235,7 +236,16 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
             bell.sleeping.store(1, std::memory_order_seq_cst);
             Disarm disarm{bell};
             if (ready()) return done;
-            futex_wait(bell.seq, seq, left < 0 ? kSliceMs : std::min(left, kSliceMs));
+            // A sleep with more than two slices to go needs no timer of its
+            // own while the process's watchdog wakes it within a slice
+            // (ipc/sleep_watch.hpp); near its deadline, or under a WaitCap,
+            // it keeps one, so that it ends on time.
+            if ((left < 0 || left > 2 * kSliceMs) && !WaitCap::active() && sleep_watch::available()) {
+                sleep_watch::Watched watched(bell.seq);
+                futex_wait(bell.seq, seq, -1);
+            } else {
+                futex_wait(bell.seq, seq, left < 0 ? kSliceMs : std::min(left, kSliceMs));
+            }
             done = WaitOutcome::slept;
         }
         if (ready()) return done;

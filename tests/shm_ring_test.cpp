@@ -16,6 +16,7 @@
 
 #include "ipc/shm_futex.hpp"
 #include "ipc/shm_mapping.hpp"
+#include "ipc/sleep_watch.hpp"
 #include "tests/support/proc_inspect.hpp"
 #include "tests/support/server_process.hpp"
 
@@ -527,6 +528,94 @@ TEST(ShmRing, WaitNoticesADeadPeerWithinASlice) {
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_THROW(wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, p), PeerGone);
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+}
+
+// Starts this process's sleep watchdog (ipc/sleep_watch.hpp), as that many
+// sleeps would.
+bool start_sleep_watch() {
+    for (std::uint64_t i = 0; i <= sleep_watch::kSleepsBeforeWatch; ++i)
+        if (sleep_watch::available()) return true;
+    return sleep_watch::available();
+}
+
+// A sleep registered with the watchdog has no timer, yet ends within a
+// slice: only the watchdog's bump of its word can end it here.
+TEST(SleepWatch, WakesAnUntimedSleepWithinASlice) {
+    if (!sleep_watch::supported()) GTEST_SKIP() << "no watchdog under ThreadSanitizer";
+    ASSERT_TRUE(start_sleep_watch());
+    std::atomic<std::uint32_t> word{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        sleep_watch::Watched watched(word);
+        // Bounded all the same: a watchdog that never came would fail, not hang, the test.
+        while (word.load() == 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5))
+            futex_wait(word, 0, 1000);
+    }
+    EXPECT_NE(word.load(), 0u) << "the watchdog never woke the sleep";
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+// With the watchdog running, a wait's long sleeps go untimed: a dead peer is
+// still noticed within a slice or so, and a timeout still ends the wait.
+TEST(SleepWatch, AnUntimedWaitStillNoticesADeadPeerAndTimesOut) {
+    if (!sleep_watch::supported()) GTEST_SKIP() << "no watchdog under ThreadSanitizer";
+    ASSERT_TRUE(start_sleep_watch());
+    TestRing r(64);
+    auto rd = r.reader();
+    pid_t pid = test::test_fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) ::_exit(0);
+    test::wait_or_kill(pid, 5000);
+    WaitPolicy dead{WaitMode::block, kSpinIterations, 10000, pid, "the dead peer"};
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, dead), PeerGone);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+
+    // Longer than two slices, so that its first sleeps have no timer.
+    WaitPolicy silent{WaitMode::block, kSpinIterations, 600, 0, "test data"};
+    t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, silent), TimeoutError);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(ms, 590);
+    EXPECT_LT(ms, 3000);
+}
+
+// A forked child has no watchdog (only the forking thread survives a fork):
+// its sleeps keep their timers, so a dead peer is still noticed, until it
+// has slept enough to start its own.
+TEST(SleepWatch, AForkedChildSleepsTimedUntilItStartsItsOwn) {
+    if (!sleep_watch::supported()) GTEST_SKIP() << "no watchdog under ThreadSanitizer";
+    ASSERT_TRUE(start_sleep_watch());
+    pid_t pid = test::test_fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int code = 0;
+        try {
+            if (sleep_watch::available()) code |= 1;  // inherited as running: wrong
+            TestRing r(64);
+            auto rd = r.reader();
+            pid_t gone = ::fork();  // a peer that has died, as in the tests above
+            if (gone == 0) ::_exit(0);
+            if (gone < 0 || ::waitpid(gone, nullptr, 0) != gone) ::_exit(32);
+            WaitPolicy dead{WaitMode::block, kSpinIterations, 10000, gone, "the dead peer"};
+            auto t0 = std::chrono::steady_clock::now();
+            try {
+                wait_until(rd.data_bell(), [&] { return rd.readable() > 0; }, dead);
+                code |= 2;
+            } catch (const PeerGone&) {
+            }
+            if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(2)) code |= 4;
+            if (!start_sleep_watch()) code |= 8;
+        } catch (...) {
+            code |= 16;
+        }
+        ::_exit(code);
+    }
+    int status = test::wait_or_kill(pid, 20000);
+    ASSERT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "1: inherited a watchdog, 2: the wait ended without PeerGone, "
+                                         "4: it took over 2 s, 8: could not start its own, 16: threw, "
+                                         "32: no dead peer to wait for";
 }
 
 // Streams total bytes of pattern() through the ring, waiting for room.
