@@ -105,6 +105,9 @@ void watch() {
 }
 
 void* watch_thread(void*) {
+    // Its own name, not its creator's: a server's session threads are
+    // counted by theirs.
+    ::pthread_setname_np(::pthread_self(), "ipclab-watch");  // a name only: failing is harmless
     watch();
     return nullptr;
 }
