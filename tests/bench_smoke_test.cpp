@@ -8,13 +8,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <initializer_list>
 #include <string>
 #include <thread>
 #include <vector>
@@ -247,8 +247,11 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
         if (name.rfind("PairedStream/", 0) == 0 || wait_pair) {
             // A slice is timed whole: no per-message samples, no CPU split.
             for (const char* c : {"throughput_ratio", "pairs", "slice_messages"}) EXPECT_GT(number(b, c), 0) << c;
-            for (const char* member : wait_pair ? std::initializer_list<const char*>{"block", "spin"}
-                                                : std::initializer_list<const char*>{"ipclab", "raw"})
+            // By value: a conditional between two braced lists would leave
+            // the loop with a list whose array had already gone (ASan).
+            const std::array<const char*, 2> members = wait_pair ? std::array<const char*, 2>{"block", "spin"}
+                                                                 : std::array<const char*, 2>{"ipclab", "raw"};
+            for (const char* member : members)
                 EXPECT_GT(number(b, std::string(member) + "_bytes_per_second"), 0) << member;
             for (const char* c : {"client_runq_ns_per_msg", "server_runq_ns_per_msg", "interference", "runq_share"})
                 EXPECT_GE(number(b, c), 0) << c;
