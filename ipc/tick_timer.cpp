@@ -3,6 +3,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "ipc/error.hpp"
 #include "ipc/session_path.hpp"
 
@@ -20,8 +22,11 @@ void install_tick_handler(int signo, void (*handler)(int)) {
 }
 
 // Only ticks set SIGALRM's disposition here, so once is enough for the
-// process and for every child forked after it.
-bool g_default_installed = false;
+// process and for every child forked after it. Atomic: the thread server
+// designs open sessions on several threads at once (TSan saw two of them
+// test and set it together; installing the same handler twice is harmless,
+// the unsynchronised flag was not).
+std::atomic<bool> g_default_installed{false};
 
 // The timer goes through syscall(2), which arm() calls anyway for the
 // thread id, not glibc's timer_create/timer_settime/timer_delete: those sit
@@ -35,9 +40,9 @@ long timer_call(long number, long a, long b, long c, long d) { return ::syscall(
 }  // namespace
 
 void TickTimer::install_default_handler() {
-    if (g_default_installed) return;
+    if (g_default_installed.load(std::memory_order_acquire)) return;
     install_tick_handler(SIGALRM, on_tick);
-    g_default_installed = true;
+    g_default_installed.store(true, std::memory_order_release);
 }
 
 IPCLAB_SESSION_PATH TickTimer::TickTimer(int period_ms, int signo, void (*handler)(int)) : period_ms_(period_ms), signo_(signo) {
@@ -45,7 +50,7 @@ IPCLAB_SESSION_PATH TickTimer::TickTimer(int period_ms, int signo, void (*handle
         install_default_handler();
     } else {
         install_tick_handler(signo, handler != nullptr ? handler : on_tick);
-        if (signo == SIGALRM) g_default_installed = false;  // another handler holds it now
+        if (signo == SIGALRM) g_default_installed.store(false, std::memory_order_release);  // another handler holds it now
     }
     arm();
 }
