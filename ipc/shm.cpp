@@ -205,10 +205,10 @@ private:
 
     // The next wait's spin budget. Every 64th wait probes with the full
     // budget, so a host that got quieter is noticed again.
-    int spin_budget() const {
-        std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
-        return waits % 64 == 0 ? kSpinIterations : spin_budget_;
-    }
+    int spin_budget() const { return waits() % 64 == 0 ? kSpinIterations : spin_budget_; }
+
+    // Waits counted so far, every outcome.
+    std::uint64_t waits() const { return local_.immediate + local_.spun + local_.slept; }
 
     // Waits for ready() on bell and counts how. Spin mode polls here, inline
     // (see spin_until): a peer that answers within the poll, as in every
@@ -237,8 +237,7 @@ private:
             WaitOutcome o = wait_until(bell, ready, p);
             return count(o == WaitOutcome::immediate ? WaitOutcome::spun : o);
         }
-        std::uint64_t waits = local_.immediate + local_.spun + local_.slept;
-        bool poll = peer_active && (failed_polls_ < kMaxFailedPolls || waits % 64 == 0);
+        bool poll = peer_active && (failed_polls_ < kMaxFailedPolls || waits() % 64 == 0);
         if (poll) p.block_spin = kBlockSpin;
         WaitOutcome o = wait_until(bell, ready, p);
         if (poll) failed_polls_ = o == WaitOutcome::slept ? failed_polls_ + 1 : 0;
@@ -333,14 +332,13 @@ private:
     [[gnu::noinline]] void send_general(FrameType type, std::span<const std::byte> payload) {
         try {
             restart_at_ring_start();
+            const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
             if (frame_in_place(tx_.offset(), payload.size(), tx_.capacity())) {
-                const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
                 const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
                 fill_whole(begin_frame(frame), prefix, type, payload);
                 tx_.commit(frame);
                 tx_.publish();
             } else {
-                const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
                 std::byte* at = begin_frame(prefix);
                 write_frame_header(at, type, payload.size());
                 tx_.commit(prefix);

@@ -215,7 +215,8 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
     // may end one slice late, unless a WaitCap bounds this wait (then it
     // starts at once).
     LazyDeadline deadline(policy.timeout_ms);
-    if (WaitCap::active()) deadline.get();
+    const bool capped = WaitCap::active();
+    if (capped) deadline.get();
     std::chrono::steady_clock::time_point next_check{};  // the first unready wake checks the peer
     struct Disarm {
         Doorbell& b;
@@ -240,7 +241,7 @@ WaitOutcome wait_until(Doorbell& bell, Ready ready, const WaitPolicy& policy) {
             // own while the process's watchdog wakes it within a slice
             // (ipc/sleep_watch.hpp); near its deadline, or under a WaitCap,
             // it keeps one, so that it ends on time.
-            if ((left < 0 || left > 2 * kSliceMs) && !WaitCap::active() && sleep_watch::available()) {
+            if ((left < 0 || left > 2 * kSliceMs) && !capped && sleep_watch::available()) {
                 sleep_watch::Watched watched(bell.seq);
                 futex_wait(bell.seq, seq, -1);
             } else {
