@@ -357,9 +357,7 @@ void paired_wait_stream(benchmark::State& state, std::size_t size, int block_cpu
 
 benchmark::internal::Benchmark* register_paired_stream(const Config& c, const std::string& transport, std::size_t size) {
     std::string name = "PairedStream/" + transport + "/" + std::to_string(size);
-    // Servers on one CPU for the reason given for the round trips.
-    long last = ::sysconf(_SC_NPROCESSORS_ONLN) - 1;
-    int cpu = c.server_cpu >= 0 ? server_cpu_for(c, transport) : static_cast<int>(last > 0 ? last : 0);
+    int cpu = pair_server_cpu(c, transport);  // servers on one CPU, as for the round trips
     return benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
         report_placement(s, cpu);
         paired_stream(s, transport, size, cpu);
