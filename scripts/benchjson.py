@@ -18,6 +18,9 @@ Which benchmark gives which figure:
                          it listens on TCP: its row goes to the caller's `connect_baseline`,
                          registry.host_stream()
   Baseline/connect-fork  baseline_connect_oneshot_rate (its child reads once, replies, exits)
+  PairedConnect/<t>      connect_ratio: whole sessions (connect, a message, its ack, close) to
+                         ipclab's fork server and to the raw one above, alternating in one
+                         process; the median of the per-pair ratios of session times, ipclab / raw
 """
 import json
 import re
@@ -43,8 +46,9 @@ SIZE_METRICS = [
 # Figures that belong to no transport: the memory bandwidth shared memory is held to.
 MEMCPY = ("memcpy_throughput", "MB/s")
 UNITS = {m[0]: m[1] for m in SIZE_METRICS}
-CONNECT_METRICS = ("connect_rate", "baseline_connect_rate", "baseline_connect_oneshot_rate")
+CONNECT_METRICS = ("connect_rate", "baseline_connect_rate", "baseline_connect_oneshot_rate", "connect_ratio")
 UNITS.update({m: "sessions/s" for m in CONNECT_METRICS})
+UNITS["connect_ratio"] = "ratio"
 
 
 # Google Benchmark appends this to every UseRealTime() benchmark's name; the
@@ -233,6 +237,12 @@ def _raw_p50(b):
 def metric_values(reps, metric, transport, size):
     """(values per repetition, disturbed flags, benchmark name) of one figure,
     or None when the file has no benchmark for it."""
+    if metric == "connect_ratio":
+        name = f"PairedConnect/{transport}"
+        runs = reps.get(name)
+        if not runs or any(b.get("ratio") is None for b in runs):
+            return None
+        return [b["ratio"] for b in runs], disturbed_flags(runs), name
     if metric in CONNECT_METRICS:
         name = {"connect_rate": f"Connect/{transport}", "baseline_connect_rate": "Baseline/connect-fork-session",
                 "baseline_connect_oneshot_rate": "Baseline/connect-fork"}[metric]
@@ -333,7 +343,7 @@ def figures(reps, transports, sizes, connect_baseline=None):
                 if f:
                     rows.append((t, s, metric, unit, f))
         for metric in CONNECT_METRICS:
-            if metric != "connect_rate" and t != connect_baseline:
+            if metric not in ("connect_rate", "connect_ratio") and t != connect_baseline:
                 continue
             if metric == "baseline_connect_oneshot_rate" and "Baseline/connect-fork-session" not in reps:
                 continue  # an older file: its one-shot figure is already the baseline_connect_rate

@@ -260,6 +260,21 @@ def ratio_table(rows, transports, sizes, markdown=True, info=None):
                      for r in [head] + body)
 
 
+def connect_ratio_lines(rows, transports, markdown=True, info=None):
+    """ipclab's fork-per-session server against the raw one, whole sessions
+    paired in one process (PairedConnect/<t>): a line per transport that has it."""
+    out = []
+    for t in transports:
+        r = find(rows, t, "", "connect_ratio")
+        if not r:
+            continue
+        name = f"`{label(info, t)}`" if markdown else label(info, t)
+        out.append(f"{name} session, ipclab / raw: {r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+                   + (" ?" if not r["stable"] else "")
+                   + f" (ipclab's session rate {1 / r['value']:.2f}x the raw server's)")
+    return out
+
+
 def interference_summary(reps):
     """(lines for REPORT.md, disturbed repetitions, all repetitions)."""
     total = disturbed = 0

@@ -121,6 +121,8 @@ TEST(Compare, QuickRunWritesEveryFile) {
         for (const auto& s : kQuickSizes)
             for (const auto& m : kSizeMetrics) EXPECT_EQ(seen[t + "/" + s + "/" + m], 1) << t << " " << s << " " << m;
         EXPECT_EQ(seen[t + "//connect_rate"], 1) << t;
+        // Whole sessions paired with the raw fork server: TCP's only (PairedConnect/tcp).
+        EXPECT_EQ(seen[t + "//connect_ratio"], t == "tcp" ? 1 : 0) << t;
     }
     // The shared-memory transports also against the raw ping-pong whose
     // reply has a buffer of its own (PairedDuplex); no other transport has one.
@@ -166,7 +168,8 @@ TEST(Compare, QuickRunWritesEveryFile) {
                              "the memcpy probe at its size",
                              "Smoke test, not a measurement", "## Interference",
                              "ipclab against raw system calls (paired", "`shm-spin` *own reply buffer*",
-                             "PairedDuplex/<transport>/<bytes>"})
+                             "PairedDuplex/<transport>/<bytes>", "PairedConnect/<transport>",
+                             "- `tcp` session, ipclab / raw: "})
         EXPECT_NE(report.find(text), std::string::npos) << text;
     EXPECT_NE(report.find("](latency.png)"), std::string::npos);
     for (const char* plot : {"](latency-p99.png)", "](cpu.png)", "](connect.png)"})
