@@ -277,7 +277,7 @@ struct StreamPairNames {
 // answers once per slice's bytes). throughput_ratio is ours ÷ other.
 void run_stream_pair(benchmark::State& state, std::unique_ptr<StreamPump> ours,
                      const std::function<std::unique_ptr<StreamPump>(std::uint64_t)>& make_other, std::size_t size,
-                     StreamPairNames names, std::uint64_t slice_ns) {
+                     StreamPairNames names, std::uint64_t slice_ns, std::uint64_t max_messages = kMaxSliceMessages) {
     Bytes payload;
     fill_payload(payload, 0, size);
     // The pace is the messages' own, after a first batch that pays for
@@ -289,14 +289,14 @@ void run_stream_pair(benchmark::State& state, std::unique_ptr<StreamPump> ours,
     for (int i = 0; i < kStreamWarmup; ++i) ours->send(payload);
     ours->flush();
     std::uint64_t sent = 0, spent = 0;
-    for (const auto t0 = Clock::now(); sent < kMaxSliceMessages && spent < slice_ns;
+    for (const auto t0 = Clock::now(); sent < max_messages && spent < slice_ns;
          spent = elapsed_ns(t0, Clock::now())) {
         ours->send(payload);
         ++sent;
     }
     ours->flush();
     std::uint64_t per = std::max<std::uint64_t>(spent / std::max<std::uint64_t>(sent, 1), 1);
-    std::uint64_t n = std::clamp<std::uint64_t>(slice_ns / per, 1, kMaxSliceMessages);
+    std::uint64_t n = std::clamp<std::uint64_t>(slice_ns / per, 1, max_messages);
     auto other = make_other(n * size);
     for (std::uint64_t i = 0; i < n; ++i) other->send(payload);
     other->flush();
@@ -349,7 +349,7 @@ void paired_wait_stream(benchmark::State& state, std::size_t size, int block_cpu
         run_stream_pair(
             state, make_ipclab_stream_pump("shm", block_cpu),
             [&](std::uint64_t) { return make_ipclab_stream_pump("shm-spin", spin_cpu); }, size, {"block", "spin"},
-            kWaitSliceNs);
+            kWaitSliceNs, kMaxWaitSliceMessages);
     } catch (const std::exception& e) {
         fail(state, e.what());
     }

@@ -74,8 +74,11 @@ benchmark::internal::Benchmark* register_paired_stream(const Config& c, const st
 // Slices of about kWaitSliceNs: the spin-mode sink keeps polling for up to a
 // few hundred µs after its slice (its budget, see kSpinIterations), on the
 // CPU the block-mode sink may share, which in 1 ms slices took a large share
-// of the block member's CPU.
+// of the block member's CPU. A slice may hold up to kMaxWaitSliceMessages,
+// so that small messages fill it too (at the round trips' cap of 4096, a
+// 64-byte slice lasted ~0.2 ms and the spinning sink's tail still weighed).
 inline constexpr std::uint64_t kWaitSliceNs = 10'000'000;
+inline constexpr std::uint64_t kMaxWaitSliceMessages = std::uint64_t{1} << 20;
 void paired_wait_stream(benchmark::State& state, std::size_t size, int block_cpu, int spin_cpu);
 benchmark::internal::Benchmark* register_paired_wait_stream(const Config& c, std::size_t size);
 
