@@ -286,8 +286,8 @@ TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
     EXPECT_GE(h->to_server.head.load(), shm::kRingCapacity) << "never went back to the ring's start";
     EXPECT_GE(before_restart, restart_after()) << "went back before its point";
     EXPECT_LT(before_restart, restart_after() + size + 2 * kCacheLine) << "went back late";
-    // A message behind a pad is still one wait (a reader that finds the pad
-    // after its poll counts that poll once, not again for the frame behind).
+    // A message behind a pad is still one wait on each side: the wait that
+    // found the pad and the frame behind it count once.
     auto counts = shm_session_counts(*ch);
     auto sum = [](const WaitCounts& c) { return c.immediate + c.spun + c.slept; };
     EXPECT_EQ(sum(counts->local), seed) << "one wait per reply";
