@@ -82,11 +82,16 @@ inline constexpr std::size_t kRestartAfter = 16 * 1024;
 // (measured on an Intel Xeon VM, Paired/shm-spin pinned 1,1, 4 interleaved
 // rounds of 3 repetitions, restart point 16 KiB -> 256 KiB: 4 KiB 1.71 ->
 // 1.48, 64 KiB 1.28 -> 0.97, 64 B 1.10 -> 1.06 with p99 0.71 -> 0.66 us;
-// 8 KiB made 4 KiB worse, 1.89; 1 MiB less good, 1.57). 64 pages, still
-// far from the whole ring's 512 of the stalls above. Blocking sides
+// 8 KiB made 4 KiB worse, 1.89; 1 MiB less good, 1.57). On the AMD EPYC
+// hosts (Zen 3, 512 KiB of L2 per core) 512 KiB did better again at 64 KiB:
+// Paired/shm-spin/65536 1.108 [1.044, 1.923] -> 0.955 [0.917, 0.973] over 16
+// processes each (per round 0.863 [0.498, 0.909], PairedDuplex 0.864), 4 KiB
+// 0.98, 64 B, 1 KiB, 1 MiB and the spin streams unchanged (pinned 1,1, 8-16
+// interleaved rounds). 128 pages, still far from the whole ring's 512 of
+// the stalls above. Blocking sides
 // keep 16 KiB: on one CPU the larger cycle only costs cache (shm 4 KiB 1.22
 // -> 1.28, 64 KiB 1.08 at both; on two CPUs 1.01 -> 1.02 and 0.98 -> 1.00).
-inline constexpr std::size_t kSpinRestartAfter = 256 * 1024;
+inline constexpr std::size_t kSpinRestartAfter = 512 * 1024;
 constexpr std::size_t restart_after(bool spinning) { return spinning ? kSpinRestartAfter : kRestartAfter; }
 // Stamp, frame header, zeros: where a smaller payload starts in its frame.
 inline constexpr std::size_t kFramePrefix = 16;

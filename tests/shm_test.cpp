@@ -266,7 +266,7 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
 
 // A ping-pong goes back to the ring's start at its wait mode's point: a
 // blocking pair after 16 KiB (one CPU: a small cycle stays in cache), a
-// spinning pair after 256 KiB (two CPUs: lines the peer has just read are
+// spinning pair after 512 KiB (two CPUs: lines the peer has just read are
 // slow to write again). The restart comes at the first send that starts at
 // or past that point, so the index before it lies within one frame past it.
 TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
