@@ -46,9 +46,11 @@ SIZE_METRICS = [
 # Figures that belong to no transport: the memory bandwidth shared memory is held to.
 MEMCPY = ("memcpy_throughput", "MB/s")
 UNITS = {m[0]: m[1] for m in SIZE_METRICS}
-CONNECT_METRICS = ("connect_rate", "baseline_connect_rate", "baseline_connect_oneshot_rate", "connect_ratio")
-UNITS.update({m: "sessions/s" for m in CONNECT_METRICS})
-UNITS["connect_ratio"] = "ratio"
+# The figures without a size, each with its unit.
+CONNECT_UNITS = {"connect_rate": "sessions/s", "baseline_connect_rate": "sessions/s",
+                 "baseline_connect_oneshot_rate": "sessions/s", "connect_ratio": "ratio"}
+CONNECT_METRICS = tuple(CONNECT_UNITS)
+UNITS.update(CONNECT_UNITS)
 
 
 # Google Benchmark appends this to every UseRealTime() benchmark's name; the
