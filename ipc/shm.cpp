@@ -300,11 +300,12 @@ private:
         return at;
     }
 
-    // The stamp's word is the ring's; the rest of the frame's prefix is ours.
-    static void write_frame_header(std::byte* at, FrameType type, std::size_t length) {
+    // The stamp's word is the ring's; the rest of the frame's prefix is ours:
+    // the header, then how far we have read the peer's ring (put_ack).
+    void write_frame_header(std::byte* at, FrameType type, std::size_t length) const {
         at[kStampBytes] = static_cast<std::byte>(type);
         put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
-        std::memset(at + kStampBytes + kFrameHeaderSize, 0, kFramePrefix - kStampBytes - kFrameHeaderSize);
+        put_ack(at + kAckAt, rx_.ack());
     }
     // The common frame, on a short path: every small round trip's critical
     // path runs through here, receive's inline poll and take_frame, so they
@@ -314,7 +315,11 @@ private:
     // stamped whole, whose room is free. false: nothing done, a case for
     // send_general.
     bool send_whole(FrameType type, std::span<const std::byte> payload) {
-        const std::size_t offset = tx_.offset();
+        std::size_t offset = tx_.offset();
+        if (offset != 0 && fits_before(offset, payload.size()) && tx_.drained()) {
+            tx_.restart_drained();
+            offset = 0;
+        }
         if (offset >= restart_after_) return false;
         if (!frame_in_place(offset, payload.size(), tx_.capacity())) return false;
         const std::size_t prefix = payload_offset(offset, payload.size());
@@ -325,6 +330,13 @@ private:
         fill_whole(at, prefix, type, payload);
         tx_.publish_frame(frame);
         return true;
+    }
+
+    // Whether a frame of `length` bytes at offset 0 is one to go back there
+    // (kReuseMinFrame, kReuseMaxFrame) and ends by `offset`.
+    static bool fits_before(std::size_t offset, std::size_t length) {
+        const std::size_t frame = align_up(payload_offset(0, length) + length, kFrameAlign);
+        return frame >= kReuseMinFrame && frame <= kReuseMaxFrame && frame <= offset;
     }
 
     // Any other frame: after a pad back to the ring's start, or a wait for
@@ -380,6 +392,7 @@ private:
         const std::size_t offset = rx_.offset();
         const FrameHeader h = decode_header(hb, limits_.max_message);
         const std::size_t prefix = payload_offset(offset, h.length);
+        tx_.acknowledge(get_ack(at + kAckAt));
         msg.type = h.type;
         msg.payload.resize(h.length);
         if (!frame_in_place(offset, h.length, rx_.capacity())) return take_streamed(prefix, msg);

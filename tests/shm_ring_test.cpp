@@ -260,6 +260,120 @@ TEST(ShmRing, StampedFramesAreSeenWholeAndOnlyAtTheirIndex) {
     }
 }
 
+// A frame (of `n` bytes, its first payload byte `tag`) whole at the writer's head, published.
+void put_frame(RingWriter& w, std::size_t n, std::byte tag) {
+    std::byte* at = w.reserve(n);
+    ASSERT_NE(at, nullptr);
+    std::memset(at + kStampBytes, std::to_integer<int>(tag), n - kStampBytes);
+    w.publish_frame(n);
+}
+
+// The reader's acks, 24 bits of its index in 16-byte units, are decoded
+// against the last one: exact across the bits' wrap, never beyond what was
+// published, and no longer at all once the writer ran 2^24 units ahead of
+// the last (a value there could stand for two indices).
+TEST(ShmRing, AcksAreDecodedExactlyOrIgnored) {
+    constexpr std::size_t kFrame = 1024;
+    TestRing r(4 * kFrame);
+    auto w = r.writer();
+    auto rd = r.reader();
+    std::uint64_t units = 0;  // what the reader has taken, in kFrameAlign units
+    auto take = [&](std::size_t frames, std::byte tag) {  // put, taken, released
+        for (std::size_t i = 0; i < frames; ++i) {
+            put_frame(w, kFrame, tag);
+            ASSERT_NE(rd.frame(), nullptr);
+            rd.advance(kFrame);
+            rd.end_frame();
+        }
+        rd.release(false);
+        units += frames * kFrame / kFrameAlign;
+        ASSERT_EQ(rd.ack(), units & kAckMask);
+    };
+    auto acked = [&](std::size_t frames) {
+        take(frames, std::byte{1});
+        EXPECT_FALSE(w.drained()) << "not before the ack";
+        w.acknowledge(rd.ack());
+        EXPECT_TRUE(w.drained());
+    };
+    acked(3);
+    w.acknowledge(0);  // an older ack (a first frame's) changes nothing
+    EXPECT_TRUE(w.drained());
+    put_frame(w, kFrame, std::byte{2});
+    w.acknowledge(rd.ack() + 1);  // more than was published: a scribbler's
+    EXPECT_FALSE(w.drained());
+    ASSERT_NE(rd.frame(), nullptr);
+    rd.advance(kFrame);
+    rd.end_frame();
+    rd.release(false);
+    units += kFrame / kFrameAlign;
+    // Past the 24 bits' wrap, acked at every lap of the ring.
+    while (units <= (std::uint64_t{1} << kAckBits)) acked(4);
+    EXPECT_LT(rd.ack(), units - (std::uint64_t{1} << kAckBits) + 1) << "the ack wrapped";
+
+    // 2^24 units unacknowledged (the reader takes them, the writer learns
+    // it from the index): the next ack is no longer decoded.
+    const std::uint64_t stop = units + (std::uint64_t{1} << kAckBits);
+    while (units < stop) {
+        take(4, std::byte{3});
+        ASSERT_EQ(w.space(4 * kFrame), 4 * kFrame) << "room known from the index";
+    }
+    take(1, std::byte{4});
+    w.acknowledge(rd.ack());
+    EXPECT_FALSE(w.drained()) << "an ack too far from the last one decoded";
+    EXPECT_EQ(w.space(4 * kFrame), 4 * kFrame);
+    EXPECT_TRUE(w.drained()) << "the index still tells";
+}
+
+// A writer told its reader took everything may start the next frame at
+// offset 0 with no pad; the reader, waiting at its index, finds it there and
+// passes over the rest of the ring as padding (not counted as unrung data).
+// A frame stamped at the reader's index first is still taken first.
+TEST(ShmRing, AFrameBackAtTheStartIsFoundWithoutAPad) {
+    TestRing r(1024);
+    r.shared->stamp_key = 0x0123456789abcdef;
+    auto w = r.writer();
+    auto rd = r.reader();
+    EXPECT_THROW(w.restart_drained(), std::logic_error) << "at offset 0 already";
+    put_frame(w, 256, std::byte{1});
+    ASSERT_NE(rd.frame(), nullptr);
+    EXPECT_THROW(w.restart_drained(), std::logic_error) << "the reader has not said it took it";
+    rd.advance(256);
+    rd.end_frame();
+    rd.release(false);
+    w.acknowledge(rd.ack());
+    EXPECT_EQ(rd.frame(), nullptr) << "nothing new, at either place";
+    w.restart_drained();
+    EXPECT_EQ(w.space(), 256u) << "the padding holds the rest until the reader passes it";
+    EXPECT_EQ(w.unrung(), 0u);
+    put_frame(w, 128, std::byte{2});
+    EXPECT_EQ(r.shared->head.load(), 1024u + 128) << "the head index covers padding and frame";
+    const std::size_t unrung = rd.unrung();
+    std::byte* f = rd.frame();
+    ASSERT_EQ(f, r.data) << "found at offset 0";
+    EXPECT_EQ(f[kStampBytes], std::byte{2});
+    EXPECT_EQ(rd.unrung(), unrung) << "padding is no data";
+    rd.advance(128);
+    rd.end_frame();
+    EXPECT_EQ(rd.offset(), 128u);
+    EXPECT_EQ(rd.readable(), 0u);
+    rd.release(false);
+    EXPECT_EQ(r.shared->tail.load(), 1024u + 128);
+
+    // The reader at 128 (a lap on): a frame at 128 and then one at the next
+    // lap's start, both stamped before the reader looks: 128's comes first,
+    // and a stamp at offset 0 of an index the writer never reached is none.
+    put_frame(w, 896, std::byte{3});  // 128 up to the end
+    put_frame(w, 64, std::byte{4});   // the next lap's start, the long way
+    ASSERT_EQ(rd.frame(), r.data + 128);
+    rd.advance(896);
+    rd.end_frame();
+    ASSERT_EQ(rd.frame(), r.data);
+    EXPECT_EQ(rd.frame()[kStampBytes], std::byte{4});
+    rd.advance(64);
+    rd.end_frame();
+    EXPECT_EQ(rd.frame(), nullptr) << "offset 0 holds the stamp of index 2048, not 3072";
+}
+
 // publish_frame, the short way for a whole frame: the same index and stamp
 // as begin_frame, commit and publish, and the same wake for a sleeper; only
 // when nothing else is staged or pending.
