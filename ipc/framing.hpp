@@ -15,6 +15,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <endian.h>
 
 #include <array>
 #include <cstddef>
@@ -68,11 +69,13 @@ inline std::uint32_t get_u32(const std::byte* in) {
     return ntohl(be);
 }
 inline void put_u64(std::byte* out, std::uint64_t v) {
-    put_u32(out, static_cast<std::uint32_t>(v >> 32));
-    put_u32(out + 4, static_cast<std::uint32_t>(v));
+    std::uint64_t be = htobe64(v);
+    std::memcpy(out, &be, sizeof be);
 }
 inline std::uint64_t get_u64(const std::byte* in) {
-    return (std::uint64_t{get_u32(in)} << 32) | get_u32(in + 4);
+    std::uint64_t be;
+    std::memcpy(&be, in, sizeof be);
+    return be64toh(be);
 }
 
 // The errors of encode_header and decode_header, out of line: the two are

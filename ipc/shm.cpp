@@ -300,12 +300,13 @@ private:
         return at;
     }
 
-    // The stamp's word is the ring's; the rest of the frame's prefix is ours:
-    // the header, then how far we have read the peer's ring (put_ack).
+    // The stamp's word is the ring's; the rest of the frame's prefix is ours,
+    // in one 8-byte store: the header (type, u32 big-endian length), then how
+    // far we have read the peer's ring (kAckAt, u24 big-endian).
     void write_frame_header(std::byte* at, FrameType type, std::size_t length) const {
-        at[kStampBytes] = static_cast<std::byte>(type);
-        put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
-        put_ack(at + kAckAt, rx_.ack());
+        const std::uint64_t word = std::uint64_t{static_cast<std::uint8_t>(type)} << 56 |
+                                   std::uint64_t{static_cast<std::uint32_t>(length)} << 24 | rx_.ack();
+        put_u64(at + kStampBytes, word);
     }
     // The common frame, on a short path: every small round trip's critical
     // path runs through here, receive's inline poll and take_frame, so they
@@ -332,11 +333,11 @@ private:
         return true;
     }
 
-    // Whether a frame of `length` bytes at offset 0 is one to go back there
-    // (kReuseMinFrame, kReuseMaxFrame) and ends by `offset`.
+    // Whether a message of `length` bytes is one to go back to offset 0
+    // (kReuseMinPayload) and its frame there ends by `offset`.
     static bool fits_before(std::size_t offset, std::size_t length) {
-        const std::size_t frame = align_up(payload_offset(0, length) + length, kFrameAlign);
-        return frame >= kReuseMinFrame && frame <= kReuseMaxFrame && frame <= offset;
+        return length - kReuseMinPayload <= kReuseMaxPayload - kReuseMinPayload &&
+               frame_at_start(length) <= offset;
     }
 
     // Any other frame: after a pad back to the ring's start, or a wait for

@@ -18,7 +18,7 @@
 // kPadFrame, length = bytes after its 16 up to the ring's end) sends the
 // reader to the ring's start (see kRestartAfter). A small frame may also go
 // to offset 0 with no pad, when its writer was told the reader had read
-// everything (kReuseMinFrame).
+// everything (kReuseMinPayload).
 //
 // Rendezvous: the server owns a FIFO, private_dir()/NAME.shm; a client writes
 // one hello (ipc/fifo_hello.hpp: its pid and N) naming its segment, then
@@ -103,27 +103,23 @@ inline constexpr std::size_t kFramePrefix = 16;
 // big-endian, in data and error frames (a pad's 3 bytes there mean nothing).
 inline constexpr std::size_t kAckAt = kStampBytes + kFrameHeaderSize;
 static_assert(kAckAt + 3 == kFramePrefix && kFramePrefix % kFrameAlign == 0 && kAckBits == 24);
-inline void put_ack(std::byte* out, std::uint64_t ack) {
-    out[0] = static_cast<std::byte>(ack >> 16);
-    out[1] = static_cast<std::byte>(ack >> 8);
-    out[2] = static_cast<std::byte>(ack);
-}
 inline std::uint64_t get_ack(const std::byte* in) {
     return std::uint64_t{std::to_integer<std::uint8_t>(in[0])} << 16 |
            std::uint64_t{std::to_integer<std::uint8_t>(in[1])} << 8 | std::to_integer<std::uint8_t>(in[2]);
 }
-// The frames a writer puts back at offset 0 once its reader has read
-// everything (RingWriter::restart_drained), so a ping-pong of such messages
-// reuses the same lines every time: more than two lines, up to a 4 KiB
+// The messages a writer puts back at offset 0 once its reader has read
+// everything (RingWriter::restart_drained), so a ping-pong of them reuses
+// the same lines every time: frames of more than two lines, up to a 4 KiB
 // message's. Measured on the EPYC hosts (Paired/shm-spin, pinned 1,1, 8-10
 // interleaved rounds against walking 512 KiB, ratio walking / in place): 96 B
 // to 3 KiB faster in place (96 B 1.21, 256 B 1.23, 1 KiB 1.11-1.26, 2 KiB
-// 1.26-1.28, 3 KiB 1.04), 4 KiB even (0.98-1.02), 6-12 KiB slower in place
-// (0.96-0.98), and 64 B too (0.81-0.95: its two lines walked are faster than
-// reused, for a reason not found; it walks as before).
-inline constexpr std::size_t kReuseMinFrame = 2 * kCacheLine + 1;
-inline constexpr std::size_t kReuseMaxFrame = 4096 + kCacheLine;
-static_assert(kRingCapacity % kCacheLine == 0 && kPublishChunk < kRingCapacity);
+// 1.25-1.28, 3 KiB 1.04-1.05), 4 KiB even (0.94-1.06 in six runs, median
+// 1.00), 6-12 KiB slower in place (0.96-0.98), and 64 B too (0.80-0.95):
+// walking, the writer's payload line is one no other CPU holds, in place
+// the one the reader has just read, and a 64-byte message's frame has no
+// other line to gain on (without the publish's fence: the same).
+inline constexpr std::size_t kReuseMinPayload = 65;
+inline constexpr std::size_t kReuseMaxPayload = 4096;
 
 // Where the payload of `length` bytes starts, from its frame's start at
 // `offset` (both sides compute it: it is not in the frame): right after the
@@ -139,6 +135,12 @@ constexpr std::size_t payload_offset(std::size_t offset, std::uint64_t length) {
     return length <= kCacheLine - used ? kFramePrefix
                                        : static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
 }
+// The ring a frame of `length` bytes takes from offset 0, its boundary gap included.
+constexpr std::size_t frame_at_start(std::uint64_t length) {
+    return static_cast<std::size_t>(align_up(payload_offset(0, length) + length, kFrameAlign));
+}
+static_assert(frame_at_start(kReuseMinPayload - 1) == 2 * kCacheLine &&
+              frame_at_start(kReuseMaxPayload) == kReuseMaxPayload + kCacheLine);
 // Whether that frame is stamped whole (its payload already there when the
 // stamp is), read where it lies; otherwise its payload streams in after it.
 constexpr bool frame_in_place(std::size_t offset, std::uint64_t length, std::size_t capacity) {

@@ -155,7 +155,7 @@ public:
     // then looks for that frame at both places (RingReader::frame), and a
     // ping-pong reuses the same lines every message, as the raw ping-pong's
     // buffer does, instead of walking through the ring (which frames gain by
-    // it: kReuseMinFrame in ipc/shm_layout.hpp). The caller's frame must fit
+    // it: kReuseMinPayload in ipc/shm_layout.hpp). The caller's frame must fit
     // before offset(): the padding counts against space() until the reader
     // has passed it.
     void restart_drained() {

@@ -264,8 +264,8 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
     EXPECT_EQ(sum(counts->peer), 2000u) << "one wait per request";
 }
 
-// A ping-pong of frames from kReuseMinFrame to kReuseMaxFrame goes back to
-// offset 0 at every message (RingWriter::restart_drained), with no pad:
+// A ping-pong of messages from kReuseMinPayload to kReuseMaxPayload goes back
+// to offset 0 at every message (RingWriter::restart_drained), with no pad:
 // each side's ack in its frames tells the other that its ring is empty.
 // Each message is still one wait on each side, whichever way the reader
 // found its frame.
@@ -275,10 +275,8 @@ TEST_P(ShmTest, PingPongsReuseTheRingStartEveryMessage) {
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
     unsigned seed = 0;
-    for (std::size_t size : {std::size_t{65}, std::size_t{100}, std::size_t{1000}, std::size_t{4096}}) {
-        const std::uint64_t frame = align_up(shm::payload_offset(0, size) + size, kFrameAlign);
-        ASSERT_GE(frame, shm::kReuseMinFrame);
-        ASSERT_LE(frame, shm::kReuseMaxFrame);
+    for (std::size_t size : {shm::kReuseMinPayload, std::size_t{100}, std::size_t{1000}, shm::kReuseMaxPayload}) {
+        const std::uint64_t frame = shm::frame_at_start(size);
         expect_echo(*ch, size, ++seed);  // may still walk on: the frame before was smaller
         std::uint64_t laps = h->to_server.head.load() / shm::kRingCapacity;
         for (int i = 0; i < 20; ++i) {
@@ -308,9 +306,8 @@ TEST_P(ShmTest, OtherPingPongsRestartAtTheirWaitModesPoint) {
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
     unsigned seed = 0;
-    for (std::size_t size : {std::size_t{64}, shm::kReuseMaxFrame}) {
-        const std::uint64_t frame = align_up(shm::payload_offset(0, size) + size, kFrameAlign);
-        ASSERT_TRUE(frame < shm::kReuseMinFrame || frame > shm::kReuseMaxFrame) << size;
+    for (std::size_t size : {shm::kReuseMinPayload - 1, shm::kReuseMaxPayload + 1}) {
+        const std::uint64_t frame = shm::frame_at_start(size);
         const std::uint64_t lap = h->to_server.head.load() / shm::kRingCapacity + 1;
         std::uint64_t before_restart = 0;
         for (std::size_t i = 0; i < restart_after() / size + 8; ++i) {
@@ -485,7 +482,7 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     auto offset = [&] { return h->to_server.head.load() & (shm::kRingCapacity - 1); };
     const std::size_t small = 100;  // a frame of 176 bytes, reused in place
     expect_echo(*ch, small, ++seed);
-    ASSERT_EQ(offset(), align_up(shm::payload_offset(0, small) + small, kFrameAlign));
+    ASSERT_EQ(offset(), shm::frame_at_start(small));
     // Frames of 4096-4098 bytes take 4160-4288 bytes of ring aligned.
     const std::size_t burst = (shm::kRingCapacity - 2 * size) / (size + 3 * kCacheLine);
     std::vector<unsigned> seeds;
