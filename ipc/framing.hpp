@@ -15,7 +15,6 @@
 #pragma once
 
 #include <arpa/inet.h>
-#include <endian.h>
 
 #include <array>
 #include <cstddef>
@@ -69,13 +68,11 @@ inline std::uint32_t get_u32(const std::byte* in) {
     return ntohl(be);
 }
 inline void put_u64(std::byte* out, std::uint64_t v) {
-    std::uint64_t be = htobe64(v);
-    std::memcpy(out, &be, sizeof be);
+    put_u32(out, static_cast<std::uint32_t>(v >> 32));
+    put_u32(out + 4, static_cast<std::uint32_t>(v));
 }
 inline std::uint64_t get_u64(const std::byte* in) {
-    std::uint64_t be;
-    std::memcpy(&be, in, sizeof be);
-    return be64toh(be);
+    return (std::uint64_t{get_u32(in)} << 32) | get_u32(in + 4);
 }
 
 // The errors of encode_header and decode_header, out of line: the two are

@@ -300,13 +300,11 @@ private:
         return at;
     }
 
-    // The stamp's word is the ring's; the rest of the frame's prefix is ours,
-    // in one 8-byte store: the header (type, u32 big-endian length), then how
-    // far we have read the peer's ring (kAckAt, u24 big-endian).
-    void write_frame_header(std::byte* at, FrameType type, std::size_t length) const {
-        const std::uint64_t word = std::uint64_t{static_cast<std::uint8_t>(type)} << 56 |
-                                   std::uint64_t{static_cast<std::uint32_t>(length)} << 24 | rx_.ack();
-        put_u64(at + kStampBytes, word);
+    // The stamp's word is the ring's; the rest of the frame's prefix is ours.
+    static void write_frame_header(std::byte* at, FrameType type, std::size_t length) {
+        at[kStampBytes] = static_cast<std::byte>(type);
+        put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
+        std::memset(at + kStampBytes + kFrameHeaderSize, 0, kFramePrefix - kStampBytes - kFrameHeaderSize);
     }
     // The common frame, on a short path: every small round trip's critical
     // path runs through here, receive's inline poll and take_frame, so they
@@ -316,11 +314,7 @@ private:
     // stamped whole, whose room is free. false: nothing done, a case for
     // send_general.
     bool send_whole(FrameType type, std::span<const std::byte> payload) {
-        std::size_t offset = tx_.offset();
-        if (offset != 0 && fits_before(offset, payload.size()) && tx_.drained()) {
-            tx_.restart_drained();
-            offset = 0;
-        }
+        const std::size_t offset = tx_.offset();
         if (offset >= restart_after_) return false;
         if (!frame_in_place(offset, payload.size(), tx_.capacity())) return false;
         const std::size_t prefix = payload_offset(offset, payload.size());
@@ -331,13 +325,6 @@ private:
         fill_whole(at, prefix, type, payload);
         tx_.publish_frame(frame);
         return true;
-    }
-
-    // Whether a message of `length` bytes is one to go back to offset 0
-    // (kReuseMinPayload) and its frame there ends by `offset`.
-    static bool fits_before(std::size_t offset, std::size_t length) {
-        return length - kReuseMinPayload <= kReuseMaxPayload - kReuseMinPayload &&
-               frame_at_start(length) <= offset;
     }
 
     // Any other frame: after a pad back to the ring's start, or a wait for
@@ -393,7 +380,6 @@ private:
         const std::size_t offset = rx_.offset();
         const FrameHeader h = decode_header(hb, limits_.max_message);
         const std::size_t prefix = payload_offset(offset, h.length);
-        tx_.acknowledge(get_ack(at + kAckAt));
         msg.type = h.type;
         msg.payload.resize(h.length);
         if (!frame_in_place(offset, h.length, rx_.capacity())) return take_streamed(prefix, msg);

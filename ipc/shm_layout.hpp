@@ -8,17 +8,14 @@
 // Messages in each ring, one frame each, every frame starting on a
 // kFrameAlign (16-byte) boundary: the ring's stamp (8 bytes, see
 // ipc/shm_ring.hpp), the frame header of ipc/framing.hpp (type, u32
-// big-endian length), the writer's ack of the other ring (3 bytes, see
-// kAckAt), then the payload: at kFramePrefix when
+// big-endian length), 3 zero bytes, then the payload: at kFramePrefix when
 // the whole frame fits the rest of that cache line, else on the next line
 // (see payload_offset). A frame
 // whose payload ends before the ring's end within kPublishChunk bytes of its
 // start is stamped whole; any other streams its payload (wrapping) in chunks
 // behind the head index once the header is stamped. A pad frame (type
 // kPadFrame, length = bytes after its 16 up to the ring's end) sends the
-// reader to the ring's start (see kRestartAfter). A small frame may also go
-// to offset 0 with no pad, when its writer was told the reader had read
-// everything (kReuseMinPayload).
+// reader to the ring's start (see kRestartAfter).
 //
 // Rendezvous: the server owns a FIFO, private_dir()/NAME.shm; a client writes
 // one hello (ipc/fifo_hello.hpp: its pid and N) naming its segment, then
@@ -40,9 +37,8 @@
 namespace ipclab::shm {
 
 inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
-// 2: pad frames; 3: pads anywhere, not only to the end; 4: stamped frames on 16-byte boundaries;
-// 5: acks in the frame prefix, small frames back at offset 0 without a pad
-inline constexpr std::uint32_t kVersion = 5;
+// 2: pad frames; 3: pads anywhere, not only to the end; 4: stamped frames on 16-byte boundaries
+inline constexpr std::uint32_t kVersion = 4;
 
 // 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
 // round trip never waits for room; larger ones stream through in chunks.
@@ -97,29 +93,10 @@ inline constexpr std::size_t kRestartAfter = 16 * 1024;
 // -> 1.28, 64 KiB 1.08 at both; on two CPUs 1.01 -> 1.02 and 0.98 -> 1.00).
 inline constexpr std::size_t kSpinRestartAfter = 512 * 1024;
 constexpr std::size_t restart_after(bool spinning) { return spinning ? kSpinRestartAfter : kRestartAfter; }
-// Stamp, frame header, ack: where a smaller payload starts in its frame.
+// Stamp, frame header, zeros: where a smaller payload starts in its frame.
 inline constexpr std::size_t kFramePrefix = 16;
-// The ack: RingReader::ack() of the ring the frame's writer reads, u24
-// big-endian, in data and error frames (a pad's 3 bytes there mean nothing).
-inline constexpr std::size_t kAckAt = kStampBytes + kFrameHeaderSize;
-static_assert(kAckAt + 3 == kFramePrefix && kFramePrefix % kFrameAlign == 0 && kAckBits == 24);
-inline std::uint64_t get_ack(const std::byte* in) {
-    return std::uint64_t{std::to_integer<std::uint8_t>(in[0])} << 16 |
-           std::uint64_t{std::to_integer<std::uint8_t>(in[1])} << 8 | std::to_integer<std::uint8_t>(in[2]);
-}
-// The messages a writer puts back at offset 0 once its reader has read
-// everything (RingWriter::restart_drained), so a ping-pong of them reuses
-// the same lines every time: frames of more than two lines, up to a 4 KiB
-// message's. Measured on the EPYC hosts (Paired/shm-spin, pinned 1,1, 8-10
-// interleaved rounds against walking 512 KiB, ratio walking / in place): 96 B
-// to 3 KiB faster in place (96 B 1.21, 256 B 1.23, 1 KiB 1.11-1.26, 2 KiB
-// 1.25-1.28, 3 KiB 1.04-1.05), 4 KiB even (0.94-1.06 in six runs, median
-// 1.00), 6-12 KiB slower in place (0.96-0.98), and 64 B too (0.80-0.95):
-// walking, the writer's payload line is one no other CPU holds, in place
-// the one the reader has just read, and a 64-byte message's frame has no
-// other line to gain on (without the publish's fence: the same).
-inline constexpr std::size_t kReuseMinPayload = 65;
-inline constexpr std::size_t kReuseMaxPayload = 4096;
+static_assert(kStampBytes + kFrameHeaderSize <= kFramePrefix && kFramePrefix % kFrameAlign == 0);
+static_assert(kRingCapacity % kCacheLine == 0 && kPublishChunk < kRingCapacity);
 
 // Where the payload of `length` bytes starts, from its frame's start at
 // `offset` (both sides compute it: it is not in the frame): right after the
@@ -135,12 +112,6 @@ constexpr std::size_t payload_offset(std::size_t offset, std::uint64_t length) {
     return length <= kCacheLine - used ? kFramePrefix
                                        : static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
 }
-// The ring a frame of `length` bytes takes from offset 0, its boundary gap included.
-constexpr std::size_t frame_at_start(std::uint64_t length) {
-    return static_cast<std::size_t>(align_up(payload_offset(0, length) + length, kFrameAlign));
-}
-static_assert(frame_at_start(kReuseMinPayload - 1) == 2 * kCacheLine &&
-              frame_at_start(kReuseMaxPayload) == kReuseMaxPayload + kCacheLine);
 // Whether that frame is stamped whole (its payload already there when the
 // stamp is), read where it lies; otherwise its payload streams in after it.
 constexpr bool frame_in_place(std::size_t offset, std::uint64_t length, std::size_t capacity) {

@@ -58,11 +58,6 @@ inline constexpr std::size_t kFrameAlign = 16;
 inline constexpr std::size_t kStampBytes = 8;
 // Set in every key: a stamp is then never 0 (a fresh ring) nor an index.
 inline constexpr std::uint64_t kStampKeyBit = std::uint64_t{1} << 63;
-// A reader tells the writer how far it has taken in the frames it writes the
-// other way (RingReader::ack, RingWriter::acknowledge): its index in
-// kFrameAlign units, these low bits of it (3 bytes of a frame's prefix).
-inline constexpr unsigned kAckBits = 24;
-inline constexpr std::uint64_t kAckMask = (std::uint64_t{1} << kAckBits) - 1;
 
 constexpr std::uint64_t align_up(std::uint64_t n, std::uint64_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -124,43 +119,6 @@ public:
         if (!is_power_of_two(capacity) || capacity < kFrameAlign)
             throw std::invalid_argument("ring capacity must be 2^n, at least one frame boundary");
         key_ = s_->stamp_key | kStampKeyBit;
-    }
-
-    // The reader's index as its own frames tell it (RingReader::ack), so a
-    // ping-pong learns that its ring is empty without reading the index's
-    // line, which the reader's last store left in the other CPU's cache (a
-    // probe's bare rings reused in place, 64-byte round trips on two CPUs:
-    // 0.79-0.81 of the raw ping-pong's time without that read per message,
-    // 0.94-0.99 with it, 3 runs of 10 interleaved rounds). Each
-    // ack is decoded against the last: exact while we have published less
-    // than 2^kAckBits units beyond it; a session that ever runs further
-    // unacknowledged (a one-way stream of 256 MiB) stops decoding them, and
-    // only space() then tells how far the reader is. An ack beyond what we
-    // published (a scribbling peer) is ignored.
-    void acknowledge(std::uint64_t ack) {
-        const std::uint64_t published_units = published_ / kFrameAlign;
-        if (published_units - acked_units_ > kAckMask) return;
-        const std::uint64_t units = acked_units_ + ((ack - acked_units_) & kAckMask);
-        if (units > published_units) return;
-        acked_units_ = units;
-        tail_cache_ = std::max(tail_cache_, units * kFrameAlign);
-    }
-
-    // Whether the reader has taken every byte we staged, as far as we know
-    // (its index, read by space() or acknowledged).
-    bool drained() const { return tail_cache_ == head_; }
-
-    // Starts the next frame at offset 0 instead of here, the rest of the ring
-    // left unwritten, once the reader has taken everything (drained()): it
-    // then looks for that frame at both places (RingReader::frame), and a
-    // ping-pong reuses the same lines every message, as the raw ping-pong's
-    // buffer does, instead of walking through the ring (which frames gain by
-    // it: kReuseMinPayload in ipc/shm_layout.hpp). The caller's frame must fit
-    // before offset(): the padding counts against space() until the reader
-    // has passed it.
-    void restart_drained() {
-        if (!drained() || offset() == 0) throw std::logic_error("shm ring: a restart with bytes unread, or at the start");
-        skip_to_end();
     }
 
     // Bytes that can be staged now. Re-reads the consumer's index (seq_cst, for
@@ -268,10 +226,9 @@ public:
     // with nothing else staged or pending: committed, stamped and published
     // with wake at once, as begin_frame(), commit(n) and publish() would
     // (their bookkeeping for pads and chunks is not needed here).
-    // Padding before it (restart_drained) is published with it.
     bool publish_frame(std::size_t n) {
         const std::uint64_t at = head_;
-        if (at - padding_ != published_ || at % kFrameAlign != 0 || pending_ != 0)
+        if (at != published_ || at % kFrameAlign != 0 || pending_ != 0)
             throw std::logic_error("shm ring: a whole frame off its boundary, behind unpublished bytes or a pending stamp");
         head_ = published_ = at + n;
         padding_ = 0;
@@ -317,8 +274,7 @@ private:
     std::uint64_t padding_ = 0;     // skipped since the last publish
     std::uint64_t unrung_padding_ = 0;  // skipped since the last publish with wake
     std::uint64_t rung_ = 0;        // published as of the last publish with wake
-    std::uint64_t tail_cache_ = 0;  // last consumer index we read or were told
-    std::uint64_t acked_units_ = 0;  // the last ack decoded, in kFrameAlign units
+    std::uint64_t tail_cache_ = 0;  // last consumer index we read
     std::uint64_t key_ = 0;         // stamps are index ^ key_
     std::array<std::uint64_t, 2> stamp_at_{};  // frames whose stamps are pending
     std::size_t pending_ = 0;
@@ -353,14 +309,10 @@ public:
     // if its writer has stamped it; nullptr otherwise. Its bytes up to the
     // stamp's publish are then visible (the seq_cst load also serves the
     // doorbell protocol). The peer may still scribble: read each field once.
-    // A writer that knew we had taken everything may have started the frame
-    // at offset 0 instead (RingWriter::restart_drained): the rest of the ring
-    // is then padding, passed over here.
     std::byte* frame() {
         if (tail_ % kFrameAlign != 0) throw std::logic_error("shm ring: a frame looked for off its boundary");
         std::byte* at = data_ + offset();
-        if (stamp_word(at).load(std::memory_order_seq_cst) == (tail_ ^ key_)) return at;
-        return offset() == 0 ? nullptr : frame_at_start();
+        return stamp_word(at).load(std::memory_order_seq_cst) == (tail_ ^ key_) ? at : nullptr;
     }
     // After a frame: on to the next boundary.
     void end_frame() { tail_ = align_up(tail_, kFrameAlign); }
@@ -381,10 +333,6 @@ public:
     void advance(std::size_t n) { tail_ += n; }
 
     std::size_t unreleased() const { return static_cast<std::size_t>(tail_ - released_); }
-
-    // What the writer's acknowledge() takes: the index released so far (all
-    // it may count on), in kFrameAlign units, its low kAckBits bits.
-    std::uint64_t ack() const { return (released_ / kFrameAlign) & kAckMask; }
 
     // Where the next byte is taken from, as an offset into the data area.
     std::size_t offset() const { return static_cast<std::size_t>(tail_ & mask_); }
@@ -448,24 +396,6 @@ public:
     std::size_t capacity() const { return capacity_; }
 
 private:
-    // The frame at the ring's start, stamped with the index it has after
-    // padding from tail_ to the end. A frame stamped at tail_ meanwhile came
-    // before it (a pad, stamped after the frame behind it: see
-    // RingWriter::begin_frame) and is taken first; seen after that stamp
-    // (acquire), any stamp stored before it is seen too. No head index read:
-    // the writer stored it before the stamp, and readable() checks it
-    // whenever it is read. Out of line: only a reader that found nothing at
-    // its index (about to wait, or waiting) comes here.
-    [[gnu::noinline]] std::byte* frame_at_start() {
-        const std::size_t to_end = capacity_ - offset();
-        if (stamp_word(data_).load(std::memory_order_seq_cst) != ((tail_ + to_end) ^ key_)) return nullptr;
-        std::byte* at = data_ + offset();
-        if (stamp_word(at).load(std::memory_order_seq_cst) == (tail_ ^ key_)) return at;
-        tail_ += to_end;
-        unrung_padding_ += to_end;
-        return data_;
-    }
-
     // Asks for the first lines of bytes just published, up to h, at once: the
     // caller takes a frame's header first and learns only then how much
     // follows, so a 64-byte message (69 bytes with its header, two lines)

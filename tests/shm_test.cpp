@@ -264,62 +264,28 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
     EXPECT_EQ(sum(counts->peer), 2000u) << "one wait per request";
 }
 
-// A ping-pong of messages from kReuseMinPayload to kReuseMaxPayload goes back
-// to offset 0 at every message (RingWriter::restart_drained), with no pad:
-// each side's ack in its frames tells the other that its ring is empty.
-// Each message is still one wait on each side, whichever way the reader
-// found its frame.
-TEST_P(ShmTest, PingPongsReuseTheRingStartEveryMessage) {
-    start();
-    auto ch = connect(endpoint(), Limits{});
-    SegmentView h = session_segment();
-    ASSERT_TRUE(h);
-    unsigned seed = 0;
-    for (std::size_t size : {shm::kReuseMinPayload, std::size_t{100}, std::size_t{1000}, shm::kReuseMaxPayload}) {
-        const std::uint64_t frame = shm::frame_at_start(size);
-        expect_echo(*ch, size, ++seed);  // may still walk on: the frame before was smaller
-        std::uint64_t laps = h->to_server.head.load() / shm::kRingCapacity;
-        for (int i = 0; i < 20; ++i) {
-            expect_echo(*ch, size, ++seed);
-            const std::uint64_t to_server = h->to_server.head.load();
-            const std::uint64_t to_client = h->to_client.head.load();
-            EXPECT_EQ(to_server % shm::kRingCapacity, frame) << size << " bytes, message " << i;
-            EXPECT_EQ(to_client % shm::kRingCapacity, frame) << size << " bytes, the echo " << i;
-            EXPECT_EQ(to_server / shm::kRingCapacity, ++laps) << "one lap of padding per message";
-        }
-    }
-    auto counts = shm_session_counts(*ch);
-    auto sum = [](const WaitCounts& c) { return c.immediate + c.spun + c.slept; };
-    EXPECT_EQ(sum(counts->local), seed) << "one wait per reply";
-    EXPECT_EQ(sum(counts->peer), seed) << "one wait per request";
-}
-
-// Other ping-pongs (smaller frames and larger ones) walk through the ring
-// and go back to its start, after a pad, at their wait mode's point: a
+// A ping-pong goes back to the ring's start at its wait mode's point: a
 // blocking pair after 16 KiB (one CPU: a small cycle stays in cache), a
 // spinning pair after 512 KiB (two CPUs: lines the peer has just read are
 // slow to write again). The restart comes at the first send that starts at
 // or past that point, so the index before it lies within one frame past it.
-TEST_P(ShmTest, OtherPingPongsRestartAtTheirWaitModesPoint) {
+TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
     start();
     auto ch = connect(endpoint(), Limits{});
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
+    const std::size_t size = 4096;
+    std::uint64_t before_restart = 0;
     unsigned seed = 0;
-    for (std::size_t size : {shm::kReuseMinPayload - 1, shm::kReuseMaxPayload + 1}) {
-        const std::uint64_t frame = shm::frame_at_start(size);
-        const std::uint64_t lap = h->to_server.head.load() / shm::kRingCapacity + 1;
-        std::uint64_t before_restart = 0;
-        for (std::size_t i = 0; i < restart_after() / size + 8; ++i) {
-            expect_echo(*ch, size, ++seed);
-            std::uint64_t head = h->to_server.head.load();
-            if (head >= lap * shm::kRingCapacity) break;  // the pad took the index to the ring's end
-            before_restart = head % shm::kRingCapacity;
-        }
-        EXPECT_GE(h->to_server.head.load(), lap * shm::kRingCapacity) << size << ": never went back";
-        EXPECT_GE(before_restart, restart_after()) << size << ": went back before its point";
-        EXPECT_LT(before_restart, restart_after() + frame) << size << ": went back late";
+    for (std::size_t i = 0; i < restart_after() / size + 8; ++i) {
+        expect_echo(*ch, size, ++seed);
+        std::uint64_t head = h->to_server.head.load();
+        if (head >= shm::kRingCapacity) break;  // the pad took the index to the ring's end
+        before_restart = head;
     }
+    EXPECT_GE(h->to_server.head.load(), shm::kRingCapacity) << "never went back to the ring's start";
+    EXPECT_GE(before_restart, restart_after()) << "went back before its point";
+    EXPECT_LT(before_restart, restart_after() + size + 2 * kCacheLine) << "went back late";
     // A message behind a pad is still one wait on each side: the wait that
     // found the pad and the frame behind it count once.
     auto counts = shm_session_counts(*ch);
@@ -406,11 +372,9 @@ TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
     EXPECT_EQ(h->server_counts.only_cpu.load(), pin.cpu() + 1);
 }
 
-// Frames start on 16-byte boundaries (stamp, header, ack, then the
+// Frames start on 16-byte boundaries (stamp, header, 3 zero bytes, then the
 // payload); a payload that does not fit the rest of that cache line starts
-// on the next one. The head index covers every frame. All sent before any
-// reply is read: no ack then says a ring is empty, so none goes back to
-// its start.
+// on the next one. The head index covers every frame.
 TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
     start();
     auto ch = connect(endpoint(), Limits{});
@@ -420,24 +384,18 @@ TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
         std::size_t size;
         std::uint64_t head;  // after the frame, on the next 16-byte boundary
     };
-    const std::initializer_list<Step> steps{
+    for (const Step& step : std::initializer_list<Step>{
              {64, 128},      // prefix at 0, payload on the line at 64
              {1024, 1216},   // prefix at 128, payload at 192
              {1023, 2304},   // prefix at 1216, payload at 1280
              {1, 2336},      // fits the prefix's line: packed
              {48, 2416},     // prefix at 2336: 32 bytes of its line left, payload at 2368
              {16, 2448},     // prefix at 2416, the line's last 16 bytes: payload at 2432
-             {32, 2496}};  // prefix at 2448: fits exactly
-    for (const Step& step : steps) {
-        ch->send(FrameType::data, payload_of(step.size, static_cast<unsigned>(step.size)));
+             {32, 2496}}) {  // prefix at 2448: fits exactly
+        expect_echo(*ch, step.size, static_cast<unsigned>(step.size));
         EXPECT_EQ(h->to_server.head.load(), step.head) << step.size;
+        EXPECT_EQ(h->to_client.head.load(), step.head) << step.size << ", the echo alike";
     }
-    for (const Step& step : steps) {
-        Message reply;
-        ASSERT_TRUE(ch->receive(reply));
-        EXPECT_TRUE(reply.payload == payload_of(step.size, static_cast<unsigned>(step.size))) << step.size;
-    }
-    EXPECT_EQ(h->to_client.head.load(), std::data(steps)[steps.size() - 1].head) << "the echoes alike";
 }
 
 // Every path a frame can take, byte-exact, in both wait modes: in place
@@ -462,8 +420,9 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
                              shm::kPublishChunk - kCacheLine, shm::kPublishChunk - kCacheLine + 1,
                              edge - 1, edge, edge + 1, shm::kPublishChunk})
         for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
-    // Ping-pongs of 4 KiB go back to the ring's start at every message.
-    for (int i = 0; i < 20; ++i) expect_echo(*ch, 4096, ++seed);
+    // Ping-pongs of 4 KiB restart at the ring's start after restart_after().
+    const int to_restart = static_cast<int>(restart_after() / 4096) + 20;
+    for (int i = 0; i < to_restart; ++i) expect_echo(*ch, 4096, ++seed);
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
     EXPECT_GT(h->to_server.head.load(), shm::kRingCapacity) << "restarted at offset 0";
@@ -475,14 +434,11 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     std::vector<pid_t> sessions;
     ASSERT_TRUE(eventually([&] { return (sessions = test::children_of(server_->pid())).size() == 1; }));
     const std::size_t size = 4096;
-    // Padding to the ring's end (a restart's), sent while the reader is
-    // stopped, would hold the whole ring until it skips it: a small echo
-    // goes back to the start first, and the burst's frames, larger, then
-    // walk on from there.
+    // Just past a restart: a pad to the ring's end, taken while the reader
+    // is stopped, would hold the whole ring until it skips it.
     auto offset = [&] { return h->to_server.head.load() & (shm::kRingCapacity - 1); };
-    const std::size_t small = 100;  // a frame of 176 bytes, reused in place
-    expect_echo(*ch, small, ++seed);
-    ASSERT_EQ(offset(), shm::frame_at_start(small));
+    for (int i = 0; i < to_restart && offset() >= 2 * size; ++i) expect_echo(*ch, size, ++seed);
+    ASSERT_LT(offset(), 2 * size);
     // Frames of 4096-4098 bytes take 4160-4288 bytes of ring aligned.
     const std::size_t burst = (shm::kRingCapacity - 2 * size) / (size + 3 * kCacheLine);
     std::vector<unsigned> seeds;
