@@ -208,7 +208,7 @@ private:
     int spin_budget() const { return waits() % 64 == 0 ? kSpinIterations : spin_budget_; }
 
     // Waits counted so far, every outcome.
-    std::uint64_t waits() const { return local_.immediate + local_.spun + local_.slept; }
+    std::uint64_t waits() const { return local_.total(); }
 
     // Waits for ready() on bell and counts how. Spin mode polls here, inline
     // (see spin_until): a peer that answers within the poll, as in every

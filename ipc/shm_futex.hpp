@@ -126,6 +126,8 @@ struct WaitCounts {
     void add(WaitOutcome o) {
         (o == WaitOutcome::immediate ? immediate : o == WaitOutcome::spun ? spun : slept) += 1;
     }
+    // Waits counted, every outcome.
+    std::uint64_t total() const { return immediate + spun + slept; }
 };
 
 struct WaitPolicy {

@@ -163,7 +163,7 @@ TEST_P(ShmTest, EchoesEverySizeByteExact) {
     auto counts = shm_session_counts(*ch);
     ASSERT_TRUE(counts.has_value());
     const auto& c = counts->local;
-    EXPECT_GT(c.immediate + c.spun + c.slept, 0u);
+    EXPECT_GT(c.total(), 0u);
     if (GetParam() == WaitMode::block) {
         EXPECT_EQ(c.spun + counts->peer.spun, 0u);
     }
@@ -257,11 +257,10 @@ TEST_P(ShmTest, ServesManySmallMessagesOnOneSession) {
     auto ch = connect(endpoint(), Limits{});
     for (unsigned i = 0; i < 2000; ++i) expect_echo(*ch, 1 + i % 300, i);
     auto counts = shm_session_counts(*ch);
-    auto sum = [](const WaitCounts& c) { return c.immediate + c.spun + c.slept; };
-    EXPECT_EQ(sum(counts->local), 2000u) << "one wait per reply";
+    EXPECT_EQ(counts->local.total(), 2000u) << "one wait per reply";
     // The server counts the wait for each request before its reply goes
     // out (spin mode's inline poll as much as the sleeping wait).
-    EXPECT_EQ(sum(counts->peer), 2000u) << "one wait per request";
+    EXPECT_EQ(counts->peer.total(), 2000u) << "one wait per request";
 }
 
 // A ping-pong goes back to the ring's start at its wait mode's point: a
@@ -289,9 +288,8 @@ TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
     // A message behind a pad is still one wait on each side: the wait that
     // found the pad and the frame behind it count once.
     auto counts = shm_session_counts(*ch);
-    auto sum = [](const WaitCounts& c) { return c.immediate + c.spun + c.slept; };
-    EXPECT_EQ(sum(counts->local), seed) << "one wait per reply";
-    EXPECT_EQ(sum(counts->peer), seed) << "one wait per request";
+    EXPECT_EQ(counts->local.total(), seed) << "one wait per reply";
+    EXPECT_EQ(counts->peer.total(), seed) << "one wait per request";
 }
 
 // Small messages restart at the ring's start (pad frames, see kRestartAfter)
@@ -354,17 +352,16 @@ TEST_P(ShmTest, OneCpuWakesOnlyForAWholeMessage) {
     start();
     auto ch = connect(endpoint(), Limits{});
     expect_echo(*ch, 64);
-    auto sum = [](const WaitCounts& c) { return c.immediate + c.spun + c.slept; };
     auto before = shm_session_counts(*ch);
     ASSERT_TRUE(before.has_value());
     constexpr unsigned kMessages = 40;
     for (unsigned i = 0; i < kMessages; ++i) expect_echo(*ch, std::size_t{64} << 10, i);
     auto after = shm_session_counts(*ch);
     constexpr unsigned kSliceWakes = kMessages / 10;
-    EXPECT_GE(sum(after->peer) - sum(before->peer), kMessages);
-    EXPECT_LE(sum(after->peer) - sum(before->peer), kMessages + kSliceWakes) << "the server waited inside messages";
-    EXPECT_GE(sum(after->local) - sum(before->local), kMessages);
-    EXPECT_LE(sum(after->local) - sum(before->local), kMessages + kSliceWakes) << "the client waited inside replies";
+    EXPECT_GE(after->peer.total() - before->peer.total(), kMessages);
+    EXPECT_LE(after->peer.total() - before->peer.total(), kMessages + kSliceWakes) << "the server waited inside messages";
+    EXPECT_GE(after->local.total() - before->local.total(), kMessages);
+    EXPECT_LE(after->local.total() - before->local.total(), kMessages + kSliceWakes) << "the client waited inside replies";
 
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
