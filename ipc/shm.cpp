@@ -26,6 +26,7 @@
 #include "ipc/shm_layout.hpp"
 #include "ipc/shm_mapping.hpp"
 #include "ipc/shm_ring.hpp"
+#include "ipc/shm_slot.hpp"
 #include "ipc/shm_stats.hpp"
 #include "ipc/transports.hpp"
 
@@ -127,6 +128,7 @@ public:
             mine_ = &h->server_counts;
             theirs_ = &h->client_counts;
         }
+        slot_ = ExchangeSlot(reinterpret_cast<SlotShared*>(map_.get() + kSlotOffset), is_client_);
         // Read once: a channel lives in the thread (and placement) that made it.
         only_cpu_ = only_cpu_of_this_thread();
         mine_->only_cpu.store(only_cpu_, std::memory_order_relaxed);
@@ -159,9 +161,12 @@ public:
         // it), and rung after the publish, behind the fence that costs us
         // nothing there: we wait for the reply next anyway.
         rx_.release(false);
-        if (!send_whole(type, payload)) send_general(type, payload);
-        // Every path above published a frame (16 bytes at least) with wake,
-        // so a fence ran after the release(false) store at the top (or
+        if (mode_ == WaitMode::spin && type == FrameType::data && slot_.can_put(payload.size()))
+            send_in_slot(payload);
+        else if (!send_whole(type, payload))
+            send_general(type, payload);
+        // Every path above published a frame (16 bytes at least) or the
+        // slot's message with wake, so a fence ran after the release(false) store at the top (or
         // await_room's release() rang for it before SendAbandoned).
         rx_.ring_released_after_fence();
     }
@@ -172,13 +177,21 @@ public:
         waited_ = false;
         for (;;) {
             std::byte* at = rx_.frame();
-            if (at == nullptr && (at = await_frame()) == nullptr) {
-                count_first_wait();
-                return false;
+            if (at == nullptr) {
+                if ((at = await_frame()) == nullptr) {
+                    count_first_wait();
+                    return false;
+                }
+                if (at == in_slot()) return take_from_slot(msg);
             }
             // Each field read once: the peer may scribble on them meanwhile.
             HeaderBytes hb;
             std::memcpy(hb.data(), at + kStampBytes, hb.size());
+            if (const auto t = std::to_integer<std::uint8_t>(hb[0]); (t & kAfterSlotBit) != 0) [[unlikely]] {
+                // A marked frame, or a pad: the slot's message may come first.
+                if (slot_due()) return take_from_slot(msg);
+                if (t != kPadFrame) hb[0] = std::byte{static_cast<std::uint8_t>(t & ~kAfterSlotBit)};
+            }
             if (hb[0] != std::byte{kPadFrame}) [[likely]] {
                 count_first_wait();
                 take_frame(at, hb, msg);
@@ -286,7 +299,7 @@ private:
         // offset 0 (after it: see RingWriter::begin_frame).
         std::size_t to_end = tx_.capacity() - at;
         std::byte* pad = begin_frame(kFramePrefix);
-        pad[kStampBytes] = std::byte{kPadFrame};
+        pad[kStampBytes] = std::byte{kPadFrame};  // has kAfterSlotBit: readers check every pad
         put_u32(pad + kStampBytes + 1, static_cast<std::uint32_t>(to_end - kFramePrefix));
         tx_.commit(kFramePrefix);
         tx_.skip_to_end();
@@ -301,8 +314,9 @@ private:
     }
 
     // The stamp's word is the ring's; the rest of the frame's prefix is ours.
-    static void write_frame_header(std::byte* at, FrameType type, std::size_t length) {
-        at[kStampBytes] = static_cast<std::byte>(type);
+    // mark: 0 or kAfterSlotBit (see ipc/shm_slot.hpp).
+    static void write_frame_header(std::byte* at, FrameType type, std::size_t length, std::uint8_t mark = 0) {
+        at[kStampBytes] = static_cast<std::byte>(static_cast<std::uint8_t>(type) | mark);
         put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
         std::memset(at + kStampBytes + kFrameHeaderSize, 0, kFramePrefix - kStampBytes - kFrameHeaderSize);
     }
@@ -314,6 +328,7 @@ private:
     // stamped whole, whose room is free. false: nothing done, a case for
     // send_general.
     bool send_whole(FrameType type, std::span<const std::byte> payload) {
+        if (slot_.maybe_unread()) return false;
         const std::size_t offset = tx_.offset();
         if (offset >= restart_after_) return false;
         if (!frame_in_place(offset, payload.size(), tx_.capacity())) return false;
@@ -331,16 +346,17 @@ private:
     // room, or with a payload that streams in chunks.
     [[gnu::noinline]] void send_general(FrameType type, std::span<const std::byte> payload) {
         try {
+            const std::uint8_t mark = slot_.unread() ? kAfterSlotBit : 0;
             restart_at_ring_start();
             const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
             if (frame_in_place(tx_.offset(), payload.size(), tx_.capacity())) {
                 const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
-                fill_whole(begin_frame(frame), prefix, type, payload);
+                fill_whole(begin_frame(frame), prefix, type, payload, mark);
                 tx_.commit(frame);
                 tx_.publish();
             } else {
                 std::byte* at = begin_frame(prefix);
-                write_frame_header(at, type, payload.size());
+                write_frame_header(at, type, payload.size(), mark);
                 tx_.commit(prefix);
                 put(payload);  // its first publish stamps the frame
                 // On to the next boundary (at most 15 bytes, never past the
@@ -369,9 +385,41 @@ private:
     // first bytes would land in that line while the rest waited for the next
     // line, and the polling reader would take the line back in between, so
     // that it crossed over twice.
-    void fill_whole(std::byte* at, std::size_t prefix, FrameType type, std::span<const std::byte> payload) {
+    void fill_whole(std::byte* at, std::size_t prefix, FrameType type, std::span<const std::byte> payload,
+                    std::uint8_t mark = 0) {
         copy_bytes(at + prefix, payload.data(), payload.size());  // none for n = 0 (src may be null)
-        write_frame_header(at, type, payload.size());
+        write_frame_header(at, type, payload.size(), mark);
+    }
+
+    // A spin-mode message of the slot's sizes while we hold its turn: into
+    // the exchange slot (ipc/shm_slot.hpp), behind every ring byte we sent.
+    [[gnu::noinline]] void send_in_slot(std::span<const std::byte> payload) {
+        slot_.put(FrameType::data, payload, tx_.published());
+        tx_.wake_reader();  // its fence also orders send()'s release(false) before the ring there
+    }
+
+    // Not a frame: await_frame's answer when the next message is the slot's.
+    static std::byte* in_slot() {
+        static std::byte tag;
+        return &tag;
+    }
+
+    // Whether the peer's slot message is the next message: stamped, and every
+    // ring frame its writer sent before it taken. Throws for a message that
+    // claims to come before ring frames we have taken already.
+    bool slot_due() {
+        if (!slot_.stamped()) return false;
+        const std::uint64_t after = slot_.after();
+        if (after < rx_.position())
+            throw ProtocolError("shm slot: a message placed before ring frames already taken");
+        return after == rx_.position();
+    }
+
+    [[gnu::noinline]] bool take_from_slot(Message& msg) {
+        slot_.take(msg, limits_.max_message);
+        count_first_wait();
+        last_was_receive_ = true;
+        return true;
     }
 
     // The frame at `at`, a data or error frame whose header hb was read
@@ -475,10 +523,16 @@ private:
         waited_ = true;
         std::byte* at = nullptr;
         wait(
-            rx_.data_bell(), [&] { return (at = rx_.frame()) != nullptr || rx_.writer_closed(); },
+            rx_.data_bell(),
+            [&] { return (at = rx_.frame()) != nullptr || slot_.stamped() || rx_.writer_closed(); },
             is_client_ ? "the server's reply" : "the client", last_was_receive_);
-        // A frame stamped before the close flag is visible once it is (seq_cst).
-        return at != nullptr ? at : rx_.frame();
+        // A frame stamped before the slot's stamp or the close flag is
+        // visible once that is (seq_cst).
+        if (at != nullptr || (at = rx_.frame()) != nullptr) return at;
+        if (slot_due()) return in_slot();
+        if (slot_.stamped())
+            throw ProtocolError("shm slot: a message behind ring frames that were never published");
+        return nullptr;
     }
 
     // Waits for more of a payload that streams in: the writer is at work.
@@ -506,6 +560,7 @@ private:
     WaitMode mode_;
     RingWriter tx_;
     RingReader rx_;
+    ExchangeSlot slot_;
     SideCounts* mine_ = nullptr;
     const SideCounts* theirs_ = nullptr;
     WaitCounts local_;

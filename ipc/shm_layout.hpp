@@ -5,6 +5,7 @@
 //   [0, 4096)                        SegmentHeader (below)
 //   [4096, 4096 + kRingCapacity)     client -> server ring data
 //   [.., + kRingCapacity)            server -> client ring data
+//   [.., + kSlotBytes)               the exchange slot (ipc/shm_slot.hpp)
 // Messages in each ring, one frame each, every frame starting on a
 // kFrameAlign (16-byte) boundary: the ring's stamp (8 bytes, see
 // ipc/shm_ring.hpp), the frame header of ipc/framing.hpp (type, u32
@@ -33,19 +34,23 @@
 #include "ipc/framing.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/shm_ring.hpp"
+#include "ipc/shm_slot.hpp"
 
 namespace ipclab::shm {
 
 inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
-// 2: pad frames; 3: pads anywhere, not only to the end; 4: stamped frames on 16-byte boundaries
-inline constexpr std::uint32_t kVersion = 4;
+// 2: pad frames; 3: pads anywhere, not only to the end; 4: stamped frames on
+// 16-byte boundaries; 5: the exchange slot
+inline constexpr std::uint32_t kVersion = 5;
 
 // 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
 // round trip never waits for room; larger ones stream through in chunks.
 // Pages are touched only as far as the data reaches (tmpfs allocates lazily).
 inline constexpr std::size_t kRingCapacity = std::size_t{2} << 20;
 inline constexpr std::size_t kHeaderBytes = 4096;
-inline constexpr std::size_t kSegmentSize = kHeaderBytes + 2 * kRingCapacity;
+inline constexpr std::size_t kSlotOffset = kHeaderBytes + 2 * kRingCapacity;
+inline constexpr std::size_t kSlotBytes = align_up(sizeof(SlotShared), 4096);
+inline constexpr std::size_t kSegmentSize = kSlotOffset + kSlotBytes;
 // Indices are published (and room handed back) at least this often inside a
 // large message, so the peer copies out while we copy in. A reader that
 // keeps up waits for each chunk about as long as the writer takes to copy it
@@ -119,6 +124,7 @@ constexpr bool frame_in_place(std::size_t offset, std::uint64_t length, std::siz
     return end <= kPublishChunk && end <= capacity - offset;
 }
 inline constexpr std::uint8_t kPadFrame = 0xFF;  // not a FrameType: never leaves the ring
+static_assert((kPadFrame & kAfterSlotBit) != 0, "a reader checks the exchange slot at every pad");
 static_assert(kPadFrame != static_cast<std::uint8_t>(FrameType::data) &&
               kPadFrame != static_cast<std::uint8_t>(FrameType::error));
 

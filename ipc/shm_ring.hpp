@@ -253,6 +253,13 @@ public:
         s_->data.ring_always();
     }
 
+    // Wakes a consumer asleep on the data bell, for a store outside the ring
+    // that its wait also looks at (the exchange slot's stamp, kRingerStore).
+    bool wake_reader() { return s_->data.ring(); }
+
+    // The index of every byte published so far.
+    std::uint64_t published() const { return published_; }
+
     Doorbell& space_bell() { return s_->space; }
     std::size_t capacity() const { return capacity_; }
 
@@ -336,6 +343,8 @@ public:
 
     // Where the next byte is taken from, as an offset into the data area.
     std::size_t offset() const { return static_cast<std::size_t>(tail_ & mask_); }
+    // The index of the next byte to take.
+    std::uint64_t position() const { return tail_; }
 
     // Passes over the writer's padding, n published bytes that must end
     // exactly at the end of the data area, without reading them.

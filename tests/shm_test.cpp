@@ -138,6 +138,10 @@ protected:
     // Where this wait mode's ping-pongs go back to the ring's start.
     static std::size_t restart_after() { return shm::restart_after(GetParam() == WaitMode::spin); }
 
+    // A size below the exchange slot's (ipc/shm_slot.hpp): through the ring in both wait modes.
+    static constexpr std::size_t kRingSize = 448;
+    static_assert(kRingSize < kSlotMinPayload && kRingSize > 2 * kCacheLine);
+
     void expect_echo(Channel& ch, std::size_t size, unsigned seed = 1) {
         auto sent = payload_of(size, seed);
         ch.send(FrameType::data, sent);
@@ -273,7 +277,7 @@ TEST_P(ShmTest, PingPongsRestartAtTheirWaitModesPoint) {
     auto ch = connect(endpoint(), Limits{});
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
-    const std::size_t size = 4096;
+    const std::size_t size = kRingSize;
     std::uint64_t before_restart = 0;
     unsigned seed = 0;
     for (std::size_t i = 0; i < restart_after() / size + 8; ++i) {
@@ -383,12 +387,12 @@ TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
     };
     for (const Step& step : std::initializer_list<Step>{
              {64, 128},      // prefix at 0, payload on the line at 64
-             {1024, 1216},   // prefix at 128, payload at 192
-             {1023, 2304},   // prefix at 1216, payload at 1280
-             {1, 2336},      // fits the prefix's line: packed
-             {48, 2416},     // prefix at 2336: 32 bytes of its line left, payload at 2368
-             {16, 2448},     // prefix at 2416, the line's last 16 bytes: payload at 2432
-             {32, 2496}}) {  // prefix at 2448: fits exactly
+             {448, 640},     // prefix at 128, payload at 192
+             {447, 1152},    // prefix at 640, payload at 704
+             {1, 1184},      // fits the prefix's line: packed
+             {48, 1264},     // prefix at 1184: 32 bytes of its line left, payload at 1216
+             {16, 1296},     // prefix at 1264, the line's last 16 bytes: payload at 1280
+             {32, 1344}}) {  // prefix at 1296: fits exactly
         expect_echo(*ch, step.size, static_cast<unsigned>(step.size));
         EXPECT_EQ(h->to_server.head.load(), step.head) << step.size;
         EXPECT_EQ(h->to_client.head.load(), step.head) << step.size << ", the echo alike";
@@ -417,9 +421,9 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
                              shm::kPublishChunk - kCacheLine, shm::kPublishChunk - kCacheLine + 1,
                              edge - 1, edge, edge + 1, shm::kPublishChunk})
         for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
-    // Ping-pongs of 4 KiB restart at the ring's start after restart_after().
-    const int to_restart = static_cast<int>(restart_after() / 4096) + 20;
-    for (int i = 0; i < to_restart; ++i) expect_echo(*ch, 4096, ++seed);
+    // Ping-pongs restart at the ring's start after restart_after().
+    const int to_restart = static_cast<int>(restart_after() / kRingSize) + 20;
+    for (int i = 0; i < to_restart; ++i) expect_echo(*ch, kRingSize, ++seed);
     SegmentView h = session_segment();
     ASSERT_TRUE(h);
     EXPECT_GT(h->to_server.head.load(), shm::kRingCapacity) << "restarted at offset 0";
@@ -434,7 +438,7 @@ TEST_P(ShmTest, FramesInPlaceAndTheLongWayMixAndWrapByteExact) {
     // Just past a restart: a pad to the ring's end, taken while the reader
     // is stopped, would hold the whole ring until it skips it.
     auto offset = [&] { return h->to_server.head.load() & (shm::kRingCapacity - 1); };
-    for (int i = 0; i < to_restart && offset() >= 2 * size; ++i) expect_echo(*ch, size, ++seed);
+    for (int i = 0; i < to_restart && offset() >= 2 * size; ++i) expect_echo(*ch, kRingSize, ++seed);
     ASSERT_LT(offset(), 2 * size);
     // Frames of 4096-4098 bytes take 4160-4288 bytes of ring aligned.
     const std::size_t burst = (shm::kRingCapacity - 2 * size) / (size + 3 * kCacheLine);
@@ -498,6 +502,7 @@ struct LocalSession {
     Mapping segment;
     shm::SegmentHeader* header() { return reinterpret_cast<shm::SegmentHeader*>(segment.get()); }
     std::byte* to_client() { return segment.get() + shm::kHeaderBytes + shm::kRingCapacity; }
+    SlotShared* slot() { return reinterpret_cast<SlotShared*>(segment.get() + shm::kSlotOffset); }
 };
 
 std::unique_ptr<LocalSession> local_session(const Endpoint& ep, const Limits& limits) {
@@ -590,7 +595,11 @@ TEST_P(ShmTest, ASleepingReaderIsWokenByAStampedFrame) {
     auto s = local_session(endpoint(), limits);
     for (std::size_t size : {std::size_t{0}, std::size_t{64}, std::size_t{4096}, std::size_t{100000}}) {
         SCOPED_TRACE(size);
+        // A message of the slot's sizes hands the server the slot's turn, so
+        // in spin mode its 4 KiB goes through the slot and must wake us too.
+        s->client->send(FrameType::data, payload_of(1024, 3));
         Message got;
+        ASSERT_TRUE(s->server->receive(got));
         bool received = false;
         std::thread reader([&] { received = s->client->receive(got); });
         bool slept = eventually([&] { return s->header()->to_client.data.sleeping.load() == 1; }, 10000);
@@ -604,6 +613,151 @@ TEST_P(ShmTest, ASleepingReaderIsWokenByAStampedFrame) {
     auto counts = shm_session_counts(*s->client);
     ASSERT_TRUE(counts.has_value());
     EXPECT_GE(counts->local.slept, 4u);
+}
+
+// Spin-mode ping-pongs of the exchange slot's sizes go through the slot, the
+// reply over the request (ipc/shm_slot.hpp): the rings stay untouched. Block
+// mode keeps the rings. Either way byte-exact, one wait per message.
+TEST_P(ShmTest, SlotSizedPingPongsSkipTheRings) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
+    unsigned seed = 0;
+    for (std::size_t size : {kSlotMinPayload, std::size_t{1024}, std::size_t{4096}, std::size_t{4097},
+                             kSlotMaxPayload - 1, kSlotMaxPayload, kSlotMinPayload})
+        for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
+    if (GetParam() == WaitMode::spin) {
+        EXPECT_EQ(h->to_server.head.load(), 0u) << "a request went through the ring";
+        EXPECT_EQ(h->to_client.head.load(), 0u) << "a reply went through the ring";
+    } else {
+        EXPECT_GT(h->to_server.head.load(), 0u);
+        EXPECT_GT(h->to_client.head.load(), 0u);
+    }
+    // Just outside the sizes: the ring.
+    expect_echo(*ch, kSlotMaxPayload + 1, ++seed);
+    const std::uint64_t after_large = h->to_server.head.load();
+    EXPECT_GT(after_large, kSlotMaxPayload);
+    expect_echo(*ch, kSlotMinPayload - 1, ++seed);
+    EXPECT_GT(h->to_server.head.load(), after_large);
+    auto counts = shm_session_counts(*ch);
+    ASSERT_TRUE(counts.has_value());
+    EXPECT_EQ(counts->local.total(), seed) << "one wait per reply";
+    EXPECT_EQ(counts->peer.total(), seed) << "one wait per request";
+}
+
+// Messages sent without waiting for replies, through the slot and the ring
+// in turn (the slot taken by one side while the other has sent more behind
+// it, marked ring frames, pads), arrive in the order sent, byte-exact, on
+// both sides; with the server stopped for a while so the marked frames are
+// there before the slot's message is taken.
+TEST_P(ShmTest, SlotAndRingMessagesKeepTheirOrder) {
+    start();
+    Limits limits;
+    limits.timeout_ms = 10000;
+    auto ch = connect(endpoint(), limits);
+    std::vector<pid_t> sessions;
+    ASSERT_TRUE(eventually([&] { return (sessions = test::children_of(server_->pid())).size() == 1; }));
+    const std::vector<std::size_t> sizes = {4096, 64, 8192, 100000, 1024, 0, 600, kSlotMaxPayload, 511, 2048};
+    unsigned seed = 0;
+    for (int round = 0; round < 40; ++round) {
+        SCOPED_TRACE(round);
+        const bool stop = round % 4 == 1;
+        if (stop) {
+            ASSERT_EQ(::kill(sessions[0], SIGSTOP), 0);
+        }
+        std::vector<std::pair<std::size_t, unsigned>> sent;
+        // A different mix each round, and a ping-pong first every other one
+        // (so either side may hold the slot's turn when the burst starts).
+        if (round % 2 == 0) expect_echo(*ch, sizes[round % sizes.size()], ++seed);
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+            std::size_t size = sizes[(i + static_cast<std::size_t>(round)) % sizes.size()];
+            sent.emplace_back(size, ++seed);
+            ch->send(FrameType::data, payload_of(size, seed));
+        }
+        if (stop) {
+            ASSERT_EQ(::kill(sessions[0], SIGCONT), 0);
+        }
+        for (std::size_t i = 0; i < sent.size(); ++i) {
+            Message reply;
+            ASSERT_TRUE(ch->receive(reply)) << "reply " << i;
+            ASSERT_EQ(reply.payload.size(), sent[i].first) << "reply " << i << " out of order";
+            ASSERT_TRUE(reply.payload == payload_of(sent[i].first, sent[i].second)) << "reply " << i << " differs";
+        }
+    }
+    // Through a restart at the ring's start with the slot in play.
+    for (std::size_t i = 0; i < restart_after() / kRingSize + 8; ++i) {
+        ch->send(FrameType::data, payload_of(4096, ++seed));
+        ch->send(FrameType::data, payload_of(kRingSize, ++seed));
+        Message reply;
+        ASSERT_TRUE(ch->receive(reply));
+        ASSERT_TRUE(reply.payload == payload_of(4096, seed - 1));
+        ASSERT_TRUE(ch->receive(reply));
+        ASSERT_TRUE(reply.payload == payload_of(kRingSize, seed));
+    }
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
+    EXPECT_GT(h->to_server.head.load(), shm::kRingCapacity) << "never restarted at offset 0";
+}
+
+// A message left in the slot before the writer closes arrives before the end.
+TEST_P(ShmTest, TheSlotsLastMessageArrivesBeforeTheEnd) {
+    Limits limits;
+    limits.timeout_ms = 10000;
+    auto s = local_session(endpoint(), limits);
+    auto sent = payload_of(4096, 9);
+    s->client->send(FrameType::data, sent);
+    s->client.reset();
+    Message got;
+    ASSERT_TRUE(s->server->receive(got));
+    EXPECT_TRUE(got.payload == sent);
+    EXPECT_FALSE(s->server->receive(got));
+}
+
+// What a hostile client can put in the slot gets the server a
+// ProtocolError (or, a stamp that is not the next turn's, nothing until the
+// wait times out): never a crash, a wild copy or a hang.
+TEST_P(ShmTest, AHostileSlotWriterGetsAProtocolErrorNeverAHang) {
+    Limits limits;
+    limits.timeout_ms = 300;
+    limits.max_message = 64 * 1024;
+    struct Case {
+        const char* what;
+        std::uint64_t stamp;
+        std::uint8_t type;
+        std::uint32_t length;
+        std::uint64_t after;  // the ring index it claims to follow (the server has taken 32 bytes)
+        bool times_out;
+    };
+    const std::uint8_t data = static_cast<std::uint8_t>(FrameType::data);
+    const std::vector<Case> cases = {
+        {"an unknown type", 1, 7, 4096, 32, false},
+        {"a length over --max-message", 1, data, 64 * 1024 + 1, 32, false},
+        {"a length beyond the slot", 1, data, static_cast<std::uint32_t>(kSlotMaxPayload + 1), 32, false},
+        {"a place before ring frames taken", 1, data, 4096, 16, false},
+        {"a place behind ring frames never sent", 1, data, 4096, 4096, false},
+        {"a stamp of a later turn", 2, data, 4096, 32, true},
+        {"a stamp of all ones", ~std::uint64_t{0}, data, 4096, 32, true},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.what);
+        auto s = local_session(endpoint(), limits);
+        s->client->send(FrameType::data, payload_of(16, 1));  // a frame of 32 bytes of ring
+        Message m;
+        ASSERT_TRUE(s->server->receive(m));
+        SlotShared* slot = s->slot();
+        slot->header = encode_header(FrameType::data, 0);
+        slot->header[0] = std::byte{c.type};
+        put_u32(slot->header.data() + 1, c.length);
+        slot->after.store(c.after);
+        slot->stamp.store(c.stamp, std::memory_order_release);
+        auto t0 = Clock::now();
+        if (c.times_out)
+            EXPECT_THROW(s->server->receive(m), TimeoutError);
+        else
+            EXPECT_THROW(s->server->receive(m), ProtocolError);
+        EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+    }
 }
 
 TEST_P(ShmTest, ServesSequentialSessions) {
