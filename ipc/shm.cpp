@@ -166,8 +166,9 @@ public:
         else if (!send_whole(type, payload))
             send_general(type, payload);
         // Every path above published a frame (16 bytes at least) or the
-        // slot's message with wake, so a fence ran after the release(false) store at the top (or
-        // await_room's release() rang for it before SendAbandoned).
+        // slot's message with wake, so a fence ran after the release(false)
+        // store at the top (or await_room's release() rang for it before
+        // SendAbandoned).
         rx_.ring_released_after_fence();
     }
 

@@ -1,7 +1,8 @@
 // The shm transport's untrusted inputs (ipc/shm_layout.hpp, ipc/shm_ring.hpp):
 // the hello record read from the doorbell FIFO, the /dev/shm entry names the
 // listing parses, the segment header a client wrote, and above all the ring
-// indices a scribbling peer can store into the mapping at any time.
+// indices and the exchange slot's fields (ipc/shm_slot.hpp) a scribbling
+// peer can store into the mapping at any time.
 //
 //   input: hello (16) | segment header fields (48) | name length (1) | name
 //          | ops: opcode (1) | argument (8, big-endian)...
@@ -15,7 +16,9 @@
 // range and never touch bytes outside their data area (frame() included,
 // whatever the stamps hold); readable() and
 // space() stay within the capacity; take()/stage() move at most what was
-// asked. decode_hello refuses a wrong magic or version and is lossless otherwise. parse_segment_entry never throws.
+// asked. ExchangeSlot::take throws ProtocolError for a bad header and never
+// delivers more than the slot holds. decode_hello refuses a wrong magic or
+// version and is lossless otherwise. parse_segment_entry never throws.
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +32,7 @@
 #include "ipc/fifo_hello.hpp"
 #include "ipc/shm_layout.hpp"
 #include "ipc/shm_ring.hpp"
+#include "ipc/shm_slot.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 
 using namespace ipclab;
@@ -117,8 +121,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     RingWriter writer(&seg->to_client, to_client.get(), kRing);  // and writes to_client
     bool reader_ok = true, writer_ok = true;
     std::vector<std::byte> scratch(2 * kRing, std::byte{0x5a});
+    // The slot, in an allocation of its own; the server's view (the client holds the first turn).
+    Block slot_block = block(sizeof(SlotShared));
+    auto* shared_slot = new (slot_block.get()) SlotShared{};
+    ExchangeSlot slot(shared_slot, false);
+    bool slot_ok = true;
+    std::vector<std::byte> slot_payload(kSlotMaxPayload, std::byte{0x3c});
 
-    while (in.left > 0 && (reader_ok || writer_ok)) {
+    while (in.left > 0 && (reader_ok || writer_ok || slot_ok)) {
         std::uint8_t op = 0;
         std::byte argb[8];
         in.take(&op, 1);
@@ -126,7 +136,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::uint64_t arg = get_u64(argb);
         std::size_t small = static_cast<std::size_t>(arg % (2 * kRing + 2));
         try {
-            switch (op % 14) {
+            switch (op % 18) {
             case 0: seg->to_server.head.store(arg); break;  // the peer's producer index, any value
             case 1: seg->to_server.head.fetch_add(arg % (kRing + 2)); break;  // a plausible one
             case 2: seg->to_client.tail.store(arg); break;  // the peer's consumer index, any value
@@ -176,6 +186,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                             "frame() outside the data area");
                 }
                 break;
+            case 14:  // the slot's frame header, as the peer wrote it
+                std::memcpy(shared_slot->header.data(), argb, shared_slot->header.size());
+                break;
+            case 15:  // its stamp (often the next turn's) and ring index
+                shared_slot->after.store(arg >> 8);
+                shared_slot->stamp.store(arg % 4);
+                break;
+            case 16:
+                if (slot_ok && slot.stamped()) {
+                    Message m;
+                    slot.take(m, static_cast<std::size_t>(arg % (2 * kSlotMaxPayload)));
+                    require(m.payload.size() <= kSlotMaxPayload, "take() delivered more than the slot holds");
+                }
+                break;
+            case 17:
+                if (slot_ok && slot.can_put(kSlotMinPayload + small)) {
+                    slot.put(FrameType::data, std::span<const std::byte>(slot_payload.data(), kSlotMinPayload + small),
+                             writer.published());
+                    require(!slot.can_put(kSlotMinPayload), "put() kept the turn");
+                }
+                break;
             case 11:
                 if (writer_ok && writer.space(kRing - writer.offset()) >= kRing - writer.offset()) {
                     writer.skip_to_end();
@@ -185,10 +216,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 break;
             }
         } catch (const ProtocolError&) {
-            // The session is over for that side; the other may still run.
-            (op % 14 == 4 || op % 14 == 5 || op % 14 == 8 || op % 14 == 10 || op % 14 == 13 ? reader_ok : writer_ok) = false;
+            // The session is over for that side (or the slot); the other may still run.
+            const int o = op % 18;
+            (o >= 14 ? slot_ok : o == 4 || o == 5 || o == 8 || o == 10 || o == 13 ? reader_ok : writer_ok) = false;
         }
     }
+    shared_slot->~SlotShared();
     seg->~SegmentHeader();
     return 0;
 }
