@@ -706,6 +706,20 @@ TEST_P(ShmTest, SlotAndRingMessagesKeepTheirOrder) {
     EXPECT_GT(h->to_server.head.load(), shm::kRingCapacity) << "never restarted at offset 0";
 }
 
+// A client of the other wait mode: a spinning client's slot messages wake a
+// blocking server (whose replies keep to the ring, so the client's later
+// messages go there too, marked until it sees the first one taken); a
+// blocking client never hands a spinning server the slot's turn.
+TEST_P(ShmTest, AClientOfTheOtherWaitModeIsServedByteExact) {
+    start();
+    Endpoint other = endpoint();
+    other.wait = GetParam() == WaitMode::spin ? WaitMode::block : WaitMode::spin;
+    auto ch = connect(other, Limits{});
+    unsigned seed = 0;
+    for (std::size_t size : {std::size_t{64}, std::size_t{4096}, kSlotMaxPayload, std::size_t{100000}})
+        for (int i = 0; i < 3; ++i) expect_echo(*ch, size, ++seed);
+}
+
 // A message left in the slot before the writer closes arrives before the end.
 TEST_P(ShmTest, TheSlotsLastMessageArrivesBeforeTheEnd) {
     Limits limits;
