@@ -76,7 +76,7 @@ static_assert(std::is_standard_layout_v<SlotShared>, "shared between separately 
 class ExchangeSlot {
 public:
     ExchangeSlot() = default;
-    ExchangeSlot(SlotShared* shared, bool holds_turn) : s_(shared), mine_(holds_turn), peer_may_(!holds_turn) {}
+    ExchangeSlot(SlotShared* shared, bool holds_turn) : s_(shared), mine_(holds_turn) {}
 
     // Whether a payload of n bytes may go in now.
     bool can_put(std::size_t n) const { return mine_ && n >= kSlotMinPayload && n <= kSlotMaxPayload; }
@@ -90,7 +90,6 @@ public:
         s_->after.store(ring_index, std::memory_order_relaxed);
         s_->stamp.store(++turn_, kRingerStore);
         mine_ = false;
-        peer_may_ = true;
         unread_ = turn_;
     }
 
@@ -104,8 +103,9 @@ public:
     bool maybe_unread() const { return unread_ != 0; }
 
     // Whether the peer's next message is in the slot (a seq_cst load: it
-    // serves the doorbell protocol as a ring's stamp does).
-    bool stamped() const { return peer_may_ && s_->stamp.load(std::memory_order_seq_cst) == turn_ + 1; }
+    // serves the doorbell protocol as a ring's stamp does). Only a peer with
+    // the turn (or about to get it, taking ours) can put one there.
+    bool stamped() const { return !mine_ && s_->stamp.load(std::memory_order_seq_cst) == turn_ + 1; }
 
     // The ring index the stamped message follows.
     std::uint64_t after() const { return s_->after.load(std::memory_order_relaxed); }
@@ -120,15 +120,13 @@ public:
         copy_bytes(msg.payload.data(), s_->payload, h.length);
         s_->taken.store(++turn_, std::memory_order_release);
         mine_ = true;
-        peer_may_ = false;
         unread_ = 0;  // the peer held the turn: it had taken ours
     }
 
 private:
     SlotShared* s_ = nullptr;
     std::uint64_t turn_ = 0;    // messages through the slot so far, both ways
-    bool mine_ = false;         // we hold the turn
-    bool peer_may_ = false;     // the peer holds it (or will, once it takes ours)
+    bool mine_ = false;         // we hold the turn (else the peer does, or will once it takes ours)
     std::uint64_t unread_ = 0;  // our message's turn number while it may be unread
 };
 

@@ -766,7 +766,6 @@ TEST_P(ShmTest, AHostileSlotWriterGetsAProtocolErrorNeverAHang) {
         Message m;
         ASSERT_TRUE(s->server->receive(m));
         SlotShared* slot = s->slot();
-        slot->header = encode_header(FrameType::data, 0);
         slot->header[0] = std::byte{c.type};
         put_u32(slot->header.data() + 1, c.length);
         slot->after.store(c.after);

@@ -135,8 +135,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         in.take(argb, sizeof argb);
         std::uint64_t arg = get_u64(argb);
         std::size_t small = static_cast<std::size_t>(arg % (2 * kRing + 2));
+        const int o = op % 18;
         try {
-            switch (op % 18) {
+            switch (o) {
             case 0: seg->to_server.head.store(arg); break;  // the peer's producer index, any value
             case 1: seg->to_server.head.fetch_add(arg % (kRing + 2)); break;  // a plausible one
             case 2: seg->to_client.tail.store(arg); break;  // the peer's consumer index, any value
@@ -217,7 +218,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
         } catch (const ProtocolError&) {
             // The session is over for that side (or the slot); the other may still run.
-            const int o = op % 18;
             (o >= 14 ? slot_ok : o == 4 || o == 5 || o == 8 || o == 10 || o == 13 ? reader_ok : writer_ok) = false;
         }
     }
