@@ -34,17 +34,24 @@ test: build
 	  if [ $$rc -ne 0 ] || [ $$lrc -ne 0 ]; then echo "make test: FAILED (ctest exit $$rc, labs exit $$lrc)"; exit 1; fi; \
 	  echo "make test: every test and every lab check passed"
 
-# The whole suite under ASan+UBSan, then under TSan, each in its own build tree.
+# The whole suite under ASan+UBSan, then under TSan, each in its own build tree
+# and, as make test, with a private directory of its own (IPCLAB_DIR), removed
+# afterwards: without one the two phases shared the default directory with
+# any other ipclab run on the machine, and a SysV queue keyed in it outlived a
+# TSan run once (two queues, never used, found in ipcs afterwards).
 check-sanitize: deps
 	cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DIPCLAB_SANITIZE=address \
 	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-asan/bin >/dev/null
 	cmake --build build-asan -j $(NPROC)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    ctest --output-on-failure --timeout 400 -j $$(( $(NPROC) * 2 ))
+	@d=$$(mktemp -d /tmp/ipclab-test.XXXXXX) || exit 1; \
+	  (cd build-asan && IPCLAB_DIR=$$d ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ctest --output-on-failure --timeout 400 -j $$(( $(NPROC) * 2 ))); rc=$$?; rm -rf "$$d"; exit $$rc
 	cmake -S . -B build-tsan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DIPCLAB_SANITIZE=thread \
 	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-tsan/bin >/dev/null
 	cmake --build build-tsan -j $(NPROC)
-	cd build-tsan && ctest --output-on-failure --timeout 400 -j $$(( $(NPROC) * 2 ))
+	@d=$$(mktemp -d /tmp/ipclab-test.XXXXXX) || exit 1; \
+	  (cd build-tsan && IPCLAB_DIR=$$d ctest --output-on-failure --timeout 400 -j $$(( $(NPROC) * 2 ))); \
+	  rc=$$?; rm -rf "$$d"; exit $$rc
 
 # The contract, hostile-client and fault suites again under each server design
 # but fork (which make test runs), IPCLAB_TEST_MODEL telling every test

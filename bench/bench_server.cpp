@@ -14,6 +14,7 @@
 #include "ipc/fd.hpp"
 #include "ipc/io.hpp"
 #include "ipc/registry.hpp"
+#include "ipc/transports.hpp"
 #include "server/server_loop.hpp"
 
 namespace ipclab::bench {
@@ -73,8 +74,9 @@ std::string read_ready_line(int fd, int timeout_ms) {
 
 }  // namespace
 
-BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model) {
-    Endpoint ep = variant_endpoint(transport_variant(bench_transport), unique_name());
+BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model)
+    : server_ep_(variant_endpoint(transport_variant(bench_transport), unique_name())) {
+    const Endpoint& ep = server_ep_;
     ServerOptions options;
     options.reply = reply;
     options.model = model;
@@ -116,6 +118,36 @@ BenchServer::BenchServer(const std::string& bench_transport, ReplyMode reply, in
                                  (line.empty() ? std::string("no word from it") : line));
     }
     client_ep_ = reach(ep, line.substr(3, line.find('\n') - 3));
+}
+
+BenchServer::~BenchServer() {
+    const pid_t pid = child_.pid();
+    if (child_.stop() != -1) return;
+    // Killed (or reaped already): what it made is stale once its lock is
+    // free, which a prefork server's workers (ended by PDEATHSIG) may hold a
+    // moment longer: up to a second's tries.
+    std::size_t removed = 0;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        bool live = false;
+        try {
+            for (const auto& o : list_objects(server_ep_.transport, server_ep_.name)) {
+                live = live || !o.stale;
+                if (!o.stale || !o.remove) continue;
+                try {
+                    o.remove();
+                    ++removed;
+                } catch (const std::exception&) {  // gone meanwhile
+                }
+            }
+        } catch (const std::exception&) {  // an unreadable private directory: nothing to find
+        }
+        if (!live) break;
+        ::poll(nullptr, 0, 10);
+    }
+    std::string msg = "ipc-bench: the " + server_ep_.transport + " server (pid " + std::to_string(pid) +
+                      ") had died or did not end within 5 s of SIGTERM (killed); removed " +
+                      std::to_string(removed) + " stale object(s) it left\n";
+    [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
 }
 
 BenchServer& server_for(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model) {

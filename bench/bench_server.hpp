@@ -21,12 +21,16 @@ public:
     BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model = ServerModel::fork);
     BenchServer(const BenchServer&) = delete;
     BenchServer& operator=(const BenchServer&) = delete;
-    ~BenchServer() = default;  // child_ sends SIGTERM, waits (bounded), reaps
+    // SIGTERM, a bounded wait, the reap; a server that had to be killed
+    // (SIGKILL after the wait) removes nothing itself, so its stale objects
+    // are removed here, as `server --cleanup` would, and the kill is reported.
+    ~BenchServer();
 
     const Endpoint& client_endpoint() const { return client_ep_; }
     pid_t pid() const { return child_.pid(); }
 
 private:
+    Endpoint server_ep_;  // its transport and --name, for the clean-up after a kill
     Endpoint client_ep_;
     Child child_;
 };

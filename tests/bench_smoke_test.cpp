@@ -290,7 +290,7 @@ TEST(BenchSmoke, EveryBenchmarkRunsVerifiesAndCleansUp) {
     check_load_benchmarks(by_name);
 
     EXPECT_TRUE(eventually([&] { return ipc_object_snapshot() == before; }, 5000))
-        << "ipc-bench left IPC objects behind";
+        << "ipc-bench left IPC objects behind:" << snapshot_diff(before) << "\nits stderr:\n" << r.err;
     EXPECT_TRUE(children_of(::getpid()).empty());
 }
 

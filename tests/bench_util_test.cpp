@@ -7,6 +7,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include <signal.h>
+#include <sys/msg.h>
 #include <unistd.h>
 
 #include <string>
@@ -14,9 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_server.hpp"
 #include "bench/bench_util.hpp"
 #include "bench/interference.hpp"
 #include "bench/placement.hpp"
+#include "ipc/transports.hpp"
+#include "tests/support/proc_inspect.hpp"
 
 namespace {
 
@@ -109,6 +114,28 @@ TEST(PlacementProbe, PinnedCpuIsTheOneCpuOfTheCallingThreadOnly) {
     t.join();
     EXPECT_EQ(seen_pinned, 1);
     EXPECT_EQ(seen_free, main_thread) << "a new thread has its creator's CPUs";
+}
+
+// A bench server that does not end on SIGTERM is killed after the bounded
+// wait, and then nothing removes its names but ipc-bench: its System V queue
+// outlived a sanitizer run that way. Stopped (SIGSTOP), the server cannot
+// answer the SIGTERM; what it made must still be gone afterwards.
+TEST(BenchServer, OneThatHadToBeKilledLeavesNothingBehind) {
+    const auto before = ipclab::test::ipc_object_snapshot();
+    std::vector<int> queues;
+    {
+        BenchServer server("sysv-mq", ipclab::ReplyMode::echo, -1);
+        for (const auto& o : ipclab::list_objects("sysv-mq"))
+            if (o.what.rfind("msqid ", 0) == 0) queues.push_back(std::stoi(o.what.substr(6)));
+        ASSERT_FALSE(queues.empty()) << "the server's well-known queue is not listed";
+        ASSERT_NE(ipclab::test::ipc_object_snapshot(), before);
+        ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
+    }  // SIGTERM, 5 s, SIGKILL, the clean-up
+    EXPECT_EQ(ipclab::test::ipc_object_snapshot(), before) << ipclab::test::snapshot_diff(before);
+    for (int id : queues) {
+        struct msqid_ds ds {};
+        EXPECT_NE(::msgctl(id, IPC_STAT, &ds), 0) << "msqid " << id << " is still there";
+    }
 }
 
 }  // namespace

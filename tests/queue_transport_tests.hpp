@@ -60,15 +60,7 @@ protected:
             << "IPC objects left behind:" << diff();
     }
 
-    std::string diff() const {
-        std::string out;
-        auto now = ipc_object_snapshot();
-        for (const auto& s : now)
-            if (!before_.count(s)) out += "\n  + " + s;
-        for (const auto& s : before_)
-            if (!now.count(s)) out += "\n  - " + s;
-        return out;
-    }
+    std::string diff() const { return snapshot_diff(before_); }
 
     // One echo round trip over an open channel, byte-exact.
     static void expect_echo(Channel& ch, const ipclab::Bytes& payload) {

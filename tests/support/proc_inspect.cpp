@@ -146,6 +146,16 @@ std::set<std::string> ipc_object_snapshot() {
     return out;
 }
 
+std::string snapshot_diff(const std::set<std::string>& before) {
+    std::string out;
+    auto now = ipc_object_snapshot();
+    for (const auto& s : now)
+        if (!before.count(s)) out += "\n  + " + s;
+    for (const auto& s : before)
+        if (!now.count(s)) out += "\n  - " + s;
+    return out;
+}
+
 std::vector<std::string> leftover_objects(const std::set<std::string>& before,
                                           const std::string& name) {
     std::vector<std::string> out;

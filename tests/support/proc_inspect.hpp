@@ -36,6 +36,10 @@ void remove_test_private_dir();
 // directory's tag. Compare two snapshots.
 std::set<std::string> ipc_object_snapshot();
 
+// What changed since `before`, for a failure message: "\n  + new" and
+// "\n  - gone" lines.
+std::string snapshot_diff(const std::set<std::string>& before);
+
 // Objects in the snapshot now that were not in `before` and belong to a test
 // using `name` (every named object carries it). Objects other processes
 // remove meanwhile, or create under other names, do not make a test fail.
