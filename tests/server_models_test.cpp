@@ -238,7 +238,10 @@ TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
     auto ch = open();
     ASSERT_EQ(exchange(*ch, "before"), "before");
     int status = server_->stop(SIGTERM, 15000);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    // Once (TSan, a loaded host) the pool had not ended after 15 s: what it
+    // said is the lead, should it happen again.
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "; the server's stderr:\n"
+                                                               << server_->stderr_text();
 }
 
 std::vector<std::string> prefork_cases() {

@@ -161,10 +161,39 @@ Endpoint ServerProcess::client_endpoint(const std::string& host) const {
     return reach(ep_, port_, host);
 }
 
+namespace {
+// One line per process of the server (itself, then its children): state,
+// kernel wait channel and system call, for a stop that timed out.
+std::string where_it_hangs(pid_t server) {
+    std::ostringstream out;
+    std::vector<pid_t> all{server};
+    for (pid_t c : children_of(server)) all.push_back(c);
+    for (pid_t p : all) {
+        const std::string dir = "/proc/" + std::to_string(p);
+        std::string stat = slurp(dir + "/stat"), wchan = slurp(dir + "/wchan"), call = slurp(dir + "/syscall");
+        auto close = stat.rfind(')');
+        std::string state = close == std::string::npos ? "?" : stat.substr(close + 2, 1);
+        if (!call.empty() && call.back() == '\n') call.pop_back();
+        out << "[test] pid " << p << (p == server ? " (server)" : "") << ": state " << state << ", wchan "
+            << (wchan.empty() ? "-" : wchan) << ", syscall " << (call.empty() ? "-" : call) << "\n";
+    }
+    return out.str();
+}
+}  // namespace
+
 int ServerProcess::stop(int signo, int timeout_ms) {
     if (pid_ <= 0) return -1;
     ::kill(pid_, signo);
-    int status = wait_or_kill(pid_, timeout_ms);
+    int status;
+    if (auto done = wait_within(pid_, timeout_ms)) {
+        status = *done;
+    } else {
+        // Appended to its stderr, which a failing test prints.
+        std::ofstream(dir_ + "/stderr", std::ios::app)
+            << "[test] no exit " << timeout_ms << " ms after signal " << signo << "; SIGKILL follows\n"
+            << where_it_hangs(pid_);
+        status = wait_or_kill(pid_, 0);
+    }
     pid_ = -1;
     return status;
 }
