@@ -9,9 +9,9 @@
 // loops (2 processes pinned to CPUs 1 and 0, 8 interleaved rounds of 50,000
 // round trips, AMD EPYC Zen 3 VM, ratio to the raw in-place ping-pong):
 // 1 KiB: walking ring 1.75, one frame reused in each ring 1.31, one slot for
-// both 1.07; 4 KiB: 1.45, 1.34, 1.04; 16 KiB: 1.73, 1.91, 1.03; 512 B: 1.37,
-// 1.29, 1.24. At 64 B the slot was the slowest (1.43 against walking 1.36):
-// small messages keep the ring.
+// both 1.07; 4 KiB: 1.45, 1.34, 1.04; 16 KiB: 1.73, 1.91, 1.03; 64 KiB:
+// 2.18, 2.49, 1.02; 512 B: 1.37, 1.29, 1.24. At 64 B the slot was the
+// slowest (1.43 against walking 1.36): small messages keep the ring.
 //
 // The turn: a side may put one message in the slot when it holds the turn;
 // putting one hands the turn to the peer, taking one hands it back. The
@@ -46,10 +46,17 @@ namespace ipclab {
 
 // The slot's sizes: from 1 KiB (512 B beat walking ring frames in the loops
 // above but read 1.08x slower in the channel, Paired/shm-spin pinned, 6
-// interleaved rounds) up to the largest frame the rings stamp whole (larger
-// messages stream through the ring in chunks, copied out while copied in).
+// interleaved rounds) up to 64 KiB. Through the ring a 64 KiB message
+// streams in chunks, copied out while copied in, and read 0.87-0.97 of the
+// raw ping-pong in some ipc-bench processes but 1.3-2.1 in others (7 of 16
+// in one run of 16 interleaved rounds, the two modes even within one
+// process; the raw loop unaffected): its 512 KiB walk per direction is
+// more than an L2 holds. Through the slot it read 0.78-1.05 in every
+// repetition of the same rounds (per-round median 1.05x the ring's good
+// mode). Larger messages keep the ring, where copying out while copying in
+// wins (1 MiB 0.78 of raw).
 inline constexpr std::size_t kSlotMinPayload = 1024;
-inline constexpr std::size_t kSlotMaxPayload = 16 * 1024;
+inline constexpr std::size_t kSlotMaxPayload = 64 * 1024;
 
 // In a ring frame's type byte: this frame was sent while the sender's slot
 // message may still have been unread (see above). No FrameType has it; the
