@@ -37,8 +37,7 @@ test: build
 # The whole suite under ASan+UBSan, then under TSan, each in its own build tree
 # and, as make test, with a private directory of its own (IPCLAB_DIR), removed
 # afterwards: without one the two phases shared the default directory with
-# any other ipclab run on the machine, and a SysV queue keyed in it outlived a
-# TSan run once (two queues, never used, found in ipcs afterwards).
+# any other ipclab run on the machine.
 check-sanitize: deps
 	cmake -S . -B build-asan $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DIPCLAB_SANITIZE=address \
 	    -DIPCLAB_BIN_DIR=$(CURDIR)/build-asan/bin >/dev/null

@@ -50,11 +50,11 @@ namespace ipclab {
 // streams in chunks, copied out while copied in, and read 0.87-0.97 of the
 // raw ping-pong in some ipc-bench processes but 1.3-2.1 in others (7 of 16
 // in one run of 16 interleaved rounds, the two modes even within one
-// process; the raw loop unaffected): its 512 KiB walk per direction is
-// more than an L2 holds. Through the slot it read 0.78-1.05 in every
-// repetition of the same rounds (per-round median 1.05x the ring's good
-// mode). Larger messages keep the ring, where copying out while copying in
-// wins (1 MiB 0.78 of raw).
+// process; the raw loop unaffected; an untested guess: its 512 KiB walk
+// per direction is more than an L2 holds). Through the slot it read
+// 0.78-1.05 in every repetition of the same rounds (per-round median 1.05x
+// the ring's good mode). Larger messages keep the ring, where copying out
+// while copying in wins (1 MiB 0.78 of raw).
 inline constexpr std::size_t kSlotMinPayload = 1024;
 inline constexpr std::size_t kSlotMaxPayload = 64 * 1024;
 
