@@ -21,9 +21,10 @@ public:
     BenchServer(const std::string& bench_transport, ReplyMode reply, int cpu, ServerModel model = ServerModel::fork);
     BenchServer(const BenchServer&) = delete;
     BenchServer& operator=(const BenchServer&) = delete;
-    // SIGTERM, a bounded wait, the reap; a server that had to be killed
-    // (SIGKILL after the wait) removes nothing itself, so its stale objects
-    // are removed here, as `server --cleanup` would, and the kill is reported.
+    // SIGTERM, a bounded wait, the reap; a server that did not exit 0 (killed
+    // after the wait, or by the signal before its handler was set) removed
+    // nothing itself, so its stale objects are removed here, as `server
+    // --cleanup` would, and how it ended is reported.
     ~BenchServer();
 
     const Endpoint& client_endpoint() const { return client_ep_; }
