@@ -40,8 +40,9 @@ namespace ipclab::shm {
 
 inline constexpr std::uint32_t kSegmentMagic = 0x49504353;  // "IPCS"
 // 2: pad frames; 3: pads anywhere, not only to the end; 4: stamped frames on
-// 16-byte boundaries; 5: the exchange slot; 6: the slot holds up to 64 KiB
-inline constexpr std::uint32_t kVersion = 6;
+// 16-byte boundaries; 5: the exchange slot; 6: the slot holds up to 64 KiB;
+// 7: the slot's ack on a line of its own
+inline constexpr std::uint32_t kVersion = 7;
 
 // 2 MiB per direction: a 1 MiB message and its header fit whole, so a 1 MiB
 // round trip never waits for room; larger ones stream through in chunks.
