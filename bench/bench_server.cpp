@@ -7,7 +7,9 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <sstream>
 #include <vector>
 #include <stdexcept>
 
@@ -16,6 +18,7 @@
 #include "ipc/io.hpp"
 #include "ipc/registry.hpp"
 #include "ipc/transports.hpp"
+#include "server/objects.hpp"
 #include "server/server_loop.hpp"
 
 namespace ipclab::bench {
@@ -130,31 +133,29 @@ BenchServer::~BenchServer() {
     // the moment between the child's "ok" and its loop's handler (seen in
     // CI: the test below, 4 ms). What it made is stale once its lock is
     // free, which a prefork server's workers (ended by PDEATHSIG) may hold
-    // a moment longer: up to a second's tries.
+    // a moment longer: up to a second's wait for that, then what `server
+    // --cleanup` does.
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return;
-    std::size_t removed = 0;
-    for (int attempt = 0; attempt < 100; ++attempt) {
-        bool live = false;
+    auto all_stale = [&] {
         try {
-            for (const auto& o : list_objects(server_ep_.transport, server_ep_.name)) {
-                live = live || !o.stale;
-                if (!o.stale || !o.remove) continue;
-                try {
-                    o.remove();
-                    ++removed;
-                } catch (const std::exception&) {  // gone meanwhile
-                }
-            }
-        } catch (const std::exception&) {  // an unreadable private directory: nothing to find
+            const auto objects = list_objects(server_ep_.transport, server_ep_.name);
+            return std::all_of(objects.begin(), objects.end(), [](const ObjectInfo& o) { return o.stale; });
+        } catch (const std::exception&) {  // an unreadable private directory: nothing to wait for
+            return true;
         }
-        if (!live) break;
-        ::poll(nullptr, 0, 10);
+    };
+    for (int attempt = 0; attempt < 100 && !all_stale(); ++attempt) ::poll(nullptr, 0, 10);
+    std::ostringstream removed;
+    try {
+        cleanup_stale_objects(server_ep_.transport, server_ep_.name, false, removed, removed);
+    } catch (const std::exception& e) {
+        removed << "clean-up failed: " << e.what() << "\n";
     }
     const std::string how = status == -1          ? "was killed 5 s after SIGTERM, or had died"
                             : WIFSIGNALED(status) ? "ended by signal " + std::to_string(WTERMSIG(status))
                                                   : "exited " + std::to_string(WEXITSTATUS(status));
     std::string msg = "ipc-bench: the " + server_ep_.transport + " server (pid " + std::to_string(pid) + ") " +
-                      how + "; removed " + std::to_string(removed) + " stale object(s) it left\n";
+                      how + "; what it left:\n" + removed.str();
     [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg.data(), msg.size());
 }
 
