@@ -742,7 +742,9 @@ TEST_P(ShmTest, TheSlotsLastMessageArrivesBeforeTheEnd) {
 TEST_P(ShmTest, AHostileSlotWriterGetsAProtocolErrorNeverAHang) {
     Limits limits;
     limits.timeout_ms = 300;
-    limits.max_message = 64 * 1024;
+    // Above the slot's size, so a length beyond the slot meets the slot's
+    // own check, not --max-message's.
+    limits.max_message = 2 * kSlotMaxPayload;
     struct Case {
         const char* what;
         std::uint64_t stamp;
@@ -754,7 +756,7 @@ TEST_P(ShmTest, AHostileSlotWriterGetsAProtocolErrorNeverAHang) {
     const std::uint8_t data = static_cast<std::uint8_t>(FrameType::data);
     const std::vector<Case> cases = {
         {"an unknown type", 1, 7, 4096, 32, false},
-        {"a length over --max-message", 1, data, 64 * 1024 + 1, 32, false},
+        {"a length over --max-message", 1, data, static_cast<std::uint32_t>(2 * kSlotMaxPayload + 1), 32, false},
         {"a length beyond the slot", 1, data, static_cast<std::uint32_t>(kSlotMaxPayload + 1), 32, false},
         {"a place before ring frames taken", 1, data, 4096, 16, false},
         {"a place behind ring frames never sent", 1, data, 4096, 4096, false},
