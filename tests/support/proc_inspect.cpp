@@ -48,6 +48,12 @@ std::vector<pid_t> children_of(pid_t pid) {
     return out;
 }
 
+char process_state(pid_t pid) {
+    char state;
+    pid_t ppid;
+    return read_stat(pid, state, ppid) ? state : '?';
+}
+
 std::vector<pid_t> zombie_children_of(pid_t pid) {
     std::vector<pid_t> out;
     for (pid_t c : children_of(pid)) {

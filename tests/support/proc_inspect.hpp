@@ -13,6 +13,8 @@ namespace ipclab::test {
 // Direct children of pid, and those among them that are zombies.
 std::vector<pid_t> children_of(pid_t pid);
 std::vector<pid_t> zombie_children_of(pid_t pid);
+// The state letter of /proc/PID/stat (R, S, T, Z, ...); '?' when unreadable.
+char process_state(pid_t pid);
 
 // Open descriptors of pid (entries of /proc/PID/fd).
 int open_fd_count(pid_t pid);

@@ -170,11 +170,9 @@ std::string where_it_hangs(pid_t server) {
     for (pid_t c : children_of(server)) all.push_back(c);
     for (pid_t p : all) {
         const std::string dir = "/proc/" + std::to_string(p);
-        std::string stat = slurp(dir + "/stat"), wchan = slurp(dir + "/wchan"), call = slurp(dir + "/syscall");
-        auto close = stat.rfind(')');
-        std::string state = close == std::string::npos ? "?" : stat.substr(close + 2, 1);
+        std::string wchan = slurp(dir + "/wchan"), call = slurp(dir + "/syscall");
         if (!call.empty() && call.back() == '\n') call.pop_back();
-        out << "[test] pid " << p << (p == server ? " (server)" : "") << ": state " << state << ", wchan "
+        out << "[test] pid " << p << (p == server ? " (server)" : "") << ": state " << process_state(p) << ", wchan "
             << (wchan.empty() ? "-" : wchan) << ", syscall " << (call.empty() ? "-" : call) << "\n";
     }
     return out.str();
