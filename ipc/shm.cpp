@@ -386,8 +386,10 @@ private:
     // first bytes would land in that line while the rest waited for the next
     // line, and the polling reader would take the line back in between, so
     // that it crossed over twice.
-    void fill_whole(std::byte* at, std::size_t prefix, FrameType type, std::span<const std::byte> payload,
-                    std::uint8_t mark = 0) {
+    // Inline: its out-of-line clone's call, prologue and epilogue were 20 of
+    // a send's 150 instructions.
+    [[gnu::always_inline]] void fill_whole(std::byte* at, std::size_t prefix, FrameType type,
+                                           std::span<const std::byte> payload, std::uint8_t mark = 0) {
         copy_bytes(at + prefix, payload.data(), payload.size());  // none for n = 0 (src may be null)
         write_frame_header(at, type, payload.size(), mark);
     }
@@ -430,7 +432,7 @@ private:
         const FrameHeader h = decode_header(hb, limits_.max_message);
         const std::size_t prefix = payload_offset(offset, h.length);
         msg.type = h.type;
-        msg.payload.resize(h.length);
+        if (msg.payload.size() != h.length) msg.payload.resize(h.length);  // a ping-pong's stays put
         if (!frame_in_place(offset, h.length, rx_.capacity())) return take_streamed(prefix, msg);
         copy_bytes(msg.payload.data(), at + prefix, h.length);
         rx_.advance(prefix + h.length);
