@@ -44,9 +44,16 @@
 
 namespace ipclab {
 
-// The slot's sizes: from 1 KiB (512 B beat walking ring frames in the loops
-// above but read 1.08x slower in the channel, Paired/shm-spin pinned, 6
-// interleaved rounds) up to 64 KiB. Through the ring a 64 KiB message
+// The slot's sizes: every payload that does not fit one line, 65 B up to
+// 64 KiB. It started at 1 KiB while 512 B read 1.08x slower through it
+// (Paired/shm-spin pinned, 6 interleaved rounds); since the ack left the
+// stamp's line (below) the sizes under 1 KiB gain too (20 short interleaved
+// rounds, pinned, slot/ring per round: 96 B 0.939, 256 B 0.927, 512 B
+// 0.932, 768 B 0.893, 14-20 of 20 rounds below 1; PairedDuplex 96 B-768 B
+// 0.87-0.98). 64 B and less stay in the ring, where a frame is its stamp's
+// line and one payload line: through the slot 64 B read 1.006 and 1.055 of
+// the ring per round (8 of 16 and 6 of 16 below 1), and the bare loops
+// above put it behind the walking ring. Through the ring a 64 KiB message
 // streams in chunks, copied out while copied in, and read 0.87-0.97 of the
 // raw ping-pong in some ipc-bench processes but 1.3-2.1 in others (7 of 16
 // in one run of 16 interleaved rounds, the two modes even within one
@@ -55,7 +62,7 @@ namespace ipclab {
 // 0.78-1.05 in every repetition of the same rounds (per-round median 1.05x
 // the ring's good mode). Larger messages keep the ring, where copying out
 // while copying in wins (1 MiB 0.78 of raw).
-inline constexpr std::size_t kSlotMinPayload = 1024;
+inline constexpr std::size_t kSlotMinPayload = 65;
 inline constexpr std::size_t kSlotMaxPayload = 64 * 1024;
 
 // In a ring frame's type byte: this frame was sent while the sender's slot

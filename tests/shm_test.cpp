@@ -138,9 +138,10 @@ protected:
     // Where this wait mode's ping-pongs go back to the ring's start.
     static std::size_t restart_after() { return shm::restart_after(GetParam() == WaitMode::spin); }
 
-    // A size below the exchange slot's (ipc/shm_slot.hpp): through the ring in both wait modes.
-    static constexpr std::size_t kRingSize = 448;
-    static_assert(kRingSize < kSlotMinPayload && kRingSize > 2 * kCacheLine);
+    // A size below the exchange slot's (ipc/shm_slot.hpp): through the ring
+    // in both wait modes, a payload line of its own after the stamp's.
+    static constexpr std::size_t kRingSize = kSlotMinPayload - 1;
+    static_assert(kRingSize >= kCacheLine);
 
     void expect_echo(Channel& ch, std::size_t size, unsigned seed = 1) {
         auto sent = payload_of(size, seed);
@@ -385,14 +386,23 @@ TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
         std::size_t size;
         std::uint64_t head;  // after the frame, on the next 16-byte boundary
     };
-    for (const Step& step : std::initializer_list<Step>{
-             {64, 128},      // prefix at 0, payload on the line at 64
-             {448, 640},     // prefix at 128, payload at 192
-             {447, 1152},    // prefix at 640, payload at 704
-             {1, 1184},      // fits the prefix's line: packed
-             {48, 1264},     // prefix at 1184: 32 bytes of its line left, payload at 1216
-             {16, 1296},     // prefix at 1264, the line's last 16 bytes: payload at 1280
-             {32, 1344}}) {  // prefix at 1296: fits exactly
+    const std::initializer_list<Step> block_steps{
+        {64, 128},     // prefix at 0, payload on the line at 64
+        {448, 640},    // prefix at 128, payload at 192
+        {447, 1152},   // prefix at 640, payload at 704
+        {1, 1184},     // fits the prefix's line: packed
+        {48, 1264},    // prefix at 1184: 32 bytes of its line left, payload at 1216
+        {16, 1296},    // prefix at 1264, the line's last 16 bytes: payload at 1280
+        {32, 1344}};   // prefix at 1296: fits exactly
+    // Spin mode's ping-pongs of more than a line go through the exchange
+    // slot (ipc/shm_slot.hpp): the ring's frames are then a line or two.
+    const std::initializer_list<Step> spin_steps{
+        {64, 128},    // prefix at 0, payload on the line at 64
+        {1, 160},     // prefix at 128: packed
+        {48, 240},    // prefix at 160: 16 bytes of its line left, payload at 192
+        {16, 272},    // prefix at 240, the line's last 16 bytes: payload at 256
+        {32, 320}};   // prefix at 272: fits exactly
+    for (const Step& step : GetParam() == WaitMode::spin ? spin_steps : block_steps) {
         expect_echo(*ch, step.size, static_cast<unsigned>(step.size));
         EXPECT_EQ(h->to_server.head.load(), step.head) << step.size;
         EXPECT_EQ(h->to_client.head.load(), step.head) << step.size << ", the echo alike";
