@@ -662,7 +662,7 @@ void baseline_stream(benchmark::State& state, const std::string& t, std::size_t 
     if (!begin_run(state)) return;
     try {
         RawStream raw(t, size, 0, cpu);
-        Bytes payload;  // placed as ipclab's Stream source is: the same copy into the kernel
+        Bytes payload = request_buffer(size);  // placed as ipclab's Stream source is: the same copy into the kernel
         fill_payload(payload, 0, size);
         for (int i = 0; i < kWarmup; ++i) raw.send(payload);
         Meter meter(state, raw.server());

@@ -28,6 +28,12 @@ namespace ipclab::bench {
 
 volatile sig_atomic_t g_stop_signal = 0;
 
+Bytes request_buffer(std::size_t size) {
+    Bytes b;
+    b.reserve(std::max(size, kLargeBuffer));  // PlacedAllocator places what is this large
+    return b;
+}
+
 namespace {
 
 void on_stop_signal(int) {

@@ -37,6 +37,16 @@ struct Config {
 
 inline constexpr std::size_t kMaxBenchMessage = 16u << 20;
 
+// The buffer a benchmark sends its `size`-byte messages from (round trips
+// and streams, ipclab's and the raw baselines'): its storage starts a
+// quarter page plus 5 bytes into a page at every size, as ipclab's message
+// buffers of 64 KiB and more do (ipc/page_buffer.hpp). From the heap a
+// smaller one sat wherever earlier allocations left it, and a few bytes
+// before the raw shm baselines' buffer (page offset 256) glibc's `rep movsb`
+// (2112 bytes and up here) copies 17x slower: a raw floor that flattered
+// ipclab in whichever process drew that place.
+Bytes request_buffer(std::size_t size);
+
 // Where the servers of a transport run: Config::server_cpu, except that a
 // spinning transport never shares its client's CPU (a spinner waiting for a
 // peer that cannot run until it stops is no measurement): with client and

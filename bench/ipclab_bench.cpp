@@ -177,7 +177,7 @@ void connect_once(benchmark::State& state, const std::string& transport, int ser
 // followed by an empty message, whose ack proves everything arrived.
 void stream_to(benchmark::State& state, const Endpoint& ep, pid_t server, std::size_t size) {
     IpclabStreamPump pump(ep, server);
-    Bytes payload;
+    Bytes payload = request_buffer(size);
     fill_payload(payload, 0, size);
     for (int i = 0; i < kWarmupMessages; ++i) pump.send(payload);
     pump.flush();

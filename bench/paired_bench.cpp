@@ -161,7 +161,7 @@ void paired_round_trip(benchmark::State& state, const PingPongMaker& make_ours, 
     try {
         auto ours = make_ours();
         auto raw = make_raw();
-        Bytes payload;
+        Bytes payload = request_buffer(size);
         std::uint64_t t_ours = warm_up(*ours, payload, size);
         std::uint64_t t_raw = warm_up(*raw, payload, size);
         raw->pause();
@@ -278,7 +278,7 @@ struct StreamPairNames {
 void run_stream_pair(benchmark::State& state, std::unique_ptr<StreamPump> ours,
                      const std::function<std::unique_ptr<StreamPump>(std::uint64_t)>& make_other, std::size_t size,
                      StreamPairNames names, std::uint64_t slice_ns, std::uint64_t max_messages = kMaxSliceMessages) {
-    Bytes payload;
+    Bytes payload = request_buffer(size);
     fill_payload(payload, 0, size);
     // The pace is the messages' own, after a first batch that pays for
     // first touches (a ring's pages, the reader's buffer) and without the

@@ -34,7 +34,7 @@ std::uint64_t warm_up(PingPong& p, Bytes& payload, std::size_t size) {
 }
 
 void measure_round_trips(benchmark::State& state, PingPong& p, std::size_t size) {
-    Bytes payload;
+    Bytes payload = request_buffer(size);
     warm_up(p, payload, size);
     Meter meter(state, p.server());
     p.mark_start();

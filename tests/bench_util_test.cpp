@@ -20,11 +20,13 @@
 #include "bench/bench_util.hpp"
 #include "bench/interference.hpp"
 #include "bench/placement.hpp"
+#include "client/payload.hpp"
 #include "ipc/transports.hpp"
 #include "tests/support/proc_inspect.hpp"
 
 namespace {
 
+using namespace ipclab;
 using namespace ipclab::bench;
 
 int g_calls = 0;
@@ -67,6 +69,18 @@ TEST(BenchHarness, AFailureBeforeTheLoopInOneRepetitionDoesNotAbortTheRun) {
     EXPECT_EQ(collect.errors, 3) << "one FlakySetup repetition and both ThrowsInLoop ones";
     EXPECT_GE(collect.ok, 2) << "the other FlakySetup repetitions (and their aggregates)";
     benchmark::ClearRegisteredBenchmarks();
+}
+
+// Every size's request starts at one page offset, so no raw baseline's
+// copy of it is 4K-aliased in one process and not in the next.
+TEST(BenchHarness, RequestBuffersStartAtOnePageOffsetAtEverySize) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{64}, std::size_t{4096}, std::size_t{65535},
+                             kLargeBuffer, std::size_t{1} << 20}) {
+        Bytes b = request_buffer(size);
+        fill_payload(b, 7, size);
+        ASSERT_EQ(b.size(), size);
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b.data()) % kPageSize, kLargeBufferPageOffset) << size;
+    }
 }
 
 TEST(BenchHarness, InterferenceShareSubtractsTheAllowance) {
