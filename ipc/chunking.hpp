@@ -128,7 +128,7 @@ public:
             std::size_t piece = chunk.size() - kChunkHeaderSize;
             if (h.flags == (kChunkFirst | kChunkLast) && h.offset == 0 && h.total == piece && piece <= max_message_) {
                 msg.type = h.type;
-                if (msg.payload.size() != piece) msg.payload.resize(piece);
+                size_received(msg.payload, piece);
                 if (piece != 0) std::memcpy(msg.payload.data(), chunk.data() + kChunkHeaderSize, piece);
                 return Result::message;
             }

@@ -92,7 +92,7 @@ DatagramAssembler::Result DatagramAssembler::feed(const DatagramHeader& h, std::
             if (piece.size() != h.total)
                 throw ProtocolError("malformed datagram: chunk 0 carries " + n(piece.size()) + " bytes where " +
                                     n(h.total) + " were due (truncated or overlong)");
-            if (msg.payload.size() != h.total) msg.payload.resize(h.total);  // a ping-pong's stays put
+            size_received(msg.payload, h.total);
             if (h.total != 0) std::memcpy(msg.payload.data(), piece.data(), h.total);
             ++next_message_;
             return Result::message;

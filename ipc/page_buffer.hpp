@@ -198,6 +198,12 @@ inline void append_bytes(Bytes& to, std::span<const std::byte> from) {
 // linker put that template's code; this copy, flattened, lies with the
 // session path that calls it (ipc/session_path.hpp).
 IPCLAB_SESSION_PATH [[gnu::flatten, gnu::noinline]] inline void resize_bytes(Bytes& b, std::size_t n) { b.resize(n); }
+// Sizes a received message's buffer to n. A ping-pong's keeps its size, so
+// the usual case is one compare and no call (an out-of-line resize to the
+// same size was 25 of a 64-byte shm receive's ~130 instructions).
+inline void size_received(Bytes& b, std::size_t n) {
+    if (b.size() != n) resize_bytes(b, n);
+}
 
 inline void assign_bytes(Bytes& to, std::span<const std::byte> from) {
     to.clear();

@@ -432,7 +432,7 @@ private:
         const FrameHeader h = decode_header(hb, limits_.max_message);
         const std::size_t prefix = payload_offset(offset, h.length);
         msg.type = h.type;
-        if (msg.payload.size() != h.length) msg.payload.resize(h.length);  // a ping-pong's stays put
+        size_received(msg.payload, h.length);
         if (!frame_in_place(offset, h.length, rx_.capacity())) return take_streamed(prefix, msg);
         copy_bytes(msg.payload.data(), at + prefix, h.length);
         rx_.advance(prefix + h.length);

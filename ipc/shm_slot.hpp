@@ -142,7 +142,7 @@ public:
         const FrameHeader h = decode_header(hb, max_message);
         if (h.length > kSlotMaxPayload) throw ProtocolError("shm slot: a length beyond the slot");
         msg.type = h.type;
-        if (msg.payload.size() != h.length) msg.payload.resize(h.length);  // a ping-pong's stays put
+        size_received(msg.payload, h.length);
         copy_bytes(msg.payload.data(), s_->payload, h.length);
         s_->taken.store(++turn_, std::memory_order_release);
         mine_ = true;

@@ -281,7 +281,7 @@ private:
             reader_->put_back(std::span<const std::byte>(msg.payload).subspan(h.length, early - h.length));
             early = h.length;
         }
-        if (msg.payload.size() != h.length) resize_bytes(msg.payload, h.length);  // a ping-pong's stays put
+        size_received(msg.payload, h.length);
         if (h.length > early &&
             !reader_->read_exact(std::span<std::byte>(msg.payload).subspan(early), "frame payload"))
             throw PeerGone("peer closed in the middle of a frame payload");
