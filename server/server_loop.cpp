@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -223,6 +225,9 @@ public:
 
     ~Parent() {
         tick_.reset();
+        // Unblocked while on_stop still handles them: one that came after the
+        // last read must not meet the restored (default) disposition.
+        stops_blocked_.reset();
         for (auto& [s, old] : saved_) ::sigaction(s, &old, nullptr);
         g_wake_write = -1;
         g_loop_pid = 0;
@@ -230,6 +235,7 @@ public:
     }
 
     int run() {
+        if (options_.model == ServerModel::prefork) read_stops_from_a_signalfd();
         if (options_.log_sessions && !options_.pool_worker)
             log_line("server: listening on " + listener_->describe() + " (pid " +
                      std::to_string(::getpid()) + ")\n");
@@ -365,7 +371,7 @@ private:
     std::unique_ptr<PendingSession> accept_one() {
         std::unique_ptr<PendingSession> pending;
         try {
-            pending = listener_->accept(wake_read_.get());
+            pending = listener_->accept(wake_fd());
         } catch (const ProtocolError& e) {
             log_line(std::string("server: rejected a session: ") + e.what() + "\n");
         } catch (const std::exception& e) {
@@ -414,6 +420,10 @@ private:
         if (::getppid() != supervisor) ::_exit(0);  // it died before the prctl
         wake_read_.reset();
         wake_write_.reset();
+        wake_set_.reset();
+        stop_signals_.reset();
+        // stops_blocked_ stays: they stay blocked until the worker's own loop
+        // has its handlers (Parent's constructor unblocks them).
         pairs_.clear();  // the other workers' pairs are the supervisor's
         ServerOptions o = options_;
         o.model = ServerModel::iterative;
@@ -560,7 +570,7 @@ private:
             }
         }
         if (idle_.empty()) {  // wait for a worker to say it is idle (or a stop, a reaped worker)
-            std::vector<struct pollfd> p{{wake_read_.get(), POLLIN, 0}};
+            std::vector<struct pollfd> p{{wake_fd(), POLLIN, 0}};
             for (auto& [pid, fd] : pairs_) p.push_back({fd.get(), POLLIN, 0});
             ::poll(p.data(), p.size(), -1);  // EINTR is fine: the loop looks again
             drain();
@@ -626,8 +636,10 @@ private:
         ::_exit(report.clean ? 0 : 1);
     }
 
-    // Handles what the signal handlers reported.
+    // Handles what the signal handlers reported (and the supervisor's
+    // signalfd holds).
     void drain() {
+        if (stop_signals_) take_stop_signals();
         std::array<Record, 64> recs;
         for (;;) {
             // Leaves errno alone: a fork server's parent drains after each
@@ -650,8 +662,7 @@ private:
                     continue;
                 }
                 if (r.pid == 0) {
-                    if (stopping_) hurry_ = true;  // a second signal: no more grace
-                    stopping_ = true;
+                    note_stop_signal();
                     continue;
                 }
                 live_.remove(r.pid);
@@ -669,13 +680,61 @@ private:
         }
     }
 
+    void note_stop_signal() {
+        if (stopping_) hurry_ = true;  // a second signal: no more grace
+        stopping_ = true;
+    }
+
+    // The prefork supervisor takes SIGINT and SIGTERM from a signalfd, not
+    // through on_stop: blocked, they wait in the kernel until read, whatever
+    // the process is doing, and no handler runs. Under TSan (which defers a
+    // handled signal that lands outside a blocking call to its next
+    // intercepted call) the prefork stop test hung 1 run in 20-75 under
+    // load: the supervisor in poll for good, its on_stop never run (no stop
+    // record in 15 s, instrumented), while one worker ran an on_stop of its
+    // own. With the signalfd: none in 150 runs. A worker starts with both
+    // blocked and unblocks them in its own loop, as before.
+    void read_stops_from_a_signalfd() {
+        stops_blocked_.emplace(std::initializer_list<int>{SIGINT, SIGTERM});
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        stop_signals_.reset(check(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+        // One descriptor to wait on (the waits take one): readable while the
+        // self-pipe or the signalfd is.
+        wake_set_.reset(check(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
+        for (int fd : {wake_read_.get(), stop_signals_.get()}) {
+            struct epoll_event ev {};
+            ev.events = EPOLLIN;
+            ev.data.fd = fd;
+            check(::epoll_ctl(wake_set_.get(), EPOLL_CTL_ADD, fd, &ev), "epoll_ctl(wake set)");
+        }
+    }
+
+    void take_stop_signals() {
+        struct signalfd_siginfo info;
+        for (;;) {
+            const ssize_t n = ::read(stop_signals_.get(), &info, sizeof info);
+            if (n == static_cast<ssize_t>(sizeof info)) {
+                note_stop_signal();
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            return;  // EAGAIN: none left
+        }
+    }
+
+    // What the waits poll: the self-pipe, or the supervisor's wake set.
+    int wake_fd() const { return wake_set_ ? wake_set_.get() : wake_read_.get(); }
+
     // Waits for a signal handler's record (or the timeout). In the epoll
     // design the wait is the event loop's, which serves sessions meanwhile.
     void wait_wake(int timeout_ms) {
         if (loop_) {
             loop_->run_once(timeout_ms);  // the self-pipe is among its watched descriptors
         } else {
-            struct pollfd p {wake_read_.get(), POLLIN, 0};
+            struct pollfd p {wake_fd(), POLLIN, 0};
             ::poll(&p, 1, timeout_ms);  // EINTR is fine: drain() sees why
         }
         drain();
@@ -743,6 +802,9 @@ private:
     std::optional<LocalHeap> pending_heap_;
     ServerOptions options_;
     Fd wake_read_, wake_write_;
+    std::optional<SignalsBlocked> stops_blocked_;  // prefork supervisor: SIGINT, SIGTERM go to stop_signals_
+    Fd stop_signals_;                               // prefork supervisor: signalfd for them
+    Fd wake_set_;                                   // prefork supervisor: epoll over wake_read_, stop_signals_
     std::map<int, struct sigaction> saved_;
     std::optional<ForkFreeSignalStack> signal_stack_;  // fork: where SIGCHLD's handler runs
     LiveChildren live_;

@@ -244,6 +244,16 @@ TEST_P(Prefork, AStopGivesTheSessionsTheirGraceThenEndsEveryWorker) {
                                                                << server_->stderr_text();
 }
 
+// The stop lands while the supervisor is still forking its pool (its stop
+// signals blocked, read from a signalfd; each new worker starts with them
+// blocked): it must end the pool all the same.
+TEST_P(Prefork, AStopWhileThePoolIsStillForkingEndsIt) {
+    start(pool(8, 0.5));
+    int status = server_->stop(SIGTERM, 15000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "; the server's stderr:\n"
+                                                               << server_->stderr_text();
+}
+
 std::vector<std::string> prefork_cases() {
     std::vector<std::string> out;
     for (AcceptLockKind k : kAcceptLockKinds)
