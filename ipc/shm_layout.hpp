@@ -126,25 +126,16 @@ static_assert(kRingCapacity % kCacheLine == 0 && kPublishChunk < kRingCapacity);
 // Paired/shm/65536 pinned 0.964 [0.924, 1.005] per round, 1 MiB 0.974 (12
 // rounds, 11 below 1 each). Smaller buffers come from the heap, at no
 // offset we know: their payloads stay on the line.
-// The part below kLargeBuffer, all a frame in place can need (it is at most
-// kPublishChunk): the hot paths take only this (the shift for large
-// payloads, computed in each of them, cost 16 of the 600 instructions of a
-// one-thread 64 B spin round trip).
-constexpr std::size_t small_payload_offset(std::size_t offset, std::uint64_t length) {
-    const std::size_t used = offset % kCacheLine + kFramePrefix;  // <= kCacheLine: offsets are 16-aligned
-    return length <= kCacheLine - used ? kFramePrefix
-                                       : static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
-}
 constexpr std::size_t payload_offset(std::size_t offset, std::uint64_t length) {
-    const std::size_t on_line = small_payload_offset(offset, length);
+    const std::size_t used = offset % kCacheLine + kFramePrefix;  // <= kCacheLine: offsets are 16-aligned
+    if (length <= kCacheLine - used) return kFramePrefix;
+    const auto on_line = static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
     return length >= kLargeBuffer ? on_line + kLargeBufferPageOffset % kCacheLine : on_line;
 }
 // Whether that frame is stamped whole (its payload already there when the
 // stamp is), read where it lies; otherwise its payload streams in after it.
-// A frame in place starts its payload at small_payload_offset.
 constexpr bool frame_in_place(std::size_t offset, std::uint64_t length, std::size_t capacity) {
-    static_assert(kPublishChunk < kLargeBuffer, "large payloads never go in place");
-    const std::uint64_t end = small_payload_offset(offset, length) + length;
+    const std::uint64_t end = payload_offset(offset, length) + length;
     return end <= kPublishChunk && end <= capacity - offset;
 }
 inline constexpr std::uint8_t kPadFrame = 0xFF;  // not a FrameType: never leaves the ring
