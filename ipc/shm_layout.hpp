@@ -32,7 +32,6 @@
 #include <string>
 
 #include "ipc/framing.hpp"
-#include "ipc/page_buffer.hpp"
 #include "ipc/private_dir.hpp"
 #include "ipc/shm_ring.hpp"
 #include "ipc/shm_slot.hpp"
@@ -114,23 +113,10 @@ static_assert(kRingCapacity % kCacheLine == 0 && kPublishChunk < kRingCapacity);
 // (straddling two lines), 10 ns more with it on a line of its own (scratch
 // loops over two bare rings, alternating with the raw ping-pong in one
 // program, 3 runs each).
-// A payload of kLargeBuffer bytes or more starts that line plus as far into
-// it as a message buffer of that size starts into its own
-// (kLargeBufferPageOffset, 5 bytes): every copy between the ring and a
-// sender's or receiver's Bytes then has source and destination equally far
-// into their lines, and `rep movsb` copies such pairs faster on the EPYC
-// hosts. Line-aligned, each of a 64 KiB block-mode ping-pong's four calls
-// took 1.63-1.73 us against 1.46-1.53 (one thread driving both ends, every
-// copy in its caches, `taskset -c 1`, 6 rounds of 5,000; the raw floor's
-// four copies 5.64-5.95 us in all, ipclab 6.45-6.90 -> 5.94-6.03);
-// Paired/shm/65536 pinned 0.964 [0.924, 1.005] per round, 1 MiB 0.974 (12
-// rounds, 11 below 1 each). Smaller buffers come from the heap, at no
-// offset we know: their payloads stay on the line.
 constexpr std::size_t payload_offset(std::size_t offset, std::uint64_t length) {
     const std::size_t used = offset % kCacheLine + kFramePrefix;  // <= kCacheLine: offsets are 16-aligned
-    if (length <= kCacheLine - used) return kFramePrefix;
-    const auto on_line = static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
-    return length >= kLargeBuffer ? on_line + kLargeBufferPageOffset % kCacheLine : on_line;
+    return length <= kCacheLine - used ? kFramePrefix
+                                       : static_cast<std::size_t>(align_up(offset + kFramePrefix, kCacheLine) - offset);
 }
 // Whether that frame is stamped whole (its payload already there when the
 // stamp is), read where it lies; otherwise its payload streams in after it.
