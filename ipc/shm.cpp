@@ -333,7 +333,7 @@ private:
         const std::size_t offset = tx_.offset();
         if (offset >= restart_after_) return false;
         if (!frame_in_place(offset, payload.size(), tx_.capacity())) return false;
-        const std::size_t prefix = payload_offset(offset, payload.size());
+        const std::size_t prefix = small_payload_offset(offset, payload.size());
         const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
         std::byte* at = tx_.reserve(frame);
         if (at == nullptr) return false;
@@ -349,7 +349,7 @@ private:
         try {
             const std::uint8_t mark = slot_.unread() ? kAfterSlotBit : 0;
             restart_at_ring_start();
-            const std::size_t prefix = payload_offset(tx_.offset(), payload.size());
+            const std::size_t prefix = payload_offset(tx_.offset(), payload.size(), tx_.capacity());
             if (frame_in_place(tx_.offset(), payload.size(), tx_.capacity())) {
                 const std::size_t frame = align_up(prefix + payload.size(), kFrameAlign);
                 fill_whole(begin_frame(frame), prefix, type, payload, mark);
@@ -430,10 +430,11 @@ private:
     void take_frame(std::byte* at, const HeaderBytes& hb, Message& msg) {
         const std::size_t offset = rx_.offset();
         const FrameHeader h = decode_header(hb, limits_.max_message);
-        const std::size_t prefix = payload_offset(offset, h.length);
         msg.type = h.type;
         size_received(msg.payload, h.length);
-        if (!frame_in_place(offset, h.length, rx_.capacity())) return take_streamed(prefix, msg);
+        if (!frame_in_place(offset, h.length, rx_.capacity()))
+            return take_streamed(payload_offset(offset, h.length, rx_.capacity()), msg);
+        const std::size_t prefix = small_payload_offset(offset, h.length);
         copy_bytes(msg.payload.data(), at + prefix, h.length);
         rx_.advance(prefix + h.length);
         rx_.end_frame();

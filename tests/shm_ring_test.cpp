@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ipc/shm_futex.hpp"
+#include "ipc/shm_layout.hpp"
 #include "ipc/shm_mapping.hpp"
 #include "ipc/sleep_watch.hpp"
 #include "tests/support/proc_inspect.hpp"
@@ -45,6 +46,29 @@ ipclab::Bytes bytes_from(std::uint64_t start, std::size_t n) {
     ipclab::Bytes v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = pattern(start + i);
     return v;
+}
+
+// A frame's prefix is reserved whole before the ring's end: the payload's
+// offset must never reach past it, whatever the frame's place and size
+// (a large payload's 5-byte shift once did, in the ring's last line, and
+// the writer waited forever for room no reader could give). Where it fits,
+// a large payload starts 5 bytes into a line, as a message buffer does.
+TEST(ShmLayout, APayloadOffsetNeverReachesPastTheRingsEnd) {
+    using namespace shm;
+    for (std::size_t capacity : {std::size_t{4096}, kRingCapacity})
+        for (std::size_t offset = capacity - 6 * kCacheLine; offset < capacity; offset += kFrameAlign)
+            for (std::uint64_t length : {std::uint64_t{1}, std::uint64_t{48}, std::uint64_t{64}, std::uint64_t{4096},
+                                         std::uint64_t{kLargeBuffer - 1}, std::uint64_t{kLargeBuffer},
+                                         std::uint64_t{kLargeBuffer + 16}, std::uint64_t{1} << 20}) {
+                const std::size_t at = payload_offset(offset, length, capacity);
+                EXPECT_GE(at, kFramePrefix) << offset << " " << length;
+                EXPECT_LE(at, capacity - offset) << "past the end: offset " << offset << ", length " << length;
+                if (length < kLargeBuffer) {
+                    EXPECT_EQ(at, small_payload_offset(offset, length)) << offset << " " << length;
+                } else if (at < capacity - offset) {
+                    EXPECT_EQ((offset + at) % kCacheLine, kLargeBufferPageOffset % kCacheLine) << offset;
+                }
+            }
 }
 
 TEST(ShmRing, WrapsAroundKeepingBytesInOrder) {

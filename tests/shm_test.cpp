@@ -409,6 +409,31 @@ TEST_P(ShmTest, PayloadsThatDoNotFitThePrefixLineStartOnTheNext) {
     }
 }
 
+// A large payload starts as far into its line as a large message buffer
+// starts into its own (kLargeBufferPageOffset): ring and buffer then copy
+// line for line. 64 KiB + 16 goes by the ring in both modes (the exchange
+// slot ends at 64 KiB).
+TEST_P(ShmTest, LargePayloadsLineUpWithMessageBuffers) {
+    start();
+    auto ch = connect(endpoint(), Limits{});
+    SegmentView h = session_segment();
+    ASSERT_TRUE(h);
+    const std::size_t n = kLargeBuffer + 16;
+    const std::size_t payload_at = kCacheLine + kLargeBufferPageOffset % kCacheLine;  // prefix at 0
+    static_assert(kLargeBufferPageOffset % kCacheLine == 5, "the figures below");
+    expect_echo(*ch, n, 3);
+    EXPECT_EQ(h->to_server.head.load(), align_up(payload_at + n, kFrameAlign));  // 65632
+    EXPECT_EQ(h->to_client.head.load(), align_up(payload_at + n, kFrameAlign)) << "the echo alike";
+    // Below kLargeBuffer the payload stays on the line (the slot takes it in spin mode).
+    if (GetParam() == WaitMode::block) {
+        const std::uint64_t before = h->to_server.head.load();
+        expect_echo(*ch, kLargeBuffer - 16, 4);
+        // After the restart pad: the frame at offset 0, its payload on the line at 64.
+        EXPECT_EQ(h->to_server.head.load() % shm::kRingCapacity, align_up(kCacheLine + kLargeBuffer - 16, kFrameAlign))
+            << "from " << before;
+    }
+}
+
 // Every path a frame can take, byte-exact, in both wait modes: in place
 // packed and aligned, the long way (larger than a publish chunk, or
 // wrapping the ring's end while the reader is behind), after a restart at
