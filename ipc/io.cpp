@@ -81,14 +81,12 @@ void ignore_sigpipe() {
     check(::sigaction(SIGPIPE, &sa, nullptr), "sigaction(SIGPIPE)");
 }
 
-namespace {
 sigset_t signal_set(std::initializer_list<int> signals) {
     sigset_t set;
     sigemptyset(&set);
     for (int s : signals) sigaddset(&set, s);
     return set;
 }
-}  // namespace
 
 void unblock_signals(std::initializer_list<int> signals) {
     sigset_t set = signal_set(signals);

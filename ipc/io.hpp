@@ -40,6 +40,9 @@ void on_eintr();
 // Ignores SIGPIPE process-wide: a vanished peer must surface as EPIPE, not kill us.
 void ignore_sigpipe();
 
+// The set of these signals (for sigprocmask, signalfd).
+sigset_t signal_set(std::initializer_list<int> signals);
+
 // Unblocks the signals a program handles. A blocked signal mask survives
 // exec: a harness or shell that started us with SIGINT or SIGTERM blocked
 // would otherwise leave Ctrl-C and kill pending forever.

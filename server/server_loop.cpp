@@ -695,11 +695,9 @@ private:
     // own. With the signalfd: none in 150 runs. A worker starts with both
     // blocked and unblocks them in its own loop, as before.
     void read_stops_from_a_signalfd() {
-        stops_blocked_.emplace(std::initializer_list<int>{SIGINT, SIGTERM});
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
+        const std::initializer_list<int> stops{SIGINT, SIGTERM};
+        stops_blocked_.emplace(stops);
+        const sigset_t set = signal_set(stops);
         stop_signals_.reset(check(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
         // One descriptor to wait on (the waits take one): readable while the
         // self-pipe or the signalfd is.
