@@ -120,7 +120,7 @@ static_assert(kRingCapacity % kCacheLine == 0 && kPublishChunk < kRingCapacity);
 // sender's or receiver's Bytes then has source and destination equally far
 // into their lines, and `rep movsb` copies such pairs faster on the EPYC
 // hosts. Line-aligned, each of a 64 KiB block-mode ping-pong's four calls
-// took 1.63-1.73 us against 1.46-1.53 (one thread driving both ends, every
+// took 1.58-1.78 us against 1.45-1.53 (one thread driving both ends, every
 // copy in its caches, `taskset -c 1`, 6 rounds of 5,000; the raw floor's
 // four copies 5.64-5.95 us in all, ipclab 6.45-6.90 -> 5.94-6.03);
 // Paired/shm/65536 pinned 0.956 [0.924, 0.994] per round, 1 MiB 0.989 (12
