@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -648,7 +649,8 @@ private:
             const long n = raw_syscall(SYS_read, wake_read_.get(), reinterpret_cast<long>(recs.data()), sizeof recs);
             if (n <= 0) {
                 if (n == -EINTR) continue;
-                return;  // -EAGAIN: empty
+                if (n == 0 || n == -EAGAIN) return;  // empty (0: no writer, which cannot happen while we hold one)
+                throw_errno("read(self-pipe)", static_cast<int>(-n));
             }
             for (std::size_t i = 0; i < static_cast<std::size_t>(n) / sizeof(Record); ++i) {
                 const Record& r = recs[i];
@@ -719,7 +721,9 @@ private:
                 continue;
             }
             if (n < 0 && errno == EINTR) continue;
-            return;  // EAGAIN: none left
+            if (n < 0 && errno == EAGAIN) return;  // none left
+            if (n < 0) throw_errno("read(signalfd of SIGINT, SIGTERM)");
+            throw std::runtime_error("read(signalfd of SIGINT, SIGTERM): " + std::to_string(n) + " bytes, not one record");
         }
     }
 

@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <functional>
+#include <span>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -787,6 +789,90 @@ TEST_P(ShmTest, TheSlotsLastMessageArrivesBeforeTheEnd) {
     ASSERT_TRUE(s->server->receive(got));
     EXPECT_TRUE(got.payload == sent);
     EXPECT_FALSE(s->server->receive(got));
+}
+
+// Payloads for the large-frame tests: `size` bytes of one shared pattern,
+// from an offset that `seed` picks (built once: byte loops per message made
+// a debug build's test take seconds).
+std::span<const std::byte> pattern_payload(std::size_t size, unsigned seed) {
+    static const ipclab::Bytes pattern = payload_of((std::size_t{1} << 20) + 8192, 5);
+    const std::size_t from = seed * 61u % 4096u;
+    if (from + size > pattern.size()) throw std::logic_error("pattern_payload: too large");
+    return std::span<const std::byte>(pattern).subspan(from, size);
+}
+
+// The client's ring head walked to `target` (an offset below the ring's end,
+// on a frame boundary, with nothing read yet, so no restart intervenes) by
+// frames that keep to the ring in both wait modes: none of the slot's sizes.
+// Returns the sizes sent, pattern_payload(size, seed 0).
+std::vector<std::size_t> walk_head_to(LocalSession& s, std::size_t target) {
+    std::vector<std::size_t> sent;
+    for (;;) {
+        const std::size_t offset = s.header()->to_server.head.load() % shm::kRingCapacity;
+        if (offset > target) throw std::logic_error("the walk went past its target");
+        const std::size_t left = target - offset;
+        if (left == 0) return sent;
+        // A large payload leaves 940-1008 bytes (its prefix and alignment
+        // take 16-84); 64-byte ones 112-128 each; empty frames 16.
+        std::size_t size = 0;
+        if (left > kSlotMaxPayload + 1024)
+            size = std::min<std::size_t>(left - 1024, std::size_t{1} << 20);
+        else if (left >= 256)
+            size = kSlotMinPayload - 1;
+        s.client->send(FrameType::data, pattern_payload(size, 0));
+        sent.push_back(size);
+    }
+}
+
+// Large payloads (kLargeBuffer and more start 5 bytes into their line,
+// except where the prefix's line is the ring's last: ipc/shm_layout.hpp)
+// stream across the ring's end while the reader is behind: one frame
+// starting in each of the ring's last lines, with the ring full, then a
+// stream of odd sizes that wraps wherever it falls. A prefix that asked
+// for room past the ring's end hung exactly there (reverted as 1306ed6).
+TEST_P(ShmTest, LargeFramesWrapWithTheReaderBehind) {
+    Limits limits;
+    limits.timeout_ms = 10000;  // a wait that never ends fails as a timeout
+    for (std::size_t from_end : {16, 32, 48, 64, 80, 112, 128, 144}) {
+        // 1 MiB from one offset in the last line, 64 KiB and a bit from every one.
+        const std::size_t first = from_end == 32 ? (std::size_t{1} << 20) + 1 : kLargeBuffer + 3;
+        SCOPED_TRACE(testing::Message() << first << " bytes from " << from_end << " before the ring's end");
+        auto s = local_session(endpoint(), limits);
+        std::vector<std::pair<std::size_t, unsigned>> expected;
+        for (std::size_t size : walk_head_to(*s, shm::kRingCapacity - from_end)) expected.emplace_back(size, 0);
+        const std::size_t walked = expected.size();
+        expected.emplace_back(first, 1);
+        for (unsigned i = 0; i < 24; ++i) expected.emplace_back(kLargeBuffer + 1 + i * 4093, i + 2);
+        // The reader starts once the writer sleeps on the full ring.
+        std::string failure;
+        std::thread reader([&] {
+            try {
+                if (!eventually([&] { return s->header()->to_server.space.sleeping.load() == 1; }, 10000))
+                    failure = "the writer never slept on the full ring; ";
+                Message m;
+                for (std::size_t i = 0; i < expected.size(); ++i) {
+                    const auto want = pattern_payload(expected[i].first, expected[i].second);
+                    if (!s->server->receive(m) || m.payload.size() != want.size() ||
+                        std::memcmp(m.payload.data(), want.data(), want.size()) != 0) {
+                        failure += "message " + std::to_string(i) + " of " + std::to_string(want.size()) +
+                                   " bytes did not arrive byte-exact";
+                        return;
+                    }
+                }
+            } catch (const std::exception& e) {
+                failure += std::string("reader: ") + e.what();
+            }
+        });
+        try {
+            for (std::size_t i = walked; i < expected.size(); ++i)
+                s->client->send(FrameType::data, pattern_payload(expected[i].first, expected[i].second));
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "writer: " << e.what();
+        }
+        reader.join();
+        EXPECT_EQ(failure, "");
+        if (HasFailure()) return;
+    }
 }
 
 // What a hostile client can put in the slot gets the server a
