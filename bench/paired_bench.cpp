@@ -24,6 +24,17 @@ namespace {
 constexpr std::uint64_t kMaxSliceMessages = 4096;
 // Untimed messages that set a paired stream's slice length.
 constexpr int kStreamWarmup = 16;
+// A paired stream's slice holds at least this many messages, however long
+// they take: a slice of one to six 1 MiB messages (what ~1 ms holds) timed
+// the burst's start and its flush more than the stream, and a burst of one
+// 1 MiB message over tcp was bimodal per process (pinned 1,1, 6 processes
+// with the count fixed at 1: ipclab 393 us per message against raw's 214,
+// per-process ratio 0.48-0.95). PairedStream/tcp/1048576 pinned, one
+// process per build alternating, 16 rounds: 0.965 [0.672, 1.048] (6 of 16
+// under 0.95) with 1-6 messages a slice, 1.008 [0.824, 1.067] (1 of 16)
+// with 16; 8 rounds earlier, 0.918 and 0.980. Smaller messages fill more
+// than 16 into ~1 ms anyway (64 KiB: 23-88).
+constexpr std::uint64_t kMinStreamSliceMessages = 16;
 
 // One member of the pair with the marks taken around its slices.
 struct Side {
@@ -296,7 +307,7 @@ void run_stream_pair(benchmark::State& state, std::unique_ptr<StreamPump> ours,
     }
     ours->flush();
     std::uint64_t per = std::max<std::uint64_t>(spent / std::max<std::uint64_t>(sent, 1), 1);
-    std::uint64_t n = std::clamp<std::uint64_t>(slice_ns / per, 1, max_messages);
+    std::uint64_t n = std::clamp<std::uint64_t>(slice_ns / per, kMinStreamSliceMessages, max_messages);
     auto other = make_other(n * size);
     for (std::uint64_t i = 0; i < n; ++i) other->send(payload);
     other->flush();
