@@ -832,7 +832,10 @@ std::vector<std::size_t> walk_head_to(LocalSession& s, std::size_t target) {
 // for room past the ring's end hung exactly there (reverted as 1306ed6).
 TEST_P(ShmTest, LargeFramesWrapWithTheReaderBehind) {
     Limits limits;
-    limits.timeout_ms = 10000;  // a wait that never ends fails as a timeout
+    // A wait that never ends fails as a timeout. (The layout this guards
+    // against looped in begin_frame without waiting: ctest's --timeout ends
+    // that.)
+    limits.timeout_ms = 10000;
     for (std::size_t from_end : {16, 32, 48, 64, 80, 112, 128, 144}) {
         // 1 MiB from one offset in the last line, 64 KiB and a bit from every one.
         const std::size_t first = from_end == 32 ? (std::size_t{1} << 20) + 1 : kLargeBuffer + 3;
