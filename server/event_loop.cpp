@@ -315,12 +315,14 @@ EventLoop::EventLoop(const ServerOptions& options)
 
 EventLoop::~EventLoop() = default;
 
-void EventLoop::watch(int fd) {
+void epoll_watch_readable(int epoll_fd, int fd, const char* what) {
     struct epoll_event ev {};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
-    check(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev), "epoll_ctl(ADD)");
+    check(::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev), what);
 }
+
+void EventLoop::watch(int fd) { epoll_watch_readable(epoll_.get(), fd, "epoll_ctl(ADD)"); }
 
 void EventLoop::unwatch(int fd) { check(::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr), "epoll_ctl(DEL)"); }
 

@@ -25,6 +25,10 @@ namespace ipclab {
 
 class EventSession;  // one session's buffers and parser (event_loop.cpp)
 
+// Adds fd to the epoll set epoll_fd, level-triggered for reading; what names
+// the call in the error.
+void epoll_watch_readable(int epoll_fd, int fd, const char* what);
+
 class EventLoop {
 public:
     explicit EventLoop(const ServerOptions& options);

@@ -704,12 +704,8 @@ private:
         // One descriptor to wait on (the waits take one): readable while the
         // self-pipe or the signalfd is.
         wake_set_.reset(check(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1"));
-        for (int fd : {wake_read_.get(), stop_signals_.get()}) {
-            struct epoll_event ev {};
-            ev.events = EPOLLIN;
-            ev.data.fd = fd;
-            check(::epoll_ctl(wake_set_.get(), EPOLL_CTL_ADD, fd, &ev), "epoll_ctl(wake set)");
-        }
+        for (int fd : {wake_read_.get(), stop_signals_.get()})
+            epoll_watch_readable(wake_set_.get(), fd, "epoll_ctl(wake set)");
     }
 
     void take_stop_signals() {
