@@ -435,7 +435,7 @@ private:
         if (!frame_in_place(offset, h.length, rx_.capacity()))
             return take_streamed(payload_offset(offset, h.length, rx_.capacity()), msg);
         const std::size_t prefix = small_payload_offset(offset, h.length);
-        copy_bytes(msg.payload.data(), at + prefix, h.length);
+        copy_received(msg.payload.data(), at + prefix, h.length);
         rx_.advance(prefix + h.length);
         rx_.end_frame();
         // The room goes back at our next send or wait, or here every

@@ -143,7 +143,7 @@ public:
         if (h.length > kSlotMaxPayload) throw ProtocolError("shm slot: a length beyond the slot");
         msg.type = h.type;
         size_received(msg.payload, h.length);
-        copy_bytes(msg.payload.data(), s_->payload, h.length);
+        copy_received(msg.payload.data(), s_->payload, h.length);
         s_->taken.store(++turn_, std::memory_order_release);
         mine_ = true;
         unread_ = 0;  // the peer held the turn: it had taken ours

@@ -733,5 +733,28 @@ INSTANTIATE_TEST_SUITE_P(Wait, ShmRingModes, ::testing::Values(WaitMode::block, 
                              return param_info.param == WaitMode::block ? "block" : "spin";
                          });
 
+// copy_received (a received payload out of the peer's lines): every length
+// through its three ways (copy_bytes up to 64 bytes, 16-byte moves with an
+// overlapping last one to 256, copy_bytes beyond) at several alignments of
+// source and destination: exactly the n bytes, nothing around them.
+TEST(CopyReceived, CopiesExactlyTheBytesAskedForAtAnyLengthAndAlignment) {
+    constexpr std::size_t kMax = 300, kGuard = 16;
+    std::vector<std::byte> src(kMax + 16), dst(kMax + 2 * kGuard + 16);
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<std::byte>(i * 7 + 1);
+    for (std::size_t n = 0; n <= kMax; ++n) {
+        for (std::size_t s = 0; s < 16; s += 3) {
+            for (std::size_t d = 0; d < 16; d += 5) {
+                std::fill(dst.begin(), dst.end(), std::byte{0xee});
+                copy_received(dst.data() + kGuard + d, src.data() + s, n);
+                for (std::size_t i = 0; i < dst.size(); ++i) {
+                    bool inside = i >= kGuard + d && i < kGuard + d + n;
+                    std::byte want = inside ? src[s + i - kGuard - d] : std::byte{0xee};
+                    ASSERT_EQ(dst[i], want) << "n=" << n << " src+" << s << " dst+" << d << " at " << i;
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 }  // namespace ipclab
