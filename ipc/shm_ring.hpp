@@ -249,9 +249,29 @@ public:
     // with wake at once, as begin_frame(), commit(n) and publish() would
     // (their bookkeeping for pads and chunks is not needed here).
     bool publish_frame(std::size_t n) {
-        const std::uint64_t at = head_;
-        if (at != published_ || at % kFrameAlign != 0 || pending_ != 0)
+        if (head_ != published_ || head_ % kFrameAlign != 0 || pending_ != 0)
             throw std::logic_error("shm ring: a whole frame off its boundary, behind unpublished bytes or a pending stamp");
+        return publish_whole(n);
+    }
+
+    // The index up to which frames may go the shortest way, written in place
+    // at head_ (at_head()) and published by publish_whole(), with no check
+    // of their own: before `limit` bytes into this pass over the ring (the
+    // caller's restart point), before the ring's end, in the room the last
+    // tail index read shows, and only at a frame boundary with nothing
+    // staged or pending. A frame ending past it takes the longer ways. The
+    // bound stays true while only those frames are sent: the tail index read
+    // only grows.
+    std::uint64_t whole_frames_until(std::size_t limit) const {
+        if (head_ != published_ || head_ % kFrameAlign != 0 || pending_ != 0) return 0;
+        const std::uint64_t pass = head_ - offset();
+        return std::min(pass + std::min<std::uint64_t>(limit, capacity_), tail_cache_ + capacity_);
+    }
+    std::uint64_t head() const { return head_; }
+    std::byte* at_head() const { return data_ + offset(); }
+    // publish_frame without its checks: n bytes at head_, ending within whole_frames_until().
+    bool publish_whole(std::size_t n) {
+        const std::uint64_t at = head_;
         head_ = published_ = at + n;
         padding_ = 0;
         s_->head.store(head_, kRingerStore);

@@ -225,6 +225,50 @@ TEST_P(ShmTest, AStreamThroughAFullRingArrivesByteExact) {
     EXPECT_GE(shm_session_counts(*ch)->peer.slept, 1u) << "the writer's room wait ended asleep";
 }
 
+// Small frames (a line's payload at most) go the short way (send_small in
+// ipc/shm.cpp) within a bound set after each longer send: a writer far
+// ahead of its reader must still stop at the reader's index and sleep for
+// room, lose and reorder nothing across the ring's end, and carry on the
+// short way once room comes back. Sizes in the stamp's line (up to 48 B) and
+// on the next; more than the ring holds.
+TEST_P(ShmTest, SmallFramesFillTheRingAndWaitForTheReader) {
+    auto listener = listen(endpoint(), Limits{});
+    const std::vector<std::size_t> sizes = {0, 1, 17, 48, 49, 64};
+    const std::size_t count = 3 * shm::kRingCapacity / (2 * kCacheLine);  // frames of at most two lines
+    pid_t writer = test::test_fork();
+    ASSERT_GE(writer, 0);
+    if (writer == 0) {
+        int rc = 1;
+        try {
+            auto ch = connect(endpoint(), Limits{});
+            for (std::size_t i = 0; i < count; ++i)
+                ch->send(FrameType::data, payload_of(sizes[i % sizes.size()], static_cast<unsigned>(i)));
+            rc = 0;
+        } catch (...) {
+        }
+        ::_exit(rc);
+    }
+    std::unique_ptr<PendingSession> pending;
+    for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
+    ASSERT_TRUE(pending);
+    auto ch = pending->open(Limits{});
+    SegmentView view = session_segment();
+    ASSERT_TRUE(view);
+    EXPECT_TRUE(eventually([&] { return view->to_server.space.sleeping.load() == 1; }, 20000))
+        << "the writer never slept on the full ring";
+    EXPECT_LE(view->to_server.head.load(), shm::kRingCapacity) << "wrote past the unread bytes";
+    for (std::size_t i = 0; i < count; ++i) {
+        Message m;
+        ASSERT_TRUE(ch->receive(m)) << "message " << i;
+        ASSERT_TRUE(m.payload == payload_of(sizes[i % sizes.size()], static_cast<unsigned>(i))) << "message " << i;
+    }
+    Message end;
+    EXPECT_FALSE(ch->receive(end)) << "the writer's close is a clean end";
+    int status = test::wait_or_kill(writer, 20000);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_GT(view->to_server.head.load(), shm::kRingCapacity) << "never went on past the ring's end";
+}
+
 // A stream's reader in block mode polls briefly for the next message while
 // the writer keeps it fed; once the writer goes quiet it must end up asleep
 // on the futex, not spinning (in spin mode too: its budget is bounded).
