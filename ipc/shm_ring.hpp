@@ -110,20 +110,22 @@ constexpr bool is_power_of_two(std::size_t n) { return n != 0 && (n & (n - 1)) =
     for (std::size_t i = 0; i < n; i += kPiece) copy_call(dst + i, src + i, std::min(kPiece, n - i));
 }
 
-// copy_bytes for a payload the peer has just written, copied out of its
-// lines into a message buffer: from 65 to 256 bytes as 16-byte moves in
-// place instead of glibc's memcpy, whose AVX variant (32-byte moves) costs
-// a spin-mode round trip 40-50 ns there. Measured, pinned 1,1, interleaved
+// copy_bytes for a payload the peer has just written, copied out of its lines
+// into a message buffer: from 65 to 256 bytes as 16-byte moves in place
+// instead of glibc's memcpy, whose AVX variant (32-byte moves) costs a
+// spin-mode round trip 40-50 ns there. Measured, pinned 1,1, interleaved
 // rounds against the build before (median per-round ratio of each run):
 // Paired/shm-spin/128 0.81-0.94 and 256 B 0.84-0.93 (seven runs of 10-16
-// rounds; p50 260-270 -> 220 ns at 128 B); the same moves on the sending
-// side alone 1.03 and 1.00; glibc's memcpy called directly 1.00; glibc made
-// to pick its SSE2 memcpy for the whole process (GLIBC_TUNABLES=
-// glibc.cpu.hwcaps=-AVX_Fast_Unaligned_Load) 0.80 and 0.85, while the raw
-// ping-pong, whose copies go to page-aligned buffers, got slower with it
-// (p50 161 -> 180 ns at 128 B); the moves up to 1 KiB 0.99 at 512 B and
-// 1.11 at 1 KiB. Why the AVX moves cost this much here is not established
-// (no PMU on these hosts). Block mode, where a wake costs microseconds: 1.01.
+// rounds; p50 260-270 -> 220 ns at 128 B); the same moves on the sending side
+// alone 1.03 and 1.00; glibc's memcpy called directly 1.00; message buffers
+// aligned to 64 bytes, so that its 32-byte stores never split a line, 1.00 and
+// 0.98 (not the destination, then); glibc made to pick its SSE2 memcpy for the
+// whole process (GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX_Fast_Unaligned_Load)
+// 0.80 and 0.85, while the raw ping-pong, whose copies go to page-aligned
+// buffers, got slower with it (p50 161 -> 180 ns at 128 B); the moves up to
+// 1 KiB 0.99 at 512 B and 1.11 at 1 KiB. Why the AVX moves cost this much here
+// is not established (no PMU on these hosts). Block mode, where a wake costs
+// microseconds: 1.01.
 [[gnu::always_inline]] inline void copy_received(std::byte* dst, const std::byte* src, std::size_t n) {
     constexpr std::size_t kMovesUpTo = 256;
     if (n <= 64 || n > kMovesUpTo) return copy_bytes(dst, src, n);
