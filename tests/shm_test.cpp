@@ -155,6 +155,50 @@ protected:
         EXPECT_TRUE(reply.payload == sent) << "echo of " << size << " bytes differs";
     }
 
+    // A stream larger than the ring from a forked writer (message i:
+    // payload_of(size_of(i), i)) that this process starts to read only once
+    // the writer sleeps on the full ring, when full(view) runs: every message
+    // must then arrive byte-exact and the writer's close as a clean end;
+    // at_end(the server's channel, view) runs last.
+    void stream_through_a_full_ring(std::size_t count, const std::function<std::size_t(std::size_t)>& size_of,
+                                    const std::function<void(const SegmentView&)>& full,
+                                    const std::function<void(Channel&, const SegmentView&)>& at_end) {
+        auto listener = listen(endpoint(), Limits{});
+        pid_t writer = test::test_fork();
+        ASSERT_GE(writer, 0);
+        if (writer == 0) {
+            int rc = 1;
+            try {
+                auto ch = connect(endpoint(), Limits{});
+                for (std::size_t i = 0; i < count; ++i)
+                    ch->send(FrameType::data, payload_of(size_of(i), static_cast<unsigned>(i)));
+                rc = 0;
+            } catch (...) {
+            }
+            ::_exit(rc);
+        }
+        std::unique_ptr<PendingSession> pending;
+        for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
+        ASSERT_TRUE(pending);
+        auto ch = pending->open(Limits{});
+        SegmentView view = session_segment();
+        ASSERT_TRUE(view);
+        EXPECT_TRUE(eventually([&] { return view->to_server.space.sleeping.load() == 1; }, 20000))
+            << "the writer never slept on the full ring";
+        full(view);
+        for (std::size_t i = 0; i < count; ++i) {
+            Message m;
+            ASSERT_TRUE(ch->receive(m)) << "message " << i;
+            ASSERT_EQ(m.payload.size(), size_of(i)) << "message " << i;
+            ASSERT_TRUE(m.payload == payload_of(size_of(i), static_cast<unsigned>(i))) << "message " << i;
+        }
+        Message end;
+        EXPECT_FALSE(ch->receive(end)) << "the writer's close is a clean end";
+        int status = test::wait_or_kill(writer, 20000);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+        at_end(*ch, view);
+    }
+
     std::set<std::string> before_;
     std::string name_;
     std::unique_ptr<ServerProcess> server_;
@@ -188,41 +232,13 @@ TEST_P(ShmTest, EchoesEverySizeByteExact) {
 // either wait mode (a spinning writer's budget is bounded too); then every
 // message arrives byte-exact, wrapping the ring with messages of all sizes.
 TEST_P(ShmTest, AStreamThroughAFullRingArrivesByteExact) {
-    auto listener = listen(endpoint(), Limits{});
     const std::vector<std::size_t> sizes = {1, 16379, 16380, 20474, 20475, 65536, 65541, 100000,
                                             std::size_t{1} << 20, (std::size_t{3} << 20) + 7, 5, 0, 70000};
-    pid_t writer = test::test_fork();
-    ASSERT_GE(writer, 0);
-    if (writer == 0) {
-        int rc = 1;
-        try {
-            auto ch = connect(endpoint(), Limits{});
-            for (std::size_t i = 0; i < sizes.size(); ++i)
-                ch->send(FrameType::data, payload_of(sizes[i], static_cast<unsigned>(i)));
-            rc = 0;
-        } catch (...) {
-        }
-        ::_exit(rc);
-    }
-    std::unique_ptr<PendingSession> pending;
-    for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
-    ASSERT_TRUE(pending);
-    auto ch = pending->open(Limits{});
-    SegmentView view = session_segment();
-    ASSERT_TRUE(view);
-    EXPECT_TRUE(eventually([&] { return view->to_server.space.sleeping.load() == 1; }, 20000))
-        << "the writer never slept on the full ring";
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
-        Message m;
-        ASSERT_TRUE(ch->receive(m)) << "message " << i;
-        ASSERT_EQ(m.payload.size(), sizes[i]) << "message " << i;
-        EXPECT_TRUE(m.payload == payload_of(sizes[i], static_cast<unsigned>(i))) << "message " << i;
-    }
-    Message end;
-    EXPECT_FALSE(ch->receive(end)) << "the writer's close is a clean end";
-    int status = test::wait_or_kill(writer, 20000);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-    EXPECT_GE(shm_session_counts(*ch)->peer.slept, 1u) << "the writer's room wait ended asleep";
+    stream_through_a_full_ring(
+        sizes.size(), [&](std::size_t i) { return sizes[i]; }, [](const SegmentView&) {},
+        [](Channel& ch, const SegmentView&) {
+            EXPECT_GE(shm_session_counts(ch)->peer.slept, 1u) << "the writer's room wait ended asleep";
+        });
 }
 
 // Small frames (a line's payload at most) go the short way (send_small in
@@ -232,41 +248,16 @@ TEST_P(ShmTest, AStreamThroughAFullRingArrivesByteExact) {
 // short way once room comes back. Sizes in the stamp's line (up to 48 B) and
 // on the next; more than the ring holds.
 TEST_P(ShmTest, SmallFramesFillTheRingAndWaitForTheReader) {
-    auto listener = listen(endpoint(), Limits{});
     const std::vector<std::size_t> sizes = {0, 1, 17, 48, 49, 64};
     const std::size_t count = 3 * shm::kRingCapacity / (2 * kCacheLine);  // frames of at most two lines
-    pid_t writer = test::test_fork();
-    ASSERT_GE(writer, 0);
-    if (writer == 0) {
-        int rc = 1;
-        try {
-            auto ch = connect(endpoint(), Limits{});
-            for (std::size_t i = 0; i < count; ++i)
-                ch->send(FrameType::data, payload_of(sizes[i % sizes.size()], static_cast<unsigned>(i)));
-            rc = 0;
-        } catch (...) {
-        }
-        ::_exit(rc);
-    }
-    std::unique_ptr<PendingSession> pending;
-    for (int i = 0; i < 100 && !pending; ++i) pending = listener->accept(-1);
-    ASSERT_TRUE(pending);
-    auto ch = pending->open(Limits{});
-    SegmentView view = session_segment();
-    ASSERT_TRUE(view);
-    EXPECT_TRUE(eventually([&] { return view->to_server.space.sleeping.load() == 1; }, 20000))
-        << "the writer never slept on the full ring";
-    EXPECT_LE(view->to_server.head.load(), shm::kRingCapacity) << "wrote past the unread bytes";
-    for (std::size_t i = 0; i < count; ++i) {
-        Message m;
-        ASSERT_TRUE(ch->receive(m)) << "message " << i;
-        ASSERT_TRUE(m.payload == payload_of(sizes[i % sizes.size()], static_cast<unsigned>(i))) << "message " << i;
-    }
-    Message end;
-    EXPECT_FALSE(ch->receive(end)) << "the writer's close is a clean end";
-    int status = test::wait_or_kill(writer, 20000);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-    EXPECT_GT(view->to_server.head.load(), shm::kRingCapacity) << "never went on past the ring's end";
+    stream_through_a_full_ring(
+        count, [&](std::size_t i) { return sizes[i % sizes.size()]; },
+        [](const SegmentView& view) {
+            EXPECT_LE(view->to_server.head.load(), shm::kRingCapacity) << "wrote past the unread bytes";
+        },
+        [](Channel&, const SegmentView& view) {
+            EXPECT_GT(view->to_server.head.load(), shm::kRingCapacity) << "never went on past the ring's end";
+        });
 }
 
 // A stream's reader in block mode polls briefly for the next message while
