@@ -310,19 +310,19 @@ private:
         put_u32(at + kStampBytes + 1, static_cast<std::uint32_t>(length));
         std::memset(at + kStampBytes + kFrameHeaderSize, 0, kFramePrefix - kStampBytes - kFrameHeaderSize);
     }
-    // A payload of up to a line (never the slot's sizes) in a frame that
-    // ends within small_until_: written whole in place and published with
-    // no check of its own, as send_whole would (the bound holds its checks).
-    // A send then takes 95 instructions instead of 135 (callgrind, 64 B),
-    // about 40 of them before the payload's stores instead of about 70. Why that
-    // matters: what runs from receive()'s poll to the reply's stores is on a
-    // spin-mode round trip's critical path (25 cycles of dependent adds put
-    // before send_whole's stores made Paired/shm-spin/64 1.15x slower per
-    // interleaved round, 12 rounds). Measured, pinned 1,1, against the build
-    // before, per interleaved round: Paired/shm-spin/64 0.965 [0.781, 1.358]
-    // (30 rounds, 18 below 1), and 0.949, 0.998, 0.933, 0.907 in four runs
-    // of 10-16; PairedDuplex 0.999 (30 rounds), 1.013, 0.997, 1.004: a few
-    // percent at best, under a process's own swing. false: nothing done.
+    // A payload of up to a line (never the slot's sizes) in a frame that ends
+    // within small_until_: written whole in place and published with no check
+    // of its own, as send_whole would (the bound holds its checks). A send
+    // then takes 95 instructions instead of 135 (callgrind, 64 B), about 40 of
+    // them before the payload's stores instead of about 70. Why that matters:
+    // what runs from receive()'s poll to the reply's stores is on a spin-mode
+    // round trip's critical path (25 cycles of dependent adds put before
+    // send_whole's stores made Paired/shm-spin/64 1.15x slower per interleaved
+    // round, 12 rounds). Measured, pinned 1,1, against the build before, per
+    // interleaved round: Paired/shm-spin/64 0.965 [0.781, 1.358] (30 rounds,
+    // 18 below 1), and 0.949, 0.998, 0.933, 0.907 in four runs of 10-16;
+    // PairedDuplex 0.999 (30 rounds), 1.013, 0.997, 1.004: a few percent at
+    // best, under a process's own swing. false: nothing done.
     [[gnu::always_inline]] bool send_small(FrameType type, std::span<const std::byte> payload) {
         const std::uint64_t at = tx_.head();
         const std::size_t prefix = small_payload_offset(tx_.offset(), payload.size());
