@@ -16,7 +16,8 @@
 // range and never touch bytes outside their data area (frame() included,
 // whatever the stamps hold); readable() and
 // space() stay within the capacity; take()/stage() move at most what was
-// asked. ExchangeSlot::take throws ProtocolError for a bad header and never
+// asked; a frame within whole_frames_until() lies in the data area and in
+// the room the reader's index leaves. ExchangeSlot::take throws ProtocolError for a bad header and never
 // delivers more than the slot holds. decode_hello refuses a wrong magic or
 // version and is lossless otherwise. parse_segment_entry never throws.
 #include <unistd.h>
@@ -135,7 +136,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         in.take(argb, sizeof argb);
         std::uint64_t arg = get_u64(argb);
         std::size_t small = static_cast<std::size_t>(arg % (2 * kRing + 2));
-        const int o = op % 18;
+        const int o = op % 19;
         try {
             switch (o) {
             case 0: seg->to_server.head.store(arg); break;  // the peer's producer index, any value
@@ -208,6 +209,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     require(!slot.can_put(kSlotMinPayload), "put() kept the turn");
                 }
                 break;
+            case 18:  // a whole frame the short way (send_small), within the bound for a restart point
+                if (writer_ok) {
+                    const std::size_t frame = kFrameAlign * (1 + small % 8);
+                    if (writer.head() + frame <= writer.whole_frames_until(small)) {
+                        require(writer.offset() + frame <= kRing, "whole_frames_until() past the ring's end");
+                        std::memset(writer.at_head(), 0x77, frame);
+                        writer.publish_whole(frame);
+                        require(writer.space(0) <= kRing, "whole_frames_until() past the reader's index");
+                    }
+                }
+                break;
             case 11:
                 if (writer_ok && writer.space(kRing - writer.offset()) >= kRing - writer.offset()) {
                     writer.skip_to_end();
@@ -218,7 +230,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
         } catch (const ProtocolError&) {
             // The session is over for that side (or the slot); the other may still run.
-            (o >= 14 ? slot_ok : o == 4 || o == 5 || o == 8 || o == 10 || o == 13 ? reader_ok : writer_ok) = false;
+            (o >= 14 && o <= 17 ? slot_ok : o == 4 || o == 5 || o == 8 || o == 10 || o == 13 ? reader_ok : writer_ok) =
+                false;
         }
     }
     shared_slot->~SlotShared();
