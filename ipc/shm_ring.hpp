@@ -251,7 +251,7 @@ public:
     // with wake at once, as begin_frame(), commit(n) and publish() would
     // (their bookkeeping for pads and chunks is not needed here).
     bool publish_frame(std::size_t n) {
-        if (head_ != published_ || head_ % kFrameAlign != 0 || pending_ != 0)
+        if (!at_clean_boundary())
             throw std::logic_error("shm ring: a whole frame off its boundary, behind unpublished bytes or a pending stamp");
         return publish_whole(n);
     }
@@ -265,7 +265,7 @@ public:
     // bound stays true while only those frames are sent: the tail index read
     // only grows.
     std::uint64_t whole_frames_until(std::size_t limit) const {
-        if (head_ != published_ || head_ % kFrameAlign != 0 || pending_ != 0) return 0;
+        if (!at_clean_boundary()) return 0;
         const std::uint64_t pass = head_ - offset();
         return std::min(pass + std::min<std::uint64_t>(limit, capacity_), tail_cache_ + capacity_);
     }
@@ -308,6 +308,9 @@ public:
     std::size_t capacity() const { return capacity_; }
 
 private:
+    // Where a whole frame may start: a frame boundary, nothing staged, no stamp pending.
+    bool at_clean_boundary() const { return head_ == published_ && head_ % kFrameAlign == 0 && pending_ == 0; }
+
     // The wake part of a publish: rings for what was published since the last ring.
     bool ring_for_published() {
         if (rung_ == published_) return false;
