@@ -48,21 +48,21 @@ namespace ipclab {
 // 64 KiB. It started at 1 KiB while 512 B read 1.08x slower through it
 // (Paired/shm-spin pinned, 6 interleaved rounds); since the ack left the
 // stamp's line (below) the sizes under 1 KiB gain too (20 short interleaved
-// rounds, pinned, slot/ring per round: 96 B 0.939, 256 B 0.927, 512 B
-// 0.932, 768 B 0.893, 14-20 of 20 rounds below 1; PairedDuplex 96 B-768 B
+// rounds, pinned, slot/ring per round: 96 B 0.939, 256 B 0.927, 512 B 0.932,
+// 768 B 0.893, 14-20 of 20 rounds below 1; PairedDuplex 96 B-768 B
 // 0.87-0.98). 64 B and less stay in the ring, where a frame is its stamp's
 // line and one payload line: through the slot 64 B read 1.006 and 1.055 of
-// the ring per round (8 of 16 and 6 of 16 below 1), and the bare loops
-// above put it behind the walking ring; against the ring's short way
-// (send_small) 1.133 at 64 B and 1.237 at 16 B (16 rounds, 1 and 0 below 1). Through the ring a 64 KiB message
-// streams in chunks, copied out while copied in, and read 0.87-0.97 of the
-// raw ping-pong in some ipc-bench processes but 1.3-2.1 in others (7 of 16
-// in one run of 16 interleaved rounds, the two modes even within one
-// process; the raw loop unaffected; an untested guess: its 512 KiB walk
-// per direction is more than an L2 holds). Through the slot it read
-// 0.78-1.05 in every repetition of the same rounds (per-round median 1.05x
-// the ring's good mode). Larger messages keep the ring, where copying out
-// while copying in wins (1 MiB 0.78 of raw).
+// the ring per round (8 of 16 and 6 of 16 below 1), and the bare loops above
+// put it behind the walking ring; against the ring's short way (send_small)
+// 1.133 at 64 B and 1.237 at 16 B (16 rounds, 1 and 0 below 1). Through the
+// ring a 64 KiB message streams in chunks, copied out while copied in, and
+// read 0.87-0.97 of the raw ping-pong in some ipc-bench processes but
+// 1.3-2.1 in others (7 of 16 in one run of 16 interleaved rounds, the two
+// modes even within one process; the raw loop unaffected; an untested guess:
+// its 512 KiB walk per direction is more than an L2 holds). Through the slot
+// it read 0.78-1.05 in every repetition of the same rounds (per-round median
+// 1.05x the ring's good mode). Larger messages keep the ring, where copying
+// out while copying in wins (1 MiB 0.78 of raw).
 inline constexpr std::size_t kSlotMinPayload = 65;
 inline constexpr std::size_t kSlotMaxPayload = 64 * 1024;
 

@@ -14,12 +14,13 @@
 //
 // Contract: RingReader/RingWriter throw ProtocolError for an index out of
 // range and never touch bytes outside their data area (frame() included,
-// whatever the stamps hold); readable() and
-// space() stay within the capacity; take()/stage() move at most what was
-// asked; a frame within whole_frames_until() lies in the data area and in
-// the room the reader's index leaves. ExchangeSlot::take throws ProtocolError for a bad header and never
-// delivers more than the slot holds. decode_hello refuses a wrong magic or
-// version and is lossless otherwise. parse_segment_entry never throws.
+// whatever the stamps hold); readable() and space() stay within the
+// capacity; take()/stage() move at most what was asked; a frame within
+// whole_frames_until() lies in the data area and in the room the reader's
+// index leaves. ExchangeSlot::take throws ProtocolError for a bad header and
+// never delivers more than the slot holds. decode_hello refuses a wrong
+// magic or version and is lossless otherwise. parse_segment_entry never
+// throws.
 #include <unistd.h>
 
 #include <algorithm>
